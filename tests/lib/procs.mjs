@@ -1,0 +1,132 @@
+// Child process management for the tests: each service runs in its own process
+// group (and dies with its parent through PR_SET_PDEATHSIG via setpriv when
+// available); readiness is a line on stdout/stderr, never a fixed sleep; every
+// group is killed when the test process ends.
+
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const WORK = path.join(ROOT, 'tests', '.work');
+export const LOGS = path.join(WORK, 'logs');
+fs.mkdirSync(LOGS, { recursive: true });
+
+const live = new Set();
+
+function killGroup(pid, signal) {
+  try { process.kill(-pid, signal); } catch { /* gone */ }
+}
+
+function killAllSync() {
+  for (const p of live) killGroup(p.pid, 'SIGKILL');
+  live.clear();
+}
+process.on('exit', killAllSync);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(sig, () => { killAllSync(); process.exit(128 + (sig === 'SIGINT' ? 2 : 15)); });
+}
+
+let setprivOk;
+function hasSetpriv() {
+  if (setprivOk === undefined) {
+    try { execFileSync('setpriv', ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore' }); setprivOk = true; } catch { setprivOk = false; }
+  }
+  return setprivOk;
+}
+
+/** A port that was free on `host` a moment ago. */
+export function freePort(host = '127.0.0.1') {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, host, () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+let seq = 0;
+
+/**
+ * Start `cmd args` in a new process group; resolve when a line of its output
+ * matches `ready` (the match is returned), reject when it exits first or after
+ * `timeoutMs`.
+ */
+export function startProcess(name, cmd, args, { env = {}, ready, timeoutMs = 60000, cwd = ROOT, echo = false } = {}) {
+  const logFile = path.join(LOGS, `${name}-${process.pid}-${++seq}.log`);
+  const log = fs.createWriteStream(logFile);
+  const [file, argv] = hasSetpriv() ? ['setpriv', ['--pdeathsig', 'KILL', '--', cmd, ...args]] : [cmd, args];
+  const child = spawn(file, argv, {
+    cwd, env: { ...process.env, ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const proc = {
+    name, pid: child.pid, child, logFile, output: '', exited: null,
+    async stop() {
+      if (proc.exited) return;
+      live.delete(proc);
+      killGroup(child.pid, 'SIGTERM');
+      const t = setTimeout(() => killGroup(child.pid, 'SIGKILL'), 3000);
+      await proc.exitPromise;
+      clearTimeout(t);
+      killGroup(child.pid, 'SIGKILL'); // stragglers in the group
+    },
+    tail(n = 4000) { return proc.output.slice(-n); },
+  };
+  live.add(proc);
+  proc.exitPromise = new Promise((resolve) => child.on('exit', (code, signal) => {
+    proc.exited = { code, signal };
+    live.delete(proc);
+    resolve(proc.exited);
+  }));
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    let done = false;
+    const finish = (err, m) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err) { proc.stop(); reject(err); } else resolve({ proc, match: m });
+    };
+    const onData = (chunk) => {
+      const s = chunk.toString();
+      log.write(s);
+      if (echo) process.stdout.write(s.replace(/^(?=.)/gm, `[${name}] `));
+      proc.output = (proc.output + s).slice(-200000);
+      if (done) return;
+      buf += s;
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        const m = line.match(ready);
+        if (m) return finish(null, m);
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('error', (e) => finish(new Error(`${name}: cannot start ${cmd}: ${e.message}`)));
+    proc.exitPromise.then((x) => finish(new Error(
+      `${name} exited (${x.code ?? x.signal}) before it was ready; log ${logFile}:\n${proc.tail()}`)));
+    const timer = setTimeout(() => finish(new Error(
+      `${name} not ready after ${timeoutMs} ms; log ${logFile}:\n${proc.tail()}`)), timeoutMs);
+  });
+}
+
+/** Poll `fn` until it returns a truthy value (bounded). */
+export async function waitFor(fn, { timeoutMs = 10000, intervalMs = 50, what = 'condition' } = {}) {
+  const end = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < end) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) { last = e; }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`);
+}

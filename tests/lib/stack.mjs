@@ -1,0 +1,149 @@
+// Start the dev IdP, the example origin and the edgeauth host on free loopback
+// ports (gateway and origin on 127.0.0.1, IdP on 127.0.0.2).
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ROOT, freePort, startProcess } from './procs.mjs';
+
+const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
+export const HOST_BIN = process.env.EDGEAUTH_HOST_BIN || path.join(TARGET, 'debug', 'edgeauth');
+export const COMPONENT = process.env.EDGEAUTH_COMPONENT
+  || path.join(TARGET, 'wasm32-wasip2', 'release', 'edgeauth_component.wasm');
+export const MANIFEST = process.env.EDGEAUTH_MANIFEST || path.join(ROOT, 'spin.toml');
+export const IDP_HOST = '127.0.0.2';
+export const CLIENT_SECRET = 'edgeauth-dev-secret';
+
+// ---------------------------------------------------------------- keys
+export function sessionKey(kid = `s${crypto.randomBytes(3).toString('hex')}`) {
+  return { kid, spec: `${kid}:${crypto.randomBytes(32).toString('base64url')}` };
+}
+
+/** An assertion signing key: spec for SPIN_VARIABLE_ASSERTION_KEYS plus its public JWK. */
+export function assertionKey(alg = 'ed25519', kid = `a${crypto.randomBytes(3).toString('hex')}`) {
+  const kp = alg === 'es256'
+    ? crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    : crypto.generateKeyPairSync('ed25519');
+  const jwk = kp.privateKey.export({ format: 'jwk' });
+  const pub = kp.publicKey.export({ format: 'jwk' });
+  return { kid, alg, spec: `${kid}:${alg}:${jwk.d}`, publicJwk: pub };
+}
+
+// ---------------------------------------------------------------- services
+export async function startIdp({ gatewayUrls, env = {}, port, echo = false } = {}) {
+  const p = port ?? await freePort(IDP_HOST);
+  const { proc, match } = await startProcess('idp', process.execPath, [path.join(ROOT, 'tests/idp/idp.mjs')], {
+    env: { IDP_HOST, IDP_PORT: String(p), GATEWAY_URL: gatewayUrls.join(','), ...env },
+    ready: /idp listening on (http:\/\/\S+)/,
+    timeoutMs: 30000, echo,
+  });
+  return { proc, url: match[1], issuer: env.IDP_ISSUER || match[1], stop: () => proc.stop() };
+}
+
+export async function startOrigin({ env = {}, port, echo = false } = {}) {
+  const p = port ?? await freePort('127.0.0.1');
+  const { proc, match } = await startProcess('origin', process.execPath, [path.join(ROOT, 'tests/origin/origin.mjs')], {
+    env: { ORIGIN_PORT: String(p), ...env },
+    ready: /origin listening on (http:\/\/\S+)/,
+    timeoutMs: 30000, echo,
+  });
+  const url = match[1];
+  return {
+    proc, url, stop: () => proc.stop(),
+    async requests() {
+      const r = await fetch(`${url}/__origin/requests`);
+      return r.json();
+    },
+    async reset() { await fetch(`${url}/__origin/reset`, { method: 'POST' }); },
+  };
+}
+
+export function checkBinaries() {
+  const needed = HOST_BIN.endsWith('.mjs') ? [HOST_BIN] : [HOST_BIN, COMPONENT, MANIFEST]; // .mjs: tests/tools/reference-gateway.mjs
+  const missing = needed.filter((f) => !fs.existsSync(f));
+  if (missing.length) {
+    throw new Error(`missing build outputs: ${missing.join(', ')} — run scripts/test (or set EDGEAUTH_HOST_BIN / EDGEAUTH_COMPONENT)`);
+  }
+}
+
+/**
+ * Start one edgeauth host. `vars` are Spin variable overrides (lower-case names
+ * like public_url); keys default to a fresh session key and ed25519 assertion key.
+ */
+export async function startGateway({ port, originUrl, issuer, clientId = 'edgeauth', clientSecret = CLIENT_SECRET,
+  sessionKeys, assertionKeys, allowedEmailDomains = '', vars = {}, env = {}, echo = false }) {
+  checkBinaries();
+  const p = port ?? await freePort('127.0.0.1');
+  const publicUrl = `http://127.0.0.1:${p}`;
+  const sk = sessionKeys ?? [sessionKey()];
+  const ak = assertionKeys ?? [assertionKey('ed25519')];
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-state-'));
+  const spinVars = {
+    public_url: publicUrl,
+    origin_url: originUrl,
+    oidc_issuer: issuer,
+    oidc_client_id: clientId,
+    oidc_client_secret: clientSecret,
+    session_keys: sk.map((k) => k.spec).join(','),
+    assertion_keys: ak.map((k) => k.spec).join(','),
+    allowed_email_domains: allowedEmailDomains,
+    ...vars,
+  };
+  const varEnv = Object.fromEntries(Object.entries(spinVars).map(([k, v]) => [`SPIN_VARIABLE_${k.toUpperCase()}`, v]));
+  const { proc, match } = await startProcess('gateway', HOST_BIN, [
+    'up', '--manifest', MANIFEST, '--listen', `127.0.0.1:${p}`, '--component', COMPONENT, '--state-dir', stateDir,
+  ], {
+    env: { RUST_BACKTRACE: '1', ...varEnv, ...env },
+    ready: /edgeauth host listening on (http:\/\/\S+)/,
+    timeoutMs: 120000, echo,
+  });
+  return {
+    proc, url: publicUrl, listenUrl: match[1], sessionKeys: sk, assertionKeys: ak, stateDir, vars: spinVars,
+    async stop() {
+      await proc.stop();
+      fs.rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * IdP + origin + gateway(s). `gateways` is the number of gateway ports to
+ * register at the IdP; the first is started with `gatewayOptions`, the others
+ * with `stack.startGateway(options)` later.
+ */
+export async function startStack({ gateways = 1, gatewayOptions = {}, idpEnv = {} } = {}) {
+  const ports = [];
+  for (let i = 0; i < gateways; i++) ports.push(await freePort('127.0.0.1'));
+  const started = [];
+  const stack = { ports, gateways: started };
+  try {
+    const [idp, origin] = await Promise.all([
+      startIdp({ gatewayUrls: ports.map((p) => `http://127.0.0.1:${p}`), env: idpEnv }),
+      startOrigin(),
+    ]);
+    stack.idp = idp;
+    stack.origin = origin;
+    let next = 0;
+    stack.startGateway = async (opts = {}) => {
+      if (next >= ports.length) throw new Error('startStack: no gateway port left; raise `gateways`');
+      const gw = await startGateway({ port: ports[next++], originUrl: origin.url, issuer: idp.issuer, ...opts });
+      started.push(gw);
+      return gw;
+    };
+    stack.gateway = await stack.startGateway(gatewayOptions);
+  } catch (e) {
+    await stopStack(stack);
+    throw e;
+  }
+  return stack;
+}
+
+export async function stopStack(stack) {
+  if (!stack) return;
+  await Promise.all([
+    ...(stack.gateways || []).map((g) => g.stop()),
+    stack.idp?.stop(),
+    stack.origin?.stop(),
+  ]);
+}
