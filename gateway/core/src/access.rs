@@ -1,0 +1,163 @@
+//! The hot path: session check, policy, and the plan for forwarding.
+//! No network I/O: the session cookie carries everything needed.
+
+use http::request::Parts;
+use http::{HeaderMap, Method, StatusCode, Uri};
+
+use crate::identity::Identity;
+use crate::pages;
+use crate::policy;
+use crate::routes::LOGIN;
+use crate::session;
+use crate::settings::Settings;
+use crate::Response;
+
+/// How to send the request on to the origin.
+#[derive(Debug)]
+pub struct Forward {
+    pub uri: Uri,
+    pub headers: HeaderMap,
+    pub identity: Identity,
+}
+
+#[derive(Debug)]
+pub enum Access {
+    Forward(Box<Forward>),
+    Respond(Response),
+}
+
+/// The browser is sent to log in and come back to the same path.
+pub fn login_redirect(parts: &Parts) -> Response {
+    let here = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str());
+    let rd: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
+    pages::redirect(&format!("{LOGIN}?rd={rd}"))
+}
+
+pub fn unauthenticated(parts: &Parts) -> Response {
+    if pages::wants_json(parts) {
+        return pages::json(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({
+                "error": "unauthenticated",
+                "message": "Sign in first.",
+                "login_url": LOGIN,
+            })
+            .to_string(),
+        );
+    }
+    // Only safe methods come back after login; a form post cannot be replayed.
+    if matches!(parts.method, Method::GET | Method::HEAD) {
+        return login_redirect(parts);
+    }
+    pages::error_with_link(
+        StatusCode::UNAUTHORIZED,
+        "Sign in first",
+        "This request needs a signed-in session.",
+        &format!("{LOGIN}?rd=/"),
+        "Sign in",
+    )
+}
+
+pub fn authorize(settings: &Settings, parts: &Parts, now: u64) -> Access {
+    let session = match session::read(settings, &parts.headers, now) {
+        Ok(s) => s,
+        Err(_) => return Access::Respond(unauthenticated(parts)),
+    };
+    if let Err(denial) = policy::check(settings, &session.identity) {
+        return Access::Respond(pages::error(
+            StatusCode::FORBIDDEN,
+            "Access denied",
+            &format!("Denied by the rule \u{201c}{}\u{201d}: {}.", denial.rule, denial.reason),
+            pages::wants_json(parts),
+        ));
+    }
+    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let Some(uri) = crate::forward::origin_uri(settings, path_and_query) else {
+        return Access::Respond(pages::error(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "The request path cannot be forwarded.",
+            pages::wants_json(parts),
+        ));
+    };
+    let assertion = settings.assertion_keys.sign(
+        &session.identity,
+        &settings.public_origin(),
+        &settings.assertion_audience,
+        now,
+    );
+    let client_addr = parts
+        .headers
+        .get("spin-client-addr")
+        .and_then(|v| v.to_str().ok());
+    let headers = crate::forward::origin_headers(
+        settings,
+        &parts.headers,
+        &session.identity,
+        &assertion,
+        client_addr,
+    );
+    Access::Forward(Box::new(Forward {
+        uri,
+        headers,
+        identity: session.identity,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::Session;
+    use crate::testutil::{counter_rng, settings_with};
+    use http::header::{COOKIE, LOCATION};
+
+    fn req(method: &str, uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut b = http::Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn cookie_for(s: &Settings, email: &str, verified: bool) -> String {
+        let id = Identity { sub: "u1".into(), email: Some(email.into()), email_verified: verified, name: None, groups: vec![] };
+        let mut rng = counter_rng();
+        let c = Session::new(id, None, s, 1000).to_cookie(s, &mut rng).unwrap();
+        c.split(';').next().unwrap().to_owned()
+    }
+
+    #[test]
+    fn no_session_redirects_browsers_and_401s_apis() {
+        let s = settings_with(&[]);
+        let Access::Respond(r) = authorize(&s, &req("GET", "/a/b?x=1&y=2", &[]), 1000) else { panic!() };
+        assert_eq!(r.status(), 302);
+        assert_eq!(r.headers()[LOCATION], "/.edgeauth/login?rd=%2Fa%2Fb%3Fx%3D1%26y%3D2");
+        let Access::Respond(r) = authorize(&s, &req("GET", "/api", &[("accept", "application/json")]), 1000) else { panic!() };
+        assert_eq!(r.status(), 401);
+        let Access::Respond(r) = authorize(&s, &req("POST", "/form", &[]), 1000) else { panic!() };
+        assert_eq!(r.status(), 401);
+    }
+
+    #[test]
+    fn valid_session_forwards_with_identity() {
+        let s = settings_with(&[]);
+        let c = cookie_for(&s, "alice@example.com", true);
+        let Access::Forward(f) = authorize(&s, &req("GET", "/x?q=1", &[(COOKIE.as_str(), &c)]), 1001) else { panic!() };
+        assert_eq!(f.uri.to_string(), "http://127.0.0.1:3001/x?q=1");
+        assert_eq!(f.headers["x-auth-request-user"], "u1");
+        assert!(f.headers.get(COOKIE).is_none());
+        assert!(f.headers["x-edgeauth-assertion"].len() > 50);
+    }
+
+    #[test]
+    fn policy_applies_to_existing_sessions() {
+        let open = settings_with(&[]);
+        let c = cookie_for(&open, "bob@example.com", false);
+        let strict = settings_with(&[("allowed_email_domains", "example.com")]);
+        let Access::Respond(r) = authorize(&strict, &req("GET", "/", &[(COOKIE.as_str(), &c)]), 1001) else { panic!() };
+        assert_eq!(r.status(), 403);
+    }
+}

@@ -1,0 +1,211 @@
+//! The signed identity assertion sent to the origin, and the JWKS that lets the
+//! origin verify it. Keys are EdDSA (Ed25519) or ES256; the first key signs and
+//! every key is published, so keys rotate without rejecting in-flight requests.
+
+use jwt_simple::prelude::*;
+use serde_json::json;
+
+use crate::encoding::{b64url, b64url_decode};
+use crate::identity::Identity;
+use crate::seal::valid_key_id;
+
+/// Short on purpose: the assertion is minted per request, so it only has to
+/// outlive the hop to the origin.
+pub const ASSERTION_LIFETIME_SECS: u64 = 60;
+const MAX_KEYS: usize = 8;
+
+enum Signer {
+    Ed25519(Ed25519KeyPair),
+    Es256(ES256KeyPair),
+}
+
+struct SigningKey {
+    id: String,
+    signer: Signer,
+}
+
+pub struct AssertionKeys {
+    keys: Vec<SigningKey>,
+}
+
+impl std::fmt::Debug for AssertionKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.keys.iter().map(|k| k.id.as_str()).collect();
+        write!(f, "AssertionKeys{ids:?}")
+    }
+}
+
+#[derive(Serialize)]
+struct AssertionClaims<'a> {
+    email: Option<&'a str>,
+    email_verified: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    groups: &'a [String],
+}
+
+impl AssertionKeys {
+    /// Parses `kid:ed25519:<base64url 32-byte seed>` and
+    /// `kid:es256:<base64url 32-byte scalar>`, comma-separated.
+    pub fn parse(spec: &str) -> Result<AssertionKeys, String> {
+        let mut keys: Vec<SigningKey> = Vec::new();
+        for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let mut parts = entry.splitn(3, ':');
+            let (Some(id), Some(alg), Some(secret)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err("each key must look like `kid:ed25519:<base64url seed>` or `kid:es256:<base64url scalar>`".into());
+            };
+            if !valid_key_id(id) {
+                return Err(format!(
+                    "key id `{id}` must be 1-16 characters of A-Z a-z 0-9 - _"
+                ));
+            }
+            if keys.iter().any(|k| k.id == id) {
+                return Err(format!("key id `{id}` appears twice"));
+            }
+            let secret = b64url_decode(secret.trim())
+                .filter(|b| b.len() == 32)
+                .ok_or_else(|| format!("key `{id}` must be 32 bytes, base64url without padding"))?;
+            let signer = match alg {
+                "ed25519" => {
+                    let seed = ed25519_compact::Seed::from_slice(&secret)
+                        .map_err(|e| format!("key `{id}`: {e}"))?;
+                    let pair = ed25519_compact::KeyPair::from_seed(seed);
+                    Signer::Ed25519(
+                        Ed25519KeyPair::from_bytes(&pair[..])
+                            .map_err(|e| format!("key `{id}`: {e}"))?
+                            .with_key_id(id),
+                    )
+                }
+                "es256" => Signer::Es256(
+                    ES256KeyPair::from_bytes(&secret)
+                        .map_err(|e| format!("key `{id}` is not a valid P-256 scalar: {e}"))?
+                        .with_key_id(id),
+                ),
+                other => {
+                    return Err(format!(
+                        "key `{id}`: algorithm `{other}` is not supported (use ed25519 or es256)"
+                    ));
+                }
+            };
+            keys.push(SigningKey {
+                id: id.to_owned(),
+                signer,
+            });
+        }
+        if keys.is_empty() {
+            return Err("at least one signing key is required".into());
+        }
+        if keys.len() > MAX_KEYS {
+            return Err(format!("at most {MAX_KEYS} keys are accepted"));
+        }
+        Ok(AssertionKeys { keys })
+    }
+
+    /// A JWT for the origin: iss = the gateway, aud = the app, 60 s lifetime.
+    pub fn sign(&self, identity: &Identity, issuer: &str, audience: &str, now: u64) -> String {
+        let custom = AssertionClaims {
+            email: identity.email.as_deref(),
+            email_verified: identity.email_verified,
+            name: identity.name.as_deref(),
+            groups: &identity.groups,
+        };
+        let mut claims = Claims::with_custom_claims(custom, Duration::from_secs(ASSERTION_LIFETIME_SECS))
+            .with_issuer(issuer)
+            .with_audience(audience)
+            .with_subject(&identity.sub);
+        claims.issued_at = Some(UnixTimeStamp::from_secs(now));
+        claims.invalid_before = Some(UnixTimeStamp::from_secs(now));
+        claims.expires_at = Some(UnixTimeStamp::from_secs(now + ASSERTION_LIFETIME_SECS));
+        let signed = match &self.keys[0].signer {
+            Signer::Ed25519(k) => k.sign(claims),
+            Signer::Es256(k) => k.sign(claims),
+        };
+        signed.expect("signing a serializable claim set with a valid key does not fail")
+    }
+
+    /// The public keys as a JWKS document (RFC 7517).
+    pub fn jwks_json(&self) -> String {
+        let keys: Vec<serde_json::Value> = self
+            .keys
+            .iter()
+            .map(|k| match &k.signer {
+                Signer::Ed25519(pair) => json!({
+                    "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
+                    "kid": k.id, "x": b64url(&pair.public_key().to_bytes()),
+                }),
+                Signer::Es256(pair) => {
+                    let point = pair.public_key().public_key().to_bytes_uncompressed();
+                    json!({
+                        "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig",
+                        "kid": k.id, "x": b64url(&point[1..33]), "y": b64url(&point[33..65]),
+                    })
+                }
+            })
+            .collect();
+        json!({ "keys": keys }).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::SEED;
+
+    fn alice() -> Identity {
+        Identity {
+            sub: "alice".into(),
+            email: Some("alice@example.com".into()),
+            email_verified: true,
+            name: Some("Alice".into()),
+            groups: vec!["admins".into(), "devs".into()],
+        }
+    }
+
+    fn verify_with_jwks(keys: &AssertionKeys, token: &str, now: u64) -> Result<JWTClaims<serde_json::Value>, String> {
+        let jwks: serde_json::Value = serde_json::from_str(&keys.jwks_json()).unwrap();
+        let doc = crate::id_token::Jwks::parse(jwks.to_string().as_bytes()).unwrap();
+        let mut opts = VerificationOptions {
+            allowed_issuers: Some(HashSet::from(["https://gw.example".to_owned()])),
+            allowed_audiences: Some(HashSet::from(["https://app.example".to_owned()])),
+            ..Default::default()
+        };
+        opts.artificial_time = Some(UnixTimeStamp::from_secs(now));
+        opts.time_tolerance = Some(Duration::from_secs(0));
+        doc.verify_any(token, opts).map_err(|e| format!("{e:?}"))
+    }
+
+    #[test]
+    fn ed25519_and_es256_assertions_verify_against_published_jwks() {
+        for spec in [format!("e1:ed25519:{SEED}"), format!("p1:es256:{SEED}")] {
+            let keys = AssertionKeys::parse(&spec).unwrap();
+            let now = 1_800_000_000;
+            let token = keys.sign(&alice(), "https://gw.example", "https://app.example", now);
+            let claims = verify_with_jwks(&keys, &token, now + 10).unwrap();
+            assert_eq!(claims.subject.as_deref(), Some("alice"));
+            assert_eq!(claims.custom["email"], "alice@example.com");
+            assert_eq!(claims.custom["groups"], json!(["admins", "devs"]));
+            // Expired once its 60 s are up.
+            assert!(verify_with_jwks(&keys, &token, now + 61).is_err());
+        }
+    }
+
+    #[test]
+    fn jwks_never_contains_private_material() {
+        let keys =
+            AssertionKeys::parse(&format!("e1:ed25519:{SEED},p1:es256:{SEED}")).unwrap();
+        let jwks: serde_json::Value = serde_json::from_str(&keys.jwks_json()).unwrap();
+        assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+        for k in jwks["keys"].as_array().unwrap() {
+            assert!(k.get("d").is_none(), "private key leaked: {k}");
+        }
+        assert!(!keys.jwks_json().contains(SEED));
+    }
+
+    #[test]
+    fn parse_errors() {
+        assert!(AssertionKeys::parse("").is_err());
+        assert!(AssertionKeys::parse(&format!("k:hs256:{SEED}")).is_err());
+        assert!(AssertionKeys::parse("k:ed25519:AAAA").is_err());
+    }
+}

@@ -1,0 +1,395 @@
+//! The login callback, in steps the component drives:
+//! [`begin`] (state check) → replay check in KV → [`token_request`] →
+//! [`parse_token_response`] → [`verify`] (with a JWKS refetch on
+//! [`IdTokenError::UnknownKey`]) → [`complete`] (policy, session, redirect).
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use http::StatusCode;
+use http::request::Parts;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::cookies::{self, Jar};
+use crate::encoding::b64url;
+use crate::id_token::{Expectations, IdTokenError, Jwks};
+use crate::identity::Identity;
+use crate::login::LoginState;
+use crate::pages;
+use crate::policy;
+use crate::provider::ProviderMetadata;
+use crate::routes::{self, query_param};
+use crate::seal::Purpose;
+use crate::session::Session;
+use crate::settings::Settings;
+use crate::{Response, Rng};
+
+const MAX_QUERY_LEN: usize = 8 * 1024;
+const MAX_CODE_LEN: usize = 2048;
+const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+
+/// A callback whose state matched its login cookie.
+#[derive(Debug, Clone)]
+pub struct CallbackStart {
+    pub login: LoginState,
+    pub code: String,
+}
+
+fn restart_link() -> String {
+    format!("{}?rd=/", routes::LOGIN)
+}
+
+fn fail(status: StatusCode, title: &str, detail: &str) -> Response {
+    pages::error_with_link(status, title, detail, &restart_link(), "Sign in again")
+}
+
+fn clear_login(settings: &Settings, mut resp: Response) -> Response {
+    pages::add_cookie(&mut resp, &cookies::clear(settings, Jar::Login));
+    resp
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Only short, plain OAuth error codes are echoed back to the person.
+fn printable_code(raw: &str) -> String {
+    raw.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(64)
+        .collect()
+}
+
+/// Checks the callback against the login cookie (state, expiry, `iss`) and
+/// turns IdP error callbacks into pages a person understands.
+pub fn begin(settings: &Settings, parts: &Parts, now: u64) -> Result<CallbackStart, Response> {
+    if parts.uri.query().is_some_and(|q| q.len() > MAX_QUERY_LEN) {
+        return Err(fail(StatusCode::BAD_REQUEST, "Sign-in failed", "The sign-in response is too large."));
+    }
+    let login = cookies::values(&parts.headers, &cookies::name(settings, Jar::Login))
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|v| {
+            let plain = settings.session_keys.open(Purpose::Login, &v).ok()?;
+            serde_json::from_slice::<LoginState>(&plain).ok()
+        });
+    let Some(login) = login else {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            "Sign-in expired",
+            "This sign-in was not started in this browser, took too long, or was already \
+             completed. Cookies must be enabled.",
+        ));
+    };
+    let state = query_param(parts, "state").unwrap_or_default();
+    if !constant_time_eq(&state, &login.state) || login.expired(now) {
+        return Err(clear_login(
+            settings,
+            fail(
+                StatusCode::BAD_REQUEST,
+                "Sign-in expired",
+                "This sign-in link does not belong to the sign-in in progress, or it expired.",
+            ),
+        ));
+    }
+    if let Some(iss) = query_param(parts, "iss") {
+        // RFC 9207: a response naming another issuer is a mix-up attack.
+        if iss != settings.issuer {
+            return Err(clear_login(
+                settings,
+                fail(StatusCode::BAD_REQUEST, "Sign-in failed", "The sign-in response came from an unexpected identity provider."),
+            ));
+        }
+    }
+    if let Some(error) = query_param(parts, "error") {
+        let code = printable_code(&error);
+        let resp = if code == "access_denied" {
+            fail(
+                StatusCode::FORBIDDEN,
+                "Sign-in was cancelled",
+                "The identity provider reports that sign-in was cancelled or access was denied \
+                 (access_denied). You have not been signed in.",
+            )
+        } else {
+            fail(
+                StatusCode::BAD_GATEWAY,
+                "Sign-in failed",
+                &format!("The identity provider could not sign you in (error: {code})."),
+            )
+        };
+        return Err(clear_login(settings, resp));
+    }
+    let code = query_param(parts, "code").unwrap_or_default();
+    if code.is_empty() || code.len() > MAX_CODE_LEN {
+        return Err(clear_login(
+            settings,
+            fail(StatusCode::BAD_REQUEST, "Sign-in failed", "The sign-in response has no usable authorization code."),
+        ));
+    }
+    Ok(CallbackStart { login, code })
+}
+
+/// KV key marking this login's state as used; its presence means a replay.
+pub fn replay_key(start: &CallbackStart) -> String {
+    format!("used-state:{}", b64url(&Sha256::digest(start.login.state.as_bytes())))
+}
+
+pub fn replayed(settings: &Settings) -> Response {
+    clear_login(
+        settings,
+        fail(
+            StatusCode::BAD_REQUEST,
+            "Sign-in link already used",
+            "This sign-in response was already used. Each one works only once.",
+        ),
+    )
+}
+
+/// The token request (client_secret_basic, RFC 6749 §2.3.1 form-encoding).
+pub fn token_request(settings: &Settings, meta: &ProviderMetadata, start: &CallbackStart) -> http::Request<Vec<u8>> {
+    let form = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "authorization_code")
+        .append_pair("code", &start.code)
+        .append_pair("redirect_uri", &settings.callback_url())
+        .append_pair("code_verifier", &start.login.verifier)
+        .finish();
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let basic = STANDARD.encode(format!("{}:{}", enc(&settings.client_id), enc(&settings.client_secret)));
+    http::Request::post(&meta.token_endpoint)
+        .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(http::header::ACCEPT, "application/json")
+        .header(http::header::AUTHORIZATION, format!("Basic {basic}"))
+        .body(form.into_bytes())
+        .expect("token endpoint was validated as a URL")
+}
+
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub id_token: String,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    id_token: Option<String>,
+    error: Option<String>,
+}
+
+/// Reads the token endpoint's answer; an `invalid_grant` (replayed or swapped
+/// code, wrong PKCE verifier) gets its own page.
+pub fn parse_token_response(settings: &Settings, status: u16, body: &[u8]) -> Result<Tokens, Response> {
+    let parsed = if body.len() <= MAX_TOKEN_RESPONSE {
+        serde_json::from_slice::<TokenResponse>(body).ok()
+    } else {
+        None
+    };
+    let resp = match (status, parsed) {
+        (200, Some(TokenResponse { id_token: Some(id_token), .. })) => return Ok(Tokens { id_token }),
+        (200, Some(_)) => fail(
+            StatusCode::BAD_GATEWAY,
+            "Sign-in failed",
+            "The identity provider returned no ID token. Is the `openid` scope allowed for this client?",
+        ),
+        (400..=499, Some(TokenResponse { error: Some(e), .. })) if e == "invalid_grant" => fail(
+            StatusCode::BAD_REQUEST,
+            "Sign-in code rejected",
+            "The identity provider rejected the sign-in code (invalid_grant): it was already \
+             used, expired, or belongs to another sign-in.",
+        ),
+        (400..=499, Some(TokenResponse { error: Some(e), .. })) => fail(
+            StatusCode::BAD_GATEWAY,
+            "Sign-in failed",
+            &format!(
+                "The identity provider refused the gateway's token request (error: {}). Check the client id and secret.",
+                printable_code(&e)
+            ),
+        ),
+        (status, _) => fail(
+            StatusCode::BAD_GATEWAY,
+            "Sign-in failed",
+            &format!("The identity provider's token endpoint gave an unusable answer (HTTP {status})."),
+        ),
+    };
+    Err(clear_login(settings, resp))
+}
+
+/// Validates the ID token and maps its claims.
+pub fn verify(
+    settings: &Settings,
+    jwks: &Jwks,
+    start: &CallbackStart,
+    tokens: &Tokens,
+    now: u64,
+) -> Result<Identity, IdTokenError> {
+    let claims = jwks.verify_id_token(
+        &tokens.id_token,
+        &Expectations {
+            issuer: &settings.issuer,
+            client_id: &settings.client_id,
+            nonce: &start.login.nonce,
+            now,
+        },
+    )?;
+    Identity::from_claims(&claims).map_err(|_| IdTokenError::MissingClaim("sub"))
+}
+
+pub fn verification_failed(settings: &Settings, error: &IdTokenError) -> Response {
+    clear_login(
+        settings,
+        fail(
+            StatusCode::BAD_GATEWAY,
+            "Sign-in could not be verified",
+            &format!("The gateway could not verify the identity provider's answer: {error}."),
+        ),
+    )
+}
+
+/// Policy, then the session cookie and the redirect back to where the person
+/// was going. A denied login gets no session.
+pub fn complete(
+    settings: &Settings,
+    identity: Identity,
+    tokens: Tokens,
+    start: &CallbackStart,
+    now: u64,
+    rng: Rng<'_>,
+) -> Response {
+    if let Err(denial) = policy::check(settings, &identity) {
+        return clear_login(
+            settings,
+            pages::error_with_link(
+                StatusCode::FORBIDDEN,
+                "Access denied",
+                &format!("Denied by the rule \u{201c}{}\u{201d}: {}.", denial.rule, denial.reason),
+                crate::routes::LOGOUT,
+                "Sign in with another account",
+            ),
+        );
+    }
+    let session = Session::new(identity, Some(tokens.id_token), settings, now);
+    let Some(cookie) = session.to_cookie(settings, rng) else {
+        return clear_login(
+            settings,
+            fail(
+                StatusCode::BAD_GATEWAY,
+                "Sign-in failed",
+                "Your identity has too many claims or groups to fit in a session cookie.",
+            ),
+        );
+    };
+    // The return path was validated when the login started and sealed since.
+    let mut resp = pages::redirect(&crate::redirect::return_path_or_root(
+        Some(&start.login.return_to),
+        &settings.public_url,
+    ));
+    pages::add_cookie(&mut resp, &cookie);
+    clear_login(settings, resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{counter_rng, settings_with};
+    use http::header::{COOKIE, LOCATION, SET_COOKIE};
+
+    fn started(s: &Settings, now: u64) -> (LoginState, String) {
+        let mut rng = counter_rng();
+        let login = LoginState::new("/app?x=1".into(), now, &mut rng);
+        let sealed = s
+            .session_keys
+            .seal(Purpose::Login, &serde_json::to_vec(&login).unwrap(), &mut rng);
+        (login, format!("edgeauth_login={sealed}"))
+    }
+
+    fn parts(uri: &str, cookie: &str) -> Parts {
+        http::Request::get(uri)
+            .header(COOKIE, cookie)
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+
+    #[test]
+    fn state_must_match_the_cookie() {
+        let s = settings_with(&[]);
+        let (login, cookie) = started(&s, 1000);
+        let ok = begin(&s, &parts(&format!("/.edgeauth/callback?code=c1&state={}", login.state), &cookie), 1001).unwrap();
+        assert_eq!(ok.code, "c1");
+        for uri in [
+            "/.edgeauth/callback?code=c1&state=wrong".to_owned(),
+            "/.edgeauth/callback?code=c1".to_owned(),
+            format!("/.edgeauth/callback?state={}", login.state),
+            format!("/.edgeauth/callback?code=c1&state={}&iss=http://evil.example", login.state),
+        ] {
+            let r = begin(&s, &parts(&uri, &cookie), 1001).unwrap_err();
+            assert_eq!(r.status(), 400, "{uri}");
+        }
+        // No cookie, or too late.
+        let uri = format!("/.edgeauth/callback?code=c1&state={}", login.state);
+        assert_eq!(begin(&s, &parts(&uri, "x=1"), 1001).unwrap_err().status(), 400);
+        assert_eq!(begin(&s, &parts(&uri, &cookie), 1000 + 601).unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn access_denied_is_explained() {
+        let s = settings_with(&[]);
+        let (login, cookie) = started(&s, 1000);
+        let r = begin(&s, &parts(&format!("/.edgeauth/callback?error=access_denied&state={}", login.state), &cookie), 1001).unwrap_err();
+        assert_eq!(r.status(), 403);
+        let body = String::from_utf8(r.body().clone()).unwrap();
+        assert!(body.contains("cancelled"));
+        assert!(r.headers().get_all(SET_COOKIE).iter().any(|c| c.to_str().unwrap().contains("Max-Age=0")));
+        let r = begin(&s, &parts(&format!("/.edgeauth/callback?error=%3Cscript%3E&state={}", login.state), &cookie), 1001).unwrap_err();
+        assert!(!String::from_utf8(r.body().clone()).unwrap().contains("<script>"));
+    }
+
+    #[test]
+    fn token_request_carries_pkce_and_basic_auth() {
+        let s = settings_with(&[]);
+        let (login, _) = started(&s, 1000);
+        let meta = crate::testutil::provider_meta();
+        let start = CallbackStart { login: login.clone(), code: "c1".into() };
+        let req = token_request(&s, &meta, &start);
+        assert_eq!(req.method(), "POST");
+        let body = String::from_utf8(req.body().clone()).unwrap();
+        assert!(body.contains(&format!("code_verifier={}", login.verifier)));
+        assert!(body.contains("grant_type=authorization_code"));
+        let auth = req.headers()["authorization"].to_str().unwrap();
+        assert_eq!(
+            STANDARD.decode(auth.strip_prefix("Basic ").unwrap()).unwrap(),
+            b"edgeauth:edgeauth-dev-secret"
+        );
+        assert_ne!(replay_key(&start), replay_key(&CallbackStart { login: LoginState { state: "x".into(), ..login }, code: "c1".into() }));
+    }
+
+    #[test]
+    fn token_errors() {
+        let s = settings_with(&[]);
+        assert_eq!(parse_token_response(&s, 400, br#"{"error":"invalid_grant"}"#).unwrap_err().status(), 400);
+        assert_eq!(parse_token_response(&s, 401, br#"{"error":"invalid_client"}"#).unwrap_err().status(), 502);
+        assert_eq!(parse_token_response(&s, 500, b"<html>").unwrap_err().status(), 502);
+        assert_eq!(parse_token_response(&s, 200, br#"{"access_token":"a"}"#).unwrap_err().status(), 502);
+        assert_eq!(parse_token_response(&s, 200, br#"{"id_token":"x.y.z"}"#).unwrap().id_token, "x.y.z");
+    }
+
+    #[test]
+    fn complete_applies_policy_and_sets_session() {
+        let s = settings_with(&[("allowed_email_domains", "example.com")]);
+        let (login, _) = started(&s, 1000);
+        let start = CallbackStart { login, code: "c".into() };
+        let mut rng = counter_rng();
+        let alice = Identity { sub: "alice".into(), email: Some("alice@example.com".into()), email_verified: true, name: None, groups: vec![] };
+        let r = complete(&s, alice, Tokens { id_token: "t".into() }, &start, 1001, &mut rng);
+        assert_eq!(r.status(), 302);
+        assert_eq!(r.headers()[LOCATION], "/app?x=1");
+        let cookies: Vec<_> = r.headers().get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+        assert!(cookies.iter().any(|c| c.starts_with("edgeauth_session=") && !c.contains("Max-Age=0")));
+        assert!(cookies.iter().any(|c| c.starts_with("edgeauth_login=;") || c.starts_with("edgeauth_login=") && c.contains("Max-Age=0")));
+
+        let bob = Identity { sub: "bob".into(), email: Some("bob@example.com".into()), email_verified: false, name: None, groups: vec![] };
+        let r = complete(&s, bob, Tokens { id_token: "t".into() }, &start, 1001, &mut rng);
+        assert_eq!(r.status(), 403);
+        assert!(String::from_utf8(r.body().clone()).unwrap().contains("allowed email domains"));
+        assert!(!r.headers().get_all(SET_COOKIE).iter().any(|c| c.to_str().unwrap().starts_with("edgeauth_session")));
+    }
+}

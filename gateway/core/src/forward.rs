@@ -1,0 +1,285 @@
+//! What the origin receives: the client's request minus anything that could
+//! claim an identity, plus the gateway's identity headers and assertion.
+
+use http::header::{COOKIE, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri};
+
+use crate::cookies::is_gateway_cookie;
+use crate::identity::Identity;
+use crate::settings::Settings;
+
+/// Headers that describe one connection, not the request (RFC 9110 §7.6.1).
+pub fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+/// Identity-bearing header names used by common gateways; origins behind
+/// other proxies may trust any of them, so none may come from a client.
+const SPOOFABLE_EXACT: &[&str] = &[
+    "x-forwarded-user",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-forwarded-access-token",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-uri",
+    "x-forwarded-prefix",
+    "forwarded",
+    "x-real-ip",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "remote-user",
+    "remote-email",
+    "remote-groups",
+    "remote-name",
+    "x-remote-user",
+    "x-user",
+    "x-email",
+    "x-id-token",
+    "x-access-token",
+    "cf-access-jwt-assertion",
+    "cf-access-authenticated-user-email",
+    "x-amzn-oidc-data",
+    "x-amzn-oidc-identity",
+    "x-amzn-oidc-accesstoken",
+    "x-ms-client-principal",
+    "x-ms-client-principal-name",
+    "x-ms-client-principal-id",
+];
+
+const SPOOFABLE_PREFIXES: &[&str] = &[
+    "x-auth-request-",
+    "x-edgeauth-",
+    "x-forwarded-",
+    "x-pomerium-",
+    "x-vouch-",
+    "x-goog-authenticated-",
+    "x-userinfo",
+    // Set by Spin itself for the component; meaningless to the origin.
+    "spin-",
+];
+
+/// Lower-cased with `_` read as `-`: many servers (CGI, some frameworks) map
+/// both to the same variable, so `X_Auth_Request_User` is as dangerous as the
+/// dashed name.
+fn canonical(name: &str) -> String {
+    name.to_ascii_lowercase().replace('_', "-")
+}
+
+pub fn is_spoofable(name: &str, settings: &Settings) -> bool {
+    let n = canonical(name);
+    SPOOFABLE_EXACT.contains(&n.as_str())
+        || SPOOFABLE_PREFIXES.iter().any(|p| n.starts_with(p))
+        || settings
+            .headers
+            .configured()
+            .any(|h| canonical(h.as_str()) == n)
+}
+
+/// `Cookie` without the gateway's own cookies; `None` if nothing is left.
+fn origin_cookies(headers: &HeaderMap) -> Option<HeaderValue> {
+    let kept: Vec<&str> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(n, _)| n).trim();
+            !is_gateway_cookie(name)
+        })
+        .collect();
+    if kept.is_empty() {
+        None
+    } else {
+        HeaderValue::from_str(&kept.join("; ")).ok()
+    }
+}
+
+/// The origin URI for a request path.
+pub fn origin_uri(settings: &Settings, path_and_query: &str) -> Option<Uri> {
+    format!("{}{}", settings.origin.origin().ascii_serialization(), path_and_query)
+        .parse()
+        .ok()
+}
+
+/// Request headers for the origin.
+pub fn origin_headers(
+    settings: &Settings,
+    incoming: &HeaderMap,
+    identity: &Identity,
+    assertion: &str,
+    client_addr: Option<&str>,
+) -> HeaderMap {
+    // Names listed in `Connection` are hop-by-hop for this request too.
+    let connection_listed: Vec<String> = incoming
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    let mut out = HeaderMap::with_capacity(incoming.len() + 6);
+    for (name, value) in incoming {
+        let n = name.as_str();
+        if is_hop_by_hop(n)
+            || n == HOST
+            || n == COOKIE
+            || connection_listed.iter().any(|c| c == n)
+            || is_spoofable(n, settings)
+        {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    if let Some(cookies) = origin_cookies(incoming) {
+        out.insert(COOKIE, cookies);
+    }
+    let mut put = |name: &Option<HeaderName>, value: Option<String>| {
+        if let (Some(name), Some(value)) = (name, value) {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                out.insert(name.clone(), v);
+            }
+        }
+    };
+    let h = &settings.headers;
+    put(&h.user, Some(identity.sub.clone()));
+    put(&h.email, identity.email.clone());
+    put(
+        &h.groups,
+        (!identity.groups.is_empty()).then(|| identity.groups.join(",")),
+    );
+    put(&h.name, identity.name.clone());
+    put(&Some(h.assertion.clone()), Some(assertion.to_owned()));
+    let public = &settings.public_url;
+    put(
+        &Some(HeaderName::from_static("x-forwarded-proto")),
+        Some(public.scheme().to_owned()),
+    );
+    put(
+        &Some(HeaderName::from_static("x-forwarded-host")),
+        public.host_str().map(|host| match public.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_owned(),
+        }),
+    );
+    put(
+        &Some(HeaderName::from_static("x-forwarded-for")),
+        client_addr
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok().map(|s| s.ip().to_string()).or_else(|| a.parse::<std::net::IpAddr>().ok().map(|i| i.to_string()))),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::settings_with;
+
+    fn alice() -> Identity {
+        Identity {
+            sub: "alice".into(),
+            email: Some("alice@example.com".into()),
+            email_verified: true,
+            name: Some("Alice".into()),
+            groups: vec!["admins".into(), "devs".into()],
+        }
+    }
+
+    #[test]
+    fn strips_every_spoofed_identity_header() {
+        let s = settings_with(&[("header_name", "X-User-Name")]);
+        let mut incoming = HeaderMap::new();
+        let spoofed = [
+            "X-Auth-Request-User",
+            "x-auth-request-email",
+            "X_Auth_Request_User",
+            "x_AUTH_request_GROUPS",
+            "X-Auth-Request-Access-Token",
+            "X-Forwarded-User",
+            "X_Forwarded_Email",
+            "X-Forwarded-Groups",
+            "X-Forwarded-Access-Token",
+            "Remote-User",
+            "REMOTE_USER",
+            "X-Edgeauth-Assertion",
+            "x-edgeauth-anything",
+            "X-User-Name",
+            "X_User_Name",
+            "X-Original-URL",
+            "X-Forwarded-Host",
+            "Forwarded",
+            "Cf-Access-Jwt-Assertion",
+            "spin-full-url",
+        ];
+        for name in spoofed {
+            let n = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            incoming.append(n.clone(), HeaderValue::from_static("mallory"));
+            incoming.append(n, HeaderValue::from_static("mallory2"));
+        }
+        incoming.insert("x-app-header", HeaderValue::from_static("kept"));
+        incoming.insert("authorization", HeaderValue::from_static("Bearer app-token"));
+        let out = origin_headers(&s, &incoming, &alice(), "jwt", Some("10.0.0.9:5555"));
+        for (name, value) in &out {
+            assert_ne!(value, "mallory", "{name} leaked");
+            assert_ne!(value, "mallory2", "{name} leaked");
+        }
+        assert_eq!(out["x-auth-request-user"], "alice");
+        assert_eq!(out.get_all("x-auth-request-user").iter().count(), 1);
+        assert_eq!(out["x-auth-request-groups"], "admins,devs");
+        assert_eq!(out["x-user-name"], "Alice");
+        assert_eq!(out["x-edgeauth-assertion"], "jwt");
+        assert_eq!(out["x-forwarded-for"], "10.0.0.9");
+        assert_eq!(out["x-forwarded-host"], "127.0.0.1:3000");
+        assert_eq!(out["x-app-header"], "kept");
+        assert_eq!(out["authorization"], "Bearer app-token");
+    }
+
+    #[test]
+    fn strips_gateway_cookies_and_hop_by_hop() {
+        let s = settings_with(&[]);
+        let mut incoming = HeaderMap::new();
+        incoming.append(COOKIE, HeaderValue::from_static("a=1; edgeauth_session=s; b=2"));
+        incoming.append(COOKIE, HeaderValue::from_static("__Host-edgeauth_login=x; EDGEAUTH_session=y"));
+        incoming.insert("connection", HeaderValue::from_static("close, x-secret-hop"));
+        incoming.insert("x-secret-hop", HeaderValue::from_static("1"));
+        incoming.insert("transfer-encoding", HeaderValue::from_static("chunked"));
+        incoming.insert(HOST, HeaderValue::from_static("127.0.0.1:3000"));
+        let out = origin_headers(&s, &incoming, &alice(), "jwt", None);
+        assert_eq!(out[COOKIE], "a=1; b=2");
+        assert!(out.get("connection").is_none());
+        assert!(out.get("x-secret-hop").is_none());
+        assert!(out.get("transfer-encoding").is_none());
+        assert!(out.get(HOST).is_none());
+        assert!(out.get("x-forwarded-for").is_none());
+
+        let mut only_ours = HeaderMap::new();
+        only_ours.insert(COOKIE, HeaderValue::from_static("edgeauth_session=s"));
+        assert!(origin_headers(&s, &only_ours, &alice(), "jwt", None).get(COOKIE).is_none());
+    }
+
+    #[test]
+    fn origin_uri_keeps_path_and_query() {
+        let s = settings_with(&[]);
+        assert_eq!(
+            origin_uri(&s, "/a/b?x=1&y=%2F").unwrap().to_string(),
+            "http://127.0.0.1:3001/a/b?x=1&y=%2F"
+        );
+    }
+}

@@ -1,0 +1,166 @@
+//! One normalized identity from whatever claims an IdP sends.
+//!
+//! IdPs disagree on shapes (`groups` as a string or a list, `email_verified` as
+//! a bool or the string "true"); this is the one place that copes, and it is
+//! strict: a malformed email is dropped rather than guessed at.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+const MAX_CLAIM_LEN: usize = 512;
+const MAX_GROUPS: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub email_verified: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimsError {
+    MissingSubject,
+}
+
+fn short_string(v: Option<&Value>) -> Option<String> {
+    let s = v?.as_str()?.trim();
+    if s.is_empty() || s.len() > MAX_CLAIM_LEN || s.chars().any(char::is_control) {
+        return None;
+    }
+    Some(s.to_owned())
+}
+
+/// `local@domain` with exactly one `@`; the domain is IDNA-mapped and
+/// lower-cased so policy compares what DNS would resolve.
+pub fn normalize_email(raw: &str) -> Option<String> {
+    let raw = raw.trim();
+    let (local, domain) = raw.split_once('@')?;
+    if local.is_empty() || domain.contains('@') || local.len() > 64 {
+        return None;
+    }
+    if local
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | ',' | ';' | '"'))
+    {
+        return None;
+    }
+    let domain = crate::settings::normalize_domain(domain)?;
+    Some(format!("{local}@{domain}"))
+}
+
+impl Identity {
+    pub fn from_claims(claims: &Map<String, Value>) -> Result<Identity, ClaimsError> {
+        let sub = short_string(claims.get("sub")).ok_or(ClaimsError::MissingSubject)?;
+        let email = claims
+            .get("email")
+            .and_then(Value::as_str)
+            .and_then(normalize_email);
+        let email_verified = email.is_some()
+            && match claims.get("email_verified") {
+                Some(Value::Bool(b)) => *b,
+                Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+                _ => false,
+            };
+        let name = short_string(claims.get("name"));
+        let groups = match claims.get("groups") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|g| short_string(Some(g)))
+                .take(MAX_GROUPS)
+                .collect(),
+            Some(v @ Value::String(_)) => short_string(Some(v)).into_iter().collect(),
+            _ => Vec::new(),
+        };
+        Ok(Identity {
+            sub,
+            email,
+            email_verified,
+            name,
+            groups,
+        })
+    }
+
+    /// The domain of the email, only when the IdP says it is verified.
+    pub fn verified_email_domain(&self) -> Option<&str> {
+        if !self.email_verified {
+            return None;
+        }
+        self.email.as_deref()?.rsplit_once('@').map(|(_, d)| d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn maps_standard_claims() {
+        let id = Identity::from_claims(&map(json!({
+            "sub": "alice", "email": "Alice@Example.COM", "email_verified": true,
+            "name": "Alice Example", "groups": ["admins", "devs"]
+        })))
+        .unwrap();
+        assert_eq!(id.email.as_deref(), Some("Alice@example.com"));
+        assert!(id.email_verified);
+        assert_eq!(id.groups, vec!["admins", "devs"]);
+        assert_eq!(id.verified_email_domain(), Some("example.com"));
+    }
+
+    #[test]
+    fn groups_as_string_and_verified_as_string() {
+        let id = Identity::from_claims(&map(json!({
+            "sub": "x", "email": "x@example.com", "email_verified": "true", "groups": "ops"
+        })))
+        .unwrap();
+        assert!(id.email_verified);
+        assert_eq!(id.groups, vec!["ops"]);
+    }
+
+    #[test]
+    fn unverified_or_malformed_email_gives_no_domain() {
+        for claims in [
+            json!({"sub": "b", "email": "bob@example.com", "email_verified": false}),
+            json!({"sub": "b", "email": "bob@example.com"}),
+            json!({"sub": "b", "email": "bob@evil.test@example.com", "email_verified": true}),
+            json!({"sub": "b", "email": "@example.com", "email_verified": true}),
+            json!({"sub": "b", "email": "bob", "email_verified": true}),
+            json!({"sub": "b", "email": "bob@localhost", "email_verified": true}),
+            json!({"sub": "b", "email": 42, "email_verified": true}),
+        ] {
+            let id = Identity::from_claims(&map(claims.clone())).unwrap();
+            assert_eq!(id.verified_email_domain(), None, "{claims}");
+        }
+    }
+
+    #[test]
+    fn idn_domains_fold_to_ascii() {
+        let id = Identity::from_claims(&map(json!({
+            "sub": "c", "email": "c@BÜCHER.example", "email_verified": true
+        })))
+        .unwrap();
+        assert_eq!(id.verified_email_domain(), Some("xn--bcher-kva.example"));
+    }
+
+    #[test]
+    fn subject_is_required_and_bounded() {
+        assert_eq!(
+            Identity::from_claims(&map(json!({"email": "a@b.example"}))),
+            Err(ClaimsError::MissingSubject)
+        );
+        assert!(Identity::from_claims(&map(json!({"sub": "x".repeat(10_000)}))).is_err());
+        let many: Vec<String> = (0..1000).map(|i| format!("g{i}")).collect();
+        let id = Identity::from_claims(&map(json!({"sub": "s", "groups": many}))).unwrap();
+        assert_eq!(id.groups.len(), MAX_GROUPS);
+    }
+}

@@ -1,0 +1,35 @@
+//! edgeauth's authentication core.
+//!
+//! Sans-IO: every function takes plain values (request parts, the current time,
+//! random bytes, fetched documents) and returns a decision or the next request to
+//! make. The Spin component performs the I/O; tests feed values directly.
+
+pub mod access;
+pub mod assertion;
+pub mod callback;
+pub mod cookies;
+pub mod encoding;
+pub mod endpoints;
+pub mod forward;
+pub mod id_token;
+pub mod identity;
+pub mod login;
+pub mod logout;
+pub mod pages;
+pub mod policy;
+pub mod provider;
+pub mod redirect;
+pub mod routes;
+pub mod seal;
+pub mod session;
+pub mod settings;
+
+#[cfg(test)]
+pub(crate) mod testutil;
+
+/// Source of randomness supplied by the caller (WASI random in the component,
+/// a seeded counter in tests), so the core never reaches for the OS itself.
+pub type Rng<'a> = &'a mut dyn FnMut(&mut [u8]);
+
+/// Response bodies are small and fully built by the core.
+pub type Response = http::Response<Vec<u8>>;

@@ -1,0 +1,151 @@
+//! Return-URL validation: the gateway only ever redirects to a path on itself.
+//!
+//! Browsers are lenient about what they treat as "another host" (`//evil`,
+//! `/\evil`, tabs and newlines stripped mid-URL, percent-decoding by origin
+//! apps), so the rule is an allow list of plain path characters rather than a
+//! deny list of known tricks; anything outside it becomes `/`.
+
+use percent_encoding::percent_decode_str;
+use url::Url;
+
+pub const MAX_RETURN_LEN: usize = 2048;
+
+fn plain_path_byte(b: u8) -> bool {
+    // RFC 3986 pchar plus `/` `?` and `%`; no backslash, no controls, no
+    // space, no non-ASCII (look-alike hosts need those).
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?%".contains(&b)
+}
+
+fn looks_like_other_host(path: &str) -> bool {
+    let b = path.as_bytes();
+    b.first() != Some(&b'/') || matches!(b.get(1), Some(b'/') | Some(b'\\'))
+}
+
+/// Returns the normalized same-origin `path?query` for `raw`, or `None`.
+pub fn safe_return_path(raw: &str, public: &Url) -> Option<String> {
+    if raw.is_empty() || raw.len() > MAX_RETURN_LEN || !raw.bytes().all(plain_path_byte) {
+        return None;
+    }
+    if looks_like_other_host(raw) {
+        return None;
+    }
+    // Origin apps and some browsers decode again: reject paths that become a
+    // host reference, a backslash or a control character after decoding, up to
+    // three layers deep.
+    let mut layer = raw.to_owned();
+    for _ in 0..3 {
+        let decoded = percent_decode_str(&layer).decode_utf8().ok()?.into_owned();
+        if decoded == layer {
+            break;
+        }
+        if looks_like_other_host(&decoded)
+            || decoded
+                .chars()
+                .any(|c| c == '\\' || c.is_control())
+        {
+            return None;
+        }
+        layer = decoded;
+    }
+    let resolved = public.join(raw).ok()?;
+    if resolved.origin() != public.origin() {
+        return None;
+    }
+    let mut out = resolved.path().to_owned();
+    if looks_like_other_host(&out) {
+        return None;
+    }
+    if let Some(q) = resolved.query() {
+        out.push('?');
+        out.push_str(q);
+    }
+    Some(out)
+}
+
+/// Same as [`safe_return_path`], falling back to `/`.
+pub fn return_path_or_root(raw: Option<&str>, public: &Url) -> String {
+    raw.and_then(|r| safe_return_path(r, public))
+        .unwrap_or_else(|| "/".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn public() -> Url {
+        Url::parse("https://app.example.com").unwrap()
+    }
+
+    #[test]
+    fn accepts_plain_paths() {
+        for (raw, want) in [
+            ("/", "/"),
+            ("/dashboard", "/dashboard"),
+            ("/a/b?x=1&y=%2F", "/a/b?x=1&y=%2F"),
+            ("/a/./b/../c", "/a/c"),
+            ("/search?q=a%20b", "/search?q=a%20b"),
+            ("/a:b@c", "/a:b@c"),
+        ] {
+            assert_eq!(safe_return_path(raw, &public()).as_deref(), Some(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn rejects_every_off_site_form() {
+        let hostile = [
+            "//evil.example",
+            "///evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "/\\/evil.example",
+            "https://evil.example",
+            "http://app.example.com.evil.example/",
+            "https://app.example.com@evil.example",
+            "//app.example.com@evil.example",
+            "javascript:alert(1)",
+            "JaVaScRiPt:alert(1)",
+            "data:text/html,<script>",
+            "/\tevil.example",
+            "/\t/evil.example",
+            "/%09/evil.example",
+            "/%0a/evil.example",
+            "/%0d/evil.example",
+            "/%0b/evil.example",
+            "/%2f/evil.example",
+            "/%2F%2Fevil.example",
+            "/%5cevil.example",
+            "/%5C%5Cevil.example",
+            "/%252f%252fevil.example",
+            "/%25252f%25252fevil.example",
+            "/./../\\evil.example",
+            "/.//evil.example",
+            "/..//evil.example",
+            "/a/../..//evil.example",
+            "/\u{ff0f}evil.example",
+            "/\u{2215}evil.example",
+            "/\u{3002}evil",
+            "evil.example",
+            "",
+            "?next=//evil",
+            "#//evil",
+            "/ok#frag",
+            "/%ff%fe",
+        ];
+        for raw in hostile {
+            let got = safe_return_path(raw, &public());
+            assert!(
+                got.as_deref().is_none_or(|p| !p.starts_with("//")) && got.is_none(),
+                "accepted {raw:?} as {got:?}"
+            );
+        }
+        let long = format!("/{}", "a".repeat(MAX_RETURN_LEN));
+        assert_eq!(safe_return_path(&long, &public()), None);
+    }
+
+    #[test]
+    fn fallback_is_root() {
+        assert_eq!(return_path_or_root(Some("//evil"), &public()), "/");
+        assert_eq!(return_path_or_root(None, &public()), "/");
+        assert_eq!(return_path_or_root(Some("/x?y"), &public()), "/x?y");
+    }
+}

@@ -1,0 +1,82 @@
+//! The gateway's reserved paths. Everything else belongs to the origin.
+
+use http::request::Parts;
+
+pub const PREFIX: &str = "/.edgeauth/";
+pub const LOGIN: &str = "/.edgeauth/login";
+pub const CALLBACK: &str = "/.edgeauth/callback";
+pub const LOGOUT: &str = "/.edgeauth/logout";
+pub const LOGGED_OUT: &str = "/.edgeauth/logged-out";
+pub const JWKS: &str = "/.edgeauth/jwks.json";
+pub const HEALTH: &str = "/.edgeauth/health";
+pub const USERINFO: &str = "/.edgeauth/userinfo";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Login,
+    Callback,
+    Logout,
+    LoggedOut,
+    Jwks,
+    Health,
+    Userinfo,
+    /// Under the reserved prefix but not a known endpoint: never forwarded.
+    UnknownReserved,
+    /// Anything else: needs a session, then goes to the origin.
+    Protected,
+}
+
+pub fn route(parts: &Parts) -> Route {
+    let path = parts.uri.path();
+    // The prefix is matched case-insensitively and on its decoded form too, so
+    // `/.EdgeAuth/` or `/%2eedgeauth/` cannot smuggle a reserved path to the origin.
+    let lowered = path.to_ascii_lowercase();
+    let decoded = percent_encoding::percent_decode_str(&lowered)
+        .decode_utf8_lossy()
+        .into_owned();
+    let reserved = |p: &str| p.starts_with(PREFIX) || p == PREFIX.trim_end_matches('/');
+    if !reserved(&lowered) && !reserved(&decoded) {
+        return Route::Protected;
+    }
+    match path {
+        LOGIN => Route::Login,
+        CALLBACK => Route::Callback,
+        LOGOUT => Route::Logout,
+        LOGGED_OUT => Route::LoggedOut,
+        JWKS => Route::Jwks,
+        HEALTH => Route::Health,
+        USERINFO => Route::Userinfo,
+        _ => Route::UnknownReserved,
+    }
+}
+
+/// The value of query parameter `name` (first occurrence), decoded.
+pub fn query_param(parts: &Parts, name: &str) -> Option<String> {
+    let q = parts.uri.query()?;
+    url::form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(uri: &str) -> Route {
+        let (parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
+        route(&parts)
+    }
+
+    #[test]
+    fn classifies() {
+        assert_eq!(r("/.edgeauth/login?rd=/x"), Route::Login);
+        assert_eq!(r("/.edgeauth/callback?code=1"), Route::Callback);
+        assert_eq!(r("/.edgeauth/jwks.json"), Route::Jwks);
+        assert_eq!(r("/.edgeauth/nope"), Route::UnknownReserved);
+        assert_eq!(r("/.edgeauth"), Route::UnknownReserved);
+        assert_eq!(r("/.EDGEAUTH/login"), Route::UnknownReserved);
+        assert_eq!(r("/%2eedgeauth/login"), Route::UnknownReserved);
+        assert_eq!(r("/app/.edgeauth/login"), Route::Protected);
+        assert_eq!(r("/"), Route::Protected);
+    }
+}

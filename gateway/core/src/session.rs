@@ -1,0 +1,160 @@
+//! The session: identity and times, sealed into one cookie. Stateless, so any
+//! gateway instance can check it with no network I/O.
+
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+
+use crate::cookies::{self, Jar};
+use crate::identity::Identity;
+use crate::seal::{MAX_SEALED_LEN, Purpose};
+use crate::settings::Settings;
+use crate::Rng;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    #[serde(rename = "u")]
+    pub identity: Identity,
+    #[serde(rename = "iat")]
+    pub issued_at: u64,
+    #[serde(rename = "exp")]
+    pub expires_at: u64,
+    /// Kept for `id_token_hint` at logout; dropped when it would not fit.
+    #[serde(rename = "idt", default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionProblem {
+    Missing,
+    Invalid,
+    Expired,
+}
+
+impl Session {
+    pub fn new(identity: Identity, id_token: Option<String>, settings: &Settings, now: u64) -> Session {
+        Session {
+            identity,
+            issued_at: now,
+            expires_at: now + settings.session_lifetime_secs,
+            id_token,
+        }
+    }
+
+    /// The `Set-Cookie` value, or `None` if the identity is too large for a
+    /// cookie even without the ID token.
+    pub fn to_cookie(&self, settings: &Settings, rng: Rng<'_>) -> Option<String> {
+        let mut session = self.clone();
+        loop {
+            let json = serde_json::to_vec(&session).expect("session serializes");
+            let sealed = settings.session_keys.seal(Purpose::Session, &json, rng);
+            if sealed.len() <= MAX_SEALED_LEN {
+                return Some(cookies::set(
+                    settings,
+                    Jar::Session,
+                    sealed,
+                    settings.session_lifetime_secs,
+                ));
+            }
+            session.id_token.take()?;
+        }
+    }
+}
+
+/// The first valid session among the request's session cookies.
+pub fn read(settings: &Settings, headers: &HeaderMap, now: u64) -> Result<Session, SessionProblem> {
+    let name = cookies::name(settings, Jar::Session);
+    let candidates = cookies::values(headers, &name).ok_or(SessionProblem::Invalid)?;
+    if candidates.is_empty() {
+        return Err(SessionProblem::Missing);
+    }
+    let mut problem = SessionProblem::Invalid;
+    for value in candidates {
+        let Ok(plain) = settings.session_keys.open(Purpose::Session, &value) else {
+            continue;
+        };
+        let Ok(session) = serde_json::from_slice::<Session>(&plain) else {
+            continue;
+        };
+        // Absolute lifetime; a session "from the future" means a clock or key problem.
+        if session.expires_at <= now || session.issued_at > now + 60 {
+            problem = SessionProblem::Expired;
+            continue;
+        }
+        return Ok(session);
+    }
+    Err(problem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{KEY_B, counter_rng, settings_with};
+    use http::header::COOKIE;
+
+    fn alice() -> Identity {
+        Identity {
+            sub: "alice".into(),
+            email: Some("alice@example.com".into()),
+            email_verified: true,
+            name: None,
+            groups: vec!["admins".into()],
+        }
+    }
+
+    fn headers_with(set_cookie: &str) -> HeaderMap {
+        let pair = set_cookie.split(';').next().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, format!("other=1; {pair}").parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn round_trip_and_absolute_expiry() {
+        let s = settings_with(&[("session_lifetime_secs", "3600")]);
+        let mut rng = counter_rng();
+        let cookie = Session::new(alice(), Some("tok".into()), &s, 1000)
+            .to_cookie(&s, &mut rng)
+            .unwrap();
+        let h = headers_with(&cookie);
+        let got = read(&s, &h, 2000).unwrap();
+        assert_eq!(got.identity, alice());
+        assert_eq!(got.id_token.as_deref(), Some("tok"));
+        assert_eq!(read(&s, &h, 1000 + 3600), Err(SessionProblem::Expired));
+        assert_eq!(read(&s, &HeaderMap::new(), 2000), Err(SessionProblem::Missing));
+    }
+
+    #[test]
+    fn foreign_key_and_tampering_are_invalid() {
+        let s = settings_with(&[]);
+        let other = settings_with(&[("session_keys", &format!("s1:{KEY_B}"))]);
+        let mut rng = counter_rng();
+        let cookie = Session::new(alice(), None, &other, 1000).to_cookie(&other, &mut rng).unwrap();
+        assert_eq!(read(&s, &headers_with(&cookie), 1001), Err(SessionProblem::Invalid));
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, "edgeauth_session=s1.AAAA".parse().unwrap());
+        assert_eq!(read(&s, &h, 1001), Err(SessionProblem::Invalid));
+    }
+
+    #[test]
+    fn planted_cookie_does_not_shadow_a_valid_one() {
+        let s = settings_with(&[]);
+        let mut rng = counter_rng();
+        let cookie = Session::new(alice(), None, &s, 1000).to_cookie(&s, &mut rng).unwrap();
+        let pair = cookie.split(';').next().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, format!("edgeauth_session=garbage; {pair}").parse().unwrap());
+        assert!(read(&s, &h, 1001).is_ok());
+    }
+
+    #[test]
+    fn oversized_identity_drops_id_token_then_refuses() {
+        let s = settings_with(&[]);
+        let mut rng = counter_rng();
+        let big_token = "x".repeat(3000);
+        let cookie = Session::new(alice(), Some(big_token), &s, 1000).to_cookie(&s, &mut rng).unwrap();
+        assert!(read(&s, &headers_with(&cookie), 1001).unwrap().id_token.is_none());
+        let mut huge = alice();
+        huge.groups = (0..64).map(|i| format!("{i:0>100}")).collect();
+        assert!(Session::new(huge, None, &s, 1000).to_cookie(&s, &mut rng).is_none());
+    }
+}

@@ -1,0 +1,363 @@
+//! The gateway's settings, read from Spin variables and validated once.
+//!
+//! Every problem is reported with the variable's name and what to change, so an
+//! operator can fix a deployment from the error page alone.
+
+use std::fmt;
+
+use http::HeaderName;
+use url::{Host, Url};
+
+use crate::assertion::AssertionKeys;
+use crate::seal::KeyRing;
+
+/// Names of the plain identity headers sent to the origin; `None` disables one.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    pub user: Option<HeaderName>,
+    pub email: Option<HeaderName>,
+    pub groups: Option<HeaderName>,
+    pub name: Option<HeaderName>,
+    pub assertion: HeaderName,
+}
+
+impl IdentityHeaders {
+    pub fn configured(&self) -> impl Iterator<Item = &HeaderName> {
+        [&self.user, &self.email, &self.groups, &self.name]
+            .into_iter()
+            .flatten()
+            .chain(std::iter::once(&self.assertion))
+    }
+}
+
+#[derive(Debug)]
+pub struct Settings {
+    /// Scheme, host and port the browser uses to reach the gateway.
+    pub public_url: Url,
+    /// False only for plain-http loopback development.
+    pub secure_cookies: bool,
+    pub origin: Url,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub scopes: String,
+    pub allowed_email_domains: Vec<String>,
+    pub session_lifetime_secs: u64,
+    pub session_keys: KeyRing,
+    pub assertion_keys: AssertionKeys,
+    pub assertion_audience: String,
+    pub headers: IdentityHeaders,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "variable `{}`: {}", self.variable, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        problem: problem.into(),
+    }
+}
+
+/// Every variable the gateway reads, with its default (`None` = required).
+pub const VARIABLES: &[(&str, Option<&str>)] = &[
+    ("public_url", None),
+    ("origin_url", None),
+    ("oidc_issuer", None),
+    ("oidc_client_id", None),
+    ("oidc_client_secret", None),
+    ("oidc_scopes", Some("openid email profile")),
+    ("session_keys", None),
+    ("assertion_keys", None),
+    ("allowed_email_domains", Some("")),
+    ("session_lifetime_secs", Some("28800")),
+    ("assertion_audience", Some("")),
+    ("header_user", Some("X-Auth-Request-User")),
+    ("header_email", Some("X-Auth-Request-Email")),
+    ("header_groups", Some("X-Auth-Request-Groups")),
+    ("header_name", Some("")),
+    ("assertion_header", Some("X-Edgeauth-Assertion")),
+];
+
+pub(crate) fn is_loopback(host: Option<Host<&str>>) -> bool {
+    match host {
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// An absolute http(s) URL with nothing but scheme, host and port; plain http
+/// only on loopback.
+fn base_url(variable: &'static str, raw: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(raw.trim()).map_err(|e| err(variable, format!("not a URL ({e})")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(url.host()) => {}
+        "http" => {
+            return Err(err(
+                variable,
+                "must use https (plain http is only allowed for loopback development)",
+            ));
+        }
+        other => return Err(err(variable, format!("scheme `{other}` is not http(s)"))),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(err(variable, "must not contain a user name or password"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(err(
+            variable,
+            "must be scheme://host[:port] only, without path, query or fragment",
+        ));
+    }
+    Ok(url)
+}
+
+fn header_name(variable: &'static str, raw: &str) -> Result<Option<HeaderName>, ConfigError> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let name = HeaderName::from_bytes(raw.as_bytes())
+        .map_err(|_| err(variable, format!("`{raw}` is not a valid header name")))?;
+    if crate::forward::is_hop_by_hop(name.as_str())
+        || matches!(name.as_str(), "host" | "cookie" | "content-length")
+    {
+        return Err(err(
+            variable,
+            format!("`{raw}` is reserved for HTTP itself and cannot carry identity"),
+        ));
+    }
+    Ok(Some(name))
+}
+
+/// A lower-cased DNS name as it appears after `@` in an email address.
+pub(crate) fn normalize_domain(raw: &str) -> Option<String> {
+    let raw = raw.trim().trim_end_matches('.');
+    if raw.is_empty() || raw.len() > 253 {
+        return None;
+    }
+    // IDNA-maps Unicode names to their ASCII form, so `ExAmple.com` and
+    // look-alike spellings compare by what DNS would resolve.
+    match Host::parse(raw).ok()? {
+        Host::Domain(d) if d.contains('.') => Some(d.to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+impl Settings {
+    /// Reads and validates every variable. `get` returns `None` for a variable
+    /// that has no value.
+    pub fn from_variables(get: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let var = |name: &'static str| -> Result<String, ConfigError> {
+            let default = VARIABLES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, d)| *d);
+            match get(name) {
+                Some(v) if !v.trim().is_empty() || default.is_some() => Ok(v),
+                _ => default
+                    .map(str::to_owned)
+                    .ok_or_else(|| err(name, "is required but has no value")),
+            }
+        };
+
+        let public_url = base_url("public_url", &var("public_url")?)?;
+        let secure_cookies = public_url.scheme() == "https";
+        let origin = base_url("origin_url", &var("origin_url")?)?;
+
+        let issuer = var("oidc_issuer")?.trim().to_owned();
+        let issuer_url = Url::parse(&issuer)
+            .map_err(|e| err("oidc_issuer", format!("not a URL ({e})")))?;
+        match issuer_url.scheme() {
+            "https" => {}
+            "http" if is_loopback(issuer_url.host()) => {}
+            _ => {
+                return Err(err(
+                    "oidc_issuer",
+                    "must be an https URL (http only on loopback)",
+                ));
+            }
+        }
+        if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
+            return Err(err("oidc_issuer", "must not contain a query or fragment"));
+        }
+
+        let client_id = var("oidc_client_id")?.trim().to_owned();
+        let client_secret = var("oidc_client_secret")?.trim().to_owned();
+        let scopes = var("oidc_scopes")?
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !scopes.split(' ').any(|s| s == "openid") {
+            return Err(err("oidc_scopes", "must include `openid`"));
+        }
+
+        let mut allowed_email_domains = Vec::new();
+        for d in var("allowed_email_domains")?
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+        {
+            allowed_email_domains.push(
+                normalize_domain(d)
+                    .ok_or_else(|| err("allowed_email_domains", format!("`{d}` is not a domain")))?,
+            );
+        }
+
+        let session_lifetime_secs: u64 = var("session_lifetime_secs")?
+            .trim()
+            .parse()
+            .map_err(|_| err("session_lifetime_secs", "must be a whole number of seconds"))?;
+        if !(60..=30 * 24 * 3600).contains(&session_lifetime_secs) {
+            return Err(err(
+                "session_lifetime_secs",
+                "must be between 60 and 2592000 (30 days)",
+            ));
+        }
+
+        let session_keys =
+            KeyRing::parse(&var("session_keys")?).map_err(|p| err("session_keys", p))?;
+        let assertion_keys =
+            AssertionKeys::parse(&var("assertion_keys")?).map_err(|p| err("assertion_keys", p))?;
+
+        let audience = var("assertion_audience")?.trim().to_owned();
+        let assertion_audience = if audience.is_empty() {
+            origin.origin().ascii_serialization()
+        } else {
+            audience
+        };
+
+        let headers = IdentityHeaders {
+            user: header_name("header_user", &var("header_user")?)?,
+            email: header_name("header_email", &var("header_email")?)?,
+            groups: header_name("header_groups", &var("header_groups")?)?,
+            name: header_name("header_name", &var("header_name")?)?,
+            assertion: header_name("assertion_header", &var("assertion_header")?)?
+                .ok_or_else(|| err("assertion_header", "must name a header"))?,
+        };
+
+        Ok(Settings {
+            public_url,
+            secure_cookies,
+            origin,
+            issuer,
+            client_id,
+            client_secret,
+            scopes,
+            allowed_email_domains,
+            session_lifetime_secs,
+            session_keys,
+            assertion_keys,
+            assertion_audience,
+            headers,
+        })
+    }
+
+    /// `https://gw.example` without the trailing slash.
+    pub fn public_origin(&self) -> String {
+        self.public_url.origin().ascii_serialization()
+    }
+
+    pub fn callback_url(&self) -> String {
+        format!("{}{}", self.public_origin(), crate::routes::CALLBACK)
+    }
+
+    pub fn logged_out_url(&self) -> String {
+        format!("{}{}", self.public_origin(), crate::routes::LOGGED_OUT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{settings_with, test_variables};
+
+    #[test]
+    fn valid_settings_parse() {
+        let s = settings_with(&[]);
+        assert_eq!(s.public_origin(), "http://127.0.0.1:3000");
+        assert!(!s.secure_cookies);
+        assert_eq!(s.assertion_audience, "http://127.0.0.1:3001");
+        assert_eq!(s.callback_url(), "http://127.0.0.1:3000/.edgeauth/callback");
+    }
+
+    fn problem(overrides: &[(&str, &str)]) -> ConfigError {
+        let mut vars = test_variables();
+        for (k, v) in overrides {
+            vars.insert((*k).to_owned(), (*v).to_owned());
+        }
+        Settings::from_variables(|n| vars.get(n).cloned()).unwrap_err()
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        let e = problem(&[("public_url", "http://gw.example.com")]);
+        assert_eq!(e.variable, "public_url");
+        assert!(e.problem.contains("https"));
+        let e = problem(&[("oidc_issuer", "http://idp.example.com")]);
+        assert_eq!(e.variable, "oidc_issuer");
+        let s = settings_with(&[("public_url", "https://gw.example.com")]);
+        assert!(s.secure_cookies);
+    }
+
+    #[test]
+    fn rejects_paths_and_credentials_in_base_urls() {
+        assert_eq!(
+            problem(&[("origin_url", "http://127.0.0.1:3001/app")]).variable,
+            "origin_url"
+        );
+        assert_eq!(
+            problem(&[("public_url", "https://u:p@gw.example.com")]).variable,
+            "public_url"
+        );
+    }
+
+    #[test]
+    fn missing_required_names_the_variable() {
+        let mut vars = test_variables();
+        vars.remove("oidc_client_secret");
+        let e = Settings::from_variables(|n| vars.get(n).cloned()).unwrap_err();
+        assert_eq!(e.variable, "oidc_client_secret");
+        assert!(e.to_string().contains("required"));
+    }
+
+    #[test]
+    fn bad_keys_and_headers_are_reported() {
+        assert_eq!(problem(&[("session_keys", "k1:short")]).variable, "session_keys");
+        assert_eq!(problem(&[("assertion_keys", "k1:rsa:AAAA")]).variable, "assertion_keys");
+        assert_eq!(problem(&[("header_user", "Bad Header")]).variable, "header_user");
+        assert_eq!(problem(&[("header_email", "Cookie")]).variable, "header_email");
+        assert_eq!(problem(&[("oidc_scopes", "email profile")]).variable, "oidc_scopes");
+        assert_eq!(
+            problem(&[("session_lifetime_secs", "10")]).variable,
+            "session_lifetime_secs"
+        );
+    }
+
+    #[test]
+    fn email_domains_are_normalized() {
+        let s = settings_with(&[("allowed_email_domains", " Example.COM , bücher.example ")]);
+        assert_eq!(
+            s.allowed_email_domains,
+            vec!["example.com".to_owned(), "xn--bcher-kva.example".to_owned()]
+        );
+        assert_eq!(
+            problem(&[("allowed_email_domains", "not a domain")]).variable,
+            "allowed_email_domains"
+        );
+    }
+}

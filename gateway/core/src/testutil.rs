@@ -1,0 +1,59 @@
+//! Fixed inputs for unit tests.
+
+use std::collections::HashMap;
+
+use crate::settings::Settings;
+
+/// 32 bytes of 0x01 and 0x02, base64url.
+pub const KEY_A: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE";
+pub const KEY_B: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI";
+/// An Ed25519 seed and a P-256 scalar (both 32 bytes of 0x07).
+pub const SEED: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc";
+
+/// Deterministic, never-repeating bytes, so tests are reproducible.
+pub fn counter_rng() -> impl FnMut(&mut [u8]) {
+    let mut n: u64 = 0;
+    move |buf: &mut [u8]| {
+        for b in buf.iter_mut() {
+            n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            *b = (n >> 56) as u8;
+        }
+    }
+}
+
+pub fn test_variables() -> HashMap<String, String> {
+    [
+        ("public_url", "http://127.0.0.1:3000"),
+        ("origin_url", "http://127.0.0.1:3001"),
+        ("oidc_issuer", "http://127.0.0.2:9400"),
+        ("oidc_client_id", "edgeauth"),
+        ("oidc_client_secret", "edgeauth-dev-secret"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .chain([
+        ("session_keys".to_owned(), format!("s1:{KEY_A}")),
+        ("assertion_keys".to_owned(), format!("a1:ed25519:{SEED}")),
+    ])
+    .collect()
+}
+
+pub fn settings_with(overrides: &[(&str, &str)]) -> Settings {
+    let mut vars = test_variables();
+    for (k, v) in overrides {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    Settings::from_variables(|n| vars.get(n).cloned()).expect("test settings are valid")
+}
+
+pub fn provider_meta() -> crate::provider::ProviderMetadata {
+    crate::provider::ProviderMetadata {
+        issuer: "http://127.0.0.2:9400".into(),
+        authorization_endpoint: "http://127.0.0.2:9400/auth?tenant=x".into(),
+        token_endpoint: "http://127.0.0.2:9400/token".into(),
+        jwks_uri: "http://127.0.0.2:9400/jwks".into(),
+        userinfo_endpoint: None,
+        end_session_endpoint: Some("http://127.0.0.2:9400/session/end".into()),
+    }
+}
+
