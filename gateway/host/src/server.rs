@@ -1,0 +1,437 @@
+//! The HTTP trigger: hyper accepts connections on loopback and every request
+//! runs in a fresh store and instance of the routed component (Spin's
+//! per-request isolation), prepared once with `ProxyPre`.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinSet;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::bindings::EdgeauthHost;
+use crate::key_value::KvStores;
+use crate::manifest::Route;
+use crate::outbound::{OutboundHooks, OutboundPolicy};
+use crate::variables::ComponentVariables;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// How often the epoch advances; a running guest yields to the scheduler at
+/// each tick so the per-request deadline can cancel CPU-bound code.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Spin serves this itself, before routing.
+const HEALTH_PATH: &str = "/.well-known/spin/health";
+
+/// Client-supplied copies of the headers Spin sets are dropped so a client
+/// cannot spoof, e.g., its address.
+const SPIN_HEADERS: [&str; 7] = [
+    "spin-full-url",
+    "spin-path-info",
+    "spin-matched-route",
+    "spin-base-path",
+    "spin-raw-component-route",
+    "spin-component-route",
+    "spin-client-addr",
+];
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    pub request_timeout: Duration,
+    /// Instance slots for the pooling allocator; `None` allocates on demand.
+    pub pooling: Option<u32>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 256 << 20,
+            request_timeout: Duration::from_secs(60),
+            pooling: None,
+        }
+    }
+}
+
+pub fn engine(limits: &Limits) -> Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    if let Some(slots) = limits.pooling {
+        let mut pool = PoolingAllocationConfig::new();
+        // A spin-sdk component with the WASI adapter holds a handful of core
+        // instances, memories and tables per component instance.
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 8)
+            .total_memories(slots * 4)
+            .total_tables(slots * 4)
+            .total_stacks(slots)
+            .max_memory_size(limits.memory_bytes);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    Ok(Engine::new(&config)?)
+}
+
+/// Per-request store data.
+pub struct State {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: OutboundHooks,
+    pub(crate) table: ResourceTable,
+    limits: StoreLimits,
+    pub(crate) component: Arc<ComponentRuntime>,
+    pub(crate) open_stores: usize,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+pub fn linker(engine: &Engine) -> Result<Linker<State>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    EdgeauthHost::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
+/// Everything one component's requests share.
+pub struct ComponentRuntime {
+    pub id: String,
+    pub pre: ProxyPre<State>,
+    pub variables: ComponentVariables,
+    pub kv_allowed: HashSet<String>,
+    pub kv: Arc<KvStores>,
+    pub outbound: Arc<OutboundPolicy>,
+    pub environment: Vec<(String, String)>,
+}
+
+pub struct RouteEntry {
+    pub route: Route,
+    pub component: Arc<ComponentRuntime>,
+}
+
+pub struct Server {
+    pub engine: Engine,
+    pub routes: Vec<RouteEntry>,
+    pub limits: Limits,
+}
+
+impl Server {
+    fn route(&self, path: &str) -> Option<&RouteEntry> {
+        self.routes
+            .iter()
+            .filter_map(|r| r.route.match_rank(path).map(|rank| (rank, r)))
+            .max_by_key(|(rank, _)| *rank)
+            .map(|(_, r)| r)
+    }
+
+    /// Serves until SIGINT/SIGTERM, then lets open requests finish (bounded).
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<()> {
+        let engine = self.engine.weak();
+        // The ticker stops by itself once the engine is gone.
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(EPOCH_TICK);
+            loop {
+                tick.tick().await;
+                match engine.upgrade() {
+                    Some(e) => e.increment_epoch(),
+                    None => break,
+                }
+            }
+        });
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        let shutdown = shutdown_signal();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Transient (EMFILE, aborted handshakes): keep serving.
+                        eprintln!("edgeauth: accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                signal = &mut shutdown => {
+                    eprintln!("edgeauth: {signal}, shutting down");
+                    break;
+                }
+            };
+            while connections.try_join_next().is_some() {}
+            let server = self.clone();
+            let mut stop_rx = stop_rx.clone();
+            connections.spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let server = server.clone();
+                    async move { Ok::<_, Infallible>(server.handle(req, peer).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(conn);
+                let result = tokio::select! {
+                    r = conn.as_mut() => r,
+                    _ = stop_rx.changed() => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                if let Err(e) = result
+                    && !e.is_incomplete_message()
+                {
+                    eprintln!("edgeauth: connection from {peer}: {e}");
+                }
+            });
+        }
+        drop(listener);
+        let _ = stop_tx.send(true);
+        let drain = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(10), drain)
+            .await
+            .is_err()
+        {
+            eprintln!("edgeauth: closing connections still open after 10 s");
+            connections.abort_all();
+        }
+        Ok(())
+    }
+
+    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+        let start = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let response = self.dispatch(req, peer).await;
+        eprintln!(
+            "{method} {path} {} {}ms",
+            response.status().as_u16(),
+            start.elapsed().as_millis()
+        );
+        response
+    }
+
+    async fn dispatch(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+        let path = req.uri().path().to_string();
+        if path == HEALTH_PATH {
+            return text(StatusCode::OK, "OK");
+        }
+        let Some(entry) = self.route(&path) else {
+            return text(StatusCode::NOT_FOUND, "Not Found");
+        };
+        let req = match prepare_request(req, &entry.route, peer) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("edgeauth: bad request: {e:#}");
+                return text(StatusCode::BAD_REQUEST, "Bad Request");
+            }
+        };
+        match self.run(entry.component.clone(), req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                eprintln!("edgeauth: component {:?} failed: {e:#}", entry.component.id);
+                text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        component: Arc<ComponentRuntime>,
+        req: Request<Incoming>,
+    ) -> Result<Response<ResponseBody>> {
+        let mut wasi = WasiCtxBuilder::new();
+        // Component output goes to the host's stderr, which keeps stdout free
+        // for tools that parse the host's own output.
+        wasi.stdout(tokio::io::stderr()).stderr(tokio::io::stderr());
+        wasi.envs(&component.environment);
+        let state = State {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks: OutboundHooks {
+                policy: component.outbound.clone(),
+            },
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.limits.memory_bytes)
+                .build(),
+            component: component.clone(),
+            open_stores: 0,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+
+        let (tx, rx) = oneshot::channel();
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, req)?;
+        let outparam = store.data_mut().http().new_response_outparam(tx)?;
+        let pre = component.pre.clone();
+        let timeout = self.limits.request_timeout;
+        // The task outlives this function while the guest streams the body.
+        let task = tokio::spawn(async move {
+            let work = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, incoming, outparam)
+                    .await?;
+                anyhow::Ok(())
+            };
+            match tokio::time::timeout(timeout, work).await {
+                Ok(r) => r,
+                Err(_) => bail!("request exceeded {} s", timeout.as_secs()),
+            }
+        });
+
+        match rx.await {
+            Ok(Ok(resp)) => {
+                let id = component.id.clone();
+                tokio::spawn(async move {
+                    match task.await {
+                        Ok(Err(e)) => {
+                            eprintln!("edgeauth: component {id:?} failed after responding: {e:#}")
+                        }
+                        Err(e) if e.is_panic() => {
+                            eprintln!("edgeauth: component {id:?} task panicked")
+                        }
+                        _ => {}
+                    }
+                });
+                Ok(resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()))
+            }
+            Ok(Err(code)) => bail!("component returned error {code:?}"),
+            Err(_) => match task.await {
+                Ok(Ok(())) => bail!("component returned without setting a response"),
+                Ok(Err(e)) => Err(e),
+                Err(e) => bail!("component task failed: {e}"),
+            },
+        }
+    }
+}
+
+/// Shapes a request the way Spin's HTTP trigger hands it to a component:
+/// authority from the Host header, scheme http, `spin-*` headers set.
+fn prepare_request(
+    mut req: Request<Incoming>,
+    route: &Route,
+    peer: SocketAddr,
+) -> Result<Request<Incoming>> {
+    let host = match req.headers().get(http::header::HOST) {
+        Some(h) => h
+            .to_str()
+            .context("Host header is not valid UTF-8")?
+            .to_string(),
+        None => bail!("no Host header"),
+    };
+    let authority: http::uri::Authority = host
+        .parse()
+        .context("Host header is not a valid authority")?;
+    if let Some(uri_authority) = req.uri().authority()
+        && *uri_authority != authority
+    {
+        bail!("authority in the request line does not match the Host header");
+    }
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".to_string());
+    // Origin-form, so wasi:http takes the authority from the Host header.
+    *req.uri_mut() = path_and_query.parse()?;
+
+    let path = req.uri().path().to_string();
+    let headers = req.headers_mut();
+    headers.remove(http::header::CONNECTION);
+    for name in SPIN_HEADERS {
+        headers.remove(name);
+    }
+    let values = [
+        (
+            "spin-full-url",
+            format!("http://{authority}{path_and_query}"),
+        ),
+        ("spin-path-info", route.path_info(&path).to_string()),
+        ("spin-matched-route", route.raw()),
+        ("spin-base-path", "/".to_string()),
+        ("spin-raw-component-route", route.raw()),
+        ("spin-component-route", route.prefix().to_string()),
+        ("spin-client-addr", peer.to_string()),
+    ];
+    for (name, value) in values {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_str(&value)?,
+        );
+    }
+    Ok(req)
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<ResponseBody> {
+    let mut resp = Response::new(
+        Full::new(Bytes::from_static(body.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}
