@@ -1,1 +1,120 @@
+//! edgeauth as a Spin component: reads settings from Spin variables, performs
+//! the I/O the core asks for (IdP calls, KV, the origin) and streams the
+//! origin's answer back. Decisions are all made in `edgeauth_core`.
 
+mod io;
+mod proxy;
+
+use edgeauth_core::access::{self, Access};
+use edgeauth_core::callback;
+use edgeauth_core::endpoints;
+use edgeauth_core::id_token::IdTokenError;
+use edgeauth_core::login;
+use edgeauth_core::logout;
+use edgeauth_core::pages;
+use edgeauth_core::redirect::return_path_or_root;
+use edgeauth_core::routes::{self, Route, query_param};
+use edgeauth_core::settings::{Settings, VARIABLES};
+use edgeauth_core::Response;
+use http::Method;
+use http::request::Parts;
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+use spin_sdk::http_component;
+
+use crate::io::{Clock, ProviderState};
+
+fn load_settings() -> Result<Settings, String> {
+    Settings::from_variables(|name| {
+        debug_assert!(VARIABLES.iter().any(|(n, _)| *n == name));
+        spin_sdk::variables::get(name).ok()
+    })
+    .map_err(|e| e.to_string())
+}
+
+#[http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let clock = Clock::now();
+    let parts = io::request_parts(&req);
+    let settings = match load_settings() {
+        Ok(s) => s,
+        Err(problem) => {
+            eprintln!("edgeauth: refusing to serve: {problem}");
+            return io::respond(out, pages::misconfigured(&problem)).await;
+        }
+    };
+    let response = match routes::route(&parts) {
+        Route::Protected => match access::authorize(&settings, &parts, clock.secs) {
+            Access::Forward(plan) => return proxy::forward(req, &parts, *plan, out).await,
+            Access::Respond(r) => r,
+        },
+        Route::Health => endpoints::health(),
+        Route::Jwks => endpoints::jwks(&settings),
+        Route::Userinfo => endpoints::userinfo(&settings, &parts, clock.secs),
+        Route::Login => start_login(&settings, &parts, clock.secs).await,
+        Route::Callback => finish_login(&settings, &parts, clock.secs).await,
+        Route::Logout if matches!(parts.method, Method::GET | Method::POST) => {
+            let state = ProviderState::load(&settings, clock.secs).await;
+            let meta = state.as_ref().ok().map(|s| &s.cache.metadata);
+            logout::start(&settings, meta, &parts, clock.secs, &mut io::rng)
+        }
+        Route::Logout => logout::method_not_allowed(),
+        Route::LoggedOut => logout::finish(&settings, &parts, clock.secs),
+        Route::UnknownReserved => endpoints::not_found(&parts),
+    };
+    io::respond(out, response).await
+}
+
+async fn start_login(settings: &Settings, parts: &Parts, now: u64) -> Response {
+    let return_to = return_path_or_root(query_param(parts, "rd").as_deref(), &settings.public_url);
+    match ProviderState::load(settings, now).await {
+        Ok(state) => login::start(settings, &state.cache.metadata, return_to, now, &mut io::rng),
+        Err(r) => r,
+    }
+}
+
+async fn finish_login(settings: &Settings, parts: &Parts, now: u64) -> Response {
+    let start = match callback::begin(settings, parts, now) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    // Mark the state used before redeeming the code, so a replayed callback
+    // fails even while the first one is still in flight.
+    match io::mark_once(&callback::replay_key(&start), now) {
+        Ok(true) => {}
+        Ok(false) => return callback::replayed(settings),
+        Err(r) => return r,
+    }
+    let mut state = match ProviderState::load(settings, now).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let request = callback::token_request(settings, &state.cache.metadata, &start);
+    let (status, body) = match io::fetch(request, io::MAX_IDP_BODY).await {
+        Ok(r) => r,
+        Err(e) => return pages::idp_unavailable(&format!("its token endpoint {e}"), false),
+    };
+    let tokens = match callback::parse_token_response(settings, status, &body) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let jwks = match state.jwks(settings, now, false).await {
+        Ok(j) => j,
+        Err(r) => return r,
+    };
+    let identity = match callback::verify(settings, &jwks, &start, &tokens, now) {
+        Ok(id) => id,
+        Err(IdTokenError::UnknownKey) if state.cache.may_refetch_jwks(now) => {
+            // The IdP may have rotated its keys since we cached them.
+            let fresh = match state.jwks(settings, now, true).await {
+                Ok(j) => j,
+                Err(r) => return r,
+            };
+            match callback::verify(settings, &fresh, &start, &tokens, now) {
+                Ok(id) => id,
+                Err(e) => return callback::verification_failed(settings, &e),
+            }
+        }
+        Err(e) => return callback::verification_failed(settings, &e),
+    };
+    callback::complete(settings, identity, tokens, &start, now, &mut io::rng)
+}

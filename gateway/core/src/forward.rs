@@ -187,6 +187,23 @@ pub fn origin_headers(
     out
 }
 
+/// Whether a header of the origin's response goes back to the client.
+/// Hop-by-hop headers are the connection's; and the origin may not set the
+/// gateway's cookies (that would let an app, or an injected header, fixate
+/// or overwrite a session).
+pub fn keep_response_header(name: &str, value: &[u8]) -> bool {
+    let name = name.to_ascii_lowercase();
+    if is_hop_by_hop(&name) {
+        return false;
+    }
+    if name == "set-cookie" {
+        let text = String::from_utf8_lossy(value);
+        let cookie_name = text.split(['=', ';']).next().unwrap_or("").trim();
+        return !is_gateway_cookie(cookie_name);
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,5 +298,14 @@ mod tests {
             origin_uri(&s, "/a/b?x=1&y=%2F").unwrap().to_string(),
             "http://127.0.0.1:3001/a/b?x=1&y=%2F"
         );
+    }
+
+    #[test]
+    fn origin_cannot_set_gateway_cookies() {
+        assert!(keep_response_header("Set-Cookie", b"app=1; Path=/"));
+        assert!(!keep_response_header("set-cookie", b"edgeauth_session=forged; Path=/"));
+        assert!(!keep_response_header("set-cookie", b"__Host-edgeauth_session=x"));
+        assert!(!keep_response_header("Transfer-Encoding", b"chunked"));
+        assert!(keep_response_header("x-origin", b"yes"));
     }
 }

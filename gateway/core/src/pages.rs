@@ -167,3 +167,31 @@ mod tests {
         assert!(!wants_json(&parts));
     }
 }
+
+/// The identity provider could not be used; `detail` says how.
+pub fn idp_unavailable(detail: &str, json: bool) -> Response {
+    error(
+        StatusCode::BAD_GATEWAY,
+        "Sign-in is unavailable",
+        &format!("The identity provider could not be used: {detail}. Try again in a moment."),
+        json,
+    )
+}
+
+pub fn origin_unavailable(json: bool) -> Response {
+    error(
+        StatusCode::BAD_GATEWAY,
+        "Application unavailable",
+        "The application behind this gateway did not answer. Try again in a moment.",
+        json,
+    )
+}
+
+pub fn storage_unavailable() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sign-in is unavailable",
+        "The gateway's key-value store is not available, so sign-in cannot be completed safely.",
+        false,
+    )
+}

@@ -1,0 +1,220 @@
+//! The component's I/O on behalf of the core: clock, randomness, Spin KV and
+//! bounded outbound HTTP to the identity provider.
+
+use edgeauth_core::Response;
+use edgeauth_core::id_token::Jwks;
+use edgeauth_core::pages;
+use edgeauth_core::provider::{self, ProviderCache};
+use edgeauth_core::settings::Settings;
+use futures::{SinkExt, StreamExt};
+use spin_sdk::http::{Fields, IncomingRequest, IncomingResponse, OutgoingResponse, ResponseOutparam};
+use spin_sdk::key_value::Store;
+
+/// IdP documents and token responses are small; more is refused.
+pub const MAX_IDP_BODY: usize = provider::MAX_DOCUMENT_BYTES;
+
+pub struct Clock {
+    pub secs: u64,
+}
+
+impl Clock {
+    pub fn now() -> Clock {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Clock { secs }
+    }
+}
+
+/// WASI's CSPRNG. Without it nothing safe can be done, so failing is fatal.
+pub fn rng(buf: &mut [u8]) {
+    getrandom::fill(buf).expect("the host provides wasi:random");
+}
+
+pub fn request_parts(req: &IncomingRequest) -> http::request::Parts {
+    let method = req.method().to_string();
+    let path = req.path_with_query().unwrap_or_else(|| "/".to_owned());
+    let mut builder = http::Request::builder()
+        .method(method.as_str())
+        .uri(path.as_str());
+    for (name, value) in req.headers().entries() {
+        builder = builder.header(name, value);
+    }
+    match builder.body(()) {
+        Ok(r) => r.into_parts().0,
+        // An unparsable request line or header: handled as a bare GET of a
+        // path no route matches, so it can only reach a login redirect.
+        Err(_) => http::Request::get("/.edgeauth/invalid")
+            .body(())
+            .expect("static request is valid")
+            .into_parts()
+            .0,
+    }
+}
+
+pub async fn respond(out: ResponseOutparam, resp: Response) {
+    let (parts, body) = resp.into_parts();
+    let mut entries: Vec<(String, Vec<u8>)> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect();
+    entries.push(("content-length".into(), body.len().to_string().into_bytes()));
+    let headers = Fields::from_list(&entries).unwrap_or_else(|_| Fields::new());
+    let outgoing = OutgoingResponse::new(headers);
+    let _ = outgoing.set_status_code(parts.status.as_u16());
+    if let Err(e) = out.set_with_body(outgoing, body).await {
+        eprintln!("edgeauth: client went away while responding: {e:?}");
+    }
+}
+
+fn store() -> Result<Store, Response> {
+    Store::open_default().map_err(|e| {
+        eprintln!("edgeauth: key-value store unavailable: {e:?}");
+        pages::storage_unavailable()
+    })
+}
+
+/// Records `key`; `Ok(false)` if it was already recorded.
+pub fn mark_once(key: &str, now: u64) -> Result<bool, Response> {
+    let kv = store()?;
+    match kv.exists(key) {
+        Ok(true) => Ok(false),
+        Ok(false) => kv
+            .set(key, now.to_string().as_bytes())
+            .map(|()| true)
+            .map_err(|_| pages::storage_unavailable()),
+        Err(_) => Err(pages::storage_unavailable()),
+    }
+}
+
+#[derive(Debug)]
+pub enum FetchError {
+    Unreachable(String),
+    TooLarge,
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::Unreachable(e) => write!(f, "could not be reached ({e})"),
+            FetchError::TooLarge => write!(f, "sent a response that is too large"),
+        }
+    }
+}
+
+/// Sends `request` and reads at most `limit` bytes of the answer.
+pub async fn fetch(request: http::Request<Vec<u8>>, limit: usize) -> Result<(u16, Vec<u8>), FetchError> {
+    let resp: IncomingResponse = spin_sdk::http::send(request)
+        .await
+        .map_err(|e| FetchError::Unreachable(e.to_string()))?;
+    let status = resp.status();
+    let mut body = Vec::new();
+    let mut stream = resp.take_body_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| FetchError::Unreachable(format!("{e:?}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(FetchError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, body))
+}
+
+/// The provider's discovery document and JWKS, cached in KV per issuer.
+pub struct ProviderState {
+    pub cache: ProviderCache,
+}
+
+impl ProviderState {
+    pub async fn load(settings: &Settings, now: u64) -> Result<ProviderState, Response> {
+        let key = ProviderCache::key(settings);
+        let kv = store()?;
+        let cached = kv
+            .get(&key)
+            .ok()
+            .flatten()
+            .and_then(|bytes| serde_json::from_slice::<ProviderCache>(&bytes).ok());
+        if let Some(cache) = &cached {
+            if cache.usable(settings, now) {
+                return Ok(ProviderState { cache: cache.clone() });
+            }
+        }
+        let url = provider::discovery_url(settings);
+        let (status, body) = fetch(provider::get(&url), MAX_IDP_BODY)
+            .await
+            .map_err(|e| pages::idp_unavailable(&format!("its discovery document {e}"), false))?;
+        let metadata = provider::parse_discovery(settings, status, &body)
+            .map_err(|e| pages::idp_unavailable(&e.to_string(), false))?;
+        // Keys stay valid across a discovery refresh unless the JWKS moved.
+        let (jwks, jwks_fetched_at) = match cached {
+            Some(c) if c.issuer == settings.issuer && c.metadata.jwks_uri == metadata.jwks_uri => {
+                (c.jwks, c.jwks_fetched_at)
+            }
+            _ => (None, 0),
+        };
+        let cache = ProviderCache {
+            issuer: settings.issuer.clone(),
+            metadata,
+            metadata_fetched_at: now,
+            jwks,
+            jwks_fetched_at,
+        };
+        save(&kv, &key, &cache);
+        Ok(ProviderState { cache })
+    }
+
+    /// The JWKS, from cache unless stale or `refetch` is asked for.
+    pub async fn jwks(&mut self, settings: &Settings, now: u64, refetch: bool) -> Result<Jwks, Response> {
+        if !refetch && self.cache.jwks_fresh(now) {
+            if let Some(doc) = &self.cache.jwks {
+                if let Ok(jwks) = Jwks::parse(doc.as_bytes()) {
+                    return Ok(jwks);
+                }
+            }
+        }
+        let (status, body) = fetch(provider::get(&self.cache.metadata.jwks_uri), MAX_IDP_BODY)
+            .await
+            .map_err(|e| pages::idp_unavailable(&format!("its key set (JWKS) {e}"), false))?;
+        if status != 200 {
+            return Err(pages::idp_unavailable(
+                &format!("its key set (JWKS) answered HTTP {status}"),
+                false,
+            ));
+        }
+        let jwks = Jwks::parse(&body)
+            .map_err(|e| pages::idp_unavailable(&format!("its key set (JWKS) is unusable: {e}"), false))?;
+        self.cache.jwks = Some(String::from_utf8_lossy(&body).into_owned());
+        self.cache.jwks_fetched_at = now;
+        if let Ok(kv) = store() {
+            save(&kv, &ProviderCache::key(settings), &self.cache);
+        }
+        Ok(jwks)
+    }
+}
+
+fn save(kv: &Store, key: &str, cache: &ProviderCache) {
+    let bytes = serde_json::to_vec(cache).expect("cache serializes");
+    if let Err(e) = kv.set(key, &bytes) {
+        // Only a cache: the login still works, it just refetches next time.
+        eprintln!("edgeauth: could not cache provider metadata: {e:?}");
+    }
+}
+
+/// Copies a body stream into a sink; stops quietly when either side ends.
+pub async fn pipe<S, K, RE, WE>(from: S, to: K) -> Result<(), String>
+where
+    S: futures::Stream<Item = Result<Vec<u8>, RE>>,
+    K: futures::Sink<Vec<u8>, Error = WE>,
+    RE: std::fmt::Debug,
+    WE: std::fmt::Debug,
+{
+    let mut from = std::pin::pin!(from);
+    let mut to = std::pin::pin!(to);
+    while let Some(chunk) = from.next().await {
+        let chunk = chunk.map_err(|e| format!("read: {e:?}"))?;
+        to.send(chunk).await.map_err(|e| format!("write: {e:?}"))?;
+    }
+    to.close().await.map_err(|e| format!("close: {e:?}"))
+}

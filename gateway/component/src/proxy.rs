@@ -1,0 +1,94 @@
+//! Streams a request to the origin and its answer back, without buffering
+//! either body whole.
+
+use edgeauth_core::access::Forward;
+use edgeauth_core::forward::keep_response_header;
+use edgeauth_core::pages;
+use http::request::Parts;
+use spin_sdk::http::{
+    Fields, IncomingRequest, IncomingResponse, Method, OutgoingRequest, OutgoingResponse,
+    ResponseOutparam, Scheme,
+};
+
+use crate::io::{pipe, respond};
+
+fn method(m: &http::Method) -> Method {
+    match *m {
+        http::Method::GET => Method::Get,
+        http::Method::POST => Method::Post,
+        http::Method::PUT => Method::Put,
+        http::Method::DELETE => Method::Delete,
+        http::Method::PATCH => Method::Patch,
+        http::Method::HEAD => Method::Head,
+        http::Method::OPTIONS => Method::Options,
+        http::Method::CONNECT => Method::Connect,
+        http::Method::TRACE => Method::Trace,
+        ref other => Method::Other(other.as_str().to_owned()),
+    }
+}
+
+pub async fn forward(req: IncomingRequest, parts: &Parts, plan: Forward, out: ResponseOutparam) {
+    let json = edgeauth_core::pages::wants_json(parts);
+    let entries: Vec<(String, Vec<u8>)> = plan
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect();
+    let Ok(headers) = Fields::from_list(&entries) else {
+        return respond(
+            out,
+            pages::error(http::StatusCode::BAD_REQUEST, "Bad request", "A request header cannot be forwarded.", json),
+        )
+        .await;
+    };
+    let outgoing = OutgoingRequest::new(headers);
+    let scheme = match plan.uri.scheme_str() {
+        Some("https") => Scheme::Https,
+        _ => Scheme::Http,
+    };
+    let set = outgoing.set_method(&method(&parts.method)).is_ok()
+        && outgoing.set_scheme(Some(&scheme)).is_ok()
+        && outgoing
+            .set_authority(plan.uri.authority().map(|a| a.as_str()))
+            .is_ok()
+        && outgoing
+            .set_path_with_query(plan.uri.path_and_query().map(|p| p.as_str()))
+            .is_ok();
+    if !set {
+        return respond(
+            out,
+            pages::error(http::StatusCode::BAD_REQUEST, "Bad request", "The request cannot be forwarded.", json),
+        )
+        .await;
+    }
+
+    let request_body = outgoing.take_body();
+    let upload = pipe(req.into_body_stream(), request_body);
+    let send = spin_sdk::http::send::<_, IncomingResponse>(outgoing);
+    // The origin may answer before or after reading the whole body; drive both.
+    let (sent, uploaded) = futures::join!(send, upload);
+    let response = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("edgeauth: origin unavailable: {e}");
+            return respond(out, pages::origin_unavailable(json)).await;
+        }
+    };
+    if let Err(e) = uploaded {
+        eprintln!("edgeauth: request body not fully forwarded: {e}");
+    }
+
+    let kept: Vec<(String, Vec<u8>)> = response
+        .headers()
+        .entries()
+        .into_iter()
+        .filter(|(name, value)| keep_response_header(name, value))
+        .collect();
+    let outgoing_response = OutgoingResponse::new(Fields::from_list(&kept).unwrap_or_else(|_| Fields::new()));
+    let _ = outgoing_response.set_status_code(response.status());
+    let response_body = outgoing_response.take_body();
+    out.set(outgoing_response);
+    if let Err(e) = pipe(response.take_body_stream(), response_body).await {
+        eprintln!("edgeauth: response body cut short: {e}");
+    }
+}
