@@ -37,10 +37,11 @@ const HOSTILE = [
 ];
 
 // Must stay on the gateway, but may legitimately be kept as a (strange) path.
-const SAME_ORIGIN_OK = ['/%5Cevil.example', '/%09/evil.example', '/%0a/evil.example', '/%0d/evil.example', '/\u3000/evil.example', '/\uff0fevil.example',
+const SAME_ORIGIN_OK = ['/ü?e=é', '/%5Cevil.example', '/%09/evil.example', '/%0a/evil.example', '/%0d/evil.example', '/\u3000/evil.example', '/\uff0fevil.example',
   '/./\\evil.example', '/.//evil.example', '/%2F%2Fevil.example', '/%2f/evil.example', '/..//evil.example', '/a/../../\\evil.example'];
 
-const ALLOWED = ['/', '/x', '/deep/path/page.html', '/p?x=1&y=two%20words', '/p?next=https://evil.example', '/ü?e=é'];
+// What a browser sends (percent-encoded); raw non-ASCII may be kept (encoded) or replaced by "/".
+const ALLOWED = ['/', '/x', '/deep/path/page.html', '/p?x=1&y=two%20words', '/p?next=https://evil.example', '/%C3%BC?e=%C3%A9'];
 
 async function returnLocation(rd) {
   const jar = idpJar.clone();

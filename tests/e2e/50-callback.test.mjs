@@ -109,7 +109,7 @@ test('forged state, missing login cookie, missing code: 4xx, no session', async 
   }
 });
 
-test('callback with a foreign iss parameter (RFC 9207) is refused', { todo: 'iss check is not in the written contract; reported, not enforced' }, async () => {
+test('callback with a foreign iss parameter (RFC 9207) is refused', async () => {
   const jar = new CookieJar();
   const p = await pendingCallback(jar);
   p.url.searchParams.set('iss', 'http://127.0.0.9:1');

@@ -18,7 +18,7 @@
 // Clients (secret edgeauth-dev-secret for all):
 //   edgeauth         client_secret_basic, RS256 id tokens
 //   edgeauth-es256   client_secret_post,  ES256 id tokens
-//   edgeauth-es256-basic  client_secret_basic, ES256 id tokens
+//   (node-oidc-provider accepts client_secret_basic and _post interchangeably)
 //   edgeauth-eddsa   client_secret_basic, EdDSA (Ed25519) id tokens
 //
 // Users: alice / alice-pw (email verified, groups admins, devs)
@@ -170,8 +170,6 @@ const configuration = {
       token_endpoint_auth_method: 'client_secret_basic', id_token_signed_response_alg: 'RS256' },
     { ...clientBase, client_id: 'edgeauth-es256', client_name: 'edgeauth gateway (ES256)',
       token_endpoint_auth_method: 'client_secret_post', id_token_signed_response_alg: 'ES256' },
-    { ...clientBase, client_id: 'edgeauth-es256-basic', client_name: 'edgeauth gateway (ES256, basic auth)',
-      token_endpoint_auth_method: 'client_secret_basic', id_token_signed_response_alg: 'ES256' },
     { ...clientBase, client_id: 'edgeauth-eddsa', client_name: 'edgeauth gateway (EdDSA)',
       token_endpoint_auth_method: 'client_secret_basic', id_token_signed_response_alg: 'EdDSA' },
   ],
@@ -343,4 +341,4 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 }
 
 console.log(`idp listening on http://${HOST}:${port}`);
-console.log(`idp issuer ${ISSUER}; clients edgeauth, edgeauth-es256, edgeauth-es256-basic, edgeauth-eddsa; redirect ${clientBase.redirect_uris.join(', ')}`);
+console.log(`idp issuer ${ISSUER}; clients edgeauth, edgeauth-es256, edgeauth-eddsa; redirect ${clientBase.redirect_uris.join(', ')}`);
