@@ -43,10 +43,11 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         }
     };
     let response = match routes::route(&parts) {
-        Route::Protected => match access::authorize(&settings, &parts, clock.secs) {
+        Route::Protected(path) => match access::authorize(&settings, &parts, &path, clock.secs) {
             Access::Forward(plan) => return proxy::forward(req, &parts, *plan, out).await,
             Access::Respond(r) => r,
         },
+        Route::BadPath(e) => access::bad_path(&parts, e),
         Route::Health => endpoints::health(),
         Route::Jwks => endpoints::jwks(&settings),
         Route::Userinfo => endpoints::userinfo(&settings, &parts, clock.secs),

@@ -7,6 +7,7 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 use crate::identity::Identity;
 use crate::pages;
 use crate::policy;
+use crate::route_rules;
 use crate::routes::LOGIN;
 use crate::session;
 use crate::settings::Settings;
@@ -17,7 +18,8 @@ use crate::Response;
 pub struct Forward {
     pub uri: Uri,
     pub headers: HeaderMap,
-    pub identity: Identity,
+    /// `None` on a public path without a session.
+    pub identity: Option<Identity>,
 }
 
 #[derive(Debug)]
@@ -36,8 +38,8 @@ pub fn login_redirect(parts: &Parts) -> Response {
     pages::redirect(&format!("{LOGIN}?rd={rd}"))
 }
 
-pub fn unauthenticated(parts: &Parts) -> Response {
-    if pages::wants_json(parts) {
+pub fn unauthenticated(parts: &Parts, api: bool) -> Response {
+    if api || pages::wants_json(parts) {
         return pages::json(
             StatusCode::UNAUTHORIZED,
             serde_json::json!({
@@ -61,34 +63,51 @@ pub fn unauthenticated(parts: &Parts) -> Response {
     )
 }
 
-pub fn authorize(settings: &Settings, parts: &Parts, now: u64) -> Access {
-    let session = match session::read(settings, &parts.headers, now) {
-        Ok(s) => s,
-        Err(_) => return Access::Respond(unauthenticated(parts)),
+fn deny(parts: &Parts, denial: crate::policy::Denial) -> Access {
+    Access::Respond(pages::error(
+        StatusCode::FORBIDDEN,
+        "Access denied",
+        &format!("Denied by the rule \u{201c}{}\u{201d}: {}.", denial.rule, denial.reason),
+        pages::wants_json(parts),
+    ))
+}
+
+/// Decides a request for a non-reserved, already normalized `path`.
+pub fn authorize(settings: &Settings, parts: &Parts, path: &str, now: u64) -> Access {
+    let rule = route_rules::find(&settings.routes, path, &parts.method);
+    let public = rule.is_some_and(|r| r.public);
+    let identity = match session::read(settings, &parts.headers, now) {
+        Ok(s) => Some(s.identity),
+        Err(_) if public => None,
+        Err(_) => return Access::Respond(unauthenticated(parts, rule.is_some_and(|r| r.api))),
     };
-    if let Err(denial) = policy::check(settings, &session.identity) {
-        return Access::Respond(pages::error(
-            StatusCode::FORBIDDEN,
-            "Access denied",
-            &format!("Denied by the rule \u{201c}{}\u{201d}: {}.", denial.rule, denial.reason),
-            pages::wants_json(parts),
-        ));
+    if let Some(id) = &identity {
+        if let Err(d) = policy::check(settings, id) {
+            if !public {
+                return deny(parts, d);
+            }
+        }
+        if let Some(Err(d)) = rule.filter(|r| !r.public).map(|r| r.check(id)) {
+            return deny(parts, d);
+        }
     }
-    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let Some(uri) = crate::forward::origin_uri(settings, path_and_query) else {
+    let path_and_query = match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_owned(),
+    };
+    let Some(uri) = crate::forward::origin_uri(settings, &path_and_query) else {
         return Access::Respond(pages::error(
             StatusCode::BAD_REQUEST,
             "Bad request",
-            "The request path cannot be forwarded.",
+            "The request target cannot be forwarded.",
             pages::wants_json(parts),
         ));
     };
-    let assertion = settings.assertion_keys.sign(
-        &session.identity,
-        &settings.public_origin(),
-        &settings.assertion_audience,
-        now,
-    );
+    let assertion = identity.as_ref().map(|id| {
+        settings
+            .assertion_keys
+            .sign(id, &settings.public_origin(), &settings.assertion_audience, now)
+    });
     let client_addr = parts
         .headers
         .get("spin-client-addr")
@@ -96,15 +115,24 @@ pub fn authorize(settings: &Settings, parts: &Parts, now: u64) -> Access {
     let headers = crate::forward::origin_headers(
         settings,
         &parts.headers,
-        &session.identity,
-        &assertion,
+        identity.as_ref().zip(assertion.as_deref()),
         client_addr,
     );
     Access::Forward(Box::new(Forward {
         uri,
         headers,
-        identity: session.identity,
+        identity,
     }))
+}
+
+/// A path that could be read two ways never reaches the origin.
+pub fn bad_path(parts: &Parts, error: crate::paths::PathError) -> Response {
+    pages::error(
+        StatusCode::BAD_REQUEST,
+        "Bad request",
+        &format!("Refused because {error}."),
+        pages::wants_json(parts),
+    )
 }
 
 #[cfg(test)]
@@ -132,12 +160,12 @@ mod tests {
     #[test]
     fn no_session_redirects_browsers_and_401s_apis() {
         let s = settings_with(&[]);
-        let Access::Respond(r) = authorize(&s, &req("GET", "/a/b?x=1&y=2", &[]), 1000) else { panic!() };
+        let Access::Respond(r) = authorize(&s, &req("GET", "/a/b?x=1&y=2", &[]), "/a/b", 1000) else { panic!() };
         assert_eq!(r.status(), 302);
         assert_eq!(r.headers()[LOCATION], "/.edgeauth/login?rd=%2Fa%2Fb%3Fx%3D1%26y%3D2");
-        let Access::Respond(r) = authorize(&s, &req("GET", "/api", &[("accept", "application/json")]), 1000) else { panic!() };
+        let Access::Respond(r) = authorize(&s, &req("GET", "/api", &[("accept", "application/json")]), "/api", 1000) else { panic!() };
         assert_eq!(r.status(), 401);
-        let Access::Respond(r) = authorize(&s, &req("POST", "/form", &[]), 1000) else { panic!() };
+        let Access::Respond(r) = authorize(&s, &req("POST", "/form", &[]), "/form", 1000) else { panic!() };
         assert_eq!(r.status(), 401);
     }
 
@@ -145,7 +173,7 @@ mod tests {
     fn valid_session_forwards_with_identity() {
         let s = settings_with(&[]);
         let c = cookie_for(&s, "alice@example.com", true);
-        let Access::Forward(f) = authorize(&s, &req("GET", "/x?q=1", &[(COOKIE.as_str(), &c)]), 1001) else { panic!() };
+        let Access::Forward(f) = authorize(&s, &req("GET", "/x?q=1", &[(COOKIE.as_str(), &c)]), "/x", 1001) else { panic!() };
         assert_eq!(f.uri.to_string(), "http://127.0.0.1:3001/x?q=1");
         assert_eq!(f.headers["x-auth-request-user"], "u1");
         assert!(f.headers.get(COOKIE).is_none());
@@ -157,7 +185,29 @@ mod tests {
         let open = settings_with(&[]);
         let c = cookie_for(&open, "bob@example.com", false);
         let strict = settings_with(&[("allowed_email_domains", "example.com")]);
-        let Access::Respond(r) = authorize(&strict, &req("GET", "/", &[(COOKIE.as_str(), &c)]), 1001) else { panic!() };
+        let Access::Respond(r) = authorize(&strict, &req("GET", "/", &[(COOKIE.as_str(), &c)]), "/", 1001) else { panic!() };
         assert_eq!(r.status(), 403);
+    }
+
+    #[test]
+    fn public_paths_and_route_policies() {
+        let s = settings_with(&[(
+            "routes",
+            r#"[{"path": "/public/", "public": true}, {"path": "/admin/", "allowed_groups": ["admins"]}, {"path": "/api/", "api": true}]"#,
+        )]);
+        let spoof = [("x-auth-request-user", "mallory")];
+        let Access::Forward(f) = authorize(&s, &req("GET", "/public/a?x=1", &spoof), "/public/a", 1000) else { panic!() };
+        assert!(f.identity.is_none());
+        assert!(f.headers.get("x-auth-request-user").is_none());
+        assert!(f.headers.get("x-edgeauth-assertion").is_none());
+        assert_eq!(f.uri.to_string(), "http://127.0.0.1:3001/public/a?x=1");
+        let Access::Respond(r) = authorize(&s, &req("GET", "/api/x", &[]), "/api/x", 1000) else { panic!() };
+        assert_eq!(r.status(), 401);
+        let c = cookie_for(&s, "alice@example.com", true);
+        let Access::Respond(r) = authorize(&s, &req("GET", "/Admin/x", &[(COOKIE.as_str(), &c)]), "/Admin/x", 1001) else { panic!() };
+        assert_eq!(r.status(), 403, "case variants of a policy path are covered");
+        // A signed-in person on a public path is still identified.
+        let Access::Forward(f) = authorize(&s, &req("GET", "/public/", &[(COOKIE.as_str(), &c)]), "/public/", 1001) else { panic!() };
+        assert_eq!(f.headers["x-auth-request-user"], "u1");
     }
 }

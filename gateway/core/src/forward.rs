@@ -123,8 +123,7 @@ pub fn origin_uri(settings: &Settings, path_and_query: &str) -> Option<Uri> {
 pub fn origin_headers(
     settings: &Settings,
     incoming: &HeaderMap,
-    identity: &Identity,
-    assertion: &str,
+    identity: Option<(&Identity, &str)>,
     client_addr: Option<&str>,
 ) -> HeaderMap {
     // Names listed in `Connection` are hop-by-hop for this request too.
@@ -158,15 +157,17 @@ pub fn origin_headers(
             }
         }
     };
-    let h = &settings.headers;
-    put(&h.user, Some(identity.sub.clone()));
-    put(&h.email, identity.email.clone());
-    put(
-        &h.groups,
-        (!identity.groups.is_empty()).then(|| identity.groups.join(",")),
-    );
-    put(&h.name, identity.name.clone());
-    put(&Some(h.assertion.clone()), Some(assertion.to_owned()));
+    if let Some((identity, assertion)) = identity {
+        let h = &settings.headers;
+        put(&h.user, Some(identity.sub.clone()));
+        put(&h.email, identity.email.clone());
+        put(
+            &h.groups,
+            (!identity.groups.is_empty()).then(|| identity.groups.join(",")),
+        );
+        put(&h.name, identity.name.clone());
+        put(&Some(h.assertion.clone()), Some(assertion.to_owned()));
+    }
     let public = &settings.public_url;
     put(
         &Some(HeaderName::from_static("x-forwarded-proto")),
@@ -252,7 +253,7 @@ mod tests {
         }
         incoming.insert("x-app-header", HeaderValue::from_static("kept"));
         incoming.insert("authorization", HeaderValue::from_static("Bearer app-token"));
-        let out = origin_headers(&s, &incoming, &alice(), "jwt", Some("10.0.0.9:5555"));
+        let out = origin_headers(&s, &incoming, Some((&alice(), "jwt")), Some("10.0.0.9:5555"));
         for (name, value) in &out {
             assert_ne!(value, "mallory", "{name} leaked");
             assert_ne!(value, "mallory2", "{name} leaked");
@@ -278,7 +279,7 @@ mod tests {
         incoming.insert("x-secret-hop", HeaderValue::from_static("1"));
         incoming.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         incoming.insert(HOST, HeaderValue::from_static("127.0.0.1:3000"));
-        let out = origin_headers(&s, &incoming, &alice(), "jwt", None);
+        let out = origin_headers(&s, &incoming, Some((&alice(), "jwt")), None);
         assert_eq!(out[COOKIE], "a=1; b=2");
         assert!(out.get("connection").is_none());
         assert!(out.get("x-secret-hop").is_none());
@@ -288,7 +289,7 @@ mod tests {
 
         let mut only_ours = HeaderMap::new();
         only_ours.insert(COOKIE, HeaderValue::from_static("edgeauth_session=s"));
-        assert!(origin_headers(&s, &only_ours, &alice(), "jwt", None).get(COOKIE).is_none());
+        assert!(origin_headers(&s, &only_ours, Some((&alice(), "jwt")), None).get(COOKIE).is_none());
     }
 
     #[test]

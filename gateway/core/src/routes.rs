@@ -22,12 +22,19 @@ pub enum Route {
     Userinfo,
     /// Under the reserved prefix but not a known endpoint: never forwarded.
     UnknownReserved,
-    /// Anything else: needs a session, then goes to the origin.
-    Protected,
+    /// Anything else: needs a session (unless a rule makes it public), then
+    /// goes to the origin with this normalized path.
+    Protected(String),
+    /// A path servers could read two ways; refused.
+    BadPath(crate::paths::PathError),
 }
 
 pub fn route(parts: &Parts) -> Route {
-    let path = parts.uri.path();
+    let path = match crate::paths::normalize(parts.uri.path()) {
+        Ok(p) => p,
+        Err(e) => return Route::BadPath(e),
+    };
+    let path = path.as_str();
     // The prefix is matched case-insensitively and on its decoded form too, so
     // `/.EdgeAuth/` or `/%2eedgeauth/` cannot smuggle a reserved path to the origin.
     let lowered = path.to_ascii_lowercase();
@@ -36,7 +43,7 @@ pub fn route(parts: &Parts) -> Route {
         .into_owned();
     let reserved = |p: &str| p.starts_with(PREFIX) || p == PREFIX.trim_end_matches('/');
     if !reserved(&lowered) && !reserved(&decoded) {
-        return Route::Protected;
+        return Route::Protected(path.to_owned());
     }
     match path {
         LOGIN => Route::Login,
@@ -75,8 +82,12 @@ mod tests {
         assert_eq!(r("/.edgeauth/nope"), Route::UnknownReserved);
         assert_eq!(r("/.edgeauth"), Route::UnknownReserved);
         assert_eq!(r("/.EDGEAUTH/login"), Route::UnknownReserved);
-        assert_eq!(r("/%2eedgeauth/login"), Route::UnknownReserved);
-        assert_eq!(r("/app/.edgeauth/login"), Route::Protected);
-        assert_eq!(r("/"), Route::Protected);
+        assert_eq!(r("/%2eedgeauth/login"), Route::Login);
+        assert_eq!(r("/x/../.edgeauth/jwks.json"), Route::Jwks);
+        assert_eq!(r("//.edgeauth/health"), Route::Health);
+        assert_eq!(r("/app/.edgeauth/login"), Route::Protected("/app/.edgeauth/login".into()));
+        assert_eq!(r("/a//b/./c"), Route::Protected("/a/b/c".into()));
+        assert_eq!(r("/"), Route::Protected("/".into()));
+        assert!(matches!(r("/a%2fb"), Route::BadPath(_)));
     }
 }

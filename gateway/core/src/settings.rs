@@ -47,6 +47,8 @@ pub struct Settings {
     pub assertion_keys: AssertionKeys,
     pub assertion_audience: String,
     pub headers: IdentityHeaders,
+    /// Per-route rules, first match wins.
+    pub routes: Vec<crate::route_rules::RouteRule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +90,7 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("header_groups", Some("X-Auth-Request-Groups")),
     ("header_name", Some("")),
     ("assertion_header", Some("X-Edgeauth-Assertion")),
+    ("routes", Some("")),
 ];
 
 pub(crate) fn is_loopback(host: Option<Host<&str>>) -> bool {
@@ -250,7 +253,10 @@ impl Settings {
                 .ok_or_else(|| err("assertion_header", "must name a header"))?,
         };
 
+        let routes = crate::route_rules::parse(&var("routes")?).map_err(|p| err("routes", p))?;
+
         Ok(Settings {
+            routes,
             public_url,
             secure_cookies,
             origin,

@@ -1,0 +1,201 @@
+//! One normalized request path, used both to match route rules and as the path
+//! forwarded to the origin, so the two can never disagree.
+//!
+//! Decision on ambiguity: anything a server might read two ways is refused
+//! with 400 instead of guessed at: encoded `/` `\` `;` `#` `%` and NUL,
+//! backslashes, `;` path parameters, control characters, invalid UTF-8, and
+//! dot segments that climb above the root. Escapes of unreserved characters
+//! (`%41`, `%2e`) are decoded, dot segments resolved, and doubled slashes
+//! collapsed.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// Not origin-form (`/...`).
+    NotAbsolute,
+    TooLong,
+    /// Something servers disagree on; refused rather than interpreted.
+    Ambiguous(&'static str),
+}
+
+impl std::fmt::Display for PathError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PathError::NotAbsolute => write!(f, "the path must start with /"),
+            PathError::TooLong => write!(f, "the path is too long"),
+            PathError::Ambiguous(why) => write!(f, "the path contains {why}"),
+        }
+    }
+}
+
+pub const MAX_PATH_LEN: usize = 8 * 1024;
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Normalizes the path part of a request target (no query).
+pub fn normalize(raw: &str) -> Result<String, PathError> {
+    if raw.len() > MAX_PATH_LEN {
+        return Err(PathError::TooLong);
+    }
+    if !raw.starts_with('/') {
+        return Err(PathError::NotAbsolute);
+    }
+    // Pass 1: decode escapes of unreserved characters, keep others encoded
+    // (upper-cased), refuse the ambiguous ones.
+    let bytes = raw.as_bytes();
+    let mut decoded: Vec<u8> = Vec::with_capacity(bytes.len());
+    // Fully decoded bytes, only to check that escapes spell valid UTF-8.
+    let mut plain: Vec<u8> = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'%' => {
+                let (Some(h), Some(l)) = (
+                    bytes.get(i + 1).copied().and_then(hex),
+                    bytes.get(i + 2).copied().and_then(hex),
+                ) else {
+                    return Err(PathError::Ambiguous("a malformed percent-escape"));
+                };
+                let v = h << 4 | l;
+                plain.push(v);
+                match v {
+                    b'/' => return Err(PathError::Ambiguous("an encoded slash (%2F)")),
+                    b'\\' => return Err(PathError::Ambiguous("an encoded backslash (%5C)")),
+                    b';' => return Err(PathError::Ambiguous("an encoded semicolon (%3B)")),
+                    b'#' => return Err(PathError::Ambiguous("an encoded fragment mark (%23)")),
+                    b'%' => return Err(PathError::Ambiguous("a double-encoded escape (%25)")),
+                    0x00..=0x1f | 0x7f => {
+                        return Err(PathError::Ambiguous("an encoded control character"));
+                    }
+                    v if unreserved(v) => decoded.push(v),
+                    v => {
+                        decoded.push(b'%');
+                        decoded.extend_from_slice(format!("{v:02X}").as_bytes());
+                    }
+                }
+                i += 3;
+                continue;
+            }
+            b'\\' => return Err(PathError::Ambiguous("a backslash")),
+            b';' => return Err(PathError::Ambiguous("a ; path parameter")),
+            b'#' => return Err(PathError::Ambiguous("a fragment mark")),
+            b'?' => return Err(PathError::Ambiguous("a query mark in the path")),
+            0x00..=0x20 | 0x7f..=0xff => {
+                return Err(PathError::Ambiguous("a space, control or non-ASCII byte"));
+            }
+            _ => {
+                decoded.push(b);
+                plain.push(b);
+            }
+        }
+        i += 1;
+    }
+    if std::str::from_utf8(&plain).is_err() {
+        return Err(PathError::Ambiguous("invalid UTF-8"));
+    }
+    let text = String::from_utf8(decoded).map_err(|_| PathError::Ambiguous("invalid UTF-8"))?;
+
+    // Pass 2: segments; empty ones (doubled slashes) and `.` vanish, `..` pops.
+    let mut segments: Vec<&str> = Vec::new();
+    for seg in text.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                if segments.pop().is_none() {
+                    return Err(PathError::Ambiguous("dot segments above the root"));
+                }
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    // A trailing slash is meaningful (directory vs file); keep it.
+    if out.is_empty() || (text.ends_with('/') && !segments.is_empty()) || text.ends_with("/.") || text.ends_with("/..") {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes() {
+        for (raw, want) in [
+            ("/", "/"),
+            ("/a/b", "/a/b"),
+            ("/a//b", "/a/b"),
+            ("//a", "/a"),
+            ("/a/./b", "/a/b"),
+            ("/a/../b", "/b"),
+            ("/public/../admin", "/admin"),
+            ("/public/%2e%2e/admin", "/admin"),
+            ("/public/%2E%2E/admin", "/admin"),
+            ("/public/.%2e/admin", "/admin"),
+            ("/%61dmin", "/admin"),
+            ("/a/", "/a/"),
+            ("/a/b/..", "/a/"),
+            ("/a/.", "/a/"),
+            ("/caf%c3%a9", "/caf%C3%A9"),
+            ("/x%20y", "/x%20y"),
+            ("/a:b@c!$&'()*+,=", "/a:b@c!$&'()*+,="),
+        ] {
+            assert_eq!(normalize(raw).as_deref(), Ok(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn refuses_ambiguous() {
+        for raw in [
+            "/public%2f..%2fadmin",
+            "/public%2F..%2Fadmin",
+            "/public%5c..%5cadmin",
+            "/public\\..\\admin",
+            "/public;/../admin",
+            "/admin;jsessionid=1",
+            "/public%3b/../admin",
+            "/public%23/../admin",
+            "/public#/../admin",
+            "/%252e%252e/admin",
+            "/a%00b",
+            "/a%0ab",
+            "/a\tb",
+            "/a b",
+            "/%",
+            "/%zz",
+            "/%c3",
+            "/..",
+            "/../admin",
+            "/a/../../admin",
+            "/é",
+        ] {
+            assert!(normalize(raw).is_err(), "accepted {raw:?} as {:?}", normalize(raw));
+        }
+        assert_eq!(normalize("admin"), Err(PathError::NotAbsolute));
+        assert_eq!(normalize(&format!("/{}", "a".repeat(MAX_PATH_LEN))), Err(PathError::TooLong));
+    }
+
+    #[test]
+    fn idempotent() {
+        for raw in ["/a//b/../c/", "/%41%42/./x", "/q%20r/%C3%A9"] {
+            let once = normalize(raw).unwrap();
+            assert_eq!(normalize(&once).unwrap(), once);
+        }
+    }
+}

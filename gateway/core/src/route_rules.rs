@@ -1,0 +1,235 @@
+//! Per-route rules: public paths (no session needed) and per-route policies
+//! (groups, email domains, API behaviour), matched on the normalized path.
+//!
+//! Rules are tried in order and the first match wins. Public rules match the
+//! path exactly as written (case-sensitive), while policy rules match
+//! case-insensitively: on a case-insensitive origin `/Admin` must not slip past
+//! a rule written for `/admin`, and `/PUBLIC` must not be public by accident.
+//! Nothing is public by method, User-Agent or file extension unless a rule says so.
+
+use http::Method;
+use serde::Deserialize;
+
+use crate::identity::Identity;
+use crate::policy::Denial;
+use crate::settings::normalize_domain;
+
+const MAX_RULES: usize = 64;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSpec {
+    path: String,
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    methods: Vec<String>,
+    #[serde(default)]
+    allowed_groups: Vec<String>,
+    #[serde(default)]
+    allowed_email_domains: Vec<String>,
+    #[serde(default)]
+    api: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pattern {
+    Exact(String),
+    /// `/assets/` or `/assets/*`: the prefix itself and everything below it.
+    Prefix(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteRule {
+    pattern: Pattern,
+    pub public: bool,
+    methods: Vec<Method>,
+    allowed_groups: Vec<String>,
+    allowed_email_domains: Vec<String>,
+    /// Unauthenticated requests get 401 JSON instead of a login redirect.
+    pub api: bool,
+}
+
+impl RouteRule {
+    fn matches(&self, path: &str, method: &Method) -> bool {
+        if !self.methods.is_empty() && !self.methods.contains(method) {
+            return false;
+        }
+        let same = |a: &str, b: &str| {
+            if self.public {
+                a == b
+            } else {
+                a.eq_ignore_ascii_case(b)
+            }
+        };
+        match &self.pattern {
+            Pattern::Exact(p) => same(path, p),
+            Pattern::Prefix(p) => {
+                let bare = p.trim_end_matches('/');
+                same(path, bare)
+                    || (path.len() >= p.len() && same(&path[..p.len()], p))
+            }
+        }
+    }
+
+    /// The rule's own policy (the global one is checked separately).
+    pub fn check(&self, identity: &Identity) -> Result<(), Denial> {
+        if !self.allowed_groups.is_empty()
+            && !identity.groups.iter().any(|g| self.allowed_groups.contains(g))
+        {
+            return Err(Denial {
+                rule: "allowed groups",
+                reason: format!(
+                    "this path needs membership in one of: {}",
+                    self.allowed_groups.join(", ")
+                ),
+            });
+        }
+        if !self.allowed_email_domains.is_empty() {
+            match identity.verified_email_domain() {
+                Some(d) if self.allowed_email_domains.iter().any(|a| a == d) => {}
+                _ => {
+                    return Err(Denial {
+                        rule: "allowed email domains",
+                        reason: "this path needs a verified email address at an allowed domain"
+                            .into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses the `routes` variable: a JSON array of
+/// `{"path": "/public/", "public": true, "methods": ["GET"], "allowed_groups": [..],
+///   "allowed_email_domains": [..], "api": false}`.
+pub fn parse(spec: &str) -> Result<Vec<RouteRule>, String> {
+    let spec = spec.trim();
+    if spec.is_empty() {
+        return Ok(Vec::new());
+    }
+    let specs: Vec<RuleSpec> =
+        serde_json::from_str(spec).map_err(|e| format!("not a JSON array of rules ({e})"))?;
+    if specs.len() > MAX_RULES {
+        return Err(format!("at most {MAX_RULES} rules are accepted"));
+    }
+    specs
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let n = i + 1;
+            let normalized = crate::paths::normalize(s.path.trim_end_matches('*'))
+                .map_err(|e| format!("rule {n}: path `{}`: {e}", s.path))?;
+            if normalized.starts_with(crate::routes::PREFIX) {
+                return Err(format!("rule {n}: `{}` is reserved for the gateway", s.path));
+            }
+            let pattern = if s.path.ends_with('/') || s.path.ends_with("/*") {
+                Pattern::Prefix(normalized)
+            } else if s.path.contains('*') {
+                return Err(format!("rule {n}: `*` is only allowed as a final `/*`"));
+            } else {
+                Pattern::Exact(normalized)
+            };
+            if s.public && (!s.allowed_groups.is_empty() || !s.allowed_email_domains.is_empty()) {
+                return Err(format!(
+                    "rule {n}: a public path cannot also require groups or email domains"
+                ));
+            }
+            let methods = s
+                .methods
+                .iter()
+                .map(|m| {
+                    Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                        .map_err(|_| format!("rule {n}: `{m}` is not an HTTP method"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let allowed_email_domains = s
+                .allowed_email_domains
+                .iter()
+                .map(|d| {
+                    normalize_domain(d).ok_or_else(|| format!("rule {n}: `{d}` is not a domain"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(RouteRule {
+                pattern,
+                public: s.public,
+                methods,
+                allowed_groups: s.allowed_groups,
+                allowed_email_domains,
+                api: s.api,
+            })
+        })
+        .collect()
+}
+
+/// The first rule matching the normalized `path` and `method`.
+pub fn find<'a>(rules: &'a [RouteRule], path: &str, method: &Method) -> Option<&'a RouteRule> {
+    rules.iter().find(|r| r.matches(path, method))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> Vec<RouteRule> {
+        parse(
+            r#"[
+              {"path": "/public/", "public": true},
+              {"path": "/healthz", "public": true},
+              {"path": "/api/preflight/*", "public": true, "methods": ["OPTIONS"]},
+              {"path": "/admin/", "allowed_groups": ["admins"]},
+              {"path": "/api/", "api": true}
+            ]"#,
+        )
+        .unwrap()
+    }
+
+    fn public(path: &str, method: Method) -> bool {
+        find(&rules(), path, &method).is_some_and(|r| r.public)
+    }
+
+    #[test]
+    fn public_paths_match_exactly() {
+        assert!(public("/public/", Method::GET));
+        assert!(public("/public", Method::GET));
+        assert!(public("/public/css/app.css", Method::GET));
+        assert!(public("/healthz", Method::POST));
+        assert!(!public("/healthz/x", Method::GET));
+        assert!(!public("/publicity", Method::GET));
+        assert!(!public("/PUBLIC/x", Method::GET));
+        assert!(!public("/Healthz", Method::GET));
+        assert!(!public("/admin", Method::GET));
+        assert!(public("/api/preflight/x", Method::OPTIONS));
+        assert!(!public("/api/preflight/x", Method::GET));
+        assert!(!public("/other", Method::OPTIONS), "no method is public by default");
+    }
+
+    #[test]
+    fn policy_rules_match_any_case() {
+        let all = rules();
+        let admin = find(&all, "/ADMIN/users", &Method::GET).unwrap();
+        let alice = Identity { sub: "a".into(), email: None, email_verified: false, name: None, groups: vec!["admins".into()] };
+        let bob = Identity { groups: vec!["users".into()], ..alice.clone() };
+        assert!(admin.check(&alice).is_ok());
+        assert_eq!(admin.check(&bob).unwrap_err().rule, "allowed groups");
+        assert!(find(&rules(), "/api/x", &Method::GET).unwrap().api);
+    }
+
+    #[test]
+    fn bad_rules_are_reported() {
+        for (spec, needle) in [
+            ("{", "JSON"),
+            (r#"[{"path": "/a/*/b", "public": true}]"#, "final"),
+            (r#"[{"path": "/.edgeauth/x", "public": true}]"#, "reserved"),
+            (r#"[{"path": "/a;b", "public": true}]"#, "rule 1"),
+            (r#"[{"path": "/a", "public": true, "allowed_groups": ["x"]}]"#, "cannot"),
+            (r#"[{"path": "/a", "methods": ["G T"]}]"#, "method"),
+            (r#"[{"path": "/a", "unknown": 1}]"#, "unknown"),
+        ] {
+            let e = parse(spec).unwrap_err();
+            assert!(e.contains(needle), "{spec}: {e}");
+        }
+        assert!(parse("").unwrap().is_empty());
+    }
+}
