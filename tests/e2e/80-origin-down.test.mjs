@@ -1,4 +1,4 @@
-// Origin down: a signed-in request gets a quick 502 with a short page, never a hang.
+// Origin or IdP down: quick 5xx with a short page, never a hang, never identity.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +11,7 @@ let stack; let gw; let idp;
 
 before(async () => {
   const closed = await freePort('127.0.0.1'); // nothing listens there
-  stack = await startStack({ gatewayOptions: { originUrl: `http://127.0.0.1:${closed}` } });
+  stack = await startStack({ gateways: 2, gatewayOptions: { originUrl: `http://127.0.0.1:${closed}` } });
   ({ gateway: gw, idp } = stack);
 });
 after(() => stopStack(stack));
@@ -31,4 +31,21 @@ test('origin down: 502, short page, quickly', async () => {
   }
   // the gateway itself is still healthy
   assert.equal((await request(`${gw.url}/.edgeauth/health`)).status, 200);
+});
+
+test('IdP down: sign-in start fails fast with a 5xx page; protected paths stay closed', async () => {
+  const closedIdp = await freePort('127.0.0.2');
+  const g = await stack.startGateway({ issuer: `http://127.0.0.2:${closedIdp}` });
+  const t0 = Date.now();
+  const r = await request(`${g.url}/.edgeauth/login?rd=%2F`, { timeoutMs: 20000 });
+  assert.ok(r.status >= 500 && r.status < 600, show(r));
+  assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms`);
+  assert.equal(r.location, null);
+  assert.ok(!r.setCookies.some((c) => c.startsWith('edgeauth_session=')), JSON.stringify(r.setCookies));
+  assert.doesNotMatch(r.body, /panic|backtrace|edgeauth-dev-secret/i);
+  const api = await request(`${g.url}/x`, { accept: 'application/json' });
+  assert.equal(api.status, 401, show(api));
+  const cb = await request(`${g.url}/.edgeauth/callback?code=abc&state=def`);
+  assert.ok(cb.status >= 400 && cb.status < 600, show(cb));
+  assert.ok(!cb.setCookies.some((c) => c.startsWith('edgeauth_session=')));
 });
