@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { CookieJar, request, setCookie, isClearing } from '../lib/http.mjs';
+import { CookieJar, request, rawRequest, setCookie, isClearing } from '../lib/http.mjs';
 import { startStack, stopStack } from '../lib/stack.mjs';
 import {
   SESSION, LOGIN, show, expectLoginRedirect, startLogin, loginOk, verifyAssertion, originSaw,
@@ -34,17 +34,44 @@ test('health and JWKS', async () => {
 });
 
 test('browser without session: 302 to /.edgeauth/login with the original path+query as rd', async () => {
-  const paths = ['/', '/some/page', '/some/page?x=1&y=two%20words', '/a%2Fb?q=%26&r=%3D', '/ü/ñ?e=é'];
+  const paths = ['/', '/some/page', '/some/page?x=1&y=two%20words', '/ab?q=%26&r=%3D%2F', '/ü/ñ?e=é', '/a%20b/c%3Dd'];
   for (const p of paths) {
     const { rd } = await expectLoginRedirect(gw, new CookieJar(), p);
     const want = new URL(p, gw.url);
     assert.equal(rd, want.pathname + want.search, `rd for ${p}`);
   }
-  // no Accept header at all is a browser too
-  const r = await request(`${gw.url}/x?y=1`, { accept: null });
-  assert.equal(r.status, 302, show(r));
-  assert.equal(new URL(r.location).pathname, '/.edgeauth/login');
+  // no Accept header at all, or */*, is a browser too
+  for (const headers of [[], [['Accept', '*/*']]]) {
+    const r = await rawRequest(gw.url, { target: '/x?y=1', headers });
+    assert.equal(r.status, 302, `${JSON.stringify(headers)}: ${r.status}`);
+    assert.equal(new URL(r.header('location'), gw.url).pathname, '/.edgeauth/login');
+  }
   assert.deepEqual(await originSaw(origin, '/'), [], 'nothing may reach the origin without a session');
+});
+
+test('ambiguous encoded paths (%2F, %5C) fail closed: 302 to login or 400, never forwarded', async () => {
+  await origin.reset();
+  for (const p of ['/a%2Fb', '/a%2fb?x=1', '/a%5Cb', '/%2F%2Fevil.example']) {
+    const r = await request(gw.url + p, { jar: new CookieJar() });
+    if (r.status === 302) {
+      assert.equal(new URL(r.location).origin, gw.url, show(r));
+      assert.equal(new URL(r.location).pathname, '/.edgeauth/login', show(r));
+    } else assert.equal(r.status, 400, show(r));
+  }
+  assert.deepEqual(await originSaw(origin, '/'), [], 'nothing may reach the origin without a session');
+  // with a session: either forwarded byte-for-byte or refused with 400
+  const jar = new CookieJar();
+  await loginOk(gw, idp, jar, '/enc-check');
+  for (const p of ['/a%2Fb', '/a%5Cb?x=1']) {
+    await origin.reset();
+    const r = await request(gw.url + p, { jar });
+    const seen = await originSaw(origin, '/');
+    if (r.status === 400) assert.deepEqual(seen, [], p);
+    else {
+      assert.equal(r.status, 200, show(r));
+      assert.deepEqual(seen.map((x) => x.url), [p]);
+    }
+  }
 });
 
 test('API client without session: 401 JSON unauthenticated, no redirect', async () => {
