@@ -7,7 +7,13 @@ use edgeauth_core::pages;
 use edgeauth_core::provider::{self, ProviderCache};
 use edgeauth_core::settings::Settings;
 use futures::{SinkExt, StreamExt};
-use spin_sdk::http::{Fields, IncomingRequest, IncomingResponse, OutgoingResponse, ResponseOutparam};
+use spin_executor::CancelOnDropToken;
+use spin_sdk::http::{
+    Fields, IncomingRequest, IncomingResponse, Method, OutgoingRequest, OutgoingResponse,
+    ResponseOutparam, Scheme,
+};
+use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
+use spin_sdk::wit::wasi::http0_2_0::types::RequestOptions;
 use spin_sdk::key_value::Store;
 
 /// IdP documents and token responses are small; more is refused.
@@ -104,11 +110,62 @@ impl std::fmt::Display for FetchError {
     }
 }
 
-/// Sends `request` and reads at most `limit` bytes of the answer.
+/// Time limits for calls to the identity provider. Set on each request so they
+/// hold under any wasi:http host, not only one with sane defaults.
+const IDP_CONNECT_TIMEOUT_NS: u64 = 5_000_000_000;
+const IDP_RESPONSE_TIMEOUT_NS: u64 = 10_000_000_000;
+
+fn outgoing(request: &http::Request<Vec<u8>>) -> Option<OutgoingRequest> {
+    let entries: Vec<(String, Vec<u8>)> = request
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+        .collect();
+    let out = OutgoingRequest::new(Fields::from_list(&entries).ok()?);
+    let uri = request.uri();
+    let method = match *request.method() {
+        http::Method::POST => Method::Post,
+        _ => Method::Get,
+    };
+    let scheme = if uri.scheme_str() == Some("https") { Scheme::Https } else { Scheme::Http };
+    out.set_method(&method).ok()?;
+    out.set_scheme(Some(&scheme)).ok()?;
+    out.set_authority(Some(uri.authority()?.as_str())).ok()?;
+    out.set_path_with_query(uri.path_and_query().map(|p| p.as_str())).ok()?;
+    Some(out)
+}
+
+async fn send_bounded(request: http::Request<Vec<u8>>) -> Result<IncomingResponse, FetchError> {
+    let out = outgoing(&request).ok_or_else(|| FetchError::Unreachable("invalid request".into()))?;
+    let options = RequestOptions::new();
+    let _ = options.set_connect_timeout(Some(IDP_CONNECT_TIMEOUT_NS));
+    let _ = options.set_first_byte_timeout(Some(IDP_RESPONSE_TIMEOUT_NS));
+    let _ = options.set_between_bytes_timeout(Some(IDP_RESPONSE_TIMEOUT_NS));
+    let mut body = out.take_body();
+    let pending = outgoing_handler::handle(out, Some(options))
+        .map_err(|e| FetchError::Unreachable(format!("{e:?}")))?;
+    if !request.body().is_empty() {
+        body.send(request.into_body())
+            .await
+            .map_err(|e| FetchError::Unreachable(format!("{e:?}")))?;
+    }
+    drop(body);
+    let mut waiting: Option<CancelOnDropToken> = None;
+    futures::future::poll_fn(|cx| match pending.get() {
+        Some(Ok(Ok(resp))) => std::task::Poll::Ready(Ok(resp)),
+        Some(Ok(Err(e))) => std::task::Poll::Ready(Err(FetchError::Unreachable(format!("{e:?}")))),
+        Some(Err(())) => std::task::Poll::Ready(Err(FetchError::Unreachable("no response".into()))),
+        None => {
+            waiting = Some(spin_executor::push_waker_and_get_token(pending.subscribe(), cx.waker().clone()).into());
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Sends `request` with time limits and reads at most `limit` bytes of the answer.
 pub async fn fetch(request: http::Request<Vec<u8>>, limit: usize) -> Result<(u16, Vec<u8>), FetchError> {
-    let resp: IncomingResponse = spin_sdk::http::send(request)
-        .await
-        .map_err(|e| FetchError::Unreachable(e.to_string()))?;
+    let resp = send_bounded(request).await?;
     let status = resp.status();
     let mut body = Vec::new();
     let mut stream = resp.take_body_stream();
