@@ -135,32 +135,48 @@ fn outgoing(request: &http::Request<Vec<u8>>) -> Option<OutgoingRequest> {
     Some(out)
 }
 
-async fn send_bounded(request: http::Request<Vec<u8>>) -> Result<IncomingResponse, FetchError> {
-    let out = outgoing(&request).ok_or_else(|| FetchError::Unreachable("invalid request".into()))?;
+/// Sends `out` with time limits; the caller writes the body concurrently.
+pub async fn send_with_timeouts(
+    out: OutgoingRequest,
+    connect_ns: u64,
+    response_ns: u64,
+) -> Result<IncomingResponse, String> {
     let options = RequestOptions::new();
-    let _ = options.set_connect_timeout(Some(IDP_CONNECT_TIMEOUT_NS));
-    let _ = options.set_first_byte_timeout(Some(IDP_RESPONSE_TIMEOUT_NS));
-    let _ = options.set_between_bytes_timeout(Some(IDP_RESPONSE_TIMEOUT_NS));
-    let mut body = out.take_body();
-    let pending = outgoing_handler::handle(out, Some(options))
-        .map_err(|e| FetchError::Unreachable(format!("{e:?}")))?;
-    if !request.body().is_empty() {
-        body.send(request.into_body())
-            .await
-            .map_err(|e| FetchError::Unreachable(format!("{e:?}")))?;
-    }
-    drop(body);
+    let _ = options.set_connect_timeout(Some(connect_ns));
+    let _ = options.set_first_byte_timeout(Some(response_ns));
+    let _ = options.set_between_bytes_timeout(Some(response_ns));
+    let pending = outgoing_handler::handle(out, Some(options)).map_err(|e| format!("{e:?}"))?;
     let mut waiting: Option<CancelOnDropToken> = None;
     futures::future::poll_fn(|cx| match pending.get() {
         Some(Ok(Ok(resp))) => std::task::Poll::Ready(Ok(resp)),
-        Some(Ok(Err(e))) => std::task::Poll::Ready(Err(FetchError::Unreachable(format!("{e:?}")))),
-        Some(Err(())) => std::task::Poll::Ready(Err(FetchError::Unreachable("no response".into()))),
+        Some(Ok(Err(e))) => std::task::Poll::Ready(Err(format!("{e:?}"))),
+        Some(Err(())) => std::task::Poll::Ready(Err("no response".into())),
         None => {
-            waiting = Some(spin_executor::push_waker_and_get_token(pending.subscribe(), cx.waker().clone()).into());
+            // Replacing the token drops the previous registration.
+            waiting = Some(
+                spin_executor::push_waker_and_get_token(pending.subscribe(), cx.waker().clone())
+                    .into(),
+            );
             std::task::Poll::Pending
         }
     })
     .await
+}
+
+async fn send_bounded(request: http::Request<Vec<u8>>) -> Result<IncomingResponse, FetchError> {
+    let out = outgoing(&request).ok_or_else(|| FetchError::Unreachable("invalid request".into()))?;
+    let mut body = out.take_body();
+    let send = send_with_timeouts(out, IDP_CONNECT_TIMEOUT_NS, IDP_RESPONSE_TIMEOUT_NS);
+    let upload = async move {
+        if !request.body().is_empty() {
+            body.send(request.into_body()).await.map_err(|e| format!("{e:?}"))?;
+        }
+        drop(body);
+        Ok::<(), String>(())
+    };
+    let (resp, uploaded) = futures::join!(send, upload);
+    uploaded.map_err(FetchError::Unreachable)?;
+    resp.map_err(FetchError::Unreachable)
 }
 
 /// Sends `request` with time limits and reads at most `limit` bytes of the answer.

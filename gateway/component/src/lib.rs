@@ -44,7 +44,9 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     };
     let response = match routes::route(&parts) {
         Route::Protected(path) => match access::authorize(&settings, &parts, &path, clock.secs) {
-            Access::Forward(plan) => return proxy::forward(req, &parts, *plan, out).await,
+            Access::Forward(plan) => {
+                return proxy::forward(&settings, req, &parts, *plan, out).await;
+            }
             Access::Respond(r) => r,
         },
         Route::BadPath(e) => access::bad_path(&parts, e),

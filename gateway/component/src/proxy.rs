@@ -4,13 +4,16 @@
 use edgeauth_core::access::Forward;
 use edgeauth_core::forward::keep_response_header;
 use edgeauth_core::pages;
+use edgeauth_core::settings::Settings;
 use http::request::Parts;
 use spin_sdk::http::{
-    Fields, IncomingRequest, IncomingResponse, Method, OutgoingRequest, OutgoingResponse,
+    Fields, IncomingRequest, Method, OutgoingRequest, OutgoingResponse,
     ResponseOutparam, Scheme,
 };
 
-use crate::io::{pipe, respond};
+use crate::io::{pipe, respond, send_with_timeouts};
+
+const ORIGIN_CONNECT_TIMEOUT_NS: u64 = 5_000_000_000;
 
 fn method(m: &http::Method) -> Method {
     match *m {
@@ -27,7 +30,13 @@ fn method(m: &http::Method) -> Method {
     }
 }
 
-pub async fn forward(req: IncomingRequest, parts: &Parts, plan: Forward, out: ResponseOutparam) {
+pub async fn forward(
+    settings: &Settings,
+    req: IncomingRequest,
+    parts: &Parts,
+    plan: Forward,
+    out: ResponseOutparam,
+) {
     let json = edgeauth_core::pages::wants_json(parts);
     let entries: Vec<(String, Vec<u8>)> = plan
         .headers
@@ -64,7 +73,11 @@ pub async fn forward(req: IncomingRequest, parts: &Parts, plan: Forward, out: Re
 
     let request_body = outgoing.take_body();
     let upload = pipe(req.into_body_stream(), request_body);
-    let send = spin_sdk::http::send::<_, IncomingResponse>(outgoing);
+    let send = send_with_timeouts(
+        outgoing,
+        ORIGIN_CONNECT_TIMEOUT_NS,
+        settings.origin_timeout_secs.saturating_mul(1_000_000_000),
+    );
     // The origin may answer before or after reading the whole body; drive both.
     let (sent, uploaded) = futures::join!(send, upload);
     let response = match sent {

@@ -76,9 +76,9 @@ fn deny(parts: &Parts, denial: crate::policy::Denial) -> Access {
 pub fn authorize(settings: &Settings, parts: &Parts, path: &str, now: u64) -> Access {
     let rule = route_rules::find(&settings.routes, path, &parts.method);
     let public = rule.is_some_and(|r| r.public);
-    let identity = match session::read(settings, &parts.headers, now) {
-        Ok(s) => Some(s.identity),
-        Err(_) if public => None,
+    let (identity, extras) = match session::read(settings, &parts.headers, now) {
+        Ok(s) => (Some(s.identity), s.extras),
+        Err(_) if public => (None, session::Extras::default()),
         Err(_) => return Access::Respond(unauthenticated(parts, rule.is_some_and(|r| r.api))),
     };
     if let Some(id) = &identity {
@@ -106,18 +106,21 @@ pub fn authorize(settings: &Settings, parts: &Parts, path: &str, now: u64) -> Ac
     let assertion = identity.as_ref().map(|id| {
         settings
             .assertion_keys
-            .sign(id, &settings.public_origin(), &settings.assertion_audience, now)
+            .sign_with_claims(id, &extras.claims, &settings.public_origin(), &settings.assertion_audience, now)
     });
     let client_addr = parts
         .headers
         .get("spin-client-addr")
         .and_then(|v| v.to_str().ok());
-    let headers = crate::forward::origin_headers(
+    let mut headers = crate::forward::origin_headers(
         settings,
         &parts.headers,
         identity.as_ref().zip(assertion.as_deref()),
         client_addr,
     );
+    if identity.is_some() {
+        crate::forward::add_rule_headers(settings, &mut headers, &extras.headers);
+    }
     Access::Forward(Box::new(Forward {
         uri,
         headers,
@@ -178,6 +181,30 @@ mod tests {
         assert_eq!(f.headers["x-auth-request-user"], "u1");
         assert!(f.headers.get(COOKIE).is_none());
         assert!(f.headers["x-edgeauth-assertion"].len() > 50);
+    }
+
+    #[test]
+    fn rule_extras_reach_the_origin_but_never_replace_identity() {
+        let s = settings_with(&[]);
+        let id = Identity { sub: "u1".into(), email: None, email_verified: false, name: None, groups: vec![] };
+        let mut extras = crate::session::Extras::default();
+        extras.claims.insert("https://example.com/roles".into(), serde_json::json!(["admin"]));
+        extras.claims.insert("sub".into(), serde_json::json!("mallory"));
+        extras.headers.push(("x-roles".into(), "admin".into()));
+        extras.headers.push(("x-auth-request-user".into(), "mallory".into()));
+        extras.headers.push(("host".into(), "evil.example".into()));
+        let mut rng = counter_rng();
+        let c = Session::new(id, None, &s, 1000).with_extras(extras).to_cookie(&s, &mut rng).unwrap();
+        let c = c.split(';').next().unwrap().to_owned();
+        let Access::Forward(f) = authorize(&s, &req("GET", "/x", &[(COOKIE.as_str(), &c)]), "/x", 1001) else { panic!() };
+        assert_eq!(f.headers["x-roles"], "admin");
+        assert_eq!(f.headers["x-auth-request-user"], "u1");
+        assert!(f.headers.get("host").is_none());
+        let jwt = f.headers["x-edgeauth-assertion"].to_str().unwrap();
+        let payload = crate::encoding::b64url_decode(jwt.split('.').nth(1).unwrap()).unwrap();
+        let claims: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        assert_eq!(claims["https://example.com/roles"], serde_json::json!(["admin"]));
+        assert_eq!(claims["sub"], "u1");
     }
 
     #[test]

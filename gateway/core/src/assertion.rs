@@ -42,7 +42,15 @@ struct AssertionClaims<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
     groups: &'a [String],
+    /// Claims added by tenant rules (never one of the names above).
+    #[serde(flatten)]
+    extra: serde_json::Map<String, serde_json::Value>,
 }
+
+/// Claims the gateway sets itself; a rule's claim never replaces them.
+const OWN_CLAIMS: &[&str] = &[
+    "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "email", "email_verified", "name", "groups",
+];
 
 impl AssertionKeys {
     /// Parses `kid:ed25519:<base64url 32-byte seed>` and
@@ -104,11 +112,28 @@ impl AssertionKeys {
 
     /// A JWT for the origin: iss = the gateway, aud = the app, 60 s lifetime.
     pub fn sign(&self, identity: &Identity, issuer: &str, audience: &str, now: u64) -> String {
+        self.sign_with_claims(identity, &serde_json::Map::new(), issuer, audience, now)
+    }
+
+    /// [`Self::sign`] plus claims added by tenant rules.
+    pub fn sign_with_claims(
+        &self,
+        identity: &Identity,
+        extra: &serde_json::Map<String, serde_json::Value>,
+        issuer: &str,
+        audience: &str,
+        now: u64,
+    ) -> String {
         let custom = AssertionClaims {
             email: identity.email.as_deref(),
             email_verified: identity.email_verified,
             name: identity.name.as_deref(),
             groups: &identity.groups,
+            extra: extra
+                .iter()
+                .filter(|(k, _)| !OWN_CLAIMS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         };
         let mut claims = Claims::with_custom_claims(custom, Duration::from_secs(ASSERTION_LIFETIME_SECS))
             .with_issuer(issuer)

@@ -20,7 +20,7 @@ use crate::policy;
 use crate::provider::ProviderMetadata;
 use crate::routes::{self, query_param};
 use crate::seal::Purpose;
-use crate::session::Session;
+use crate::session::{Extras, Session};
 use crate::settings::Settings;
 use crate::{Response, Rng};
 
@@ -253,6 +253,19 @@ pub fn complete(
     now: u64,
     rng: Rng<'_>,
 ) -> Response {
+    complete_with_extras(settings, identity, Extras::default(), tokens, start, now, rng)
+}
+
+/// [`complete`] with what tenant rules added (claims, origin headers).
+pub fn complete_with_extras(
+    settings: &Settings,
+    identity: Identity,
+    extras: Extras,
+    tokens: Tokens,
+    start: &CallbackStart,
+    now: u64,
+    rng: Rng<'_>,
+) -> Response {
     if let Err(denial) = policy::check(settings, &identity) {
         return clear_login(
             settings,
@@ -265,7 +278,7 @@ pub fn complete(
             ),
         );
     }
-    let session = Session::new(identity, Some(tokens.id_token), settings, now);
+    let session = Session::new(identity, Some(tokens.id_token), settings, now).with_extras(extras);
     let Some(cookie) = session.to_cookie(settings, rng) else {
         return clear_login(
             settings,

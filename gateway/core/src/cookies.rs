@@ -21,6 +21,8 @@ pub const NAME_STEM: &str = "edgeauth_";
 pub enum Jar {
     Session,
     Login,
+    /// A sign-in paused by a tenant rule's redirect.
+    Resume,
 }
 
 impl Jar {
@@ -28,6 +30,7 @@ impl Jar {
         match self {
             Jar::Session => "edgeauth_session",
             Jar::Login => "edgeauth_login",
+            Jar::Resume => "edgeauth_resume",
         }
     }
 }
@@ -44,7 +47,7 @@ fn path(settings: &Settings, jar: Jar) -> &'static str {
     match jar {
         // `__Host-` requires Path=/; on loopback http the login cookie is kept
         // to the reserved prefix so it is not sent with ordinary requests.
-        Jar::Login if !settings.secure_cookies => crate::routes::PREFIX,
+        Jar::Login | Jar::Resume if !settings.secure_cookies => crate::routes::PREFIX,
         _ => "/",
     }
 }

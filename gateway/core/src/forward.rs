@@ -188,6 +188,25 @@ pub fn origin_headers(
     out
 }
 
+/// Headers tenant rules set at sign-in (validated then; checked again here so
+/// a rule can never replace an identity or HTTP header). The caller strips
+/// the same names from client requests.
+pub fn add_rule_headers(settings: &Settings, out: &mut HeaderMap, headers: &[(String, String)]) {
+    for (name, value) in headers {
+        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) else {
+            continue;
+        };
+        let n = name.as_str();
+        if is_hop_by_hop(n)
+            || is_spoofable(n, settings)
+            || matches!(n, "host" | "cookie" | "content-length" | "content-type" | "authorization")
+        {
+            continue;
+        }
+        out.insert(name, value);
+    }
+}
+
 /// Whether a header of the origin's response goes back to the client.
 /// Hop-by-hop headers are the connection's; and the origin may not set the
 /// gateway's cookies (that would let an app, or an injected header, fixate

@@ -26,40 +26,46 @@ pub fn safe_return_path(raw: &str, public: &Url) -> Option<String> {
     if raw.is_empty() || raw.len() > MAX_RETURN_LEN || !raw.bytes().all(plain_path_byte) {
         return None;
     }
-    if looks_like_other_host(raw) {
+    if looks_like_other_host(raw) || decodes_to_other_host(raw) {
         return None;
-    }
-    // Origin apps and some browsers decode again: reject paths that become a
-    // host reference, a backslash or a control character after decoding, up to
-    // three layers deep.
-    let mut layer = raw.to_owned();
-    for _ in 0..3 {
-        let decoded = percent_decode_str(&layer).decode_utf8().ok()?.into_owned();
-        if decoded == layer {
-            break;
-        }
-        if looks_like_other_host(&decoded)
-            || decoded
-                .chars()
-                .any(|c| c == '\\' || c.is_control())
-        {
-            return None;
-        }
-        layer = decoded;
     }
     let resolved = public.join(raw).ok()?;
     if resolved.origin() != public.origin() {
         return None;
     }
     let mut out = resolved.path().to_owned();
-    if looks_like_other_host(&out) {
-        return None;
-    }
     if let Some(q) = resolved.query() {
         out.push('?');
         out.push_str(q);
     }
+    // Resolving dot segments can bring an escape to the front
+    // (`/x/../%2f/evil` → `/%2f/evil`), so the result is checked again.
+    if looks_like_other_host(&out) || decodes_to_other_host(&out) {
+        return None;
+    }
     Some(out)
+}
+
+/// Origin apps and some browsers decode again: true for paths that become a
+/// host reference, a backslash or a control character after decoding, up to
+/// three layers deep (or that do not decode to UTF-8).
+fn decodes_to_other_host(path: &str) -> bool {
+    let mut layer = path.to_owned();
+    for _ in 0..3 {
+        let Ok(decoded) = percent_decode_str(&layer).decode_utf8() else {
+            return true;
+        };
+        if decoded == layer {
+            break;
+        }
+        if looks_like_other_host(&decoded)
+            || decoded.chars().any(|c| c == '\\' || c.is_control())
+        {
+            return true;
+        }
+        layer = decoded.into_owned();
+    }
+    false
 }
 
 /// Same as [`safe_return_path`], falling back to `/`.
@@ -140,6 +146,22 @@ mod tests {
         }
         let long = format!("/{}", "a".repeat(MAX_RETURN_LEN));
         assert_eq!(safe_return_path(&long, &public()), None);
+    }
+
+    /// Found by fuzzing (redirect target): dot segments resolved after the
+    /// decoding check brought an encoded slash to the front of the path.
+    #[test]
+    fn fuzz_dot_segments_before_an_encoded_slash() {
+        for raw in [
+            "/psA/../%252f",
+            "/x/../%2f/evil.example",
+            "/x/../%2F%2Fevil.example",
+            "/x/./../%5cevil.example",
+            "/x/../%25252f%25252fevil.example",
+        ] {
+            assert_eq!(safe_return_path(raw, &public()), None, "{raw}");
+        }
+        assert_eq!(safe_return_path("/x/../y%2fz", &public()).as_deref(), Some("/y%2fz"));
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub enum Purpose {
     Session,
     Login,
     Logout,
+    /// A sign-in paused by a tenant rule's redirect (see `edgeauth-rules`).
+    RuleResume,
 }
 
 impl Purpose {
@@ -30,6 +32,7 @@ impl Purpose {
             Purpose::Session => b"edgeauth/v1/session",
             Purpose::Login => b"edgeauth/v1/login",
             Purpose::Logout => b"edgeauth/v1/logout",
+            Purpose::RuleResume => b"edgeauth/v1/rule-resume",
         }
     }
 }

@@ -10,6 +10,23 @@ use crate::seal::{MAX_SEALED_LEN, Purpose};
 use crate::settings::Settings;
 use crate::Rng;
 
+/// What the tenant's post-login rules added to the sign-in: claims for the
+/// assertion and headers for the origin. Validated by `edgeauth-rules`
+/// before they get here; empty without rules.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Extras {
+    #[serde(rename = "c", default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    #[serde(rename = "h", default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+}
+
+impl Extras {
+    pub fn is_empty(&self) -> bool {
+        self.claims.is_empty() && self.headers.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     #[serde(rename = "u")]
@@ -21,6 +38,8 @@ pub struct Session {
     /// Kept for `id_token_hint` at logout; dropped when it would not fit.
     #[serde(rename = "idt", default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    #[serde(rename = "x", default, skip_serializing_if = "Extras::is_empty")]
+    pub extras: Extras,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +56,13 @@ impl Session {
             issued_at: now,
             expires_at: now + settings.session_lifetime_secs,
             id_token,
+            extras: Extras::default(),
         }
+    }
+
+    pub fn with_extras(mut self, extras: Extras) -> Session {
+        self.extras = extras;
+        self
     }
 
     /// The `Set-Cookie` value, or `None` if the identity is too large for a

@@ -43,6 +43,8 @@ pub struct Settings {
     pub scopes: String,
     pub allowed_email_domains: Vec<String>,
     pub session_lifetime_secs: u64,
+    /// How long the origin may take to start answering.
+    pub origin_timeout_secs: u64,
     pub session_keys: KeyRing,
     pub assertion_keys: AssertionKeys,
     pub assertion_audience: String,
@@ -84,6 +86,7 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("assertion_keys", None),
     ("allowed_email_domains", Some("")),
     ("session_lifetime_secs", Some("28800")),
+    ("origin_timeout_secs", Some("30")),
     ("assertion_audience", Some("")),
     ("header_user", Some("X-Auth-Request-User")),
     ("header_email", Some("X-Auth-Request-Email")),
@@ -232,6 +235,13 @@ impl Settings {
             ));
         }
 
+        let origin_timeout_secs: u64 = var("origin_timeout_secs")?
+            .trim()
+            .parse()
+            .ok()
+            .filter(|t| (1..=3600).contains(t))
+            .ok_or_else(|| err("origin_timeout_secs", "must be a whole number of seconds from 1 to 3600"))?;
+
         let session_keys =
             KeyRing::parse(&var("session_keys")?).map_err(|p| err("session_keys", p))?;
         let assertion_keys =
@@ -266,6 +276,7 @@ impl Settings {
             scopes,
             allowed_email_domains,
             session_lifetime_secs,
+            origin_timeout_secs,
             session_keys,
             assertion_keys,
             assertion_audience,

@@ -164,18 +164,18 @@ impl Server {
 
     /// Serves until SIGINT/SIGTERM, then lets open requests finish (bounded).
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<()> {
+        // A plain thread, not a tokio task: a guest spinning on a runtime
+        // worker must not be able to starve the clock that interrupts it.
         let engine = self.engine.weak();
-        // The ticker stops by itself once the engine is gone.
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(EPOCH_TICK);
-            loop {
-                tick.tick().await;
-                match engine.upgrade() {
-                    Some(e) => e.increment_epoch(),
-                    None => break,
+        std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while let Some(e) = engine.upgrade() {
+                    e.increment_epoch();
+                    drop(e);
+                    std::thread::sleep(EPOCH_TICK);
                 }
-            }
-        });
+            })?;
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut connections = JoinSet::new();
@@ -297,8 +297,18 @@ impl Server {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
+        // Each tick the guest yields to the scheduler (so other requests on
+        // this worker progress); past the deadline it is interrupted, which
+        // stops CPU-bound code even if the async timeout below cannot fire.
+        let deadline = Instant::now() + self.limits.request_timeout;
         store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(wasmtime::UpdateDeadline::Interrupt)
+            } else {
+                Ok(wasmtime::UpdateDeadline::Yield(1))
+            }
+        });
 
         let (tx, rx) = oneshot::channel();
         let incoming = store
@@ -319,6 +329,7 @@ impl Server {
                 anyhow::Ok(())
             };
             match tokio::time::timeout(timeout, work).await {
+                Ok(Err(e)) if is_interrupt(&e) => bail!("request exceeded {} s", timeout.as_secs()),
                 Ok(r) => r,
                 Err(_) => bail!("request exceeded {} s", timeout.as_secs()),
             }
@@ -348,6 +359,12 @@ impl Server {
             },
         }
     }
+}
+
+fn is_interrupt(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt))
+        || format!("{e:#}").contains("interrupt")
 }
 
 /// Shapes a request the way Spin's HTTP trigger hands it to a component:

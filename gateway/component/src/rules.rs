@@ -1,0 +1,57 @@
+//! Tenant post-login rules, run inside this component on the embedded
+//! wasmtime/Pulley runtime (`edgeauth-rules`). The gateway's own flow calls
+//! three functions:
+//!
+//! - [`prepare`] on every request: refuses to serve with an invalid rules
+//!   configuration, and strips the headers rules may set from the client's
+//!   request, so only a rule can supply them to the origin;
+//! - [`complete`] at the end of the callback, instead of
+//!   `callback::complete`: runs the tenant's chain and applies its outcome;
+//! - [`reserved`] for `/.edgeauth/continue` (resume after a rule's redirect)
+//!   and the admin endpoints under `/.edgeauth/admin/rules/`.
+//!
+//! With no rules configured (`rules` variable empty) all three are no-ops and
+//! the gateway behaves exactly as without this module. Built without the
+//! `rules` cargo feature, the runtime is not linked at all.
+
+#[cfg(feature = "rules")]
+mod admin;
+#[cfg(feature = "rules")]
+mod chain;
+#[cfg(feature = "rules")]
+mod net;
+
+#[cfg(feature = "rules")]
+pub use chain::{complete, prepare, reserved};
+
+#[cfg(not(feature = "rules"))]
+mod disabled {
+    use edgeauth_core::Response;
+    use edgeauth_core::callback::{self, CallbackStart, Tokens};
+    use edgeauth_core::identity::Identity;
+    use edgeauth_core::settings::Settings;
+    use http::request::Parts;
+    use spin_sdk::http::IncomingRequest;
+
+    pub fn prepare(_: &Settings, _: &mut Parts) -> Result<(), Response> {
+        Ok(())
+    }
+
+    pub async fn complete(
+        settings: &Settings,
+        _: &Parts,
+        identity: Identity,
+        tokens: Tokens,
+        start: &CallbackStart,
+        now: u64,
+    ) -> Response {
+        callback::complete(settings, identity, tokens, start, now, &mut crate::io::rng)
+    }
+
+    pub async fn reserved(_: &Settings, _: &Parts, _: IncomingRequest, _: u64) -> Option<Response> {
+        None
+    }
+}
+
+#[cfg(not(feature = "rules"))]
+pub use disabled::{complete, prepare, reserved};
