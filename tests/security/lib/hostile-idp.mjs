@@ -62,6 +62,8 @@ class Tenant {
     this.issuer = `${op.url}/t/${name}`;
     this.keys = generateKeys();
     this.jwksExtra = {};
+    /** Further JWKs published as they are (keys the gateway must ignore, etc.). */
+    this.extraJwks = [];
     this.codes = new Map();
     this.requests = [];
     /** Overrides: spec or (req, tenant) => spec, for 'discovery' | 'jwks' | 'end_session'. */
@@ -84,7 +86,11 @@ class Tenant {
     };
   }
 
-  async jwks() { return publicJwks(this.keys, this.jwksExtra); }
+  async jwks() {
+    const doc = await publicJwks(this.keys, this.jwksExtra);
+    doc.keys.push(...this.extraJwks);
+    return doc;
+  }
 
   /** What the token endpoint answers for `code` (spec, or (ctx) => spec). */
   onCode(code, spec) { this.codes.set(code, spec); }
@@ -101,10 +107,13 @@ class Tenant {
   }
 
   /** A correctly signed ID token (`kid` selects the key; `header` adds to the JOSE header). */
-  async sign(payload, { kid = 'rsa-1', header = {}, key } = {}) {
+  async sign(payload, opts = {}) {
+    const kid = 'kid' in opts ? opts.kid : 'rsa-1'; // { kid: undefined } means: no kid in the header
+    const { header = {}, key } = opts;
     const k = key ?? this.keys[kid];
     const clean = Object.fromEntries(Object.entries(payload).filter(([, v]) => v !== undefined));
-    return new SignJWT(clean).setProtectedHeader({ alg: k.alg, kid, typ: 'JWT', ...header }).sign(k.privateKey);
+    const h = Object.fromEntries(Object.entries({ alg: k.alg, kid, typ: 'JWT', ...header }).filter(([, v]) => v !== undefined));
+    return new SignJWT(clean).setProtectedHeader(h).sign(k.privateKey);
   }
 
   countOf(kind) { return this.requests.filter((r) => r.kind === kind).length; }
