@@ -50,7 +50,7 @@ export async function startHostileOrigin({ host = '127.0.0.1' } = {}) {
         headers['x-edgeauth-assertion'] = 'origin-assertion';
       }
       res.writeHead(200, headers);
-      res.end(`origin answered ${req.method} ${req.url}\n`);
+      res.end(`origin answered ${req.method} ${req.url} for ${req.headers['x-auth-request-user'] ?? 'nobody'}\n`);
     };
     if (m) setTimeout(answer, Number(m[1]));
     else answer();
@@ -64,4 +64,26 @@ export async function startHostileOrigin({ host = '127.0.0.1' } = {}) {
     async reset() { records.length = 0; },
     stop: () => new Promise((resolve) => { for (const s of sockets) s.destroy(); server.close(() => resolve()); }),
   };
+}
+
+/**
+ * The same origin in its own process (so a busy test process cannot delay its
+ * answers): `node hostile-origin.mjs` prints its URL.
+ */
+export async function startHostileOriginProcess() {
+  const { startProcess } = await import('../../lib/procs.mjs');
+  const { proc, match } = await startProcess('hostile-origin', process.execPath, [new URL(import.meta.url).pathname], {
+    ready: /hostile origin listening on (http:\/\/\S+)/, timeoutMs: 30000,
+  });
+  const url = match[1];
+  return {
+    url, proc,
+    async requests() { return (await fetch(`${url}/__origin/requests`)).json(); },
+    stop: () => proc.stop(),
+  };
+}
+
+if (process.argv[1] === new URL(import.meta.url).pathname) {
+  const o = await startHostileOrigin();
+  console.log(`hostile origin listening on ${o.url}`);
 }

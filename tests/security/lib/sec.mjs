@@ -139,8 +139,10 @@ export async function hostileSignIn(gw, tenant, spec, { rd = '/after', jar = new
   const answer = await spec(ctx);
   tenant.onCode(code, answer);
   const q = callbackQuery ? callbackQuery(ctx) : `code=${encodeURIComponent(code)}&state=${encodeURIComponent(state)}`;
+  const t1 = Date.now();
   const cb = await request(`${gw.url}/.edgeauth/callback?${q}`, { jar, timeoutMs: 30000 });
-  return { start, cb, jar, nonce, state, code, ms: Date.now() - t0, idToken: answer?.json?.id_token };
+  const t2 = Date.now();
+  return { start, cb, jar, nonce, state, code, ms: t2 - t0, cbMs: t2 - t1, idToken: answer?.json?.id_token };
 }
 
 /** A normal sign-in at a scripted provider (valid RS256 token, `claims` override the defaults). */
