@@ -14,6 +14,8 @@
 //   IDP_KEYS_FILE       JSON file with the private JWKS; created if missing
 //   IDP_ID_TOKEN_TTL, IDP_ACCESS_TOKEN_TTL, IDP_SESSION_TTL   seconds
 //   IDP_VERBOSE         1 = log every request to stderr
+//   IDP_EXTRA_USERS     JSON {"name": {"password": "...", "claims": {...}}} added to the users
+//                       below (claims are sent as given, e.g. odd emails or groups shapes)
 //
 // Clients (secret edgeauth-dev-secret for all):
 //   edgeauth         client_secret_basic, RS256 id tokens
@@ -62,6 +64,13 @@ const USERS = {
     },
   },
 };
+
+if (env.IDP_EXTRA_USERS) {
+  for (const [name, user] of Object.entries(JSON.parse(env.IDP_EXTRA_USERS))) {
+    if (Object.hasOwn(USERS, name)) throw new Error(`IDP_EXTRA_USERS: ${name} already exists`);
+    USERS[name] = user;
+  }
+}
 
 async function findAccount(ctx, id) {
   const user = USERS[id];
