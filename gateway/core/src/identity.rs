@@ -152,6 +152,45 @@ mod tests {
         assert_eq!(id.verified_email_domain(), Some("xn--bcher-kva.example"));
     }
 
+    /// Found by fuzzing (identity_claims target): URL host parsing let `"`
+    /// `*` `,` `;` into email domains (and so into identity headers), and
+    /// normalizing such an address twice gave different answers.
+    #[test]
+    fn fuzz_email_domain_must_be_a_dns_name() {
+        let crash = format!(
+            "{{bbob@E\"name\"\u{7a9}\"\u{7a9}XPDE.\"namDE{}.\"nxn--am\"name\"e\"\u{7a9}XPveDEcoXPDE.2name\"\u{7a9}XP\"name\"e\"\u{7a9}XPocXDEPDE.2name\"\u{7a9}\u{7a9}XPDEcoXPDE.2name\"\u{7a9}XXPDEc",
+            "*".repeat(111)
+        );
+        assert_eq!(normalize_email(&crash), None);
+        for bad in [
+            "a@example.com,evil.example",
+            "a@example.com;x=1",
+            "a@\"example\".com",
+            "a@*.example.com",
+            "a@exa'mple.com",
+            "a@-example.com",
+            "a@example..com",
+            "a@example_1.com",
+        ] {
+            assert_eq!(normalize_email(bad), None, "{bad}");
+        }
+        for good in ["a@Example.COM", "a@b\u{fc}cher.example", "a@x-1.example."] {
+            let once = normalize_email(good).unwrap();
+            assert_eq!(normalize_email(&once).as_ref(), Some(&once), "{good}");
+        }
+    }
+
+    #[test]
+    fn percent_escapes_in_domains_are_not_decoded() {
+        for email in ["a@ex%61mple.com", "a@example%2Ecom", "a@corp%2eexample"] {
+            let id = Identity::from_claims(&map(json!({
+                "sub": "s", "email": email, "email_verified": true
+            })))
+            .unwrap();
+            assert_eq!(id.verified_email_domain(), None, "{email}");
+        }
+    }
+
     #[test]
     fn subject_is_required_and_bounded() {
         assert_eq!(

@@ -58,9 +58,7 @@ fn decodes_to_other_host(path: &str) -> bool {
         if decoded == layer {
             break;
         }
-        if looks_like_other_host(&decoded)
-            || decoded.chars().any(|c| c == '\\' || c.is_control())
-        {
+        if looks_like_other_host(&decoded) || decoded.chars().any(|c| c == '\\' || c.is_control()) {
             return true;
         }
         layer = decoded.into_owned();
@@ -161,7 +159,10 @@ mod tests {
         ] {
             assert_eq!(safe_return_path(raw, &public()), None, "{raw}");
         }
-        assert_eq!(safe_return_path("/x/../y%2fz", &public()).as_deref(), Some("/y%2fz"));
+        assert_eq!(
+            safe_return_path("/x/../y%2fz", &public()).as_deref(),
+            Some("/y%2fz")
+        );
     }
 
     #[test]

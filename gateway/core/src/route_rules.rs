@@ -66,8 +66,8 @@ impl RouteRule {
             Pattern::Exact(p) => same(path, p),
             Pattern::Prefix(p) => {
                 let bare = p.trim_end_matches('/');
-                same(path, bare)
-                    || (path.len() >= p.len() && same(&path[..p.len()], p))
+                // `get`: a path nobody normalized may split a character there.
+                same(path, bare) || path.get(..p.len()).is_some_and(|head| same(head, p))
             }
         }
     }
@@ -214,6 +214,16 @@ mod tests {
         assert!(admin.check(&alice).is_ok());
         assert_eq!(admin.check(&bob).unwrap_err().rule, "allowed groups");
         assert!(find(&rules(), "/api/x", &Method::GET).unwrap().api);
+    }
+
+    /// Found by fuzzing (route_rules target): `find` sliced a non-normalized
+    /// path inside a multi-byte character and panicked.
+    #[test]
+    fn fuzz_unnormalized_non_ascii_path_does_not_panic() {
+        let all = parse(r#"[{"path": "/t/", "public": true}, {"path": "/*"}]"#).unwrap();
+        assert!(find(&all, "\u{40b};[88001", &Method::GET).is_none());
+        assert!(find(&all, "/t\u{40b}", &Method::GET).is_some_and(|r| !r.public));
+        assert!(find(&all, "/t/x", &Method::GET).is_some_and(|r| r.public));
     }
 
     #[test]

@@ -159,9 +159,25 @@ pub(crate) fn normalize_domain(raw: &str) -> Option<String> {
     // IDNA-maps Unicode names to their ASCII form, so `ExAmple.com` and
     // look-alike spellings compare by what DNS would resolve.
     match Host::parse(raw).ok()? {
-        Host::Domain(d) if d.contains('.') => Some(d.to_ascii_lowercase()),
+        Host::Domain(d) if is_dns_name(&d) => Some(d.to_ascii_lowercase()),
         _ => None,
     }
+}
+
+/// Two or more letter-digit-hyphen labels of 1-63 bytes: what is left after
+/// IDNA mapping of a real name. URL hosts may also hold `"` `*` `,` `;` and the
+/// like, which have no place in an email domain or an identity header.
+fn is_dns_name(d: &str) -> bool {
+    d.len() <= 253
+        && d.contains('.')
+        && d.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 impl Settings {
