@@ -86,12 +86,36 @@ fn store() -> Result<Store, Response> {
 pub fn mark_once(key: &str, now: u64) -> Result<bool, Response> {
     let kv = store()?;
     match kv.exists(key) {
-        Ok(true) => Ok(false),
+        Ok(true) => return Ok(false),
         Ok(false) => kv
             .set(key, now.to_string().as_bytes())
-            .map(|()| true)
-            .map_err(|_| pages::storage_unavailable()),
-        Err(_) => Err(pages::storage_unavailable()),
+            .map_err(|_| pages::storage_unavailable())?,
+        Err(_) => return Err(pages::storage_unavailable()),
+    }
+    // Spin KV has no expiry: about one call in sixteen sweeps out markers
+    // older than any login could be, so their number stays bounded by the
+    // login rate instead of growing forever.
+    let mut dice = [0u8; 1];
+    rng(&mut dice);
+    if dice[0] < 16 {
+        sweep_markers(&kv, key, now);
+    }
+    Ok(true)
+}
+
+fn sweep_markers(kv: &Store, key: &str, now: u64) {
+    let Some((prefix, _)) = key.split_once(':') else { return };
+    let Ok(keys) = kv.get_keys() else { return };
+    for k in keys.iter().filter(|k| k.starts_with(prefix) && k.as_bytes().get(prefix.len()) == Some(&b':')) {
+        let stale = kv
+            .get(k)
+            .ok()
+            .flatten()
+            .and_then(|v| String::from_utf8(v).ok()?.parse::<u64>().ok())
+            .is_none_or(|at| now.saturating_sub(at) > edgeauth_core::login::LOGIN_TTL_SECS);
+        if stale {
+            let _ = kv.delete(k);
+        }
     }
 }
 

@@ -63,6 +63,16 @@ const SPOOFABLE_EXACT: &[&str] = &[
 ];
 
 const SPOOFABLE_PREFIXES: &[&str] = &[
+    "x-remote-",
+    "x-webauth-",
+    "x-authenticated-",
+    "x-consumer-",
+    "x-credential-",
+    "x-user-",
+    "x-ms-token-",
+    "x-ms-client-principal",
+    "x-goog-iap-",
+    "impersonate-",
     "x-auth-request-",
     "x-edgeauth-",
     "x-forwarded-",
@@ -161,10 +171,15 @@ pub fn origin_headers(
         let h = &settings.headers;
         put(&h.user, Some(identity.sub.clone()));
         put(&h.email, identity.email.clone());
-        put(
-            &h.groups,
-            (!identity.groups.is_empty()).then(|| identity.groups.join(",")),
-        );
+        // The header is comma-joined, so a group name with a comma would read
+        // as several groups; such names travel only in the assertion's array.
+        let plain: Vec<&str> = identity
+            .groups
+            .iter()
+            .map(String::as_str)
+            .filter(|g| !g.contains(','))
+            .collect();
+        put(&h.groups, (!plain.is_empty()).then(|| plain.join(",")));
         put(&h.name, identity.name.clone());
         put(&Some(h.assertion.clone()), Some(assertion.to_owned()));
     }
@@ -264,6 +279,16 @@ mod tests {
             "Forwarded",
             "Cf-Access-Jwt-Assertion",
             "spin-full-url",
+            "X-Remote-Group",
+            "X-Remote-Extra-Scopes",
+            "X-Goog-Iap-Jwt-Assertion",
+            "X-Webauth-User",
+            "Impersonate-Group",
+            "X-Authenticated-Userid",
+            "X-Consumer-Username",
+            "X-User-Id",
+            "X-Ms-Token-Aad-Id-Token",
+            "X-Ms-Client-Principal-Idp",
         ];
         for name in spoofed {
             let n = HeaderName::from_bytes(name.as_bytes()).unwrap();
@@ -285,6 +310,10 @@ mod tests {
         assert_eq!(out["x-forwarded-for"], "10.0.0.9");
         assert_eq!(out["x-forwarded-host"], "127.0.0.1:3000");
         assert_eq!(out["x-app-header"], "kept");
+        let mut odd = alice();
+        odd.groups = vec!["devs,admins".into(), "ops".into()];
+        let odd_out = origin_headers(&s, &HeaderMap::new(), Some((&odd, "jwt")), None);
+        assert_eq!(odd_out["x-auth-request-groups"], "ops", "a comma inside a name must not forge groups");
         assert_eq!(out["authorization"], "Bearer app-token");
     }
 

@@ -42,6 +42,28 @@ fn unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
+/// Characters that NFKC-normalizing servers read as ASCII: fullwidth and
+/// halfwidth forms (`．` `／` `Ａ`), small and vertical forms, general
+/// punctuation (leaders, fraction slash), division slash, set minus and big
+/// solidi, ideographic space and full stop. A path holding one could match a
+/// rule here and mean another path at the origin.
+fn folds_to_ascii(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x2000..=0x206F
+            | 0x2215
+            | 0x2216
+            | 0x29F5
+            | 0x29F8
+            | 0x29F9
+            | 0x3000
+            | 0x3002
+            | 0xFE10..=0xFE1F
+            | 0xFE30..=0xFE6F
+            | 0xFF00..=0xFFEF
+    )
+}
+
 /// Normalizes the path part of a request target (no query).
 pub fn normalize(raw: &str) -> Result<String, PathError> {
     if raw.len() > MAX_PATH_LEN {
@@ -101,8 +123,13 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
         }
         i += 1;
     }
-    if std::str::from_utf8(&plain).is_err() {
+    let Ok(plain) = std::str::from_utf8(&plain) else {
         return Err(PathError::Ambiguous("invalid UTF-8"));
+    };
+    if plain.chars().any(folds_to_ascii) {
+        return Err(PathError::Ambiguous(
+            "a character that Unicode normalization turns into ASCII punctuation or letters",
+        ));
     }
     let text = String::from_utf8(decoded).map_err(|_| PathError::Ambiguous("invalid UTF-8"))?;
 
@@ -184,6 +211,12 @@ mod tests {
             "/../admin",
             "/a/../../admin",
             "/é",
+            "/public/%EF%BC%8E%EF%BC%8E/private",
+            "/public%EF%BC%8F..%EF%BC%8Fadmin/x",
+            "/%EF%BC%A1dmin",
+            "/a%E2%80%A4%E2%80%A4/b",
+            "/a%E2%88%95b",
+            "/a%E3%80%82b",
         ] {
             assert!(normalize(raw).is_err(), "accepted {raw:?} as {:?}", normalize(raw));
         }

@@ -156,6 +156,15 @@ pub(crate) fn normalize_domain(raw: &str) -> Option<String> {
     if raw.is_empty() || raw.len() > 253 {
         return None;
     }
+    // URL host parsing would percent-decode (`ex%61mple.com` -> `example.com`):
+    // an IdP verified the literal address, so only plain DNS characters and
+    // Unicode letters (for IDNA) are accepted as written.
+    if raw
+        .bytes()
+        .any(|b| b.is_ascii() && !(b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+    {
+        return None;
+    }
     // IDNA-maps Unicode names to their ASCII form, so `ExAmple.com` and
     // look-alike spellings compare by what DNS would resolve.
     match Host::parse(raw).ok()? {

@@ -67,6 +67,12 @@ const FORMAT_HELP: &str =
 impl AllowedHost {
     pub fn parse(entry: &str) -> Result<Self> {
         let url = entry.trim();
+        // Credentials would end up in logs through the messages below.
+        if url.contains('@') {
+            bail!(
+                "an allowed outbound host must not contain a user name or password (value not shown): {FORMAT_HELP}"
+            );
+        }
         let Some((scheme, rest)) = url.split_once("://") else {
             if matches!(url, "*" | ":" | "" | "?") {
                 bail!(
@@ -511,6 +517,14 @@ mod tests {
 
     fn allowed(p: &OutboundPolicy, url: &str) -> Decision {
         p.decide(&url.parse().unwrap())
+    }
+
+    #[test]
+    fn credentials_are_refused_without_being_echoed() {
+        for entry in ["http://user:s3cret@127.0.0.1:3001", "user:s3cret@127.0.0.1"] {
+            let e = AllowedHost::parse(entry).unwrap_err();
+            assert!(!format!("{e:#}").contains("s3cret"), "{e:#}");
+        }
     }
 
     #[test]
