@@ -312,11 +312,21 @@ impl AllowedHosts {
             if resolved.is_empty() || resolved == "http://" || resolved == "https://" {
                 continue;
             }
-            let parsed = AllowedHost::parse(&resolved).with_context(|| {
-                format!("allowed_outbound_hosts entry {entry:?} resolves to an invalid host")
-            })?;
+            let secret = app.touches_secret(&template);
+            let parsed = match AllowedHost::parse(&resolved) {
+                Ok(p) => p,
+                // The parse error quotes the value, which must not reach logs.
+                Err(_) if secret => bail!(
+                    "allowed_outbound_hosts entry {entry:?} resolves to an invalid host (value not shown: it uses a secret variable)"
+                ),
+                Err(e) => {
+                    return Err(e.context(format!(
+                        "allowed_outbound_hosts entry {entry:?} resolves to an invalid host"
+                    )));
+                }
+            };
             out.entries.push(parsed);
-            out.display.push(if app.touches_secret(&template) {
+            out.display.push(if secret {
                 entry.clone()
             } else {
                 format!("{resolved} (from {entry})")
@@ -717,6 +727,20 @@ mod tests {
         assert!(h.allows("https", "idp.example", None));
         // Unknown variables are an error.
         assert!(AllowedHosts::resolve(&raw(&["{{ nope }}"]), &vars).is_err());
+
+        // Secret values are neither shown nor echoed in errors.
+        let mut decls = BTreeMap::new();
+        decls.insert(
+            "hidden".to_string(),
+            VariableDecl {
+                default: Some("https://tok3n.example/p".to_string()),
+                required: false,
+                secret: true,
+            },
+        );
+        let secret_vars = AppVariables::resolve(&decls, |_| None).unwrap();
+        let err = AllowedHosts::resolve(&raw(&["{{ hidden }}"]), &secret_vars).unwrap_err();
+        assert!(!format!("{err:#}").contains("tok3n"), "{err:#}");
     }
 
     #[test]
