@@ -72,13 +72,14 @@ export function checkBinaries() {
  * like public_url); keys default to a fresh session key and ed25519 assertion key.
  */
 export async function startGateway({ port, originUrl, issuer, clientId = 'edgeauth', clientSecret = CLIENT_SECRET,
-  sessionKeys, assertionKeys, allowedEmailDomains = '', vars = {}, env = {}, echo = false }) {
+  sessionKeys, assertionKeys, allowedEmailDomains = '', vars = {}, env = {}, echo = false, stateDir: givenStateDir }) {
   checkBinaries();
   const p = port ?? await freePort('127.0.0.1');
   const publicUrl = `http://127.0.0.1:${p}`;
   const sk = sessionKeys ?? [sessionKey()];
   const ak = assertionKeys ?? [assertionKey('ed25519')];
-  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-state-'));
+  // `stateDir`: start from prepared key-value data (removed at stop like a fresh one).
+  const stateDir = givenStateDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-state-'));
   const spinVars = {
     public_url: publicUrl,
     origin_url: originUrl,

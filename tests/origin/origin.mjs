@@ -5,6 +5,9 @@
 //   GET  /set-cookie        sets an origin cookie (pass-through checks)
 //   GET  /status/<code>     answers with that status and a few custom headers
 //   GET  /redirect          302 to /landed (the gateway must not rewrite it)
+//   GET  /profile-form      small form a tenant rule redirects to (progressive profiling):
+//                           posts `?field=` and the gateway's `state` to /.edgeauth/continue
+//   ANY  /__slow?ms=N       answers after N ms (a slow webhook)
 //   GET  /__origin/requests every recorded request as JSON (not recorded itself)
 //   POST /__origin/reset    forget the recorded requests
 // Every response carries `x-origin: yes`.
@@ -136,6 +139,20 @@ const server = http.createServer((req, res) => {
         'cache-control': 'private, max-age=7',
         etag: '"origin-etag-1"',
       }, `status ${st[1]} from origin\n`);
+    }
+    if (url.pathname === '/profile-form') {
+      const field = (url.searchParams.get('field') || 'company').replace(/[^a-z_]/g, '');
+      const retry = url.searchParams.get('retry') ? '<p id="retry">Please enter a value.</p>' : '';
+      return send(res, 200, { 'content-type': 'text/html; charset=utf-8' }, `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
+<title>One more thing</title></head><body><h1>One more thing</h1>${retry}
+<form id="profile" method="get" action="/.edgeauth/continue">
+<input type="hidden" name="state" value="${esc(url.searchParams.get('state') || '')}">
+<label>Your ${esc(field)} <input id="field" name="${esc(field)}" autocomplete="organization"></label>
+<button id="save" type="submit">Continue</button></form></body></html>`);
+    }
+    if (url.pathname === '/__slow') {
+      const ms = Math.min(Number(url.searchParams.get('ms') || 5000), 60000);
+      return setTimeout(() => send(res, 200, { 'content-type': 'application/json' }, '{"slow":true}'), ms);
     }
     if (url.pathname === '/redirect') {
       return send(res, 302, { location: '/landed?from=origin', 'content-type': 'text/plain' }, 'moved\n');

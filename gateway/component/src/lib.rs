@@ -4,6 +4,7 @@
 
 mod io;
 mod proxy;
+mod rules;
 
 use edgeauth_core::access::{self, Access};
 use edgeauth_core::callback;
@@ -34,7 +35,7 @@ fn load_settings() -> Result<Settings, String> {
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let clock = Clock::now();
-    let parts = io::request_parts(&req);
+    let mut parts = io::request_parts(&req);
     let settings = match load_settings() {
         Ok(s) => s,
         Err(problem) => {
@@ -42,6 +43,9 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             return io::respond(out, pages::misconfigured(&problem)).await;
         }
     };
+    if let Err(r) = rules::prepare(&settings, &mut parts) {
+        return io::respond(out, r).await;
+    }
     let response = match routes::route(&parts) {
         Route::Protected(path) => match access::authorize(&settings, &parts, &path, clock.secs) {
             Access::Forward(plan) => {
@@ -62,7 +66,10 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         }
         Route::Logout => logout::method_not_allowed(),
         Route::LoggedOut => logout::finish(&settings, &parts, clock.secs),
-        Route::UnknownReserved => endpoints::not_found(&parts),
+        Route::UnknownReserved => match rules::reserved(&settings, &parts, req, clock.secs).await {
+            Some(r) => r,
+            None => endpoints::not_found(&parts),
+        },
     };
     io::respond(out, response).await
 }
@@ -119,5 +126,5 @@ async fn finish_login(settings: &Settings, parts: &Parts, now: u64) -> Response 
         }
         Err(e) => return callback::verification_failed(settings, &e),
     };
-    callback::complete(settings, identity, tokens, &start, now, &mut io::rng)
+    rules::complete(settings, parts, identity, tokens, &start, now).await
 }

@@ -3,9 +3,11 @@
 
 mod bindings;
 mod cache;
+mod client;
 mod key_value;
 mod manifest;
 mod outbound;
+mod rule_cmd;
 mod server;
 mod variables;
 
@@ -28,6 +30,7 @@ edgeauth: serve the edgeauth gateway component with Spin's semantics
 USAGE:
     edgeauth up    [OPTIONS]   serve the app's HTTP triggers
     edgeauth check [OPTIONS]   validate spin.toml and print resolved variables
+    edgeauth rule ...          tenant rule tooling (see `edgeauth rule help`)
 
 OPTIONS:
     --manifest PATH        spin.toml to read [default: ./spin.toml]
@@ -384,6 +387,7 @@ fn main() -> ExitCode {
                 .and_then(|rt| rt.block_on(up(o))),
             Err(e) => Err(e),
         },
+        "rule" => rule_cmd::main(&args[1..]),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

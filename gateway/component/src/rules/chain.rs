@@ -19,8 +19,8 @@ use edgeauth_rules::artifact::{self, TrustedKeys};
 use edgeauth_rules::command::Command;
 use edgeauth_rules::config::{self, DEFAULT_TENANT, RuleConfig, RulesConfig, Source, TenantRules};
 use edgeauth_rules::event::{
-    Connection, ConnectionKind, Event, HttpError, HttpRequest, HttpResponse, LinkedIdentity, LogLevel, RequestInfo,
-    Transaction, User,
+    Connection, ConnectionKind, Event, HttpError, HttpRequest, HttpResponse, LinkedIdentity,
+    LogLevel, RequestInfo, Transaction, User,
 };
 use edgeauth_rules::merge::merge_patch;
 use edgeauth_rules::runtime::{Failure, Io, Runtime};
@@ -68,12 +68,14 @@ pub(super) fn load(settings: &Settings) -> Result<Option<Rules>, String> {
     Ok(Some(Rules {
         config,
         keys: keys()?,
-        secrets: config::parse_secrets(&variable("rule_secrets")).map_err(|e| format!("variable `rule_secrets`: {e}"))?,
+        secrets: config::parse_secrets(&variable("rule_secrets"))
+            .map_err(|e| format!("variable `rule_secrets`: {e}"))?,
     }))
 }
 
 pub(super) fn keys() -> Result<TrustedKeys, String> {
-    let keys = TrustedKeys::parse(&variable("rule_keys")).map_err(|e| format!("variable `rule_keys`: {e}"))?;
+    let keys = TrustedKeys::parse(&variable("rule_keys"))
+        .map_err(|e| format!("variable `rule_keys`: {e}"))?;
     if keys.is_empty() {
         return Err("variable `rule_keys`: rules are configured but no public key is given to verify their artifacts".into());
     }
@@ -136,7 +138,11 @@ fn user_key(tenant: &str, sub: &str) -> String {
 }
 
 fn object_or_empty(v: Value) -> Value {
-    if v.is_object() { v } else { Value::Object(Map::new()) }
+    if v.is_object() {
+        v
+    } else {
+        Value::Object(Map::new())
+    }
 }
 
 fn load_user(kv: &Store, tenant: &str, sub: &str) -> UserRecord {
@@ -144,8 +150,16 @@ fn load_user(kv: &Store, tenant: &str, sub: &str) -> UserRecord {
         .ok()
         .flatten()
         .and_then(|b| serde_json::from_slice::<UserRecord>(&b).ok())
-        .map(|r| UserRecord { app: object_or_empty(r.app), user: object_or_empty(r.user), ..r })
-        .unwrap_or(UserRecord { logins: 0, app: json!({}), user: json!({}) })
+        .map(|r| UserRecord {
+            app: object_or_empty(r.app),
+            user: object_or_empty(r.user),
+            ..r
+        })
+        .unwrap_or(UserRecord {
+            logins: 0,
+            app: json!({}),
+            user: json!({}),
+        })
 }
 
 /// A sign-in paused by a rule's redirect, kept in KV under its nonce.
@@ -196,7 +210,11 @@ fn id_token_claims(id_token: &str) -> Map<String, Value> {
 }
 
 fn header(parts: &Parts, name: &str) -> Option<String> {
-    parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    parts
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 fn languages(raw: Option<String>) -> Vec<String> {
@@ -206,11 +224,20 @@ fn languages(raw: Option<String>) -> Vec<String> {
         .filter_map(|item| {
             let mut it = item.split(';');
             let tag = it.next()?.trim();
-            if tag.is_empty() || tag.len() > 35 || !tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'*') {
+            if tag.is_empty()
+                || tag.len() > 35
+                || !tag
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'*')
+            {
                 return None;
             }
             let q = it
-                .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
+                .find_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .and_then(|q| q.parse::<f32>().ok())
+                })
                 .unwrap_or(1.0);
             Some((q, tag.to_owned()))
         })
@@ -228,9 +255,21 @@ fn client_ip(parts: &Parts) -> Option<String> {
         .ok()
 }
 
-fn base_event(settings: &Settings, parts: &Parts, identity: &Identity, id_token: &str, tenant: &str, record: &UserRecord, start: &CallbackStart, reauthenticated: bool) -> Event {
+fn base_event(
+    settings: &Settings,
+    parts: &Parts,
+    identity: &Identity,
+    id_token: &str,
+    tenant: &str,
+    record: &UserRecord,
+    start: &CallbackStart,
+    reauthenticated: bool,
+) -> Event {
     let mut claims = id_token_claims(id_token);
-    let picture = claims.get("picture").and_then(Value::as_str).map(str::to_owned);
+    let picture = claims
+        .get("picture")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     for protocol in ["nonce", "at_hash", "c_hash"] {
         claims.remove(protocol);
     }
@@ -302,7 +341,10 @@ impl Io for GatewayIo {
     }
 
     fn log(&mut self, tenant: &str, rule: &str, level: LogLevel, message: &str) {
-        eprintln!("edgeauth: rule log [{tenant}/{rule}] {}: {message}", level.as_str());
+        eprintln!(
+            "edgeauth: rule log [{tenant}/{rule}] {}: {message}",
+            level.as_str()
+        );
     }
 
     fn http(&mut self, request: &HttpRequest) -> Result<HttpResponse, HttpError> {
@@ -326,10 +368,24 @@ pub(super) struct Progress {
 /// How a chain ended.
 pub(super) enum End {
     Done,
-    Deny { rule: String, reason: String },
-    Redirect { index: usize, rule: String, url: String },
-    Reauth { rule: String, prompt_login: bool, max_age: Option<u32> },
-    Failed { rule: String, failure: Failure },
+    Deny {
+        rule: String,
+        reason: String,
+    },
+    Redirect {
+        index: usize,
+        rule: String,
+        url: String,
+    },
+    Reauth {
+        rule: String,
+        prompt_login: bool,
+        max_age: Option<u32>,
+    },
+    Failed {
+        rule: String,
+        failure: Failure,
+    },
 }
 
 /// Per-rule timings, for audit lines and the admin dry run.
@@ -343,26 +399,51 @@ pub(super) struct Timing {
     pub commands: Vec<Command>,
 }
 
-pub(super) fn artifact_bytes(kv: Option<&Store>, tenant: &str, rule: &RuleConfig) -> Result<Vec<u8>, Failure> {
+pub(super) fn artifact_bytes(
+    kv: Option<&Store>,
+    tenant: &str,
+    rule: &RuleConfig,
+) -> Result<Vec<u8>, Failure> {
     match &rule.source {
         Source::Kv => kv
-            .and_then(|kv| kv.get(&config::artifact_key(tenant, &rule.name)).ok().flatten())
+            .and_then(|kv| {
+                kv.get(&config::artifact_key(tenant, &rule.name))
+                    .ok()
+                    .flatten()
+            })
             .ok_or_else(|| Failure::Load("no artifact uploaded for it".into())),
-        Source::File(path) => std::fs::read(path).map_err(|e| Failure::Load(format!("cannot read {path}: {e}"))),
+        Source::File(path) => {
+            std::fs::read(path).map_err(|e| Failure::Load(format!("cannot read {path}: {e}")))
+        }
     }
 }
 
 /// Loads, verifies and runs one rule.
-pub(super) fn run_rule(runtime: &Runtime, rules: &Rules, kv: Option<&Store>, rule: &RuleConfig, event: &Event, dry_run: bool) -> (Result<Vec<Command>, Failure>, Timing) {
+pub(super) fn run_rule(
+    runtime: &Runtime,
+    rules: &Rules,
+    kv: Option<&Store>,
+    rule: &RuleConfig,
+    event: &Event,
+    dry_run: bool,
+) -> (Result<Vec<Command>, Failure>, Timing) {
     let started = Instant::now();
-    let mut timing = Timing { rule: rule.name.clone(), ..Timing::default() };
+    let mut timing = Timing {
+        rule: rule.name.clone(),
+        ..Timing::default()
+    };
     let bytes = match artifact_bytes(kv, &event.tenant_id, rule) {
         Ok(b) => b,
         Err(f) => return (Err(f), timing),
     };
     let verified = match artifact::verify(&bytes, &rule.name, &rules.keys) {
         Ok(v) => v,
-        Err(e) => return (Err(Failure::Load(format!("its artifact was refused: {e}"))), timing),
+        Err(e) => {
+            return (
+                Err(Failure::Load(format!("its artifact was refused: {e}"))),
+                timing,
+            );
+        }
     };
     let component = match runtime.load(&verified) {
         Ok(c) => c,
@@ -376,7 +457,11 @@ pub(super) fn run_rule(runtime: &Runtime, rules: &Rules, kv: Option<&Store>, rul
     event.secrets = rule
         .secrets
         .iter()
-        .filter_map(|s| granted.and_then(|g| g.get(s)).map(|v| (s.clone(), v.clone())))
+        .filter_map(|s| {
+            granted
+                .and_then(|g| g.get(s))
+                .map(|v| (s.clone(), v.clone()))
+        })
         .collect();
     match runtime.run(&component, rule, &event, Box::new(GatewayIo { dry_run })) {
         Ok(outcome) => {
@@ -390,11 +475,22 @@ pub(super) fn run_rule(runtime: &Runtime, rules: &Rules, kv: Option<&Store>, rul
     }
 }
 
-fn apply(commands: Vec<Command>, progress: &mut Progress, index: usize, rule: &RuleConfig, event: &Event) -> Result<Option<End>, Failure> {
+fn apply(
+    commands: Vec<Command>,
+    progress: &mut Progress,
+    index: usize,
+    rule: &RuleConfig,
+    event: &Event,
+) -> Result<Option<End>, Failure> {
     for c in commands {
         match c {
             Command::Log { level, message } => {
-                eprintln!("edgeauth: rule log [{}/{}] {}: {message}", event.tenant_id, rule.name, level.as_str());
+                eprintln!(
+                    "edgeauth: rule log [{}/{}] {}: {message}",
+                    event.tenant_id,
+                    rule.name,
+                    level.as_str()
+                );
             }
             Command::SetClaim { name, value } => {
                 progress.claims.insert(name, value);
@@ -403,7 +499,8 @@ fn apply(commands: Vec<Command>, progress: &mut Progress, index: usize, rule: &R
                 progress.headers.retain(|(n, _)| *n != name);
                 progress.headers.push((name, value));
             }
-            Command::PatchAppMetadata { patch } | Command::PatchUserMetadata { patch } if patch.as_object().is_some_and(Map::is_empty) => {}
+            Command::PatchAppMetadata { patch } | Command::PatchUserMetadata { patch }
+                if patch.as_object().is_some_and(Map::is_empty) => {}
             Command::PatchAppMetadata { patch } => {
                 merge_patch(&mut progress.app, &patch);
                 progress.metadata_changed = true;
@@ -418,13 +515,33 @@ fn apply(commands: Vec<Command>, progress: &mut Progress, index: usize, rule: &R
                     return Err(Failure::Output("user metadata would exceed 16 KiB".into()));
                 }
             }
-            Command::Deny { reason } => return Ok(Some(End::Deny { rule: rule.name.clone(), reason })),
-            Command::Redirect { url } => return Ok(Some(End::Redirect { index, rule: rule.name.clone(), url })),
-            Command::RequireReauth { prompt_login, max_age } => {
+            Command::Deny { reason } => {
+                return Ok(Some(End::Deny {
+                    rule: rule.name.clone(),
+                    reason,
+                }));
+            }
+            Command::Redirect { url } => {
+                return Ok(Some(End::Redirect {
+                    index,
+                    rule: rule.name.clone(),
+                    url,
+                }));
+            }
+            Command::RequireReauth {
+                prompt_login,
+                max_age,
+            } => {
                 if event.transaction.reauthenticated {
-                    return Err(Failure::Output("asked for re-authentication again right after one".into()));
+                    return Err(Failure::Output(
+                        "asked for re-authentication again right after one".into(),
+                    ));
                 }
-                return Ok(Some(End::Reauth { rule: rule.name.clone(), prompt_login, max_age }));
+                return Ok(Some(End::Reauth {
+                    rule: rule.name.clone(),
+                    prompt_login,
+                    max_age,
+                }));
             }
         }
     }
@@ -432,11 +549,24 @@ fn apply(commands: Vec<Command>, progress: &mut Progress, index: usize, rule: &R
 }
 
 /// Runs `tenant`'s chain from rule `from` (the first one sees `resumed`).
-pub(super) fn run_chain(rules: &Rules, tenant: &TenantRules, base: &Event, from: usize, resumed: Option<Vec<(String, String)>>, progress: &mut Progress) -> End {
+pub(super) fn run_chain(
+    rules: &Rules,
+    tenant: &TenantRules,
+    base: &Event,
+    from: usize,
+    resumed: Option<Vec<(String, String)>>,
+    progress: &mut Progress,
+) -> End {
     let runtime = match Runtime::new() {
         Ok(r) => r,
         Err(e) => {
-            return End::Failed { rule: tenant.chain.get(from).map_or_else(String::new, |r| r.name.clone()), failure: Failure::Load(e) };
+            return End::Failed {
+                rule: tenant
+                    .chain
+                    .get(from)
+                    .map_or_else(String::new, |r| r.name.clone()),
+                failure: Failure::Load(e),
+            };
         }
     };
     let kv = Store::open_default().ok();
@@ -474,12 +604,19 @@ pub(super) fn run_chain(rules: &Rules, tenant: &TenantRules, base: &Event, from:
                 return end;
             }
             Err(failure) => {
-                line["outcome"] = json!(if rule.fail_open { "failed-open" } else { "failed" });
+                line["outcome"] = json!(if rule.fail_open {
+                    "failed-open"
+                } else {
+                    "failed"
+                });
                 line["kind"] = json!(failure.kind());
                 line["detail"] = json!(failure.to_string());
                 audit(line);
                 if !rule.fail_open {
-                    return End::Failed { rule: rule.name.clone(), failure };
+                    return End::Failed {
+                        rule: rule.name.clone(),
+                        failure,
+                    };
                 }
             }
         }
@@ -502,7 +639,13 @@ fn denied(settings: &Settings, rule: &str, reason: &str) -> Response {
     };
     clear_login(
         settings,
-        pages::error_with_link(StatusCode::FORBIDDEN, "Access denied", &detail, routes::LOGOUT, "Sign in with another account"),
+        pages::error_with_link(
+            StatusCode::FORBIDDEN,
+            "Access denied",
+            &detail,
+            routes::LOGOUT,
+            "Sign in with another account",
+        ),
     )
 }
 
@@ -547,36 +690,78 @@ impl Finish<'_> {
                     user: std::mem::take(&mut progress.user),
                 };
                 let key = user_key(&self.base.tenant_id, &self.identity.sub);
-                if let Err(e) = kv.set(&key, &serde_json::to_vec(&record).expect("record serializes")) {
+                if let Err(e) = kv.set(
+                    &key,
+                    &serde_json::to_vec(&record).expect("record serializes"),
+                ) {
                     eprintln!("edgeauth: could not save rule metadata: {e:?}");
                     if progress.metadata_changed {
                         return pages::storage_unavailable();
                     }
                 }
-                let extras = Extras { claims: progress.claims, headers: progress.headers };
-                let start = CallbackStart { login: self.login, code: String::new() };
-                callback::complete_with_extras(settings, self.identity, extras, Tokens { id_token: self.id_token }, &start, self.now, &mut io::rng)
+                let extras = Extras {
+                    claims: progress.claims,
+                    headers: progress.headers,
+                };
+                let start = CallbackStart {
+                    login: self.login,
+                    code: String::new(),
+                };
+                callback::complete_with_extras(
+                    settings,
+                    self.identity,
+                    extras,
+                    Tokens {
+                        id_token: self.id_token,
+                    },
+                    &start,
+                    self.now,
+                    &mut io::rng,
+                )
             }
             End::Deny { rule, reason } => {
-                audit(json!({"event": "login-denied", "tenant": self.base.tenant_id, "rule": rule, "sub": self.identity.sub, "correlation_id": cid}));
+                audit(
+                    json!({"event": "login-denied", "tenant": self.base.tenant_id, "rule": rule, "sub": self.identity.sub, "correlation_id": cid}),
+                );
                 denied(settings, &rule, &reason)
             }
             End::Failed { rule, failure } => {
-                audit(json!({"event": "login-failed", "tenant": self.base.tenant_id, "rule": rule, "kind": failure.kind(), "detail": failure.to_string(), "sub": self.identity.sub, "correlation_id": cid}));
+                audit(
+                    json!({"event": "login-failed", "tenant": self.base.tenant_id, "rule": rule, "kind": failure.kind(), "detail": failure.to_string(), "sub": self.identity.sub, "correlation_id": cid}),
+                );
                 failed(settings, &rule, &failure, &cid)
             }
             End::Redirect { index, rule, url } => self.pause(index, rule, url, progress),
-            End::Reauth { rule, prompt_login, max_age } => {
+            End::Reauth {
+                rule,
+                prompt_login,
+                max_age,
+            } => {
                 let state = match io::ProviderState::load(settings, self.now).await {
                     Ok(s) => s,
                     Err(r) => return r,
                 };
-                let mut resp = login::start(settings, &state.cache.metadata, self.login.return_to.clone(), self.now, &mut io::rng);
-                let Some(location) = resp.headers().get(http::header::LOCATION).and_then(|v| v.to_str().ok()).and_then(|l| url::Url::parse(l).ok()) else {
+                let mut resp = login::start(
+                    settings,
+                    &state.cache.metadata,
+                    self.login.return_to.clone(),
+                    self.now,
+                    &mut io::rng,
+                );
+                let Some(location) = resp
+                    .headers()
+                    .get(http::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|l| url::Url::parse(l).ok())
+                else {
                     return resp;
                 };
                 let mut location = location;
-                let new_state = location.query_pairs().find(|(k, _)| k == "state").map(|(_, v)| v.into_owned()).unwrap_or_default();
+                let new_state = location
+                    .query_pairs()
+                    .find(|(k, _)| k == "state")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
                 {
                     let mut q = location.query_pairs_mut();
                     if prompt_login {
@@ -586,11 +771,16 @@ impl Finish<'_> {
                         q.append_pair("max_age", &age.to_string());
                     }
                 }
-                match store().and_then(|kv| kv.set(&reauth_key(&new_state), rule.as_bytes()).map_err(|_| pages::storage_unavailable())) {
+                match store().and_then(|kv| {
+                    kv.set(&reauth_key(&new_state), rule.as_bytes())
+                        .map_err(|_| pages::storage_unavailable())
+                }) {
                     Ok(()) => {}
                     Err(r) => return r,
                 }
-                audit(json!({"event": "login-reauth", "tenant": self.base.tenant_id, "rule": rule, "sub": self.identity.sub, "correlation_id": cid}));
+                audit(
+                    json!({"event": "login-reauth", "tenant": self.base.tenant_id, "rule": rule, "sub": self.identity.sub, "correlation_id": cid}),
+                );
                 if let Ok(v) = http::HeaderValue::from_str(location.as_str()) {
                     resp.headers_mut().insert(http::header::LOCATION, v);
                 }
@@ -618,28 +808,59 @@ impl Finish<'_> {
             Ok(kv) => kv,
             Err(r) => return r,
         };
-        if kv.set(&resume_key(&nonce), &serde_json::to_vec(&pending).expect("pending serializes")).is_err() {
+        if kv
+            .set(
+                &resume_key(&nonce),
+                &serde_json::to_vec(&pending).expect("pending serializes"),
+            )
+            .is_err()
+        {
             return pages::storage_unavailable();
         }
         let seal = |k: &str| {
-            let token = ResumeToken { k: k.into(), n: nonce.clone(), e: expires };
-            settings.session_keys.seal(Purpose::RuleResume, &serde_json::to_vec(&token).expect("token serializes"), &mut io::rng)
+            let token = ResumeToken {
+                k: k.into(),
+                n: nonce.clone(),
+                e: expires,
+            };
+            settings.session_keys.seal(
+                Purpose::RuleResume,
+                &serde_json::to_vec(&token).expect("token serializes"),
+                &mut io::rng,
+            )
         };
         let state = seal("state");
         let sep = if url.contains('?') { '&' } else { '?' };
-        let target = format!("{url}{sep}state={}", url::form_urlencoded::byte_serialize(state.as_bytes()).collect::<String>());
-        audit(json!({"event": "login-paused", "tenant": pending.tenant, "rule": rule, "sub": pending.identity.sub, "correlation_id": pending.base.transaction.correlation_id}));
+        let target = format!(
+            "{url}{sep}state={}",
+            url::form_urlencoded::byte_serialize(state.as_bytes()).collect::<String>()
+        );
+        audit(
+            json!({"event": "login-paused", "tenant": pending.tenant, "rule": rule, "sub": pending.identity.sub, "correlation_id": pending.base.transaction.correlation_id}),
+        );
         let mut resp = clear_login(settings, pages::redirect(&target));
-        pages::add_cookie(&mut resp, &cookies::set(settings, Jar::Resume, seal("cookie"), RESUME_TTL_SECS));
+        pages::add_cookie(
+            &mut resp,
+            &cookies::set(settings, Jar::Resume, seal("cookie"), RESUME_TTL_SECS),
+        );
         resp
     }
 }
 
 /// The end of the callback: the tenant's chain, then the session.
-pub async fn complete(settings: &Settings, parts: &Parts, identity: Identity, tokens: Tokens, start: &CallbackStart, now: u64) -> Response {
+pub async fn complete(
+    settings: &Settings,
+    parts: &Parts,
+    identity: Identity,
+    tokens: Tokens,
+    start: &CallbackStart,
+    now: u64,
+) -> Response {
     let rules = match load(settings) {
         Ok(Some(r)) => r,
-        Ok(None) => return callback::complete(settings, identity, tokens, start, now, &mut io::rng),
+        Ok(None) => {
+            return callback::complete(settings, identity, tokens, start, now, &mut io::rng);
+        }
         Err(problem) => return pages::misconfigured(&problem),
     };
     let tenant_id = DEFAULT_TENANT;
@@ -662,8 +883,21 @@ pub async fn complete(settings: &Settings, parts: &Parts, identity: Identity, to
         }
         _ => false,
     };
-    let base = base_event(settings, parts, &identity, &tokens.id_token, tenant_id, &record, start, reauthenticated);
-    let mut progress = Progress { app: record.app.clone(), user: record.user.clone(), ..Progress::default() };
+    let base = base_event(
+        settings,
+        parts,
+        &identity,
+        &tokens.id_token,
+        tenant_id,
+        &record,
+        start,
+        reauthenticated,
+    );
+    let mut progress = Progress {
+        app: record.app.clone(),
+        user: record.user.clone(),
+        ..Progress::default()
+    };
     let end = run_chain(&rules, tenant, &base, 0, None, &mut progress);
     let finish = Finish {
         settings,
@@ -677,13 +911,22 @@ pub async fn complete(settings: &Settings, parts: &Parts, identity: Identity, to
 }
 
 fn resume_error(settings: &Settings, detail: &str) -> Response {
-    let mut resp = pages::error_with_link(StatusCode::BAD_REQUEST, "Sign-in expired", detail, &format!("{}?rd=/", routes::LOGIN), "Sign in again");
+    let mut resp = pages::error_with_link(
+        StatusCode::BAD_REQUEST,
+        "Sign-in expired",
+        detail,
+        &format!("{}?rd=/", routes::LOGIN),
+        "Sign in again",
+    );
     pages::add_cookie(&mut resp, &cookies::clear(settings, Jar::Resume));
     resp
 }
 
 fn open_token(settings: &Settings, kind: &str, sealed: &str, now: u64) -> Option<ResumeToken> {
-    let plain = settings.session_keys.open(Purpose::RuleResume, sealed).ok()?;
+    let plain = settings
+        .session_keys
+        .open(Purpose::RuleResume, sealed)
+        .ok()?;
     let t: ResumeToken = serde_json::from_slice(&plain).ok()?;
     (t.k == kind && t.e > now).then_some(t)
 }
@@ -693,19 +936,41 @@ async fn resume(settings: &Settings, parts: &Parts, now: u64) -> Response {
     let pairs: Vec<(String, String)> = parts
         .uri
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
-    let state = pairs.iter().find(|(k, _)| k == "state").map(|(_, v)| v.clone()).unwrap_or_default();
-    let cookie = cookies::values(&parts.headers, &cookies::name(settings, Jar::Resume)).unwrap_or_default();
+    let state = pairs
+        .iter()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let cookie =
+        cookies::values(&parts.headers, &cookies::name(settings, Jar::Resume)).unwrap_or_default();
     let Some(url_token) = open_token(settings, "state", &state, now) else {
-        return resume_error(settings, "This link does not continue a sign-in in progress, or it expired.");
+        return resume_error(
+            settings,
+            "This link does not continue a sign-in in progress, or it expired.",
+        );
     };
-    let bound = cookie.iter().filter_map(|c| open_token(settings, "cookie", c, now)).any(|t| t.n == url_token.n);
+    let bound = cookie
+        .iter()
+        .filter_map(|c| open_token(settings, "cookie", c, now))
+        .any(|t| t.n == url_token.n);
     if !bound {
-        return resume_error(settings, "This sign-in was started in another browser, or cookies are disabled.");
+        return resume_error(
+            settings,
+            "This sign-in was started in another browser, or cookies are disabled.",
+        );
     }
     let fields: Vec<(String, String)> = pairs.into_iter().filter(|(k, _)| k != "state").collect();
-    if fields.len() > MAX_RESUME_FIELDS || fields.iter().any(|(k, v)| k.len() > 128 || v.len() > MAX_RESUME_FIELD) {
+    if fields.len() > MAX_RESUME_FIELDS
+        || fields
+            .iter()
+            .any(|(k, v)| k.len() > 128 || v.len() > MAX_RESUME_FIELD)
+    {
         return resume_error(settings, "The form sent too many or too long fields.");
     }
     let kv = match store() {
@@ -713,25 +978,47 @@ async fn resume(settings: &Settings, parts: &Parts, now: u64) -> Response {
         Err(r) => return r,
     };
     let key = resume_key(&url_token.n);
-    let pending = kv.get(&key).ok().flatten().and_then(|b| serde_json::from_slice::<Pending>(&b).ok());
+    let pending = kv
+        .get(&key)
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice::<Pending>(&b).ok());
     // Single use: a replayed continue link finds nothing.
     let _ = kv.delete(&key);
     let Some(pending) = pending.filter(|p| p.expires > now) else {
-        return resume_error(settings, "This sign-in was already completed or it expired.");
+        return resume_error(
+            settings,
+            "This sign-in was already completed or it expired.",
+        );
     };
     let rules = match load(settings) {
         Ok(Some(r)) => r,
-        Ok(None) => return resume_error(settings, "Sign-in rules are no longer configured; sign in again."),
+        Ok(None) => {
+            return resume_error(
+                settings,
+                "Sign-in rules are no longer configured; sign in again.",
+            );
+        }
         Err(problem) => return pages::misconfigured(&problem),
     };
     let Some(tenant) = rules.config.tenant(&pending.tenant) else {
         return resume_error(settings, "Sign-in rules changed; sign in again.");
     };
     if tenant.chain.get(pending.index).map(|r| r.name.as_str()) != Some(pending.rule.as_str()) {
-        return resume_error(settings, "Sign-in rules changed while you were away; sign in again.");
+        return resume_error(
+            settings,
+            "Sign-in rules changed while you were away; sign in again.",
+        );
     }
     let mut progress = pending.progress;
-    let end = run_chain(&rules, tenant, &pending.base, pending.index, Some(fields), &mut progress);
+    let end = run_chain(
+        &rules,
+        tenant,
+        &pending.base,
+        pending.index,
+        Some(fields),
+        &mut progress,
+    );
     let finish = Finish {
         settings,
         identity: pending.identity,
@@ -746,11 +1033,22 @@ async fn resume(settings: &Settings, parts: &Parts, now: u64) -> Response {
 }
 
 /// Reserved paths this module serves; `None` for anything else.
-pub async fn reserved(settings: &Settings, parts: &Parts, req: IncomingRequest, now: u64) -> Option<Response> {
+pub async fn reserved(
+    settings: &Settings,
+    parts: &Parts,
+    req: IncomingRequest,
+    now: u64,
+) -> Option<Response> {
     let path = parts.uri.path();
-    if path == CONTINUE {
+    // Without rules the continue endpoint does not exist (404 as before).
+    if path == CONTINUE && matches!(load(settings), Ok(Some(_))) {
         if parts.method != http::Method::GET {
-            return Some(pages::error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", "Use GET.", false));
+            return Some(pages::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed",
+                "Use GET.",
+                false,
+            ));
         }
         return Some(resume(settings, parts, now).await);
     }
@@ -766,7 +1064,10 @@ mod tests {
 
     #[test]
     fn accept_language_is_ordered_by_quality() {
-        assert_eq!(languages(Some("fr;q=0.5, en-GB, de;q=0.9, <script>".into())), ["en-GB", "de", "fr"]);
+        assert_eq!(
+            languages(Some("fr;q=0.5, en-GB, de;q=0.9, <script>".into())),
+            ["en-GB", "de", "fr"]
+        );
         assert!(languages(None).is_empty());
     }
 }

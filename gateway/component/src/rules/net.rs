@@ -16,10 +16,12 @@ fn invalid(e: impl std::fmt::Display) -> HttpError {
 
 fn classify(e: ErrorCode) -> HttpError {
     match e {
-        ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout | ErrorCode::ConnectionWriteTimeout => HttpError::Timeout,
-        ErrorCode::HttpRequestDenied => {
-            HttpError::Unreachable("the platform's allowed_outbound_hosts does not include this host".into())
-        }
+        ErrorCode::ConnectionTimeout
+        | ErrorCode::ConnectionReadTimeout
+        | ErrorCode::ConnectionWriteTimeout => HttpError::Timeout,
+        ErrorCode::HttpRequestDenied => HttpError::Unreachable(
+            "the platform's allowed_outbound_hosts does not include this host".into(),
+        ),
         other => HttpError::Unreachable(format!("{other:?}")),
     }
 }
@@ -39,10 +41,17 @@ pub fn send(req: &HttpRequest) -> Result<HttpResponse, HttpError> {
         "DELETE" => Method::Delete,
         other => return Err(invalid(format!("method {other}"))),
     };
-    let entries: Vec<(String, Vec<u8>)> = req.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.as_bytes().to_vec())).collect();
+    let entries: Vec<(String, Vec<u8>)> = req
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_bytes().to_vec()))
+        .collect();
     let fields = Fields::from_list(&entries).map_err(|e| invalid(format!("{e:?}")))?;
     let out = OutgoingRequest::new(fields);
-    let authority = uri.authority().map(|a| a.as_str().to_owned()).ok_or_else(|| invalid("no host"))?;
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .ok_or_else(|| invalid("no host"))?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
     if out.set_method(&method).is_err()
         || out.set_scheme(Some(&scheme)).is_err()
@@ -59,7 +68,9 @@ pub fn send(req: &HttpRequest) -> Result<HttpResponse, HttpError> {
     let _ = options.set_between_bytes_timeout(Some(timeout_ns));
     let pending = outgoing_handler::handle(out, Some(options)).map_err(classify)?;
     if let Some(bytes) = &req.body {
-        let stream = body.write().map_err(|()| invalid("cannot write the request body"))?;
+        let stream = body
+            .write()
+            .map_err(|()| invalid("cannot write the request body"))?;
         for chunk in bytes.chunks(4096) {
             stream
                 .blocking_write_and_flush(chunk)
@@ -80,8 +91,12 @@ pub fn send(req: &HttpRequest) -> Result<HttpResponse, HttpError> {
         .into_iter()
         .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
         .collect();
-    let incoming = resp.consume().map_err(|()| HttpError::Unreachable("no response body".into()))?;
-    let stream = incoming.stream().map_err(|()| HttpError::Unreachable("no response body".into()))?;
+    let incoming = resp
+        .consume()
+        .map_err(|()| HttpError::Unreachable("no response body".into()))?;
+    let stream = incoming
+        .stream()
+        .map_err(|()| HttpError::Unreachable("no response body".into()))?;
     let mut out = Vec::new();
     loop {
         match stream.blocking_read(16 * 1024) {
@@ -91,9 +106,13 @@ pub fn send(req: &HttpRequest) -> Result<HttpResponse, HttpError> {
                 }
                 out.extend_from_slice(&chunk);
             }
-            Err(spin_sdk::wit::wasi::io0_2_0::streams::StreamError::Closed) => break,
+            Err(wasi::io::streams::StreamError::Closed) => break,
             Err(e) => return Err(HttpError::Unreachable(format!("reading the body: {e:?}"))),
         }
     }
-    Ok(HttpResponse { status, headers, body: out })
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: out,
+    })
 }

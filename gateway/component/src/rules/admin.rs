@@ -1,0 +1,327 @@
+//! Operator endpoints for rule artifacts, under `/.edgeauth/admin/rules/`,
+//! enabled only when the secret variable `admin_token` is set and called with
+//! `Authorization: Bearer <admin_token>`:
+//!
+//! - `PUT  .../<tenant>/<rule>`: store a signed artifact (checked first);
+//! - `DELETE .../<tenant>/<rule>`;
+//! - `GET  .../<tenant>`: the tenant's chain and each artifact's signed header;
+//! - `POST .../<tenant>/_run?iterations=N` with an event (JSON): runs the
+//!   chain without applying anything or calling out, and reports each rule's
+//!   commands and timings (load = KV read + signature check + deserialize).
+
+use std::time::Instant;
+
+use edgeauth_core::Response;
+use edgeauth_core::pages;
+use edgeauth_core::settings::Settings;
+use edgeauth_rules::artifact::{self, MAX_ARTIFACT};
+use edgeauth_rules::config::{self, Source};
+use edgeauth_rules::event::Event;
+use edgeauth_rules::runtime::Runtime;
+use futures::StreamExt;
+use http::StatusCode;
+use http::request::Parts;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use spin_sdk::http::IncomingRequest;
+
+use super::chain::{self, Timing};
+
+pub const PREFIX: &str = "/.edgeauth/admin/rules/";
+const MAX_EVENT: usize = 64 * 1024;
+const MAX_ITERATIONS: u32 = 1000;
+
+fn reply(status: StatusCode, body: Value) -> Response {
+    pages::json(status, body.to_string())
+}
+
+fn problem(status: StatusCode, message: impl Into<String>) -> Response {
+    reply(
+        status,
+        json!({"error": status.canonical_reason().unwrap_or("error").to_ascii_lowercase().replace(' ', "_"), "message": message.into()}),
+    )
+}
+
+fn authorized(parts: &Parts) -> Option<bool> {
+    let token = chain::variable("admin_token");
+    if token.trim().is_empty() {
+        return None;
+    }
+    let given = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compare digests: constant time whatever the lengths.
+    let a = Sha256::digest(given.trim().as_bytes());
+    let b = Sha256::digest(token.trim().as_bytes());
+    Some(
+        a.iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0,
+    )
+}
+
+async fn body(req: IncomingRequest, limit: usize) -> Result<Vec<u8>, Response> {
+    let mut stream = req.into_body_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            problem(
+                StatusCode::BAD_REQUEST,
+                format!("reading the body failed: {e:?}"),
+            )
+        })?;
+        if out.len() + chunk.len() > limit {
+            return Err(problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {limit} bytes"),
+            ));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+pub async fn handle(
+    settings: &Settings,
+    parts: &Parts,
+    req: IncomingRequest,
+    rest: &str,
+) -> Response {
+    match authorized(parts) {
+        None => return edgeauth_core::endpoints::not_found(parts),
+        Some(false) => {
+            eprintln!(
+                "edgeauth-audit: {}",
+                json!({"event": "admin-denied", "path": parts.uri.path()})
+            );
+            return problem(StatusCode::UNAUTHORIZED, "a valid admin token is required");
+        }
+        Some(true) => {}
+    }
+    let segments: Vec<&str> = rest.split('/').collect();
+    let method = &parts.method;
+    match segments.as_slice() {
+        [tenant] if *method == http::Method::GET => list(settings, tenant),
+        [tenant, "_run"] if *method == http::Method::POST => {
+            dry_run(settings, parts, req, tenant).await
+        }
+        [tenant, rule] if *method == http::Method::PUT => put(tenant, rule, req).await,
+        [tenant, rule] if *method == http::Method::DELETE => delete(tenant, rule),
+        _ => problem(StatusCode::NOT_FOUND, "no such admin endpoint"),
+    }
+}
+
+fn names_ok(tenant: &str, rule: &str) -> Result<(), Response> {
+    if config::valid_name(tenant) && config::valid_name(rule) {
+        Ok(())
+    } else {
+        Err(problem(
+            StatusCode::BAD_REQUEST,
+            "tenant and rule names are 1-64 of a-z 0-9 - _",
+        ))
+    }
+}
+
+async fn put(tenant: &str, rule: &str, req: IncomingRequest) -> Response {
+    if let Err(r) = names_ok(tenant, rule) {
+        return r;
+    }
+    let keys = match chain::keys() {
+        Ok(k) => k,
+        Err(e) => return problem(StatusCode::CONFLICT, e),
+    };
+    let bytes = match body(req, MAX_ARTIFACT).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let verified = match artifact::verify(&bytes, rule, &keys) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!(
+                "edgeauth-audit: {}",
+                json!({"event": "artifact-refused", "tenant": tenant, "rule": rule, "detail": e.to_string()})
+            );
+            return problem(StatusCode::BAD_REQUEST, format!("artifact refused: {e}"));
+        }
+    };
+    // Loading it once now catches a runtime mismatch before any sign-in does.
+    let runtime = match Runtime::new() {
+        Ok(r) => r,
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    if let Err(e) = runtime.load(&verified) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            format!("artifact does not load: {e}"),
+        );
+    }
+    let header = verified.header.clone();
+    let kv = match chain::store() {
+        Ok(kv) => kv,
+        Err(r) => return r,
+    };
+    if kv.set(&config::artifact_key(tenant, rule), &bytes).is_err() {
+        return pages::storage_unavailable();
+    }
+    eprintln!(
+        "edgeauth-audit: {}",
+        json!({"event": "artifact-stored", "tenant": tenant, "rule": rule, "code_sha256": header.code_sha256, "kid": header.kid})
+    );
+    reply(
+        StatusCode::CREATED,
+        json!({"tenant": tenant, "rule": rule, "bytes": bytes.len(), "header": header}),
+    )
+}
+
+fn delete(tenant: &str, rule: &str) -> Response {
+    if let Err(r) = names_ok(tenant, rule) {
+        return r;
+    }
+    let kv = match chain::store() {
+        Ok(kv) => kv,
+        Err(r) => return r,
+    };
+    let _ = kv.delete(&config::artifact_key(tenant, rule));
+    eprintln!(
+        "edgeauth-audit: {}",
+        json!({"event": "artifact-deleted", "tenant": tenant, "rule": rule})
+    );
+    reply(
+        StatusCode::OK,
+        json!({"tenant": tenant, "rule": rule, "deleted": true}),
+    )
+}
+
+fn list(settings: &Settings, tenant: &str) -> Response {
+    let rules = match chain::load(settings) {
+        Ok(r) => r,
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let kv = chain::store().ok();
+    let chain: Vec<Value> = rules
+        .as_ref()
+        .and_then(|r| r.config.tenant(tenant))
+        .map(|t| {
+            t.chain
+                .iter()
+                .map(|r| {
+                    let artifact = chain::artifact_bytes(kv.as_ref(), tenant, r)
+                        .ok()
+                        .and_then(|b| artifact::parse_unverified(&b).ok().map(|(h, _, _, code)| json!({"header": h, "code_bytes": code.len()})));
+                    json!({
+                        "name": r.name,
+                        "source": match &r.source { Source::Kv => "kv".to_owned(), Source::File(p) => format!("file:{p}") },
+                        "fuel": r.fuel, "memory_bytes": r.memory_bytes, "output_bytes": r.output_bytes,
+                        "fail_open": r.fail_open, "allowed_hosts": r.allowed_hosts, "headers": r.headers,
+                        "secrets": r.secrets, "artifact": artifact,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    reply(StatusCode::OK, json!({"tenant": tenant, "chain": chain}))
+}
+
+fn stats(mut v: Vec<u64>) -> Value {
+    if v.is_empty() {
+        return Value::Null;
+    }
+    v.sort_unstable();
+    let mean = v.iter().sum::<u64>() / v.len() as u64;
+    json!({"min": v[0], "median": v[v.len() / 2], "mean": mean, "max": v[v.len() - 1]})
+}
+
+async fn dry_run(
+    settings: &Settings,
+    parts: &Parts,
+    req: IncomingRequest,
+    tenant: &str,
+) -> Response {
+    let rules = match chain::load(settings) {
+        Ok(Some(r)) => r,
+        Ok(None) => return problem(StatusCode::CONFLICT, "no rules are configured"),
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    let Some(tenant_rules) = rules.config.tenant(tenant) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            format!("tenant `{tenant}` has no rules"),
+        );
+    };
+    let iterations: u32 = edgeauth_core::routes::query_param(parts, "iterations")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+        .clamp(1, MAX_ITERATIONS);
+    let text = match body(req, MAX_EVENT).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let mut event: Event = match serde_json::from_slice(&text) {
+        Ok(e) => e,
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not an event: {e}"),
+            );
+        }
+    };
+    event.tenant_id = tenant.to_owned();
+    let kv = chain::store().ok();
+    let mut engine_us = Vec::new();
+    let mut chain_us = Vec::new();
+    let mut per_rule: Vec<Vec<Timing>> = vec![Vec::new(); tenant_rules.chain.len()];
+    let mut last: Vec<Value> = Vec::new();
+    for _ in 0..iterations {
+        let started = Instant::now();
+        let runtime = match Runtime::new() {
+            Ok(r) => r,
+            Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e),
+        };
+        engine_us.push(started.elapsed().as_micros() as u64);
+        last.clear();
+        for (i, rule) in tenant_rules.chain.iter().enumerate() {
+            let (result, timing) =
+                chain::run_rule(&runtime, &rules, kv.as_ref(), rule, &event, true);
+            last.push(match &result {
+                Ok(commands) => json!({"rule": rule.name, "commands": commands}),
+                Err(f) => json!({"rule": rule.name, "failure": f.kind(), "detail": f.to_string()}),
+            });
+            per_rule[i].push(timing);
+            if result.is_err() && !rule.fail_open {
+                break;
+            }
+        }
+        chain_us.push(started.elapsed().as_micros() as u64);
+    }
+    let rules_out: Vec<Value> = tenant_rules
+        .chain
+        .iter()
+        .zip(per_rule)
+        .map(|(r, t)| {
+            let total: Vec<u64> = t
+                .iter()
+                .map(|t| t.load_us + t.instantiate_us + t.call_us)
+                .collect();
+            json!({
+                "rule": r.name,
+                "fuel": t.last().map(|t| t.fuel),
+                "load_us": stats(t.iter().map(|t| t.load_us).collect()),
+                "instantiate_us": stats(t.iter().map(|t| t.instantiate_us).collect()),
+                "call_us": stats(t.iter().map(|t| t.call_us).collect()),
+                "total_us": stats(total),
+            })
+        })
+        .collect();
+    reply(
+        StatusCode::OK,
+        json!({
+            "tenant": tenant, "iterations": iterations,
+            "engine_us": stats(engine_us), "chain_us": stats(chain_us),
+            "rules": rules_out, "results": last,
+        }),
+    )
+}

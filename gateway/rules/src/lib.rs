@@ -1,0 +1,27 @@
+//! Tenant post-login rules (`wit/plugin.wit`, `edgeauth:plugin@0.1.0`).
+//!
+//! Sans-IO parts, usable natively and in the gateway component:
+//! - [`config`]: the tenants' rule chains and per-rule budgets (Spin variable `rules`);
+//! - [`artifact`]: signed, precompiled rule artifacts (Ed25519 under an operator key);
+//! - [`event`] and [`command`]: the plain-Rust mirror of the WIT types, and
+//!   the validation of what a rule returns;
+//! - [`merge`]: JSON merge patch for metadata.
+//!
+//! With the `runtime` feature, [`runtime`] runs a rule on an embedded wasmtime
+//! (Pulley interpreter inside the wasm32 gateway component) with fuel, memory
+//! and output caps.
+
+pub mod artifact;
+pub mod command;
+pub mod config;
+pub mod event;
+pub mod merge;
+#[cfg(feature = "runtime")]
+pub mod runtime;
+#[cfg(all(feature = "runtime", target_family = "wasm"))]
+mod tls;
+
+/// The WIT package every rule is built against.
+pub const WIT_PACKAGE: &str = "edgeauth:plugin@0.1.0";
+/// The WIT text, for tools that validate components against the world.
+pub const WIT: &str = include_str!("../../../wit/plugin.wit");

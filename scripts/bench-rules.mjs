@@ -1,0 +1,89 @@
+// Driver for scripts/bench-rules: starts the host with two tenants (a 1-rule
+// and a 3-rule chain), uploads signed artifacts, and has the component time
+// its own rule calls through the admin dry-run endpoint.
+
+import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { freePort, startProcess } from '../tests/lib/procs.mjs';
+
+const { values: a } = parseArgs({
+  options: {
+    host: { type: 'string' }, component: { type: 'string' }, baseline: { type: 'string' },
+    'wasm-dir': { type: 'string' }, iterations: { type: 'string', default: '200' },
+  },
+});
+const iterations = Number(a.iterations);
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-bench-rules-'));
+const cli = (args, env = {}) => execFileSync(a.host, args, { env: { ...process.env, ...env }, encoding: 'utf8' });
+
+const [secret, pub] = cli(['rule', 'keygen', '--kid', 'bench']).split('\n').filter((l) => l && !l.startsWith('#'));
+const rules = [
+  ['email-domain', 'rule_email_domain.wasm', { domains: ['example.com'] }],
+  ['group-roles', 'rule_group_roles.wasm', { roles: { admins: ['admin'], devs: ['developer'] }, header: 'x-roles' }],
+  ['profile', 'rule_progressive_profile.wasm', { field: 'company', form_url: '/profile-form' }],
+];
+const built = {};
+for (const [name, file] of rules) {
+  built[name] = path.join(tmp, `${name}.rule`);
+  const t = Date.now();
+  cli(['rule', 'build', path.join(a['wasm-dir'], file), '--name', name, '-o', built[name]], { EDGEAUTH_RULE_SIGNING_KEY: secret });
+  console.error(`built ${name} in ${Date.now() - t} ms (${fs.statSync(built[name]).size} bytes)`);
+}
+const chain = (names) => names.map((n) => {
+  const [, , config] = rules.find(([r]) => r === n);
+  return { name: n, config, ...(n === 'group-roles' ? { headers: ['x-roles'] } : {}) };
+});
+const token = crypto.randomBytes(16).toString('hex');
+const port = await freePort();
+const vars = {
+  public_url: `http://127.0.0.1:${port}`, origin_url: 'http://127.0.0.1:9', oidc_issuer: 'http://127.0.0.2:9',
+  oidc_client_secret: 'x', session_keys: `s1:${crypto.randomBytes(32).toString('base64url')}`,
+  assertion_keys: `a1:ed25519:${crypto.randomBytes(32).toString('base64url')}`,
+  rules: JSON.stringify({ tenants: { one: { chain: chain(['email-domain']) }, three: { chain: chain(['email-domain', 'group-roles', 'profile']) } } }),
+  rule_keys: pub, admin_token: token,
+};
+const env = Object.fromEntries(Object.entries(vars).map(([k, v]) => [`SPIN_VARIABLE_${k.toUpperCase()}`, v]));
+const { proc } = await startProcess('bench-gateway', a.host, ['up', '--manifest', 'spin.toml', '--listen', `127.0.0.1:${port}`,
+  '--component', a.component, '--state-dir', path.join(tmp, 'state')], { env, ready: /listening on/, timeoutMs: 300000 });
+const gw = `http://127.0.0.1:${port}`;
+try {
+  for (const [tenant, names] of [['one', ['email-domain']], ['three', ['email-domain', 'group-roles', 'profile']]]) {
+    for (const n of names) cli(['rule', 'upload', built[n], '--gateway', gw, '--tenant', tenant], { EDGEAUTH_ADMIN_TOKEN: token });
+  }
+  const event = JSON.stringify({
+    user: { sub: 'alice', email: 'alice@example.com', email_verified: true, groups: ['admins', 'devs'], user_metadata: { company: 'Acme' } },
+    transaction: { login_count: 3 },
+  });
+  const run = async (tenant) => {
+    const r = await fetch(`${gw}/.edgeauth/admin/rules/${tenant}/_run?iterations=${iterations}`, {
+      method: 'POST', body: event, headers: { authorization: `Bearer ${token}` },
+    });
+    if (r.status !== 200) throw new Error(`${tenant}: ${r.status} ${await r.text()}`);
+    return r.json();
+  };
+  await run('three'); // warm-up (page faults, KV file load)
+  const one = await run('one');
+  const three = await run('three');
+  const us = (s) => `median ${s.median} us (min ${s.min}, mean ${s.mean}, max ${s.max})`;
+  console.log(`\nRule calls inside the gateway component (wasm32-wasip2 + embedded wasmtime 48 / pulley32), ${iterations} iterations, fresh engine per iteration:`);
+  console.log(`  engine + linker creation (once per request): ${us(one.engine_us)}`);
+  for (const r of three.rules) {
+    console.log(`  ${r.rule.padEnd(13)} load ${r.load_us.median} us + instantiate ${r.instantiate_us.median} us + call ${r.call_us.median} us = ${us(r.total_us)}; fuel ${r.fuel}`);
+  }
+  console.log(`  1-rule chain (email-domain), engine included: ${us(one.chain_us)}`);
+  console.log(`  3-rule chain (email-domain, group-roles, profile), engine included: ${us(three.chain_us)}`);
+  const size = fs.statSync(a.component).size;
+  if (a.baseline && fs.existsSync(a.baseline)) {
+    const base = fs.statSync(a.baseline).size;
+    console.log(`\nComponent size: ${size} bytes with rules, ${base} bytes without (--no-default-features): +${size - base} bytes (${((size - base) / 1048576).toFixed(2)} MiB)`);
+  } else {
+    console.log(`\nComponent size: ${size} bytes with rules (no baseline build; run without EDGEAUTH_SKIP_BUILD)`);
+  }
+} finally {
+  await proc.stop();
+  fs.rmSync(tmp, { recursive: true, force: true });
+}

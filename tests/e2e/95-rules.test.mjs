@@ -1,0 +1,327 @@
+// Tenant post-login rules (wit/plugin.wit) through the real host + IdP:
+// the tooling (`edgeauth rule keygen/validate/build/run/upload`), the four
+// example rules' effects at the origin and in the browser flow, hostile rules
+// failing closed while a concurrent normal sign-in succeeds, and artifacts
+// that are unsigned or tampered.
+//
+// Needs the rules built: cargo build --release --target wasm32-unknown-unknown
+// -p rule-email-domain -p rule-group-roles -p rule-progressive-profile -p rule-crm-lead -p rule-hostile
+// (scripts/test does it).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CookieJar, request, setCookie, isClearing } from '../lib/http.mjs';
+import { ROOT } from '../lib/procs.mjs';
+import { HOST_BIN, startStack, stopStack } from '../lib/stack.mjs';
+import { SESSION, show, login, loginOk, verifyAssertion, originSaw } from '../lib/gateway-flow.mjs';
+
+const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
+const wasm = (crate) => path.join(TARGET, 'wasm32-unknown-unknown', 'release', `rule_${crate}.wasm`);
+const ADMIN_TOKEN = crypto.randomBytes(18).toString('base64url');
+const CRM_SECRET = 'crm-' + crypto.randomBytes(6).toString('hex');
+
+let stack;
+let tmp;
+let key; // { secret, public }
+const art = {}; // rule name -> artifact path
+
+function cli(args, env = {}) {
+  return execFileSync(HOST_BIN, args, { env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+function cliFails(args, env = {}) {
+  try {
+    cli(args, env);
+  } catch (e) {
+    return `${e.stdout}${e.stderr}`;
+  }
+  throw new Error(`expected failure: edgeauth ${args.join(' ')}`);
+}
+
+function build(crate, name) {
+  const out = path.join(tmp, `${name}.rule`);
+  cli(['rule', 'build', wasm(crate), '--name', name, '-o', out], { EDGEAUTH_RULE_SIGNING_KEY: key.secret });
+  art[name] = out;
+  return out;
+}
+
+const rulesVar = (chain) => JSON.stringify({ tenants: { default: { chain } } });
+
+function ruleVars(chain, extra = {}) {
+  return {
+    rules: rulesVar(chain),
+    rule_keys: key.public,
+    admin_token: ADMIN_TOKEN,
+    rule_secrets: JSON.stringify({ default: { crm_token: CRM_SECRET } }),
+    ...extra,
+  };
+}
+
+async function upload(gw, name, file = art[name]) {
+  return cli(['rule', 'upload', file, '--gateway', gw.url], { EDGEAUTH_ADMIN_TOKEN: ADMIN_TOKEN });
+}
+
+async function admin(gw, method, p, body) {
+  return request(`${gw.url}/.edgeauth/admin/rules/${p}`, {
+    method, body, accept: 'application/json',
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/octet-stream' },
+  });
+}
+
+/** The assertion the origin received on the last request to `p`. */
+async function lastAssertion(gw, p) {
+  const seen = await originSaw(stack.origin, p);
+  assert.ok(seen.length, `origin saw no request for ${p}`);
+  const last = seen[seen.length - 1];
+  return { headers: last.headers, claims: (await verifyAssertion(gw, stack.origin.url, last.headers['x-edgeauth-assertion'])).payload };
+}
+
+let gwExamples; let gwHostile; let gwStore; let gwSlow;
+
+before(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-rules-'));
+  const lines = cli(['rule', 'keygen', '--kid', 'test1']).split('\n').filter((l) => l && !l.startsWith('#'));
+  key = { secret: lines[0], public: lines[1] };
+  build('email_domain', 'email-domain');
+  build('group_roles', 'group-roles');
+  build('progressive_profile', 'profile');
+  build('crm_lead', 'crm-lead');
+  for (const mode of ['loop', 'alloc', 'trap', 'huge', 'forbidden', 'error', 'bad-claim']) build('hostile', `h-${mode}`);
+
+  stack = await startStack({ gateways: 5 });
+  const o = stack.origin.url;
+  gwExamples = await stack.startGateway({
+    vars: ruleVars([
+      { name: 'email-domain', config: { domains: ['example.com'] } },
+      { name: 'group-roles', config: { roles: { admins: ['admin'], devs: ['developer'] }, claim: 'https://example.com/roles', header: 'x-roles' }, headers: ['x-roles'] },
+      { name: 'profile', config: { field: 'company', form_url: '/profile-form', from_login: 2 } },
+      { name: 'crm-lead', config: { webhook: `${o}/__webhook` }, allowed_hosts: [o], secrets: ['crm_token'] },
+    ], { routes: JSON.stringify([{ path: '/profile-form', public: true }]) }),
+  });
+  const mode = (m, extra = {}) => ({ name: `h-${m}`, config: { mode: m === 'forbidden' ? 'forbidden-host' : m, path: `/h/${m}` }, ...extra });
+  gwHostile = await stack.startGateway({
+    vars: ruleVars([
+      mode('loop', { fuel: 20000000 }),
+      mode('alloc', { memory_bytes: 8 << 20 }),
+      mode('trap'),
+      mode('huge'),
+      mode('forbidden', { allowed_hosts: [o] }),
+      mode('error'),
+      mode('bad-claim'),
+    ]),
+  });
+  // A store whose artifact was tampered with after upload.
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-state-'));
+  fs.mkdirSync(path.join(stateDir, 'kv'));
+  const bytes = fs.readFileSync(art['email-domain']);
+  bytes[bytes.length - 100] ^= 0x01;
+  fs.writeFileSync(path.join(stateDir, 'kv', 'default.json'),
+    JSON.stringify({ 'rule-artifact:default:email-domain': bytes.toString('base64') }));
+  gwStore = await stack.startGateway({
+    stateDir,
+    vars: ruleVars([{ name: 'email-domain', config: { domains: ['example.com'] } }]),
+  });
+  gwSlow = await stack.startGateway({
+    vars: ruleVars([{ name: 'crm-lead', config: { webhook: `${o}/__slow?ms=8000`, timeout_ms: 400 }, allowed_hosts: [o], secrets: ['crm_token'] }]),
+  });
+  for (const n of ['email-domain', 'group-roles', 'profile', 'crm-lead']) await upload(gwExamples, n);
+  for (const m of ['loop', 'alloc', 'trap', 'huge', 'forbidden', 'error', 'bad-claim']) await upload(gwHostile, `h-${m}`);
+  await upload(gwSlow, 'crm-lead');
+});
+
+after(async () => {
+  await stopStack(stack);
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+test('tooling: validate, inspect, run against an event file', () => {
+  assert.match(cli(['rule', 'validate', wasm('email_domain')]), /OK, implements edgeauth:plugin@0\.1\.0/);
+  // A WASI program is not a rule.
+  const notRule = path.join(TARGET, 'wasm32-wasip2', 'release', 'edgeauth_component.wasm');
+  assert.match(cliFails(['rule', 'validate', notRule]), /not a valid rule|imports/);
+  const header = JSON.parse(cli(['rule', 'inspect', art['group-roles']]).split('\ncode:')[0]);
+  assert.equal(header.name, 'group-roles');
+  assert.equal(header.kid, 'test1');
+  assert.match(header.runtime, /pulley32/);
+
+  const event = path.join(tmp, 'event.json');
+  fs.writeFileSync(event, JSON.stringify({ user: { sub: 'u', groups: ['admins'] }, config: { roles: { admins: ['admin'] }, header: 'x-roles' } }));
+  const rules = path.join(tmp, 'rules.json');
+  fs.writeFileSync(rules, rulesVar([{ name: 'group-roles', config: { roles: { admins: ['admin'] }, header: 'x-roles' }, headers: ['x-roles'] }]));
+  const out = JSON.parse(cli(['rule', 'run', wasm('group_roles'), '--event', event, '--rules', rules, '--name', 'group-roles']));
+  assert.deepEqual(out, [
+    { command: 'set-claim', name: 'https://example.com/roles', value: ['admin'] },
+    { command: 'set-header', name: 'x-roles', value: 'admin' },
+  ]);
+  // Same budgets and checks as the gateway: the header is not allowed without --rules granting it.
+  assert.match(cliFails(['rule', 'run', wasm('group_roles'), '--event', event]), /bad-output.*x-roles/s);
+  fs.writeFileSync(event, JSON.stringify({ config: { mode: 'loop' } }));
+  assert.match(cliFails(['rule', 'run', wasm('hostile'), '--event', event]), /out-of-fuel/);
+});
+
+test('no rules configured: the gateway behaves as before', async () => {
+  const gw = stack.gateway;
+  const l = await loginOk(gw, stack.idp, new CookieJar(), '/plain');
+  assert.ok(!setCookie(l.callback, 'edgeauth_resume'));
+  const r = await request(`${gw.url}/.edgeauth/admin/rules/default`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+  assert.equal(r.status, 404, 'admin endpoints are off without admin_token');
+  assert.equal((await request(`${gw.url}/.edgeauth/continue?state=x`)).status, 404);
+});
+
+test('(a) verified email at an allowed domain: alice passes, unverified bob gets the deny page', async () => {
+  const bob = await login(gwExamples, stack.idp, new CookieJar(), '/app', { username: 'bob' });
+  assert.equal(bob.callback.status, 403, show(bob.callback));
+  assert.match(bob.callback.body, /Access denied/);
+  assert.match(bob.callback.body, /email-domain/);
+  assert.match(bob.callback.body, /a verified email address is required/);
+  assert.ok(!setCookie(bob.callback, SESSION) || isClearing(setCookie(bob.callback, SESSION)), 'no session for a denied sign-in');
+  assert.match(gwExamples.proc.output, /"event":"login-denied".*"rule":"email-domain"/);
+});
+
+test('(b)+(d) groups become a roles claim and header; first sign-in posts a lead to the CRM webhook', async () => {
+  const jar = new CookieJar();
+  const l = await loginOk(gwExamples, stack.idp, jar, '/roles-check');
+  const r = await request(`${gwExamples.url}/roles-check`, { jar, headers: { 'x-roles': 'forged-by-client' } });
+  assert.equal(r.status, 200, show(r));
+  const { headers, claims } = await lastAssertion(gwExamples, '/roles-check');
+  assert.equal(headers['x-roles'], 'admin,developer');
+  assert.deepEqual(claims['https://example.com/roles'], ['admin', 'developer']);
+  assert.equal(claims.sub, 'alice');
+  void l;
+  // A client cannot supply the rule's header on a path without session either.
+  const pub = await request(`${gwExamples.url}/profile-form`, { headers: { 'x-roles': 'admin' } });
+  assert.equal(pub.status, 200);
+  const form = (await originSaw(stack.origin, '/profile-form')).pop();
+  assert.equal(form.headers['x-roles'], undefined);
+
+  const hooks = await originSaw(stack.origin, '/__webhook');
+  assert.equal(hooks.length, 1, 'one lead for the first sign-in');
+  assert.equal(hooks[0].method, 'POST');
+  assert.equal(hooks[0].headers['x-webhook-secret'], CRM_SECRET);
+  const lead = JSON.parse(hooks[0].body);
+  assert.equal(lead.sub, 'alice');
+  assert.equal(lead.event, 'first_login');
+});
+
+test('(c) progressive profiling: the second sign-in asks for the company, stores it, the third does not ask', async () => {
+  // (alice signed in once in the previous test; make sure of it if run alone)
+  if (!(await originSaw(stack.origin, '/__webhook')).length) await loginOk(gwExamples, stack.idp, new CookieJar(), '/first');
+  const jar = new CookieJar();
+  const l = await login(gwExamples, stack.idp, jar, '/after-profile?x=1');
+  assert.equal(l.callback.status, 302, show(l.callback));
+  const form = new URL(l.callback.location);
+  assert.equal(form.origin, gwExamples.url);
+  assert.equal(form.pathname, '/profile-form');
+  assert.ok(form.searchParams.get('state'), 'signed state in the redirect');
+  assert.ok(!setCookie(l.callback, SESSION), 'no session before the form is answered');
+  const page = await request(form.href, { jar });
+  assert.equal(page.status, 200);
+  assert.match(page.body, /id="profile"/);
+  const state = page.body.match(/name="state" value="([^"]+)"/)[1].replace(/&amp;/g, '&');
+
+  // Tampered state, and the right state from another browser: refused.
+  assert.equal((await request(`${gwExamples.url}/.edgeauth/continue?state=${encodeURIComponent(state.slice(0, -4) + 'AAAA')}&company=X`, { jar })).status, 400);
+  assert.equal((await request(`${gwExamples.url}/.edgeauth/continue?state=${encodeURIComponent(state)}&company=X`, { jar: new CookieJar() })).status, 400);
+  // An empty answer asks again.
+  const empty = await request(`${gwExamples.url}/.edgeauth/continue?state=${encodeURIComponent(state)}&company=`, { jar });
+  assert.equal(empty.status, 302, show(empty));
+  assert.match(empty.location, /\/profile-form\?.*retry=1/);
+  const state2 = new URL(empty.location).searchParams.get('state');
+  const done = await request(`${gwExamples.url}/.edgeauth/continue?state=${encodeURIComponent(state2)}&company=${encodeURIComponent('Acme Corp')}`, { jar });
+  assert.equal(done.status, 302, show(done));
+  assert.equal(new URL(done.location).pathname + new URL(done.location).search, '/after-profile?x=1');
+  assert.ok(setCookie(done, SESSION) && !isClearing(setCookie(done, SESSION)));
+  const ok = await request(done.location, { jar });
+  assert.equal(ok.status, 200);
+  const { headers } = await lastAssertion(gwExamples, '/after-profile');
+  assert.equal(headers['x-roles'], 'admin,developer', 'rules after the paused one ran too');
+  // Single use.
+  assert.equal((await request(`${gwExamples.url}/.edgeauth/continue?state=${encodeURIComponent(state2)}&company=Y`, { jar })).status, 400);
+  // Third sign-in: the company is known, nothing asked.
+  const third = await loginOk(gwExamples, stack.idp, new CookieJar(), '/third');
+  assert.equal(new URL(third.callback.location).pathname, '/third');
+  assert.equal((await originSaw(stack.origin, '/__webhook')).length, 1, 'the CRM lead is for the first sign-in only');
+});
+
+test('(d) a slow webhook does not block the sign-in (bounded timeout)', async () => {
+  const started = Date.now();
+  const l = await loginOk(gwSlow, stack.idp, new CookieJar(), '/slow');
+  const took = Date.now() - started;
+  assert.equal(new URL(l.callback.location).pathname, '/slow');
+  assert.ok(took < 6000, `sign-in took ${took} ms with an 8 s webhook`);
+  assert.match(gwSlow.proc.output, /CRM webhook (timed out|failed)/);
+});
+
+const hostile = [
+  ['loop', /CPU budget/, 'out-of-fuel'],
+  ['alloc', /memory cap/, 'out-of-memory'],
+  ['trap', /crashed/, 'trap'],
+  ['huge', /output was refused/, 'bad-output'],
+  ['forbidden', /not in its allow list/, 'forbidden-host'],
+  ['error', /returned an error/, 'error'],
+  ['bad-claim', /output was refused.*claim/, 'bad-output'],
+];
+
+for (const [m, page, kind] of hostile) {
+  test(`hostile rule (${m}) fails closed while a concurrent normal sign-in succeeds`, async () => {
+    const [bad, good] = await Promise.all([
+      login(gwHostile, stack.idp, new CookieJar(), '/', { rd: `/h/${m}` }),
+      loginOk(gwHostile, stack.idp, new CookieJar(), '/fine'),
+    ]);
+    assert.equal(bad.callback.status, 500, show(bad.callback));
+    assert.match(bad.callback.body, /Sign-in failed/);
+    assert.match(bad.callback.body, new RegExp(`h-${m}`));
+    assert.match(bad.callback.body.replace(/&#39;|&quot;/g, ''), page);
+    assert.ok(!setCookie(bad.callback, SESSION) || isClearing(setCookie(bad.callback, SESSION)));
+    assert.equal(new URL(good.callback.location).pathname, '/fine');
+    assert.match(gwHostile.proc.output, new RegExp(`"event":"login-failed".*"rule":"h-${m}".*"kind":"${kind}"`));
+  });
+}
+
+test('artifacts: tampered in storage fails closed; unsigned, foreign-key and tampered uploads are refused; a good upload fixes it live', async () => {
+  const l = await login(gwStore, stack.idp, new CookieJar(), '/', { rd: '/store' });
+  assert.equal(l.callback.status, 500, show(l.callback));
+  assert.match(l.callback.body, /tampered/);
+
+  const good = fs.readFileSync(art['email-domain']);
+  const tampered = Buffer.from(good);
+  tampered[tampered.length - 10] ^= 0x01;
+  const foreignKey = cli(['rule', 'keygen', '--kid', 'test1']).split('\n').filter((x) => x && !x.startsWith('#'))[0];
+  const foreign = path.join(tmp, 'foreign.rule');
+  cli(['rule', 'build', wasm('email_domain'), '--name', 'email-domain', '-o', foreign], { EDGEAUTH_RULE_SIGNING_KEY: foreignKey });
+  const rawWasm = fs.readFileSync(wasm('email_domain'));
+  for (const [what, body, re] of [
+    ['tampered', tampered, /tampered/],
+    ['signed by another key', fs.readFileSync(foreign), /signature/],
+    ['unsigned wasm', rawWasm, /not a rule artifact/],
+    ['for another rule name', fs.readFileSync(art['group-roles']), /signed for rule/],
+  ]) {
+    const r = await admin(gwStore, 'PUT', 'default/email-domain', body);
+    assert.equal(r.status, 400, `${what}: ${r.body}`);
+    assert.match(r.body, re, what);
+  }
+  const noAuth = await request(`${gwStore.url}/.edgeauth/admin/rules/default/email-domain`, { method: 'PUT', body: good, headers: { authorization: 'Bearer wrong' } });
+  assert.equal(noAuth.status, 401);
+
+  await upload(gwStore, 'email-domain');
+  const listed = JSON.parse((await admin(gwStore, 'GET', 'default')).body);
+  assert.equal(listed.chain[0].artifact.header.name, 'email-domain');
+  const fixed = await loginOk(gwStore, stack.idp, new CookieJar(), '/', { rd: '/store' });
+  assert.equal(new URL(fixed.callback.location).pathname, '/store');
+});
+
+test('admin dry run reports commands and timings without side effects', async () => {
+  const event = JSON.stringify({ user: { sub: 'carol', email: 'carol@example.com', email_verified: true, groups: ['devs'] }, transaction: { first_login: true } });
+  const r = await admin(gwExamples, 'POST', 'default/_run?iterations=3', event);
+  assert.equal(r.status, 200, r.body);
+  const report = JSON.parse(r.body);
+  assert.equal(report.iterations, 3);
+  assert.deepEqual(report.results.map((x) => x.rule), ['email-domain', 'group-roles', 'profile', 'crm-lead']);
+  assert.deepEqual(report.results[1].commands[0], { command: 'set-claim', name: 'https://example.com/roles', value: ['developer'] });
+  assert.ok(report.rules.every((x) => x.total_us.median > 0));
+});
