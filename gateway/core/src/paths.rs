@@ -45,12 +45,15 @@ fn unreserved(b: u8) -> bool {
 /// Characters that NFKC-normalizing servers read as ASCII: fullwidth and
 /// halfwidth forms (`．` `／` `Ａ`), small and vertical forms, general
 /// punctuation (leaders, fraction slash), division slash, set minus and big
-/// solidi, ideographic space and full stop. A path holding one could match a
+/// solidi, ideographic space and full stop, and letters whose case mapping
+/// lands in ASCII (dotless i, long s, Kelvin sign). A path holding one could match a
 /// rule here and mean another path at the origin.
 fn folds_to_ascii(c: char) -> bool {
     matches!(
         u32::from(c),
-        0x2000..=0x206F
+        // dotless i, long s and the Kelvin sign change case into ASCII letters
+        0x0131 | 0x017F | 0x212A
+            | 0x2000..=0x206F
             | 0x2215
             | 0x2216
             | 0x29F5
@@ -152,7 +155,11 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
         out.push_str(s);
     }
     // A trailing slash is meaningful (directory vs file); keep it.
-    if out.is_empty() || (text.ends_with('/') && !segments.is_empty()) || text.ends_with("/.") || text.ends_with("/..") {
+    if out.is_empty()
+        || (text.ends_with('/') && !segments.is_empty())
+        || text.ends_with("/.")
+        || text.ends_with("/..")
+    {
         out.push('/');
     }
     Ok(out)
@@ -217,11 +224,21 @@ mod tests {
             "/a%E2%80%A4%E2%80%A4/b",
             "/a%E2%88%95b",
             "/a%E3%80%82b",
+            "/adm%C4%B1n/x",
+            "/%C5%BFecret",
+            "/%E2%84%AAey",
         ] {
-            assert!(normalize(raw).is_err(), "accepted {raw:?} as {:?}", normalize(raw));
+            assert!(
+                normalize(raw).is_err(),
+                "accepted {raw:?} as {:?}",
+                normalize(raw)
+            );
         }
         assert_eq!(normalize("admin"), Err(PathError::NotAbsolute));
-        assert_eq!(normalize(&format!("/{}", "a".repeat(MAX_PATH_LEN))), Err(PathError::TooLong));
+        assert_eq!(
+            normalize(&format!("/{}", "a".repeat(MAX_PATH_LEN))),
+            Err(PathError::TooLong)
+        );
     }
 
     #[test]
