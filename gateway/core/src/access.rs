@@ -4,6 +4,7 @@
 use http::request::Parts;
 use http::{HeaderMap, Method, StatusCode, Uri};
 
+use crate::Response;
 use crate::identity::Identity;
 use crate::pages;
 use crate::policy;
@@ -11,7 +12,6 @@ use crate::route_rules;
 use crate::routes::LOGIN;
 use crate::session;
 use crate::settings::Settings;
-use crate::Response;
 
 /// How to send the request on to the origin.
 #[derive(Debug)]
@@ -30,10 +30,7 @@ pub enum Access {
 
 /// The browser is sent to log in and come back to the same path.
 pub fn login_redirect(parts: &Parts) -> Response {
-    let here = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str());
+    let here = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let rd: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
     pages::redirect(&format!("{LOGIN}?rd={rd}"))
 }
@@ -67,7 +64,10 @@ fn deny(parts: &Parts, denial: crate::policy::Denial) -> Access {
     Access::Respond(pages::error(
         StatusCode::FORBIDDEN,
         "Access denied",
-        &format!("Denied by the rule \u{201c}{}\u{201d}: {}.", denial.rule, denial.reason),
+        &format!(
+            "Denied by the rule \u{201c}{}\u{201d}: {}.",
+            denial.rule, denial.reason
+        ),
         pages::wants_json(parts),
     ))
 }
@@ -104,9 +104,13 @@ pub fn authorize(settings: &Settings, parts: &Parts, path: &str, now: u64) -> Ac
         ));
     };
     let assertion = identity.as_ref().map(|id| {
-        settings
-            .assertion_keys
-            .sign_with_claims(id, &extras.claims, &settings.public_origin(), &settings.assertion_audience, now)
+        settings.assertion_keys.sign_with_claims(
+            id,
+            &extras.claims,
+            &settings.public_origin(),
+            &settings.assertion_audience,
+            now,
+        )
     });
     let client_addr = parts
         .headers
@@ -154,21 +158,44 @@ mod tests {
     }
 
     fn cookie_for(s: &Settings, email: &str, verified: bool) -> String {
-        let id = Identity { sub: "u1".into(), email: Some(email.into()), email_verified: verified, name: None, groups: vec![] };
+        let id = Identity {
+            sub: "u1".into(),
+            email: Some(email.into()),
+            email_verified: verified,
+            name: None,
+            groups: vec![],
+        };
         let mut rng = counter_rng();
-        let c = Session::new(id, None, s, 1000).to_cookie(s, &mut rng).unwrap();
+        let c = Session::new(id, None, s, 1000)
+            .to_cookie(s, &mut rng)
+            .unwrap();
         c.split(';').next().unwrap().to_owned()
     }
 
     #[test]
     fn no_session_redirects_browsers_and_401s_apis() {
         let s = settings_with(&[]);
-        let Access::Respond(r) = authorize(&s, &req("GET", "/a/b?x=1&y=2", &[]), "/a/b", 1000) else { panic!() };
+        let Access::Respond(r) = authorize(&s, &req("GET", "/a/b?x=1&y=2", &[]), "/a/b", 1000)
+        else {
+            panic!()
+        };
         assert_eq!(r.status(), 302);
-        assert_eq!(r.headers()[LOCATION], "/.edgeauth/login?rd=%2Fa%2Fb%3Fx%3D1%26y%3D2");
-        let Access::Respond(r) = authorize(&s, &req("GET", "/api", &[("accept", "application/json")]), "/api", 1000) else { panic!() };
+        assert_eq!(
+            r.headers()[LOCATION],
+            "/.edgeauth/login?rd=%2Fa%2Fb%3Fx%3D1%26y%3D2"
+        );
+        let Access::Respond(r) = authorize(
+            &s,
+            &req("GET", "/api", &[("accept", "application/json")]),
+            "/api",
+            1000,
+        ) else {
+            panic!()
+        };
         assert_eq!(r.status(), 401);
-        let Access::Respond(r) = authorize(&s, &req("POST", "/form", &[]), "/form", 1000) else { panic!() };
+        let Access::Respond(r) = authorize(&s, &req("POST", "/form", &[]), "/form", 1000) else {
+            panic!()
+        };
         assert_eq!(r.status(), 401);
     }
 
@@ -176,7 +203,14 @@ mod tests {
     fn valid_session_forwards_with_identity() {
         let s = settings_with(&[]);
         let c = cookie_for(&s, "alice@example.com", true);
-        let Access::Forward(f) = authorize(&s, &req("GET", "/x?q=1", &[(COOKIE.as_str(), &c)]), "/x", 1001) else { panic!() };
+        let Access::Forward(f) = authorize(
+            &s,
+            &req("GET", "/x?q=1", &[(COOKIE.as_str(), &c)]),
+            "/x",
+            1001,
+        ) else {
+            panic!()
+        };
         assert_eq!(f.uri.to_string(), "http://127.0.0.1:3001/x?q=1");
         assert_eq!(f.headers["x-auth-request-user"], "u1");
         assert!(f.headers.get(COOKIE).is_none());
@@ -186,24 +220,47 @@ mod tests {
     #[test]
     fn rule_extras_reach_the_origin_but_never_replace_identity() {
         let s = settings_with(&[]);
-        let id = Identity { sub: "u1".into(), email: None, email_verified: false, name: None, groups: vec![] };
+        let id = Identity {
+            sub: "u1".into(),
+            email: None,
+            email_verified: false,
+            name: None,
+            groups: vec![],
+        };
         let mut extras = crate::session::Extras::default();
-        extras.claims.insert("https://example.com/roles".into(), serde_json::json!(["admin"]));
-        extras.claims.insert("sub".into(), serde_json::json!("mallory"));
+        extras.claims.insert(
+            "https://example.com/roles".into(),
+            serde_json::json!(["admin"]),
+        );
+        extras
+            .claims
+            .insert("sub".into(), serde_json::json!("mallory"));
         extras.headers.push(("x-roles".into(), "admin".into()));
-        extras.headers.push(("x-auth-request-user".into(), "mallory".into()));
+        extras
+            .headers
+            .push(("x-auth-request-user".into(), "mallory".into()));
         extras.headers.push(("host".into(), "evil.example".into()));
         let mut rng = counter_rng();
-        let c = Session::new(id, None, &s, 1000).with_extras(extras).to_cookie(&s, &mut rng).unwrap();
+        let c = Session::new(id, None, &s, 1000)
+            .with_extras(extras)
+            .to_cookie(&s, &mut rng)
+            .unwrap();
         let c = c.split(';').next().unwrap().to_owned();
-        let Access::Forward(f) = authorize(&s, &req("GET", "/x", &[(COOKIE.as_str(), &c)]), "/x", 1001) else { panic!() };
+        let Access::Forward(f) =
+            authorize(&s, &req("GET", "/x", &[(COOKIE.as_str(), &c)]), "/x", 1001)
+        else {
+            panic!()
+        };
         assert_eq!(f.headers["x-roles"], "admin");
         assert_eq!(f.headers["x-auth-request-user"], "u1");
         assert!(f.headers.get("host").is_none());
         let jwt = f.headers["x-edgeauth-assertion"].to_str().unwrap();
         let payload = crate::encoding::b64url_decode(jwt.split('.').nth(1).unwrap()).unwrap();
         let claims: serde_json::Value = serde_json::from_slice(&payload).unwrap();
-        assert_eq!(claims["https://example.com/roles"], serde_json::json!(["admin"]));
+        assert_eq!(
+            claims["https://example.com/roles"],
+            serde_json::json!(["admin"])
+        );
         assert_eq!(claims["sub"], "u1");
     }
 
@@ -212,7 +269,14 @@ mod tests {
         let open = settings_with(&[]);
         let c = cookie_for(&open, "bob@example.com", false);
         let strict = settings_with(&[("allowed_email_domains", "example.com")]);
-        let Access::Respond(r) = authorize(&strict, &req("GET", "/", &[(COOKIE.as_str(), &c)]), "/", 1001) else { panic!() };
+        let Access::Respond(r) = authorize(
+            &strict,
+            &req("GET", "/", &[(COOKIE.as_str(), &c)]),
+            "/",
+            1001,
+        ) else {
+            panic!()
+        };
         assert_eq!(r.status(), 403);
     }
 
@@ -223,18 +287,42 @@ mod tests {
             r#"[{"path": "/public/", "public": true}, {"path": "/admin/", "allowed_groups": ["admins"]}, {"path": "/api/", "api": true}]"#,
         )]);
         let spoof = [("x-auth-request-user", "mallory")];
-        let Access::Forward(f) = authorize(&s, &req("GET", "/public/a?x=1", &spoof), "/public/a", 1000) else { panic!() };
+        let Access::Forward(f) =
+            authorize(&s, &req("GET", "/public/a?x=1", &spoof), "/public/a", 1000)
+        else {
+            panic!()
+        };
         assert!(f.identity.is_none());
         assert!(f.headers.get("x-auth-request-user").is_none());
         assert!(f.headers.get("x-edgeauth-assertion").is_none());
         assert_eq!(f.uri.to_string(), "http://127.0.0.1:3001/public/a?x=1");
-        let Access::Respond(r) = authorize(&s, &req("GET", "/api/x", &[]), "/api/x", 1000) else { panic!() };
+        let Access::Respond(r) = authorize(&s, &req("GET", "/api/x", &[]), "/api/x", 1000) else {
+            panic!()
+        };
         assert_eq!(r.status(), 401);
         let c = cookie_for(&s, "alice@example.com", true);
-        let Access::Respond(r) = authorize(&s, &req("GET", "/Admin/x", &[(COOKIE.as_str(), &c)]), "/Admin/x", 1001) else { panic!() };
-        assert_eq!(r.status(), 403, "case variants of a policy path are covered");
+        let Access::Respond(r) = authorize(
+            &s,
+            &req("GET", "/Admin/x", &[(COOKIE.as_str(), &c)]),
+            "/Admin/x",
+            1001,
+        ) else {
+            panic!()
+        };
+        assert_eq!(
+            r.status(),
+            403,
+            "case variants of a policy path are covered"
+        );
         // A signed-in person on a public path is still identified.
-        let Access::Forward(f) = authorize(&s, &req("GET", "/public/", &[(COOKIE.as_str(), &c)]), "/public/", 1001) else { panic!() };
+        let Access::Forward(f) = authorize(
+            &s,
+            &req("GET", "/public/", &[(COOKIE.as_str(), &c)]),
+            "/public/",
+            1001,
+        ) else {
+            panic!()
+        };
         assert_eq!(f.headers["x-auth-request-user"], "u1");
     }
 }

@@ -49,7 +49,17 @@ struct AssertionClaims<'a> {
 
 /// Claims the gateway sets itself; a rule's claim never replaces them.
 const OWN_CLAIMS: &[&str] = &[
-    "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "email", "email_verified", "name", "groups",
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "email",
+    "email_verified",
+    "name",
+    "groups",
 ];
 
 impl AssertionKeys {
@@ -135,10 +145,11 @@ impl AssertionKeys {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         };
-        let mut claims = Claims::with_custom_claims(custom, Duration::from_secs(ASSERTION_LIFETIME_SECS))
-            .with_issuer(issuer)
-            .with_audience(audience)
-            .with_subject(&identity.sub);
+        let mut claims =
+            Claims::with_custom_claims(custom, Duration::from_secs(ASSERTION_LIFETIME_SECS))
+                .with_issuer(issuer)
+                .with_audience(audience)
+                .with_subject(&identity.sub);
         claims.issued_at = Some(UnixTimeStamp::from_secs(now));
         claims.invalid_before = Some(UnixTimeStamp::from_secs(now));
         claims.expires_at = Some(UnixTimeStamp::from_secs(now + ASSERTION_LIFETIME_SECS));
@@ -187,7 +198,11 @@ mod tests {
         }
     }
 
-    fn verify_with_jwks(keys: &AssertionKeys, token: &str, now: u64) -> Result<JWTClaims<serde_json::Value>, String> {
+    fn verify_with_jwks(
+        keys: &AssertionKeys,
+        token: &str,
+        now: u64,
+    ) -> Result<JWTClaims<serde_json::Value>, String> {
         let jwks: serde_json::Value = serde_json::from_str(&keys.jwks_json()).unwrap();
         let doc = crate::id_token::Jwks::parse(jwks.to_string().as_bytes()).unwrap();
         let mut opts = VerificationOptions {
@@ -217,8 +232,7 @@ mod tests {
 
     #[test]
     fn jwks_never_contains_private_material() {
-        let keys =
-            AssertionKeys::parse(&format!("e1:ed25519:{SEED},p1:es256:{SEED}")).unwrap();
+        let keys = AssertionKeys::parse(&format!("e1:ed25519:{SEED},p1:es256:{SEED}")).unwrap();
         let jwks: serde_json::Value = serde_json::from_str(&keys.jwks_json()).unwrap();
         assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
         for k in jwks["keys"].as_array().unwrap() {

@@ -49,7 +49,11 @@ fn clear_login(settings: &Settings, mut resp: Response) -> Response {
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// Only short, plain OAuth error codes are echoed back to the person.
@@ -64,7 +68,11 @@ fn printable_code(raw: &str) -> String {
 /// turns IdP error callbacks into pages a person understands.
 pub fn begin(settings: &Settings, parts: &Parts, now: u64) -> Result<CallbackStart, Response> {
     if parts.uri.query().is_some_and(|q| q.len() > MAX_QUERY_LEN) {
-        return Err(fail(StatusCode::BAD_REQUEST, "Sign-in failed", "The sign-in response is too large."));
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            "Sign-in failed",
+            "The sign-in response is too large.",
+        ));
     }
     let login = cookies::values(&parts.headers, &cookies::name(settings, Jar::Login))
         .unwrap_or_default()
@@ -97,7 +105,11 @@ pub fn begin(settings: &Settings, parts: &Parts, now: u64) -> Result<CallbackSta
         if iss != settings.issuer {
             return Err(clear_login(
                 settings,
-                fail(StatusCode::BAD_REQUEST, "Sign-in failed", "The sign-in response came from an unexpected identity provider."),
+                fail(
+                    StatusCode::BAD_REQUEST,
+                    "Sign-in failed",
+                    "The sign-in response came from an unexpected identity provider.",
+                ),
             ));
         }
     }
@@ -123,7 +135,11 @@ pub fn begin(settings: &Settings, parts: &Parts, now: u64) -> Result<CallbackSta
     if code.is_empty() || code.len() > MAX_CODE_LEN {
         return Err(clear_login(
             settings,
-            fail(StatusCode::BAD_REQUEST, "Sign-in failed", "The sign-in response has no usable authorization code."),
+            fail(
+                StatusCode::BAD_REQUEST,
+                "Sign-in failed",
+                "The sign-in response has no usable authorization code.",
+            ),
         ));
     }
     Ok(CallbackStart { login, code })
@@ -131,7 +147,10 @@ pub fn begin(settings: &Settings, parts: &Parts, now: u64) -> Result<CallbackSta
 
 /// KV key marking this login's state as used; its presence means a replay.
 pub fn replay_key(start: &CallbackStart) -> String {
-    format!("used-state:{}", b64url(&Sha256::digest(start.login.state.as_bytes())))
+    format!(
+        "used-state:{}",
+        b64url(&Sha256::digest(start.login.state.as_bytes()))
+    )
 }
 
 pub fn replayed(settings: &Settings) -> Response {
@@ -146,7 +165,11 @@ pub fn replayed(settings: &Settings) -> Response {
 }
 
 /// The token request (client_secret_basic, RFC 6749 §2.3.1 form-encoding).
-pub fn token_request(settings: &Settings, meta: &ProviderMetadata, start: &CallbackStart) -> http::Request<Vec<u8>> {
+pub fn token_request(
+    settings: &Settings,
+    meta: &ProviderMetadata,
+    start: &CallbackStart,
+) -> http::Request<Vec<u8>> {
     let form = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("grant_type", "authorization_code")
         .append_pair("code", &start.code)
@@ -154,9 +177,16 @@ pub fn token_request(settings: &Settings, meta: &ProviderMetadata, start: &Callb
         .append_pair("code_verifier", &start.login.verifier)
         .finish();
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let basic = STANDARD.encode(format!("{}:{}", enc(&settings.client_id), enc(&settings.client_secret)));
+    let basic = STANDARD.encode(format!(
+        "{}:{}",
+        enc(&settings.client_id),
+        enc(&settings.client_secret)
+    ));
     http::Request::post(&meta.token_endpoint)
-        .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
         .header(http::header::ACCEPT, "application/json")
         .header(http::header::AUTHORIZATION, format!("Basic {basic}"))
         .body(form.into_bytes())
@@ -176,14 +206,24 @@ struct TokenResponse {
 
 /// Reads the token endpoint's answer; an `invalid_grant` (replayed or swapped
 /// code, wrong PKCE verifier) gets its own page.
-pub fn parse_token_response(settings: &Settings, status: u16, body: &[u8]) -> Result<Tokens, Response> {
+pub fn parse_token_response(
+    settings: &Settings,
+    status: u16,
+    body: &[u8],
+) -> Result<Tokens, Response> {
     let parsed = if body.len() <= MAX_TOKEN_RESPONSE {
         serde_json::from_slice::<TokenResponse>(body).ok()
     } else {
         None
     };
     let resp = match (status, parsed) {
-        (200, Some(TokenResponse { id_token: Some(id_token), .. })) => return Ok(Tokens { id_token }),
+        (
+            200,
+            Some(TokenResponse {
+                id_token: Some(id_token),
+                ..
+            }),
+        ) => return Ok(Tokens { id_token }),
         (200, Some(_)) => fail(
             StatusCode::BAD_GATEWAY,
             "Sign-in failed",
@@ -206,7 +246,9 @@ pub fn parse_token_response(settings: &Settings, status: u16, body: &[u8]) -> Re
         (status, _) => fail(
             StatusCode::BAD_GATEWAY,
             "Sign-in failed",
-            &format!("The identity provider's token endpoint gave an unusable answer (HTTP {status})."),
+            &format!(
+                "The identity provider's token endpoint gave an unusable answer (HTTP {status})."
+            ),
         ),
     };
     Err(clear_login(settings, resp))
@@ -253,7 +295,15 @@ pub fn complete(
     now: u64,
     rng: Rng<'_>,
 ) -> Response {
-    complete_with_extras(settings, identity, Extras::default(), tokens, start, now, rng)
+    complete_with_extras(
+        settings,
+        identity,
+        Extras::default(),
+        tokens,
+        start,
+        now,
+        rng,
+    )
 }
 
 /// [`complete`] with what tenant rules added (claims, origin headers).
@@ -272,7 +322,10 @@ pub fn complete_with_extras(
             pages::error_with_link(
                 StatusCode::FORBIDDEN,
                 "Access denied",
-                &format!("Denied by the rule \u{201c}{}\u{201d}: {}.", denial.rule, denial.reason),
+                &format!(
+                    "Denied by the rule \u{201c}{}\u{201d}: {}.",
+                    denial.rule, denial.reason
+                ),
                 crate::routes::LOGOUT,
                 "Sign in with another account",
             ),
@@ -307,9 +360,11 @@ mod tests {
     fn started(s: &Settings, now: u64) -> (LoginState, String) {
         let mut rng = counter_rng();
         let login = LoginState::new("/app?x=1".into(), now, &mut rng);
-        let sealed = s
-            .session_keys
-            .seal(Purpose::Login, &serde_json::to_vec(&login).unwrap(), &mut rng);
+        let sealed = s.session_keys.seal(
+            Purpose::Login,
+            &serde_json::to_vec(&login).unwrap(),
+            &mut rng,
+        );
         (login, format!("edgeauth_login={sealed}"))
     }
 
@@ -326,34 +381,84 @@ mod tests {
     fn state_must_match_the_cookie() {
         let s = settings_with(&[]);
         let (login, cookie) = started(&s, 1000);
-        let ok = begin(&s, &parts(&format!("/.edgeauth/callback?code=c1&state={}", login.state), &cookie), 1001).unwrap();
+        let ok = begin(
+            &s,
+            &parts(
+                &format!("/.edgeauth/callback?code=c1&state={}", login.state),
+                &cookie,
+            ),
+            1001,
+        )
+        .unwrap();
         assert_eq!(ok.code, "c1");
         for uri in [
             "/.edgeauth/callback?code=c1&state=wrong".to_owned(),
             "/.edgeauth/callback?code=c1".to_owned(),
             format!("/.edgeauth/callback?state={}", login.state),
-            format!("/.edgeauth/callback?code=c1&state={}&iss=http://evil.example", login.state),
+            format!(
+                "/.edgeauth/callback?code=c1&state={}&iss=http://evil.example",
+                login.state
+            ),
         ] {
             let r = begin(&s, &parts(&uri, &cookie), 1001).unwrap_err();
             assert_eq!(r.status(), 400, "{uri}");
         }
         // No cookie, or too late.
         let uri = format!("/.edgeauth/callback?code=c1&state={}", login.state);
-        assert_eq!(begin(&s, &parts(&uri, "x=1"), 1001).unwrap_err().status(), 400);
-        assert_eq!(begin(&s, &parts(&uri, &cookie), 1000 + 601).unwrap_err().status(), 400);
+        assert_eq!(
+            begin(&s, &parts(&uri, "x=1"), 1001).unwrap_err().status(),
+            400
+        );
+        assert_eq!(
+            begin(&s, &parts(&uri, &cookie), 1000 + 601)
+                .unwrap_err()
+                .status(),
+            400
+        );
     }
 
     #[test]
     fn access_denied_is_explained() {
         let s = settings_with(&[]);
         let (login, cookie) = started(&s, 1000);
-        let r = begin(&s, &parts(&format!("/.edgeauth/callback?error=access_denied&state={}", login.state), &cookie), 1001).unwrap_err();
+        let r = begin(
+            &s,
+            &parts(
+                &format!(
+                    "/.edgeauth/callback?error=access_denied&state={}",
+                    login.state
+                ),
+                &cookie,
+            ),
+            1001,
+        )
+        .unwrap_err();
         assert_eq!(r.status(), 403);
         let body = String::from_utf8(r.body().clone()).unwrap();
         assert!(body.contains("cancelled"));
-        assert!(r.headers().get_all(SET_COOKIE).iter().any(|c| c.to_str().unwrap().contains("Max-Age=0")));
-        let r = begin(&s, &parts(&format!("/.edgeauth/callback?error=%3Cscript%3E&state={}", login.state), &cookie), 1001).unwrap_err();
-        assert!(!String::from_utf8(r.body().clone()).unwrap().contains("<script>"));
+        assert!(
+            r.headers()
+                .get_all(SET_COOKIE)
+                .iter()
+                .any(|c| c.to_str().unwrap().contains("Max-Age=0"))
+        );
+        let r = begin(
+            &s,
+            &parts(
+                &format!(
+                    "/.edgeauth/callback?error=%3Cscript%3E&state={}",
+                    login.state
+                ),
+                &cookie,
+            ),
+            1001,
+        )
+        .unwrap_err();
+        assert!(
+            !String::from_utf8(r.body().clone())
+                .unwrap()
+                .contains("<script>")
+        );
     }
 
     #[test]
@@ -361,7 +466,10 @@ mod tests {
         let s = settings_with(&[]);
         let (login, _) = started(&s, 1000);
         let meta = crate::testutil::provider_meta();
-        let start = CallbackStart { login: login.clone(), code: "c1".into() };
+        let start = CallbackStart {
+            login: login.clone(),
+            code: "c1".into(),
+        };
         let req = token_request(&s, &meta, &start);
         assert_eq!(req.method(), "POST");
         let body = String::from_utf8(req.body().clone()).unwrap();
@@ -369,40 +477,128 @@ mod tests {
         assert!(body.contains("grant_type=authorization_code"));
         let auth = req.headers()["authorization"].to_str().unwrap();
         assert_eq!(
-            STANDARD.decode(auth.strip_prefix("Basic ").unwrap()).unwrap(),
+            STANDARD
+                .decode(auth.strip_prefix("Basic ").unwrap())
+                .unwrap(),
             b"edgeauth:edgeauth-dev-secret"
         );
-        assert_ne!(replay_key(&start), replay_key(&CallbackStart { login: LoginState { state: "x".into(), ..login }, code: "c1".into() }));
+        assert_ne!(
+            replay_key(&start),
+            replay_key(&CallbackStart {
+                login: LoginState {
+                    state: "x".into(),
+                    ..login
+                },
+                code: "c1".into()
+            })
+        );
     }
 
     #[test]
     fn token_errors() {
         let s = settings_with(&[]);
-        assert_eq!(parse_token_response(&s, 400, br#"{"error":"invalid_grant"}"#).unwrap_err().status(), 400);
-        assert_eq!(parse_token_response(&s, 401, br#"{"error":"invalid_client"}"#).unwrap_err().status(), 502);
-        assert_eq!(parse_token_response(&s, 500, b"<html>").unwrap_err().status(), 502);
-        assert_eq!(parse_token_response(&s, 200, br#"{"access_token":"a"}"#).unwrap_err().status(), 502);
-        assert_eq!(parse_token_response(&s, 200, br#"{"id_token":"x.y.z"}"#).unwrap().id_token, "x.y.z");
+        assert_eq!(
+            parse_token_response(&s, 400, br#"{"error":"invalid_grant"}"#)
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            parse_token_response(&s, 401, br#"{"error":"invalid_client"}"#)
+                .unwrap_err()
+                .status(),
+            502
+        );
+        assert_eq!(
+            parse_token_response(&s, 500, b"<html>")
+                .unwrap_err()
+                .status(),
+            502
+        );
+        assert_eq!(
+            parse_token_response(&s, 200, br#"{"access_token":"a"}"#)
+                .unwrap_err()
+                .status(),
+            502
+        );
+        assert_eq!(
+            parse_token_response(&s, 200, br#"{"id_token":"x.y.z"}"#)
+                .unwrap()
+                .id_token,
+            "x.y.z"
+        );
     }
 
     #[test]
     fn complete_applies_policy_and_sets_session() {
         let s = settings_with(&[("allowed_email_domains", "example.com")]);
         let (login, _) = started(&s, 1000);
-        let start = CallbackStart { login, code: "c".into() };
+        let start = CallbackStart {
+            login,
+            code: "c".into(),
+        };
         let mut rng = counter_rng();
-        let alice = Identity { sub: "alice".into(), email: Some("alice@example.com".into()), email_verified: true, name: None, groups: vec![] };
-        let r = complete(&s, alice, Tokens { id_token: "t".into() }, &start, 1001, &mut rng);
+        let alice = Identity {
+            sub: "alice".into(),
+            email: Some("alice@example.com".into()),
+            email_verified: true,
+            name: None,
+            groups: vec![],
+        };
+        let r = complete(
+            &s,
+            alice,
+            Tokens {
+                id_token: "t".into(),
+            },
+            &start,
+            1001,
+            &mut rng,
+        );
         assert_eq!(r.status(), 302);
         assert_eq!(r.headers()[LOCATION], "/app?x=1");
-        let cookies: Vec<_> = r.headers().get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
-        assert!(cookies.iter().any(|c| c.starts_with("edgeauth_session=") && !c.contains("Max-Age=0")));
-        assert!(cookies.iter().any(|c| c.starts_with("edgeauth_login=;") || c.starts_with("edgeauth_login=") && c.contains("Max-Age=0")));
+        let cookies: Vec<_> = r
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert!(
+            cookies
+                .iter()
+                .any(|c| c.starts_with("edgeauth_session=") && !c.contains("Max-Age=0"))
+        );
+        assert!(cookies.iter().any(|c| c.starts_with("edgeauth_login=;")
+            || c.starts_with("edgeauth_login=") && c.contains("Max-Age=0")));
 
-        let bob = Identity { sub: "bob".into(), email: Some("bob@example.com".into()), email_verified: false, name: None, groups: vec![] };
-        let r = complete(&s, bob, Tokens { id_token: "t".into() }, &start, 1001, &mut rng);
+        let bob = Identity {
+            sub: "bob".into(),
+            email: Some("bob@example.com".into()),
+            email_verified: false,
+            name: None,
+            groups: vec![],
+        };
+        let r = complete(
+            &s,
+            bob,
+            Tokens {
+                id_token: "t".into(),
+            },
+            &start,
+            1001,
+            &mut rng,
+        );
         assert_eq!(r.status(), 403);
-        assert!(String::from_utf8(r.body().clone()).unwrap().contains("allowed email domains"));
-        assert!(!r.headers().get_all(SET_COOKIE).iter().any(|c| c.to_str().unwrap().starts_with("edgeauth_session")));
+        assert!(
+            String::from_utf8(r.body().clone())
+                .unwrap()
+                .contains("allowed email domains")
+        );
+        assert!(
+            !r.headers()
+                .get_all(SET_COOKIE)
+                .iter()
+                .any(|c| c.to_str().unwrap().starts_with("edgeauth_session"))
+        );
     }
 }

@@ -126,11 +126,22 @@ mod tests {
         h.append(COOKIE, "edgeauth_session=y".parse().unwrap());
         assert_eq!(values(&h, "edgeauth_session").unwrap(), vec!["x", "y"]);
         let mut many = HeaderMap::new();
-        let line = (0..100).map(|i| format!("edgeauth_session={i}")).collect::<Vec<_>>().join("; ");
+        let line = (0..100)
+            .map(|i| format!("edgeauth_session={i}"))
+            .collect::<Vec<_>>()
+            .join("; ");
         many.append(COOKIE, line.parse().unwrap());
-        assert_eq!(values(&many, "edgeauth_session").unwrap().len(), MAX_CANDIDATES);
+        assert_eq!(
+            values(&many, "edgeauth_session").unwrap().len(),
+            MAX_CANDIDATES
+        );
         let mut huge = HeaderMap::new();
-        huge.append(COOKIE, format!("x={}", "a".repeat(MAX_COOKIE_HEADER)).parse().unwrap());
+        huge.append(
+            COOKIE,
+            format!("x={}", "a".repeat(MAX_COOKIE_HEADER))
+                .parse()
+                .unwrap(),
+        );
         assert_eq!(values(&huge, "edgeauth_session"), None);
     }
 

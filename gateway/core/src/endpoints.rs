@@ -3,10 +3,10 @@
 use http::StatusCode;
 use http::request::Parts;
 
+use crate::Response;
 use crate::pages;
 use crate::session;
 use crate::settings::Settings;
-use crate::Response;
 
 pub fn health() -> Response {
     pages::text(StatusCode::OK, "ok\n")
@@ -61,7 +61,11 @@ mod tests {
     #[test]
     fn userinfo_requires_a_session() {
         let s = settings_with(&[]);
-        let parts = http::Request::get("/.edgeauth/userinfo").body(()).unwrap().into_parts().0;
+        let parts = http::Request::get("/.edgeauth/userinfo")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
         assert_eq!(userinfo(&s, &parts, 1).status(), 401);
         assert_eq!(jwks(&s).status(), 200);
     }

@@ -124,9 +124,13 @@ fn origin_cookies(headers: &HeaderMap) -> Option<HeaderValue> {
 
 /// The origin URI for a request path.
 pub fn origin_uri(settings: &Settings, path_and_query: &str) -> Option<Uri> {
-    format!("{}{}", settings.origin.origin().ascii_serialization(), path_and_query)
-        .parse()
-        .ok()
+    format!(
+        "{}{}",
+        settings.origin.origin().ascii_serialization(),
+        path_and_query
+    )
+    .parse()
+    .ok()
 }
 
 /// Request headers for the origin.
@@ -197,8 +201,12 @@ pub fn origin_headers(
     );
     put(
         &Some(HeaderName::from_static("x-forwarded-for")),
-        client_addr
-            .and_then(|a| a.parse::<std::net::SocketAddr>().ok().map(|s| s.ip().to_string()).or_else(|| a.parse::<std::net::IpAddr>().ok().map(|i| i.to_string()))),
+        client_addr.and_then(|a| {
+            a.parse::<std::net::SocketAddr>()
+                .ok()
+                .map(|s| s.ip().to_string())
+                .or_else(|| a.parse::<std::net::IpAddr>().ok().map(|i| i.to_string()))
+        }),
     );
     out
 }
@@ -208,13 +216,19 @@ pub fn origin_headers(
 /// the same names from client requests.
 pub fn add_rule_headers(settings: &Settings, out: &mut HeaderMap, headers: &[(String, String)]) {
     for (name, value) in headers {
-        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) else {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) else {
             continue;
         };
         let n = name.as_str();
         if is_hop_by_hop(n)
             || is_spoofable(n, settings)
-            || matches!(n, "host" | "cookie" | "content-length" | "content-type" | "authorization")
+            || matches!(
+                n,
+                "host" | "cookie" | "content-length" | "content-type" | "authorization"
+            )
         {
             continue;
         }
@@ -296,8 +310,16 @@ mod tests {
             incoming.append(n, HeaderValue::from_static("mallory2"));
         }
         incoming.insert("x-app-header", HeaderValue::from_static("kept"));
-        incoming.insert("authorization", HeaderValue::from_static("Bearer app-token"));
-        let out = origin_headers(&s, &incoming, Some((&alice(), "jwt")), Some("10.0.0.9:5555"));
+        incoming.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer app-token"),
+        );
+        let out = origin_headers(
+            &s,
+            &incoming,
+            Some((&alice(), "jwt")),
+            Some("10.0.0.9:5555"),
+        );
         for (name, value) in &out {
             assert_ne!(value, "mallory", "{name} leaked");
             assert_ne!(value, "mallory2", "{name} leaked");
@@ -313,7 +335,10 @@ mod tests {
         let mut odd = alice();
         odd.groups = vec!["devs,admins".into(), "ops".into()];
         let odd_out = origin_headers(&s, &HeaderMap::new(), Some((&odd, "jwt")), None);
-        assert_eq!(odd_out["x-auth-request-groups"], "ops", "a comma inside a name must not forge groups");
+        assert_eq!(
+            odd_out["x-auth-request-groups"], "ops",
+            "a comma inside a name must not forge groups"
+        );
         assert_eq!(out["authorization"], "Bearer app-token");
     }
 
@@ -321,9 +346,18 @@ mod tests {
     fn strips_gateway_cookies_and_hop_by_hop() {
         let s = settings_with(&[]);
         let mut incoming = HeaderMap::new();
-        incoming.append(COOKIE, HeaderValue::from_static("a=1; edgeauth_session=s; b=2"));
-        incoming.append(COOKIE, HeaderValue::from_static("__Host-edgeauth_login=x; EDGEAUTH_session=y"));
-        incoming.insert("connection", HeaderValue::from_static("close, x-secret-hop"));
+        incoming.append(
+            COOKIE,
+            HeaderValue::from_static("a=1; edgeauth_session=s; b=2"),
+        );
+        incoming.append(
+            COOKIE,
+            HeaderValue::from_static("__Host-edgeauth_login=x; EDGEAUTH_session=y"),
+        );
+        incoming.insert(
+            "connection",
+            HeaderValue::from_static("close, x-secret-hop"),
+        );
         incoming.insert("x-secret-hop", HeaderValue::from_static("1"));
         incoming.insert("transfer-encoding", HeaderValue::from_static("chunked"));
         incoming.insert(HOST, HeaderValue::from_static("127.0.0.1:3000"));
@@ -337,7 +371,11 @@ mod tests {
 
         let mut only_ours = HeaderMap::new();
         only_ours.insert(COOKIE, HeaderValue::from_static("edgeauth_session=s"));
-        assert!(origin_headers(&s, &only_ours, Some((&alice(), "jwt")), None).get(COOKIE).is_none());
+        assert!(
+            origin_headers(&s, &only_ours, Some((&alice(), "jwt")), None)
+                .get(COOKIE)
+                .is_none()
+        );
     }
 
     #[test]
@@ -352,8 +390,14 @@ mod tests {
     #[test]
     fn origin_cannot_set_gateway_cookies() {
         assert!(keep_response_header("Set-Cookie", b"app=1; Path=/"));
-        assert!(!keep_response_header("set-cookie", b"edgeauth_session=forged; Path=/"));
-        assert!(!keep_response_header("set-cookie", b"__Host-edgeauth_session=x"));
+        assert!(!keep_response_header(
+            "set-cookie",
+            b"edgeauth_session=forged; Path=/"
+        ));
+        assert!(!keep_response_header(
+            "set-cookie",
+            b"__Host-edgeauth_session=x"
+        ));
         assert!(!keep_response_header("Transfer-Encoding", b"chunked"));
         assert!(keep_response_header("x-origin", b"yes"));
     }

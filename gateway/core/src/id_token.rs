@@ -56,10 +56,16 @@ impl std::fmt::Display for IdTokenError {
         match self {
             IdTokenError::Malformed => write!(f, "the ID token is not a well-formed JWT"),
             IdTokenError::UnsupportedAlg(a) => {
-                write!(f, "the ID token uses algorithm `{a}`, which is not accepted")
+                write!(
+                    f,
+                    "the ID token uses algorithm `{a}`, which is not accepted"
+                )
             }
             IdTokenError::UnknownKey => {
-                write!(f, "the ID token was signed with a key the provider does not publish")
+                write!(
+                    f,
+                    "the ID token was signed with a key the provider does not publish"
+                )
             }
             IdTokenError::Invalid(e) => write!(f, "the ID token is invalid ({e})"),
             IdTokenError::MissingClaim(c) => write!(f, "the ID token has no `{c}` claim"),
@@ -80,7 +86,10 @@ fn parse_key(jwk: &Value) -> Option<PublicJwk> {
     }
     let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_owned);
     let declared_alg = jwk.get("alg").and_then(Value::as_str);
-    let key = match (jwk.get("kty")?.as_str()?, jwk.get("crv").and_then(Value::as_str)) {
+    let key = match (
+        jwk.get("kty")?.as_str()?,
+        jwk.get("crv").and_then(Value::as_str),
+    ) {
         ("RSA", _) => {
             let n = jwk_bytes(jwk, "n")?;
             let e = jwk_bytes(jwk, "e")?;
@@ -193,7 +202,10 @@ impl Jwks {
         if claims.issued_at.is_none() {
             return Err(IdTokenError::MissingClaim("iat"));
         }
-        let sub = claims.subject.clone().ok_or(IdTokenError::MissingClaim("sub"))?;
+        let sub = claims
+            .subject
+            .clone()
+            .ok_or(IdTokenError::MissingClaim("sub"))?;
         let mut map = match claims.custom {
             Value::Object(m) => m,
             _ => Map::new(),
@@ -323,7 +335,10 @@ mod tests {
                 c.custom["azp"] = json!("other-client");
                 c
             }),
-            ("multi-aud without azp", claims().with_audiences(HashSet::from(["edgeauth", "x"]))),
+            (
+                "multi-aud without azp",
+                claims().with_audiences(HashSet::from(["edgeauth", "x"])),
+            ),
             ("no nonce", {
                 let mut c = claims();
                 c.nonce = None;
@@ -360,15 +375,24 @@ mod tests {
             .as_bytes(),
         );
         let none = format!("{}.{body}.", b64url(br#"{"alg":"none","kid":"rs"}"#));
-        assert!(matches!(reject(&none, &set, expect(NOW)), IdTokenError::UnsupportedAlg(_)));
+        assert!(matches!(
+            reject(&none, &set, expect(NOW)),
+            IdTokenError::UnsupportedAlg(_)
+        ));
         // HS256 keyed with the RSA public key's DER, the classic confusion.
         let der = rs.public_key().to_der().unwrap();
         let hs = HS256Key::from_bytes(&der).with_key_id("rs");
         let forged = hs.authenticate(claims()).unwrap();
-        assert!(matches!(reject(&forged, &set, expect(NOW)), IdTokenError::UnsupportedAlg(_)));
+        assert!(matches!(
+            reject(&forged, &set, expect(NOW)),
+            IdTokenError::UnsupportedAlg(_)
+        ));
         // ES256 header pointing at an RSA kid.
         let (es, _) = es_key("rs");
-        assert_eq!(reject(&es.sign(claims()).unwrap(), &set, expect(NOW)), IdTokenError::UnknownKey);
+        assert_eq!(
+            reject(&es.sign(claims()).unwrap(), &set, expect(NOW)),
+            IdTokenError::UnknownKey
+        );
         // Garbage.
         for junk in ["", "a.b", "a.b.c", &"x".repeat(MAX_TOKEN_LEN + 1)] {
             assert!(set.verify_id_token(junk, &expect(NOW)).is_err());
@@ -384,7 +408,10 @@ mod tests {
         let mut sig = sig.as_bytes().to_vec();
         sig[3] = if sig[3] == b'A' { b'B' } else { b'A' };
         let tampered = format!("{head}.{}", String::from_utf8(sig).unwrap());
-        assert!(matches!(reject(&tampered, &set, expect(NOW)), IdTokenError::Invalid(_)));
+        assert!(matches!(
+            reject(&tampered, &set, expect(NOW)),
+            IdTokenError::Invalid(_)
+        ));
     }
 
     #[test]

@@ -116,7 +116,10 @@ mod tests {
         assert_eq!(q["tenant"], "x", "existing query parameters are kept");
         assert_eq!(q["response_type"], "code");
         assert_eq!(q["code_challenge_method"], "S256");
-        assert_eq!(q["redirect_uri"], "http://127.0.0.1:3000/.edgeauth/callback");
+        assert_eq!(
+            q["redirect_uri"],
+            "http://127.0.0.1:3000/.edgeauth/callback"
+        );
         assert!(q["state"].len() >= 32 && q["nonce"].len() >= 32);
 
         // The cookie opens to the same state, and the challenge matches its verifier.
@@ -128,7 +131,10 @@ mod tests {
         assert_eq!(login.nonce, q["nonce"]);
         assert_eq!(login.code_challenge(), q["code_challenge"]);
         assert_eq!(login.return_to, "/after?x=1");
-        assert!(!cookie.contains(&login.verifier), "verifier must not be readable");
+        assert!(
+            !cookie.contains(&login.verifier),
+            "verifier must not be readable"
+        );
     }
 
     #[test]

@@ -32,17 +32,32 @@ fn signed_out_page(return_to: Option<&str>) -> Response {
     pages::info(
         "You are signed out",
         "Your session at this site has ended.",
-        &format!("{LOGIN}?rd={}", url::form_urlencoded::byte_serialize(return_to.unwrap_or("/").as_bytes()).collect::<String>()),
+        &format!(
+            "{LOGIN}?rd={}",
+            url::form_urlencoded::byte_serialize(return_to.unwrap_or("/").as_bytes())
+                .collect::<String>()
+        ),
         "Sign in again",
     )
 }
 
 /// `meta` is `None` when the provider could not be reached: the local session
 /// is still cleared, which is what matters most.
-pub fn start(settings: &Settings, meta: Option<&ProviderMetadata>, parts: &Parts, now: u64, rng: Rng<'_>) -> Response {
-    let return_to = query_param(parts, "rd").and_then(|rd| safe_return_path(&rd, &settings.public_url));
-    let id_token = session::read(settings, &parts.headers, now).ok().and_then(|s| s.id_token);
-    let end_session = meta.and_then(|m| m.end_session_endpoint.as_deref()).and_then(|e| Url::parse(e).ok());
+pub fn start(
+    settings: &Settings,
+    meta: Option<&ProviderMetadata>,
+    parts: &Parts,
+    now: u64,
+    rng: Rng<'_>,
+) -> Response {
+    let return_to =
+        query_param(parts, "rd").and_then(|rd| safe_return_path(&rd, &settings.public_url));
+    let id_token = session::read(settings, &parts.headers, now)
+        .ok()
+        .and_then(|s| s.id_token);
+    let end_session = meta
+        .and_then(|m| m.end_session_endpoint.as_deref())
+        .and_then(|e| Url::parse(e).ok());
     let mut resp = match end_session {
         Some(mut url) => {
             let state = LogoutState { return_to, at: now };
@@ -87,7 +102,12 @@ pub fn finish(settings: &Settings, parts: &Parts, now: u64) -> Response {
 }
 
 pub fn method_not_allowed() -> Response {
-    pages::error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", "Use GET or POST.", false)
+    pages::error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method not allowed",
+        "Use GET or POST.",
+        false,
+    )
 }
 
 #[cfg(test)]
@@ -110,24 +130,61 @@ mod tests {
     fn ends_idp_session_and_comes_back_to_a_safe_path() {
         let s = settings_with(&[]);
         let mut rng = counter_rng();
-        let id = Identity { sub: "a".into(), email: None, email_verified: false, name: None, groups: vec![] };
-        let cookie = Session::new(id, Some("the.id.token".into()), &s, 1000).to_cookie(&s, &mut rng).unwrap();
+        let id = Identity {
+            sub: "a".into(),
+            email: None,
+            email_verified: false,
+            name: None,
+            groups: vec![],
+        };
+        let cookie = Session::new(id, Some("the.id.token".into()), &s, 1000)
+            .to_cookie(&s, &mut rng)
+            .unwrap();
         let pair = cookie.split(';').next().unwrap();
-        let r = start(&s, Some(&provider_meta()), &parts("/.edgeauth/logout?rd=/bye", Some(pair)), 1001, &mut rng);
+        let r = start(
+            &s,
+            Some(&provider_meta()),
+            &parts("/.edgeauth/logout?rd=/bye", Some(pair)),
+            1001,
+            &mut rng,
+        );
         assert_eq!(r.status(), 302);
         let loc = Url::parse(r.headers()[LOCATION].to_str().unwrap()).unwrap();
-        assert!(loc.as_str().starts_with("http://127.0.0.2:9400/session/end?"));
+        assert!(
+            loc.as_str()
+                .starts_with("http://127.0.0.2:9400/session/end?")
+        );
         let q: std::collections::HashMap<_, _> = loc.query_pairs().into_owned().collect();
         assert_eq!(q["id_token_hint"], "the.id.token");
-        assert_eq!(q["post_logout_redirect_uri"], "http://127.0.0.1:3000/.edgeauth/logged-out");
-        assert!(r.headers()[SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+        assert_eq!(
+            q["post_logout_redirect_uri"],
+            "http://127.0.0.1:3000/.edgeauth/logged-out"
+        );
+        assert!(
+            r.headers()[SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .contains("Max-Age=0")
+        );
 
-        let back = finish(&s, &parts(&format!("/.edgeauth/logged-out?state={}", q["state"]), None), 1002);
+        let back = finish(
+            &s,
+            &parts(&format!("/.edgeauth/logged-out?state={}", q["state"]), None),
+            1002,
+        );
         assert_eq!(back.headers()[LOCATION], "/bye");
         // Forged or stale state: a page, never a redirect.
-        let forged = finish(&s, &parts("/.edgeauth/logged-out?state=s1.AAAA", None), 1002);
+        let forged = finish(
+            &s,
+            &parts("/.edgeauth/logged-out?state=s1.AAAA", None),
+            1002,
+        );
         assert_eq!(forged.status(), 200);
-        let stale = finish(&s, &parts(&format!("/.edgeauth/logged-out?state={}", q["state"]), None), 1001 + 601);
+        let stale = finish(
+            &s,
+            &parts(&format!("/.edgeauth/logged-out?state={}", q["state"]), None),
+            1001 + 601,
+        );
         assert_eq!(stale.status(), 200);
     }
 
@@ -135,9 +192,24 @@ mod tests {
     fn hostile_rd_is_dropped_and_no_idp_still_clears() {
         let s = settings_with(&[]);
         let mut rng = counter_rng();
-        let r = start(&s, None, &parts("/.edgeauth/logout?rd=//evil.example", None), 1, &mut rng);
+        let r = start(
+            &s,
+            None,
+            &parts("/.edgeauth/logout?rd=//evil.example", None),
+            1,
+            &mut rng,
+        );
         assert_eq!(r.status(), 200);
-        assert!(!String::from_utf8(r.body().clone()).unwrap().contains("evil"));
-        assert!(r.headers()[SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+        assert!(
+            !String::from_utf8(r.body().clone())
+                .unwrap()
+                .contains("evil")
+        );
+        assert!(
+            r.headers()[SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .contains("Max-Age=0")
+        );
     }
 }

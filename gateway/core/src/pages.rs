@@ -47,7 +47,9 @@ fn base(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Respon
     );
     h.insert(
         "content-security-policy",
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
     );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     resp
@@ -81,7 +83,13 @@ pub fn error(status: StatusCode, title: &str, detail: &str, json: bool) -> Respo
 }
 
 /// An error page with a link to start again.
-pub fn error_with_link(status: StatusCode, title: &str, detail: &str, href: &str, label: &str) -> Response {
+pub fn error_with_link(
+    status: StatusCode,
+    title: &str,
+    detail: &str,
+    href: &str,
+    label: &str,
+) -> Response {
     base(
         status,
         "text/html; charset=utf-8",
@@ -106,7 +114,11 @@ pub fn json(status: StatusCode, body: String) -> Response {
 }
 
 pub fn text(status: StatusCode, body: &str) -> Response {
-    base(status, "text/plain; charset=utf-8", body.as_bytes().to_vec())
+    base(
+        status,
+        "text/plain; charset=utf-8",
+        body.as_bytes().to_vec(),
+    )
 }
 
 /// 302 with an empty body.

@@ -42,7 +42,10 @@ impl std::fmt::Display for ProviderError {
             ProviderError::Status(s) => write!(f, "the identity provider answered HTTP {s}"),
             ProviderError::TooLarge => write!(f, "the identity provider's document is too large"),
             ProviderError::NotJson(e) => {
-                write!(f, "the identity provider's document is not valid JSON ({e})")
+                write!(
+                    f,
+                    "the identity provider's document is not valid JSON ({e})"
+                )
             }
             ProviderError::IssuerMismatch { expected, got } => write!(
                 f,
@@ -153,7 +156,8 @@ impl ProviderCache {
 
     /// After an unknown `kid`: may we fetch the JWKS again?
     pub fn may_refetch_jwks(&self, now: u64) -> bool {
-        self.jwks.is_none() || now.saturating_sub(self.jwks_fetched_at) >= JWKS_REFETCH_INTERVAL_SECS
+        self.jwks.is_none()
+            || now.saturating_sub(self.jwks_fetched_at) >= JWKS_REFETCH_INTERVAL_SECS
     }
 }
 
@@ -194,7 +198,10 @@ mod tests {
             parse_discovery(&s, 200, &doc("http://127.0.0.2:9401")),
             Err(ProviderError::IssuerMismatch { .. })
         ));
-        assert_eq!(parse_discovery(&s, 500, b"{}"), Err(ProviderError::Status(500)));
+        assert_eq!(
+            parse_discovery(&s, 500, b"{}"),
+            Err(ProviderError::Status(500))
+        );
         assert!(matches!(
             parse_discovery(&s, 200, b"<html>oops</html>"),
             Err(ProviderError::NotJson(_))
@@ -203,7 +210,8 @@ mod tests {
             parse_discovery(&s, 200, &vec![b' '; MAX_DOCUMENT_BYTES + 1]),
             Err(ProviderError::TooLarge)
         );
-        let mut v: serde_json::Value = serde_json::from_slice(&doc("http://127.0.0.2:9400")).unwrap();
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&doc("http://127.0.0.2:9400")).unwrap();
         v["token_endpoint"] = json!("http://idp.example.com/token");
         assert!(matches!(
             parse_discovery(&s, 200, v.to_string().as_bytes()),
@@ -224,7 +232,10 @@ mod tests {
         };
         assert!(c.usable(&s, 1000 + CACHE_TTL_SECS - 1));
         assert!(!c.usable(&s, 1000 + CACHE_TTL_SECS));
-        assert!(!c.usable(&s, 999), "an entry from the future is not trusted");
+        assert!(
+            !c.usable(&s, 999),
+            "an entry from the future is not trusted"
+        );
         assert!(!c.may_refetch_jwks(1000 + JWKS_REFETCH_INTERVAL_SECS - 1));
         assert!(c.may_refetch_jwks(1000 + JWKS_REFETCH_INTERVAL_SECS));
         let other = settings_with(&[("oidc_issuer", "http://127.0.0.3:9400")]);

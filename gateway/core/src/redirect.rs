@@ -90,7 +90,11 @@ mod tests {
             ("/search?q=a%20b", "/search?q=a%20b"),
             ("/a:b@c", "/a:b@c"),
         ] {
-            assert_eq!(safe_return_path(raw, &public()).as_deref(), Some(want), "{raw}");
+            assert_eq!(
+                safe_return_path(raw, &public()).as_deref(),
+                Some(want),
+                "{raw}"
+            );
         }
     }
 

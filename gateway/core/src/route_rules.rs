@@ -75,7 +75,10 @@ impl RouteRule {
     /// The rule's own policy (the global one is checked separately).
     pub fn check(&self, identity: &Identity) -> Result<(), Denial> {
         if !self.allowed_groups.is_empty()
-            && !identity.groups.iter().any(|g| self.allowed_groups.contains(g))
+            && !identity
+                .groups
+                .iter()
+                .any(|g| self.allowed_groups.contains(g))
         {
             return Err(Denial {
                 rule: "allowed groups",
@@ -122,7 +125,10 @@ pub fn parse(spec: &str) -> Result<Vec<RouteRule>, String> {
             let normalized = crate::paths::normalize(s.path.trim_end_matches('*'))
                 .map_err(|e| format!("rule {n}: path `{}`: {e}", s.path))?;
             if normalized.starts_with(crate::routes::PREFIX) {
-                return Err(format!("rule {n}: `{}` is reserved for the gateway", s.path));
+                return Err(format!(
+                    "rule {n}: `{}` is reserved for the gateway",
+                    s.path
+                ));
             }
             let pattern = if s.path.ends_with('/') || s.path.ends_with("/*") {
                 Pattern::Prefix(normalized)
@@ -202,15 +208,27 @@ mod tests {
         assert!(!public("/admin", Method::GET));
         assert!(public("/api/preflight/x", Method::OPTIONS));
         assert!(!public("/api/preflight/x", Method::GET));
-        assert!(!public("/other", Method::OPTIONS), "no method is public by default");
+        assert!(
+            !public("/other", Method::OPTIONS),
+            "no method is public by default"
+        );
     }
 
     #[test]
     fn policy_rules_match_any_case() {
         let all = rules();
         let admin = find(&all, "/ADMIN/users", &Method::GET).unwrap();
-        let alice = Identity { sub: "a".into(), email: None, email_verified: false, name: None, groups: vec!["admins".into()] };
-        let bob = Identity { groups: vec!["users".into()], ..alice.clone() };
+        let alice = Identity {
+            sub: "a".into(),
+            email: None,
+            email_verified: false,
+            name: None,
+            groups: vec!["admins".into()],
+        };
+        let bob = Identity {
+            groups: vec!["users".into()],
+            ..alice.clone()
+        };
         assert!(admin.check(&alice).is_ok());
         assert_eq!(admin.check(&bob).unwrap_err().rule, "allowed groups");
         assert!(find(&rules(), "/api/x", &Method::GET).unwrap().api);
@@ -233,7 +251,10 @@ mod tests {
             (r#"[{"path": "/a/*/b", "public": true}]"#, "final"),
             (r#"[{"path": "/.edgeauth/x", "public": true}]"#, "reserved"),
             (r#"[{"path": "/a;b", "public": true}]"#, "rule 1"),
-            (r#"[{"path": "/a", "public": true, "allowed_groups": ["x"]}]"#, "cannot"),
+            (
+                r#"[{"path": "/a", "public": true, "allowed_groups": ["x"]}]"#,
+                "cannot",
+            ),
             (r#"[{"path": "/a", "methods": ["G T"]}]"#, "method"),
             (r#"[{"path": "/a", "unknown": 1}]"#, "unknown"),
         ] {

@@ -85,7 +85,10 @@ mod tests {
         assert_eq!(r("/%2eedgeauth/login"), Route::Login);
         assert_eq!(r("/x/../.edgeauth/jwks.json"), Route::Jwks);
         assert_eq!(r("//.edgeauth/health"), Route::Health);
-        assert_eq!(r("/app/.edgeauth/login"), Route::Protected("/app/.edgeauth/login".into()));
+        assert_eq!(
+            r("/app/.edgeauth/login"),
+            Route::Protected("/app/.edgeauth/login".into())
+        );
         assert_eq!(r("/a//b/./c"), Route::Protected("/a/b/c".into()));
         assert_eq!(r("/"), Route::Protected("/".into()));
         assert!(matches!(r("/a%2fb"), Route::BadPath(_)));

@@ -170,7 +170,11 @@ mod tests {
         // After rotation the new key seals and the old one still opens.
         let rotated = ring(&format!("new:{KEY_B},old:{KEY_A}"));
         assert_eq!(rotated.open(Purpose::Session, &sealed).unwrap(), b"hello");
-        assert!(rotated.seal(Purpose::Session, b"x", &mut rng).starts_with("new."));
+        assert!(
+            rotated
+                .seal(Purpose::Session, b"x", &mut rng)
+                .starts_with("new.")
+        );
         // Retiring the old key logs those sessions out.
         let retired = ring(&format!("new:{KEY_B}"));
         assert_eq!(
@@ -197,10 +201,16 @@ mod tests {
             let mut t = bytes.to_vec();
             t[i] = if t[i] == b'A' { b'B' } else { b'A' };
             let t = String::from_utf8(t).unwrap();
-            assert!(r.open(Purpose::Session, &t).is_err(), "flip at {i} accepted");
+            assert!(
+                r.open(Purpose::Session, &t).is_err(),
+                "flip at {i} accepted"
+            );
         }
         for cut in 0..sealed.len() {
-            assert!(r.open(Purpose::Session, &sealed[..cut]).is_err(), "cut {cut}");
+            assert!(
+                r.open(Purpose::Session, &sealed[..cut]).is_err(),
+                "cut {cut}"
+            );
         }
     }
 

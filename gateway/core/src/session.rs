@@ -4,18 +4,22 @@
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 
+use crate::Rng;
 use crate::cookies::{self, Jar};
 use crate::identity::Identity;
 use crate::seal::{MAX_SEALED_LEN, Purpose};
 use crate::settings::Settings;
-use crate::Rng;
 
 /// What the tenant's post-login rules added to the sign-in: claims for the
 /// assertion and headers for the origin. Validated by `edgeauth-rules`
 /// before they get here; empty without rules.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Extras {
-    #[serde(rename = "c", default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[serde(
+        rename = "c",
+        default,
+        skip_serializing_if = "serde_json::Map::is_empty"
+    )]
     pub claims: serde_json::Map<String, serde_json::Value>,
     #[serde(rename = "h", default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<(String, String)>,
@@ -50,7 +54,12 @@ pub enum SessionProblem {
 }
 
 impl Session {
-    pub fn new(identity: Identity, id_token: Option<String>, settings: &Settings, now: u64) -> Session {
+    pub fn new(
+        identity: Identity,
+        id_token: Option<String>,
+        settings: &Settings,
+        now: u64,
+    ) -> Session {
         Session {
             identity,
             issued_at: now,
@@ -145,7 +154,10 @@ mod tests {
         assert_eq!(got.identity, alice());
         assert_eq!(got.id_token.as_deref(), Some("tok"));
         assert_eq!(read(&s, &h, 1000 + 3600), Err(SessionProblem::Expired));
-        assert_eq!(read(&s, &HeaderMap::new(), 2000), Err(SessionProblem::Missing));
+        assert_eq!(
+            read(&s, &HeaderMap::new(), 2000),
+            Err(SessionProblem::Missing)
+        );
     }
 
     #[test]
@@ -153,8 +165,13 @@ mod tests {
         let s = settings_with(&[]);
         let other = settings_with(&[("session_keys", &format!("s1:{KEY_B}"))]);
         let mut rng = counter_rng();
-        let cookie = Session::new(alice(), None, &other, 1000).to_cookie(&other, &mut rng).unwrap();
-        assert_eq!(read(&s, &headers_with(&cookie), 1001), Err(SessionProblem::Invalid));
+        let cookie = Session::new(alice(), None, &other, 1000)
+            .to_cookie(&other, &mut rng)
+            .unwrap();
+        assert_eq!(
+            read(&s, &headers_with(&cookie), 1001),
+            Err(SessionProblem::Invalid)
+        );
         let mut h = HeaderMap::new();
         h.insert(COOKIE, "edgeauth_session=s1.AAAA".parse().unwrap());
         assert_eq!(read(&s, &h, 1001), Err(SessionProblem::Invalid));
@@ -164,10 +181,15 @@ mod tests {
     fn planted_cookie_does_not_shadow_a_valid_one() {
         let s = settings_with(&[]);
         let mut rng = counter_rng();
-        let cookie = Session::new(alice(), None, &s, 1000).to_cookie(&s, &mut rng).unwrap();
+        let cookie = Session::new(alice(), None, &s, 1000)
+            .to_cookie(&s, &mut rng)
+            .unwrap();
         let pair = cookie.split(';').next().unwrap();
         let mut h = HeaderMap::new();
-        h.insert(COOKIE, format!("edgeauth_session=garbage; {pair}").parse().unwrap());
+        h.insert(
+            COOKIE,
+            format!("edgeauth_session=garbage; {pair}").parse().unwrap(),
+        );
         assert!(read(&s, &h, 1001).is_ok());
     }
 
@@ -176,10 +198,21 @@ mod tests {
         let s = settings_with(&[]);
         let mut rng = counter_rng();
         let big_token = "x".repeat(3000);
-        let cookie = Session::new(alice(), Some(big_token), &s, 1000).to_cookie(&s, &mut rng).unwrap();
-        assert!(read(&s, &headers_with(&cookie), 1001).unwrap().id_token.is_none());
+        let cookie = Session::new(alice(), Some(big_token), &s, 1000)
+            .to_cookie(&s, &mut rng)
+            .unwrap();
+        assert!(
+            read(&s, &headers_with(&cookie), 1001)
+                .unwrap()
+                .id_token
+                .is_none()
+        );
         let mut huge = alice();
         huge.groups = (0..64).map(|i| format!("{i:0>100}")).collect();
-        assert!(Session::new(huge, None, &s, 1000).to_cookie(&s, &mut rng).is_none());
+        assert!(
+            Session::new(huge, None, &s, 1000)
+                .to_cookie(&s, &mut rng)
+                .is_none()
+        );
     }
 }

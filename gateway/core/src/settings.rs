@@ -211,8 +211,8 @@ impl Settings {
         let origin = base_url("origin_url", &var("origin_url")?)?;
 
         let issuer = var("oidc_issuer")?.trim().to_owned();
-        let issuer_url = Url::parse(&issuer)
-            .map_err(|e| err("oidc_issuer", format!("not a URL ({e})")))?;
+        let issuer_url =
+            Url::parse(&issuer).map_err(|e| err("oidc_issuer", format!("not a URL ({e})")))?;
         match issuer_url.scheme() {
             "https" => {}
             "http" if is_loopback(issuer_url.host()) => {}
@@ -244,8 +244,9 @@ impl Settings {
             .filter(|d| !d.is_empty())
         {
             allowed_email_domains.push(
-                normalize_domain(d)
-                    .ok_or_else(|| err("allowed_email_domains", format!("`{d}` is not a domain")))?,
+                normalize_domain(d).ok_or_else(|| {
+                    err("allowed_email_domains", format!("`{d}` is not a domain"))
+                })?,
             );
         }
 
@@ -265,7 +266,12 @@ impl Settings {
             .parse()
             .ok()
             .filter(|t| (1..=3600).contains(t))
-            .ok_or_else(|| err("origin_timeout_secs", "must be a whole number of seconds from 1 to 3600"))?;
+            .ok_or_else(|| {
+                err(
+                    "origin_timeout_secs",
+                    "must be a whole number of seconds from 1 to 3600",
+                )
+            })?;
 
         let session_keys =
             KeyRing::parse(&var("session_keys")?).map_err(|p| err("session_keys", p))?;
@@ -379,11 +385,26 @@ mod tests {
 
     #[test]
     fn bad_keys_and_headers_are_reported() {
-        assert_eq!(problem(&[("session_keys", "k1:short")]).variable, "session_keys");
-        assert_eq!(problem(&[("assertion_keys", "k1:rsa:AAAA")]).variable, "assertion_keys");
-        assert_eq!(problem(&[("header_user", "Bad Header")]).variable, "header_user");
-        assert_eq!(problem(&[("header_email", "Cookie")]).variable, "header_email");
-        assert_eq!(problem(&[("oidc_scopes", "email profile")]).variable, "oidc_scopes");
+        assert_eq!(
+            problem(&[("session_keys", "k1:short")]).variable,
+            "session_keys"
+        );
+        assert_eq!(
+            problem(&[("assertion_keys", "k1:rsa:AAAA")]).variable,
+            "assertion_keys"
+        );
+        assert_eq!(
+            problem(&[("header_user", "Bad Header")]).variable,
+            "header_user"
+        );
+        assert_eq!(
+            problem(&[("header_email", "Cookie")]).variable,
+            "header_email"
+        );
+        assert_eq!(
+            problem(&[("oidc_scopes", "email profile")]).variable,
+            "oidc_scopes"
+        );
         assert_eq!(
             problem(&[("session_lifetime_secs", "10")]).variable,
             "session_lifetime_secs"

@@ -15,7 +15,9 @@ pub fn counter_rng() -> impl FnMut(&mut [u8]) {
     let mut n: u64 = 0;
     move |buf: &mut [u8]| {
         for b in buf.iter_mut() {
-            n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            n = n
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             *b = (n >> 56) as u8;
         }
     }
@@ -56,4 +58,3 @@ pub fn provider_meta() -> crate::provider::ProviderMetadata {
         end_session_endpoint: Some("http://127.0.0.2:9400/session/end".into()),
     }
 }
-
