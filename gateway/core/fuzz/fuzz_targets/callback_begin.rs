@@ -32,7 +32,11 @@ struct Login {
 }
 
 fuzz_target!(|input: Input| {
-    let settings = if input.https { &*SETTINGS_HTTPS } else { &*SETTINGS };
+    let settings = if input.https {
+        &*SETTINGS_HTTPS
+    } else {
+        &*SETTINGS
+    };
     let mut cookies = input.cookies;
     let mut query = input.query;
     let mut real = None;
@@ -58,7 +62,10 @@ fuzz_target!(|input: Input| {
         Ok(start) => {
             let real = real.expect("accepted without a genuine login cookie");
             assert_eq!(start.login, real);
-            assert_eq!(query_param(&parts, "state").as_deref(), Some(real.state.as_str()));
+            assert_eq!(
+                query_param(&parts, "state").as_deref(),
+                Some(real.state.as_str())
+            );
             assert!(!start.code.is_empty() && start.code.len() <= 2048);
             assert!(query_param(&parts, "error").is_none());
             assert!(!real.expired(NOW));

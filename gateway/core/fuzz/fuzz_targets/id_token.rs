@@ -43,13 +43,24 @@ static JWKS: LazyLock<Jwks> = LazyLock::new(|| {
 
 #[derive(Arbitrary, Debug)]
 enum Input {
-    Raw { jwks: Vec<u8>, token: String },
+    Raw {
+        jwks: Vec<u8>,
+        token: String,
+    },
     Token(String),
-    Signed { header: Option<Vec<u8>>, claims: Vec<u8> },
+    Signed {
+        header: Option<Vec<u8>>,
+        claims: Vec<u8>,
+    },
 }
 
 fn expect() -> Expectations<'static> {
-    Expectations { issuer: ISSUER, client_id: CLIENT, nonce: NONCE, now: NOW }
+    Expectations {
+        issuer: ISSUER,
+        client_id: CLIENT,
+        nonce: NONCE,
+        now: NOW,
+    }
 }
 
 /// A timestamp claim as a plain number of seconds, when it is one small enough
@@ -92,11 +103,17 @@ fuzz_target!(|input: Input| {
     match input {
         Input::Raw { jwks, token } => {
             if let Ok(set) = Jwks::parse(&jwks) {
-                assert!(set.verify_id_token(&token, &expect()).is_err(), "unsigned token verified");
+                assert!(
+                    set.verify_id_token(&token, &expect()).is_err(),
+                    "unsigned token verified"
+                );
             }
         }
         Input::Token(token) => {
-            assert!(JWKS.verify_id_token(&token, &expect()).is_err(), "forged token verified");
+            assert!(
+                JWKS.verify_id_token(&token, &expect()).is_err(),
+                "forged token verified"
+            );
         }
         Input::Signed { header, claims } => {
             let header = header.unwrap_or_else(|| br#"{"alg":"EdDSA","kid":"ed"}"#.to_vec());

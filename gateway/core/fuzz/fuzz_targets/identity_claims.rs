@@ -12,13 +12,20 @@ fn bounded(s: &str) -> bool {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(text) = std::str::from_utf8(data) {
-        if let Some(e) = normalize_email(text) {
-            assert_eq!(e.matches('@').count(), 1, "{text:?} -> {e:?}");
-            let (_, domain) = e.split_once('@').unwrap();
-            assert!(domain.contains('.') && domain.is_ascii() && domain == domain.to_ascii_lowercase(), "{e:?}");
-            assert_eq!(normalize_email(&e).as_ref(), Some(&e), "not idempotent: {text:?}");
-        }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Some(e) = normalize_email(text)
+    {
+        assert_eq!(e.matches('@').count(), 1, "{text:?} -> {e:?}");
+        let (_, domain) = e.split_once('@').unwrap();
+        assert!(
+            domain.contains('.') && domain.is_ascii() && domain == domain.to_ascii_lowercase(),
+            "{e:?}"
+        );
+        assert_eq!(
+            normalize_email(&e).as_ref(),
+            Some(&e),
+            "not idempotent: {text:?}"
+        );
     }
     let Ok(claims) = serde_json::from_slice::<Map<String, Value>>(data) else {
         return;
@@ -28,7 +35,10 @@ fuzz_target!(|data: &[u8]| {
     };
     assert!(bounded(&id.sub), "{id:?}");
     assert!(id.name.as_deref().is_none_or(bounded), "{id:?}");
-    assert!(id.groups.len() <= 64 && id.groups.iter().all(|g| bounded(g)), "{id:?}");
+    assert!(
+        id.groups.len() <= 64 && id.groups.iter().all(|g| bounded(g)),
+        "{id:?}"
+    );
     assert!(!id.email_verified || id.email.is_some(), "{id:?}");
     if let Some(d) = id.verified_email_domain() {
         assert!(!d.is_empty() && !d.contains('@'), "{id:?}");

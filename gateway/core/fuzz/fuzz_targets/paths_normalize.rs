@@ -13,22 +13,34 @@ fn check(raw: &str, p: &str) {
     for bad in ["//", "/./", "/../"] {
         assert!(!p.contains(bad), "{raw:?} -> {p:?} contains {bad}");
     }
-    assert!(!p.ends_with("/.") && !p.ends_with("/.."), "{raw:?} -> {p:?}");
     assert!(
-        p.bytes().all(|b| b.is_ascii_graphic() && !b"\\;#?".contains(&b)),
+        !p.ends_with("/.") && !p.ends_with("/.."),
+        "{raw:?} -> {p:?}"
+    );
+    assert!(
+        p.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"\\;#?".contains(&b)),
         "{raw:?} -> {p:?}"
     );
     let b = p.as_bytes();
     for (i, _) in p.match_indices('%') {
         let esc = b.get(i + 1..i + 3).expect("complete escape");
-        assert!(esc.iter().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()), "{raw:?} -> {p:?}");
+        assert!(
+            esc.iter()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()),
+            "{raw:?} -> {p:?}"
+        );
         let v = u8::from_str_radix(std::str::from_utf8(esc).unwrap(), 16).unwrap();
         assert!(
             !(v.is_ascii_alphanumeric() || b"-._~/\\;#%".contains(&v) || v < 0x20 || v == 0x7f),
             "{raw:?} -> {p:?} keeps an escape of {v:#x}"
         );
     }
-    assert_eq!(normalize(p).as_deref(), Ok(p), "not idempotent: {raw:?} -> {p:?}");
+    assert_eq!(
+        normalize(p).as_deref(),
+        Ok(p),
+        "not idempotent: {raw:?} -> {p:?}"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -45,7 +57,10 @@ fuzz_target!(|data: &[u8]| {
             (Route::Protected(p), n) => {
                 assert_eq!(n.as_deref(), Ok(p.as_str()), "{raw:?}");
                 let lower = p.to_ascii_lowercase();
-                assert!(!lower.starts_with("/.edgeauth/") && lower != "/.edgeauth", "{raw:?} -> {p:?} forwarded");
+                assert!(
+                    !lower.starts_with("/.edgeauth/") && lower != "/.edgeauth",
+                    "{raw:?} -> {p:?} forwarded"
+                );
             }
             (_, n) => assert!(n.is_ok(), "{raw:?}"),
         }

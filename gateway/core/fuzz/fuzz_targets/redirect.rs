@@ -24,8 +24,15 @@ fuzz_target!(|data: &[u8]| {
     let got = safe_return_path(&raw, &public);
     if let Some(p) = &got {
         assert!(p.starts_with('/'), "{raw:?} -> {p:?}");
-        assert!(!p.starts_with("//") && !p.starts_with("/\\"), "{raw:?} -> {p:?}");
-        assert!(!p.chars().any(|c| c == '\\' || c.is_control() || c.is_whitespace()), "{raw:?} -> {p:?}");
+        assert!(
+            !p.starts_with("//") && !p.starts_with("/\\"),
+            "{raw:?} -> {p:?}"
+        );
+        assert!(
+            !p.chars()
+                .any(|c| c == '\\' || c.is_control() || c.is_whitespace()),
+            "{raw:?} -> {p:?}"
+        );
         let resolved = public.join(p).expect("a safe path resolves");
         assert_eq!(resolved.origin(), public.origin(), "{raw:?} -> {p:?}");
         let mut again = resolved.path().to_owned();
@@ -35,7 +42,11 @@ fuzz_target!(|data: &[u8]| {
         }
         assert_eq!(&again, p, "{raw:?} -> {p:?} is not stable");
         // The accepted output is itself accepted, unchanged.
-        assert_eq!(safe_return_path(p, &public).as_ref(), Some(p), "{raw:?} -> {p:?}");
+        assert_eq!(
+            safe_return_path(p, &public).as_ref(),
+            Some(p),
+            "{raw:?} -> {p:?}"
+        );
     }
     let fallback = return_path_or_root(Some(&raw), &public);
     assert_eq!(fallback, got.unwrap_or_else(|| "/".to_owned()));

@@ -38,5 +38,8 @@ fuzz_target!(|data: &[u8]| {
     let i = usize::from(mode) % tampered.len();
     tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
-    assert!(ring.open(purpose, &tampered).is_err(), "tampered value opened");
+    assert!(
+        ring.open(purpose, &tampered).is_err(),
+        "tampered value opened"
+    );
 });

@@ -19,12 +19,18 @@ struct Input {
 }
 
 fuzz_target!(|input: Input| {
-    let settings = if input.https { &*SETTINGS_HTTPS } else { &*SETTINGS };
+    let settings = if input.https {
+        &*SETTINGS_HTTPS
+    } else {
+        &*SETTINGS
+    };
     let mut values = input.headers;
     let genuine = input.sealed.is_some();
     if let Some((prefix, plain)) = input.sealed {
         let mut rng = seeded_rng(plain.len() as u64);
-        let sealed = settings.session_keys.seal(Purpose::Session, &plain, &mut rng);
+        let sealed = settings
+            .session_keys
+            .seal(Purpose::Session, &plain, &mut rng);
         let mut v = prefix;
         v.extend_from_slice(format!("{}={sealed}", name(settings, Jar::Session)).as_bytes());
         values.push(v);

@@ -36,7 +36,10 @@ fuzz_target!(|input: Input| {
         return;
     };
     for url in [&s.public_url, &s.origin] {
-        assert!(url.scheme() == "https" || (url.scheme() == "http" && loopback(url)), "{url}");
+        assert!(
+            url.scheme() == "https" || (url.scheme() == "http" && loopback(url)),
+            "{url}"
+        );
         assert_eq!(url.path(), "/");
         assert!(url.query().is_none() && url.fragment().is_none());
         assert!(url.username().is_empty() && url.password().is_none());
@@ -48,7 +51,10 @@ fuzz_target!(|input: Input| {
         assert!(d.contains('.') && *d == d.to_ascii_lowercase(), "{d:?}");
     }
     for h in s.headers.configured() {
-        assert!(!matches!(h.as_str(), "host" | "cookie" | "content-length" | "connection"));
+        assert!(!matches!(
+            h.as_str(),
+            "host" | "cookie" | "content-length" | "connection"
+        ));
     }
     assert!(s.callback_url().starts_with(&s.public_origin()));
     let _ = (s.logged_out_url(), format!("{s:?}"));
