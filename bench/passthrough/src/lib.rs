@@ -1,0 +1,95 @@
+//! The floor of the architecture for the benchmark: a wasi:http component that
+//! forwards every request to `origin_url` and streams the answer back, with no
+//! authentication. Same host, same instance-per-request model, same streaming
+//! as the gateway's proxy, so the gap between the two is the cost of auth.
+
+use futures::{SinkExt, StreamExt};
+use spin_sdk::http::{
+    Fields, IncomingRequest, IncomingResponse, OutgoingRequest, OutgoingResponse, ResponseOutparam,
+    Scheme,
+};
+use spin_sdk::http_component;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) are not forwarded in either direction.
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "host"
+    )
+}
+
+fn fail(out: ResponseOutparam, status: u16) {
+    let resp = OutgoingResponse::new(Fields::new());
+    let _ = resp.set_status_code(status);
+    out.set(resp);
+}
+
+async fn pipe<S, K, RE, WE>(from: S, to: K)
+where
+    S: futures::Stream<Item = Result<Vec<u8>, RE>>,
+    K: futures::Sink<Vec<u8>, Error = WE>,
+{
+    let mut from = std::pin::pin!(from);
+    let mut to = std::pin::pin!(to);
+    while let Some(Ok(chunk)) = from.next().await {
+        if to.send(chunk).await.is_err() {
+            return;
+        }
+    }
+    let _ = to.close().await;
+}
+
+#[http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let Some(origin) = spin_sdk::variables::get("origin_url").ok() else {
+        return fail(out, 500);
+    };
+    let (scheme, authority) = match origin.trim_end_matches('/').split_once("://") {
+        Some(("https", a)) => (Scheme::Https, a.to_owned()),
+        Some((_, a)) => (Scheme::Http, a.to_owned()),
+        None => return fail(out, 500),
+    };
+    let headers: Vec<(String, Vec<u8>)> = req
+        .headers()
+        .entries()
+        .into_iter()
+        .filter(|(k, _)| !hop_by_hop(k) && !k.starts_with("spin-"))
+        .collect();
+    let Ok(fields) = Fields::from_list(&headers) else {
+        return fail(out, 400);
+    };
+    let outgoing = OutgoingRequest::new(fields);
+    let ok = outgoing.set_method(&req.method()).is_ok()
+        && outgoing.set_scheme(Some(&scheme)).is_ok()
+        && outgoing.set_authority(Some(&authority)).is_ok()
+        && outgoing
+            .set_path_with_query(req.path_with_query().as_deref())
+            .is_ok();
+    if !ok {
+        return fail(out, 400);
+    }
+    let upload = pipe(req.into_body_stream(), outgoing.take_body());
+    let send = spin_sdk::http::send::<_, IncomingResponse>(outgoing);
+    let (sent, ()) = futures::join!(send, upload);
+    let Ok(response) = sent else {
+        return fail(out, 502);
+    };
+    let kept: Vec<(String, Vec<u8>)> = response
+        .headers()
+        .entries()
+        .into_iter()
+        .filter(|(k, _)| !hop_by_hop(k))
+        .collect();
+    let resp = OutgoingResponse::new(Fields::from_list(&kept).unwrap_or_else(|_| Fields::new()));
+    let _ = resp.set_status_code(response.status());
+    let body = resp.take_body();
+    out.set(resp);
+    pipe(response.take_body_stream(), body).await;
+}

@@ -1,0 +1,328 @@
+// edgeauth benchmark: gateway overhead against the floor of the architecture
+// and against a Node peer, side by side in one run on one machine.
+// Run it through scripts/bench, which builds what this needs; see bench/README.md.
+//
+//   node bench/run.mjs [--smoke] [--duration S] [--rounds N] [--conns 1,32]
+//                      [--long S] [--no-peer] [--out FILE]
+
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
+const WORK = path.join(ROOT, 'tests', '.work', 'bench');
+const IDP_HOST = '127.0.0.2';
+
+// ---------------------------------------------------------------- options
+const opts = {
+  smoke: false, duration: 10, rounds: 3, conns: [1, 32], long: 0, peer: true, out: null,
+  bin: process.env.EDGEAUTH_BENCH_BIN_DIR || path.join(TARGET, 'fast'),
+  hostArgs: (process.env.EDGEAUTH_BENCH_HOST_ARGS || '').split(' ').filter(Boolean),
+};
+for (let i = 2; i < process.argv.length; i++) {
+  const a = process.argv[i];
+  const next = () => process.argv[++i];
+  if (a === '--smoke') opts.smoke = true;
+  else if (a === '--duration') opts.duration = Number(next());
+  else if (a === '--rounds') opts.rounds = Number(next());
+  else if (a === '--conns') opts.conns = next().split(',').map(Number);
+  else if (a === '--long') opts.long = Number(next());
+  else if (a === '--no-peer') opts.peer = false;
+  else if (a === '--out') opts.out = next();
+  else { console.error(`unknown option ${a}`); process.exit(2); }
+}
+if (opts.smoke) Object.assign(opts, { duration: 1, rounds: 1, conns: [1, 4], long: 0 });
+const PEER_DIR = path.join(ROOT, 'bench', 'peer');
+if (opts.peer && !fs.existsSync(path.join(PEER_DIR, 'node_modules', 'express-openid-connect'))) {
+  if (!opts.smoke) throw new Error('bench/peer/node_modules missing: run `npm ci --prefix bench/peer` (scripts/bench does)');
+  console.error('bench: peer skipped (bench/peer/node_modules missing)');
+  opts.peer = false;
+}
+
+const FILES = {
+  host: process.env.EDGEAUTH_HOST_BIN || path.join(opts.bin, 'edgeauth'),
+  gatewayWasm: process.env.EDGEAUTH_COMPONENT || path.join(TARGET, 'wasm32-wasip2', 'release', 'edgeauth_component.wasm'),
+  floorWasm: path.join(TARGET, 'wasm32-wasip2', 'release', 'edgeauth_bench_passthrough.wasm'),
+  origin: path.join(opts.bin, 'bench-origin'),
+  core: path.join(opts.bin, 'bench-core'),
+};
+for (const [k, f] of Object.entries(FILES)) {
+  if (!fs.existsSync(f)) throw new Error(`bench: missing ${k} build output ${f}; run scripts/bench`);
+}
+
+// The harness's IdP walker and cookie jar; loaded after the env is settled.
+const { freePort } = await import('../tests/lib/procs.mjs');
+const { CookieJar, request } = await import('../tests/lib/http.mjs');
+const { walkIdp } = await import('../tests/lib/idp-flow.mjs');
+
+// ---------------------------------------------------------------- processes
+fs.mkdirSync(WORK, { recursive: true });
+const live = new Set();
+const killGroup = (pid, sig) => { try { process.kill(-pid, sig); } catch { /* gone */ } };
+process.on('exit', () => { for (const p of live) killGroup(p.pid, 'SIGKILL'); });
+for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => process.exit(130));
+let setpriv;
+try { execFileSync('setpriv', ['--pdeathsig', 'KILL', '--', 'true'], { stdio: 'ignore' }); setpriv = true; } catch { setpriv = false; }
+
+/**
+ * Start a service with its output going straight to a log file (never through
+ * this process, which would compete for CPU under load); ready once a line of
+ * the log matches `ready`.
+ */
+async function service(name, cmd, args, { env = {}, ready, timeoutMs = 120000 } = {}) {
+  const log = path.join(WORK, `${name}.log`);
+  const fd = fs.openSync(log, 'w');
+  const [file, argv] = setpriv ? ['setpriv', ['--pdeathsig', 'KILL', '--', cmd, ...args]] : [cmd, args];
+  const child = spawn(file, argv, { cwd: ROOT, env: { ...process.env, ...env }, detached: true, stdio: ['ignore', fd, fd] });
+  fs.closeSync(fd);
+  const proc = { name, pid: child.pid, log, exited: null };
+  live.add(proc);
+  child.on('exit', (code, signal) => { proc.exited = code ?? signal; live.delete(proc); });
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const m = fs.readFileSync(log, 'utf8').match(ready);
+    if (m) return { ...proc, match: m, stop: () => killGroup(child.pid, 'SIGTERM') };
+    if (proc.exited !== null || Date.now() > end) {
+      throw new Error(`${name} ${proc.exited !== null ? `exited (${proc.exited})` : 'not ready'}; log ${log}:\n${fs.readFileSync(log, 'utf8').slice(-3000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function rssKiB(pid) {
+  const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const get = (k) => Number(s.match(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm'))?.[1]);
+  return { rss: get('VmRSS'), hwm: get('VmHWM') };
+}
+
+const b64url = (n) => Buffer.from(Array.from({ length: n }, () => Math.floor(Math.random() * 256))).toString('base64url');
+
+async function startHost(name, { manifest, wasm, port, vars }) {
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-bench-'));
+  const env = Object.fromEntries(Object.entries(vars).map(([k, v]) => [`SPIN_VARIABLE_${k.toUpperCase()}`, v]));
+  const p = await service(name, FILES.host, [
+    'up', '--manifest', manifest, '--listen', `127.0.0.1:${port}`, '--component', wasm, '--state-dir', stateDir,
+    ...opts.hostArgs,
+  ], { env, ready: /edgeauth host listening on (http:\/\/\S+)/ });
+  return { ...p, url: `http://127.0.0.1:${port}` };
+}
+
+// ---------------------------------------------------------------- load
+function wrkVersion() {
+  let out = '';
+  try { out = execFileSync('wrk', ['-v'], { encoding: 'utf8', stdio: 'pipe' }); } catch (e) { out = String(e.stdout || ''); }
+  const v = out.match(/wrk\s+(?:\S*\/)?(\d+\.\d+\.\d+)/);
+  return v ? `wrk ${v[1]}` : 'wrk';
+}
+
+function toMs(v, unit) {
+  return Number(v) * ({ us: 1e-3, ms: 1, s: 1000, m: 60000 }[unit] ?? NaN);
+}
+
+/** One wrk run; returns { rps, p50, p99, requests, errors } (latencies in ms). */
+function wrk(url, conns, seconds, cookie) {
+  const args = ['-t1', `-c${conns}`, `-d${seconds}s`, '--latency', '--timeout', '5s'];
+  if (cookie) args.push('-H', `Cookie: ${cookie}`);
+  args.push(url);
+  const out = execFileSync('wrk', args, { encoding: 'utf8', maxBuffer: 1 << 20 });
+  const lat = (pct) => {
+    const m = out.match(new RegExp(`^\\s+${pct}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm'));
+    if (!m) throw new Error(`no ${pct}% latency in wrk output:\n${out}`);
+    return toMs(m[1], m[2]);
+  };
+  const rps = Number(out.match(/Requests\/sec:\s+([\d.]+)/)?.[1]);
+  const requests = Number(out.match(/(\d+) requests in/)?.[1]);
+  const non2xx = Number(out.match(/Non-2xx or 3xx responses: (\d+)/)?.[1] ?? 0);
+  const sock = out.match(/Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/);
+  const errors = non2xx + (sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
+  return { rps, p50: lat(50), p99: lat(99), requests, errors, raw: out };
+}
+
+async function originCount(originUrl) {
+  return Number(await (await fetch(`${originUrl}/__bench/count`)).text());
+}
+
+// ---------------------------------------------------------------- stats
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const n = s.length; return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2; };
+const stat = (xs) => ({ med: median(xs), min: Math.min(...xs), max: Math.max(...xs), n: xs.length });
+const f = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+const fi = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'n/a');
+const cell = (s, fmt) => `${fmt(s.med)} (${fmt(s.min)}–${fmt(s.max)})`;
+
+// ---------------------------------------------------------------- main
+async function main() {
+  const started = new Date();
+  console.error(`bench: ${opts.smoke ? 'smoke, ' : ''}${opts.rounds} round(s) × ${opts.duration} s at ${opts.conns.join(',')} connection(s)${opts.long ? `, long run ${opts.long} s` : ''}`);
+
+  // Core timings first, while nothing else is running.
+  const core = JSON.parse(execFileSync(FILES.core, ['--budget-ms', opts.smoke ? '20' : '400'], { encoding: 'utf8' }));
+
+  const origin = await service('origin', FILES.origin, ['127.0.0.1:0'], { ready: /bench origin listening on (http:\/\/\S+)/ });
+  const originUrl = origin.match[1];
+  const [gwPort, floorPort, peerPort] = [await freePort(), await freePort(), await freePort()];
+  const gwUrl = `http://127.0.0.1:${gwPort}`;
+  const peerUrl = `http://127.0.0.1:${peerPort}`;
+  const idpPort = await freePort(IDP_HOST);
+  const idp = await service('idp', process.execPath, [path.join(ROOT, 'tests/idp/idp.mjs')], {
+    env: { IDP_HOST, IDP_PORT: String(idpPort), GATEWAY_URL: [gwUrl, peerUrl].join(',') },
+    ready: /idp listening on (http:\/\/\S+)/,
+  });
+  const issuer = idp.match[1];
+
+  const floor = await startHost('floor', {
+    manifest: path.join(ROOT, 'bench', 'passthrough', 'spin.toml'), wasm: FILES.floorWasm, port: floorPort,
+    vars: { origin_url: originUrl },
+  });
+  const gateway = await startHost('gateway', {
+    manifest: path.join(ROOT, 'spin.toml'), wasm: FILES.gatewayWasm, port: gwPort,
+    vars: {
+      public_url: gwUrl, origin_url: originUrl, oidc_issuer: issuer, oidc_outbound_host: new URL(issuer).origin,
+      oidc_client_id: 'edgeauth', oidc_client_secret: 'edgeauth-dev-secret',
+      session_keys: `s1:${b64url(32)}`,
+      assertion_keys: `a1:ed25519:${b64url(32)}`,
+      allowed_email_domains: 'example.com',
+    },
+  });
+
+  // A real session for alice, through the dev IdP, for the gateway ...
+  const gwJar = new CookieJar();
+  const first = await request(`${gwUrl}/`, { jar: gwJar });
+  const login = await request(first.location, { jar: gwJar });
+  const gwWalk = await walkIdp(gwJar, login.location, { username: 'alice', password: 'alice-pw' });
+  const gwCb = await request(gwWalk.location, { jar: gwJar });
+  const gwCookie = gwJar.header(`${gwUrl}/`);
+  if (gwCb.status !== 302 || !/edgeauth_session=/.test(gwCookie)) throw new Error(`gateway login failed: ${gwCb.status} ${gwCb.body.slice(0, 300)}`);
+
+  // ... and for the peer.
+  let peer = null;
+  let peerCookie = null;
+  if (opts.peer) {
+    peer = await service('peer', process.execPath, [path.join(PEER_DIR, 'peer.mjs')], {
+      env: { PEER_PORT: String(peerPort), PEER_URL: peerUrl, ISSUER: issuer, ORIGIN_URL: originUrl, PEER_SECRET: b64url(32), ALLOWED_DOMAIN: 'example.com', NODE_ENV: 'production' },
+      ready: /peer listening on/,
+    });
+    peer.url = peerUrl;
+    const jar = new CookieJar();
+    const r = await request(`${peerUrl}/`, { jar });
+    if (r.status !== 302) throw new Error(`peer: expected a login redirect, got ${r.status} ${r.body.slice(0, 300)}`);
+    const walk = await walkIdp(jar, r.location, { username: 'alice', password: 'alice-pw' });
+    if (!walk.location) throw new Error(`peer login: IdP did not redirect back: ${walk.hops.join('\n')}`);
+    const cb = await request(walk.location, { jar });
+    peerCookie = jar.header(`${peerUrl}/`);
+    if (cb.status !== 302 || !/appSession/.test(peerCookie)) throw new Error(`peer login failed: ${cb.status} ${cb.body.slice(0, 300)}`);
+  }
+
+  const targets = [
+    { key: 'origin', label: '(c) origin direct', url: originUrl, proxied: false },
+    { key: 'floor', label: '(a) floor: pass-through component', url: floor.url, proxied: true },
+    { key: 'gateway', label: '(b) edgeauth gateway', url: gateway.url, cookie: gwCookie, proxied: true, pid: gateway.pid },
+    ...(peer ? [{ key: 'peer', label: '(d) peer: express-openid-connect + proxy', url: peer.url, cookie: peerCookie, proxied: true }] : []),
+  ];
+  const PATH = '/app/page?x=1';
+
+  // Every target must really serve the origin's 1 KiB with these cookies.
+  for (const t of targets) {
+    const r = await request(t.url + PATH, { headers: t.cookie ? { cookie: t.cookie } : {}, accept: '*/*' });
+    if (r.status !== 200 || r.body.length !== 1024) throw new Error(`${t.key}: expected 200 + 1 KiB, got ${r.status} (${r.body.length} bytes): ${r.body.slice(0, 200)}`);
+  }
+  // Warm up (JIT, caches, connection pools), then measure.
+  for (const t of targets) wrk(t.url + PATH, Math.max(...opts.conns), opts.smoke ? 1 : 3, t.cookie);
+  const rssBefore = rssKiB(gateway.pid);
+
+  const results = {};
+  for (let round = 0; round < opts.rounds; round++) {
+    for (const c of opts.conns) {
+      for (const t of targets) {
+        const before = t.proxied ? await originCount(originUrl) : 0;
+        const r = wrk(t.url + PATH, c, opts.duration, t.cookie);
+        if (t.proxied) {
+          const reached = (await originCount(originUrl)) - before;
+          if (reached < r.requests) r.errors += r.requests - reached;
+        }
+        if (r.errors) throw new Error(`${t.key} at ${c} connection(s): ${r.errors} failed requests\n${r.raw}`);
+        (results[`${t.key}/${c}`] ??= []).push(r);
+        console.error(`bench: round ${round + 1} c=${c} ${t.key.padEnd(7)} ${fi(r.rps).padStart(7)} req/s  p50 ${f(r.p50, 3)} ms  p99 ${f(r.p99, 3)} ms`);
+      }
+    }
+  }
+  const rssAfter = rssKiB(gateway.pid);
+
+  let long = null;
+  if (opts.long > 0) {
+    console.error(`bench: long run, ${opts.long} s at 32 connections against the gateway`);
+    const samples = [];
+    const timer = setInterval(() => samples.push(rssKiB(gateway.pid).rss), Math.max(1000, opts.long * 100));
+    const beforeLong = rssKiB(gateway.pid);
+    const child = spawn('wrk', ['-t1', '-c32', `-d${opts.long}s`, '--latency', '--timeout', '5s', '-H', `Cookie: ${gwCookie}`, gateway.url + PATH], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    await new Promise((r) => child.on('exit', r));
+    clearInterval(timer);
+    const afterLong = rssKiB(gateway.pid);
+    const rps = Number(out.match(/Requests\/sec:\s+([\d.]+)/)?.[1]);
+    const non2xx = Number(out.match(/Non-2xx or 3xx responses: (\d+)/)?.[1] ?? 0);
+    long = { seconds: opts.long, before: beforeLong, after: afterLong, samples, rps, non2xx };
+  }
+
+  for (const p of [peer, gateway, floor, idp, origin]) p?.stop();
+
+  // ---------------------------------------------------------------- report
+  const cpu = os.cpus();
+  const lines = [];
+  const date = started.toISOString().slice(0, 10);
+  lines.push(`### ${date}: ${cpu.length} cores (${cpu[0]?.model?.trim() ?? 'unknown CPU'}), ${os.type()} ${os.release()}`);
+  lines.push('');
+  lines.push(`${opts.smoke ? '**Smoke run** (numbers meaningless): ' : ''}${opts.rounds} interleaved rounds × ${opts.duration} s per target and connection count, \`${wrkVersion()}\` with 1 thread, \`GET ${PATH}\` → 1 KiB from the native origin; median (min–max). Host \`${path.relative(ROOT, FILES.host)}${opts.hostArgs.length ? ` ${opts.hostArgs.join(' ')}` : ''}\`.`);
+  lines.push('');
+  lines.push('| target | conns | req/s | p50 ms | p99 ms |');
+  lines.push('|---|---:|---:|---:|---:|');
+  for (const c of opts.conns) {
+    for (const t of targets) {
+      const rs = results[`${t.key}/${c}`];
+      lines.push(`| ${t.label} | ${c} | ${cell(stat(rs.map((r) => r.rps)), fi)} | ${cell(stat(rs.map((r) => r.p50)), (x) => f(x, 3))} | ${cell(stat(rs.map((r) => r.p99)), (x) => f(x, 3))} |`);
+    }
+  }
+  lines.push('');
+  lines.push('| ratio (per round, median (min–max)) | conns | value | target |');
+  lines.push('|---|---:|---:|---|');
+  const perRound = (a, b, fn) => results[a].map((r, i) => fn(r, results[b][i]));
+  for (const c of opts.conns) {
+    const g = `gateway/${c}`;
+    lines.push(`| gateway/floor throughput | ${c} | ${cell(stat(perRound(g, `floor/${c}`, (x, y) => (100 * x.rps) / y.rps)), (x) => `${f(x, 0)} %`)} | ≥ 70 % |`);
+    lines.push(`| gateway − floor, p50 | ${c} | ${cell(stat(perRound(g, `floor/${c}`, (x, y) => x.p50 - y.p50)), (x) => `${f(x, 3)} ms`)} | ≤ 0.25 ms |`);
+    lines.push(`| gateway − floor, p99 | ${c} | ${cell(stat(perRound(g, `floor/${c}`, (x, y) => x.p99 - y.p99)), (x) => `${f(x, 3)} ms`)} | ≤ 1 ms |`);
+    if (peer) lines.push(`| gateway/peer throughput | ${c} | ${cell(stat(perRound(g, `peer/${c}`, (x, y) => x.rps / y.rps)), (x) => `${f(x, 2)}×`)} | ≥ 3× |`);
+  }
+  lines.push('');
+  const us = (k) => `${f(core[k], 1)} µs`;
+  const cbSteps = ['cb_begin', 'cb_replay_key', 'cb_provider_cache_decode', 'cb_token_request', 'cb_parse_token_response', 'cb_jwks_parse', 'cb_verify_rs256', 'cb_complete'];
+  lines.push(`- **Login callback CPU** (core, native, IdP round trips excluded, RS256 ID token like the dev IdP's): **${us('callback_total_rs256')}** including settings parse ${us('settings_parse')}; steps: ${cbSteps.map((k) => `${k.replace(/^cb_/, '')} ${us(k)}`).join(', ')}; verify ES256 ${us('cb_verify_es256')}, EdDSA ${us('cb_verify_eddsa')}.`);
+  lines.push(`- **Per-request core CPU** (native, same session cookie, ${core.cookie_bytes} bytes): ${us('request_total')} = settings parse ${us('settings_parse')} + route ${us('route')} + authorize ${us('authorize')} (session open ${us('session_read')}, policy ${us('policy')}, assertion sign ${us('assertion_sign')}, origin headers ${us('origin_headers')}).`);
+  const size = (p) => `${fi(fs.statSync(p).size)} bytes`;
+  lines.push(`- **Component size**: gateway.wasm ${size(FILES.gatewayWasm)}; pass-through ${size(FILES.floorWasm)}.`);
+  const mib = (k) => `${f(k / 1024, 1)} MiB`;
+  lines.push(`- **Gateway host RSS**: ${mib(rssBefore.rss)} after warm-up → ${mib(rssAfter.rss)} after the rounds (peak ${mib(rssAfter.hwm)}).`);
+  if (long) {
+    lines.push(`- **Long run** (${long.seconds} s, 32 connections, gateway): ${fi(long.rps)} req/s${long.non2xx ? `, ${long.non2xx} non-2xx` : ''}; RSS ${mib(long.before.rss)} before → ${mib(long.after.rss)} after (samples ${long.samples.map((s) => f(s / 1024, 1)).join(', ')} MiB; peak ${mib(long.after.hwm)}).`);
+  } else {
+    lines.push('- **Long run**: not run (`--long 600` for the 10-minute RSS check).');
+  }
+  const md = `${lines.join('\n')}\n`;
+  process.stdout.write(md);
+
+  const out = opts.out ?? (opts.smoke ? path.join(WORK, 'smoke.md') : path.join(ROOT, 'bench', 'results', `${date}.md`));
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, md);
+  console.error(`bench: written to ${path.relative(ROOT, out)}`);
+  if (!opts.smoke && !opts.out) {
+    const readme = path.join(ROOT, 'bench', 'README.md');
+    const text = fs.readFileSync(readme, 'utf8');
+    const re = /(<!-- bench:latest -->\n)[\s\S]*?(<!-- \/bench:latest -->)/;
+    if (re.test(text)) fs.writeFileSync(readme, text.replace(re, `$1${md}$2`));
+  }
+}
+
+main().then(() => process.exit(0), (e) => { console.error(`bench: ${e.stack || e}`); process.exit(1); });
