@@ -910,16 +910,16 @@ pub async fn complete(
     finish.end(end, progress).await
 }
 
-fn resume_error(settings: &Settings, detail: &str) -> Response {
-    let mut resp = pages::error_with_link(
+/// A continue request that cannot resume. The resume cookie is kept: a
+/// forged or foreign link must not cancel the sign-in in progress.
+fn resume_error(detail: &str) -> Response {
+    pages::error_with_link(
         StatusCode::BAD_REQUEST,
         "Sign-in expired",
         detail,
         &format!("{}?rd=/", routes::LOGIN),
         "Sign in again",
-    );
-    pages::add_cookie(&mut resp, &cookies::clear(settings, Jar::Resume));
-    resp
+    )
 }
 
 fn open_token(settings: &Settings, kind: &str, sealed: &str, now: u64) -> Option<ResumeToken> {
@@ -950,10 +950,7 @@ async fn resume(settings: &Settings, parts: &Parts, now: u64) -> Response {
     let cookie =
         cookies::values(&parts.headers, &cookies::name(settings, Jar::Resume)).unwrap_or_default();
     let Some(url_token) = open_token(settings, "state", &state, now) else {
-        return resume_error(
-            settings,
-            "This link does not continue a sign-in in progress, or it expired.",
-        );
+        return resume_error("This link does not continue a sign-in in progress, or it expired.");
     };
     let bound = cookie
         .iter()
@@ -961,7 +958,6 @@ async fn resume(settings: &Settings, parts: &Parts, now: u64) -> Response {
         .any(|t| t.n == url_token.n);
     if !bound {
         return resume_error(
-            settings,
             "This sign-in was started in another browser, or cookies are disabled.",
         );
     }
@@ -971,7 +967,7 @@ async fn resume(settings: &Settings, parts: &Parts, now: u64) -> Response {
             .iter()
             .any(|(k, v)| k.len() > 128 || v.len() > MAX_RESUME_FIELD)
     {
-        return resume_error(settings, "The form sent too many or too long fields.");
+        return resume_error("The form sent too many or too long fields.");
     }
     let kv = match store() {
         Ok(kv) => kv,
@@ -986,29 +982,20 @@ async fn resume(settings: &Settings, parts: &Parts, now: u64) -> Response {
     // Single use: a replayed continue link finds nothing.
     let _ = kv.delete(&key);
     let Some(pending) = pending.filter(|p| p.expires > now) else {
-        return resume_error(
-            settings,
-            "This sign-in was already completed or it expired.",
-        );
+        return resume_error("This sign-in was already completed or it expired.");
     };
     let rules = match load(settings) {
         Ok(Some(r)) => r,
         Ok(None) => {
-            return resume_error(
-                settings,
-                "Sign-in rules are no longer configured; sign in again.",
-            );
+            return resume_error("Sign-in rules are no longer configured; sign in again.");
         }
         Err(problem) => return pages::misconfigured(&problem),
     };
     let Some(tenant) = rules.config.tenant(&pending.tenant) else {
-        return resume_error(settings, "Sign-in rules changed; sign in again.");
+        return resume_error("Sign-in rules changed; sign in again.");
     };
     if tenant.chain.get(pending.index).map(|r| r.name.as_str()) != Some(pending.rule.as_str()) {
-        return resume_error(
-            settings,
-            "Sign-in rules changed while you were away; sign in again.",
-        );
+        return resume_error("Sign-in rules changed while you were away; sign in again.");
     }
     let mut progress = pending.progress;
     let end = run_chain(
@@ -1027,8 +1014,12 @@ async fn resume(settings: &Settings, parts: &Parts, now: u64) -> Response {
         base: pending.base,
         now,
     };
+    // Paused again (a new cookie is set), or done: then the cookie goes.
+    let paused = matches!(end, End::Redirect { .. });
     let mut resp = finish.end(end, progress).await;
-    pages::add_cookie(&mut resp, &cookies::clear(settings, Jar::Resume));
+    if !paused {
+        pages::add_cookie(&mut resp, &cookies::clear(settings, Jar::Resume));
+    }
     resp
 }
 
