@@ -17,9 +17,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CookieJar, request, setCookie, isClearing } from '../lib/http.mjs';
-import { ROOT } from '../lib/procs.mjs';
+import { ROOT, waitFor } from '../lib/procs.mjs';
 import { HOST_BIN, startStack, stopStack } from '../lib/stack.mjs';
 import { SESSION, show, login, loginOk, verifyAssertion, originSaw } from '../lib/gateway-flow.mjs';
+import { walkIdp } from '../lib/idp-flow.mjs';
 
 const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
 const wasm = (crate) => path.join(TARGET, 'wasm32-unknown-unknown', 'release', `rule_${crate}.wasm`);
@@ -97,7 +98,7 @@ before(async () => {
   await build('group_roles', 'group-roles');
   await build('progressive_profile', 'profile');
   await build('crm_lead', 'crm-lead');
-  for (const mode of ['loop', 'alloc', 'trap', 'huge', 'forbidden', 'error', 'bad-claim']) await build('hostile', `h-${mode}`);
+  for (const mode of ['loop', 'alloc', 'trap', 'huge', 'forbidden', 'error', 'bad-claim', 'reauth']) await build('hostile', `h-${mode}`);
 
   stack = await startStack({ gateways: 5 });
   const o = stack.origin.url;
@@ -119,6 +120,7 @@ before(async () => {
       mode('forbidden', { allowed_hosts: [o] }),
       mode('error'),
       mode('bad-claim'),
+      mode('reauth'),
     ]),
   });
   // A store whose artifact was tampered with after upload.
@@ -136,7 +138,7 @@ before(async () => {
     vars: ruleVars([{ name: 'crm-lead', config: { webhook: `${o}/__slow?ms=8000`, timeout_ms: 400 }, allowed_hosts: [o], secrets: ['crm_token'] }]),
   });
   for (const n of ['email-domain', 'group-roles', 'profile', 'crm-lead']) await upload(gwExamples, n);
-  for (const m of ['loop', 'alloc', 'trap', 'huge', 'forbidden', 'error', 'bad-claim']) await upload(gwHostile, `h-${m}`);
+  for (const m of ['loop', 'alloc', 'trap', 'huge', 'forbidden', 'error', 'bad-claim', 'reauth']) await upload(gwHostile, `h-${m}`);
   await upload(gwSlow, 'crm-lead');
 });
 
@@ -186,7 +188,7 @@ test('(a) verified email at an allowed domain: alice passes, unverified bob gets
   assert.match(bob.callback.body, /email-domain/);
   assert.match(bob.callback.body, /a verified email address is required/);
   assert.ok(!setCookie(bob.callback, SESSION) || isClearing(setCookie(bob.callback, SESSION)), 'no session for a denied sign-in');
-  assert.match(gwExamples.proc.output, /"event":"login-denied","rule":"email-domain"/);
+  await waitFor(() => /"event":"login-denied","rule":"email-domain"/.test(gwExamples.proc.output), { what: 'audit line' });
 });
 
 test('(b)+(d) groups become a roles claim and header; first sign-in posts a lead to the CRM webhook', async () => {
@@ -260,7 +262,7 @@ test('(d) a slow webhook does not block the sign-in (bounded timeout)', async ()
   const took = Date.now() - started;
   assert.equal(new URL(l.callback.location).pathname, '/slow');
   assert.ok(took < 6000, `sign-in took ${took} ms with an 8 s webhook`);
-  assert.match(gwSlow.proc.output, /CRM webhook (timed out|failed)/);
+  await waitFor(() => /CRM webhook (timed out|failed)/.test(gwSlow.proc.output), { what: 'rule log line' });
 });
 
 const hostile = [
@@ -285,11 +287,33 @@ for (const [m, page, kind] of hostile) {
     assert.match(bad.callback.body.replace(/&#39;|&quot;/g, ''), page);
     assert.ok(!setCookie(bad.callback, SESSION) || isClearing(setCookie(bad.callback, SESSION)));
     assert.equal(new URL(good.callback.location).pathname, '/fine');
-    const line = gwHostile.proc.output.split('\n').find((l) => l.includes('"login-failed"') && l.includes(`"rule":"h-${m}"`));
-    assert.ok(line, `audit line for h-${m}`);
+    // The gateway's log arrives through a pipe: wait for the line.
+    const line = await waitFor(
+      () => gwHostile.proc.output.split('\n').find((l) => l.includes('"login-failed"') && l.includes(`"rule":"h-${m}"`)),
+      { what: `audit line for h-${m}` },
+    );
     assert.equal(JSON.parse(line.replace(/^edgeauth-audit: /, '')).kind, kind);
   });
 }
+
+test('require-reauth: the provider is asked for a fresh login (prompt=login, max_age=0), then the chain passes', async () => {
+  const jar = new CookieJar();
+  const first = await login(gwHostile, stack.idp, jar, '/', { rd: '/h/reauth' });
+  assert.equal(first.callback.status, 302, show(first.callback));
+  const auth = new URL(first.callback.location);
+  assert.equal(auth.origin, stack.idp.issuer);
+  assert.equal(auth.searchParams.get('prompt'), 'login');
+  assert.equal(auth.searchParams.get('max_age'), '0');
+  assert.ok(!setCookie(first.callback, SESSION), 'no session before the fresh login');
+  const again = await walkIdp(jar, auth.href, { username: 'alice', password: 'alice-pw' });
+  assert.ok(again.location, `IdP did not return: ${again.hops.join('\n')}`);
+  assert.ok(again.hops.some((h) => h.includes('POST')), 'the IdP asked for the password again');
+  const done = await request(again.location, { jar });
+  assert.equal(done.status, 302, show(done));
+  assert.equal(new URL(done.location).pathname, '/h/reauth');
+  assert.ok(setCookie(done, SESSION) && !isClearing(setCookie(done, SESSION)));
+  await waitFor(() => /"event":"login-reauth","rule":"h-reauth"/.test(gwHostile.proc.output), { what: 'audit line' });
+});
 
 test('artifacts: tampered in storage fails closed; unsigned, foreign-key and tampered uploads are refused; a good upload fixes it live', async () => {
   const l = await login(gwStore, stack.idp, new CookieJar(), '/', { rd: '/store' });

@@ -6,7 +6,9 @@
 //! Modes: `loop` (burns CPU forever), `alloc` (allocates without bound),
 //! `trap` (panics), `huge` (returns far more than the output cap), `forbidden-host`
 //! (calls a host outside its allow list and ignores the error),
-//! `error` (returns err), `bad-claim` (sets a reserved claim).
+//! `error` (returns err), `bad-claim` (sets a reserved claim); and one
+//! well-behaved mode for the gateway's re-authentication flow: `reauth`
+//! (requires a fresh provider login, then allows).
 
 use edgeauth_plugin::host::{self, HttpRequest};
 use edgeauth_plugin::{Commands, Level, Login};
@@ -75,6 +77,11 @@ fn on_login(login: &Login) -> Result<Commands, String> {
             });
         }
         "error" => return Err("hostile rule returns an error on purpose".into()),
+        "reauth" => {
+            if !login.transaction.reauthenticated {
+                out.require_reauth(true, Some(0));
+            }
+        }
         "bad-claim" => {
             out.claim("sub", "admin");
         }
