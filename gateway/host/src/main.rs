@@ -7,6 +7,7 @@ mod client;
 mod key_value;
 mod manifest;
 mod outbound;
+mod pool;
 mod rule_cmd;
 mod server;
 mod variables;

@@ -478,6 +478,12 @@ impl WasiHttpHooks for OutboundHooks {
                 }
             }
             let options = policy.with_defaults(options);
+            if request.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
+                // Plain http (the origin next door): keep-alive connections.
+                let response = crate::pool::global().send(request, options).await?;
+                let io = async { Ok(()) };
+                return Ok((response, Box::new(io) as Box<dyn Future<Output = _> + Send>));
+            }
             let (response, io) =
                 wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             Ok((
