@@ -3,7 +3,7 @@
 // Run it through scripts/bench, which builds what this needs; see bench/README.md.
 //
 //   node bench/run.mjs [--smoke] [--duration S] [--rounds N] [--conns 1,32]
-//                      [--long S] [--no-peer] [--out FILE]
+//                      [--long S] [--no-peer] [--out FILE] [--hold]
 
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -18,7 +18,7 @@ const IDP_HOST = '127.0.0.2';
 
 // ---------------------------------------------------------------- options
 const opts = {
-  smoke: false, duration: 10, rounds: 3, conns: [1, 32], long: 0, peer: true, out: null,
+  smoke: false, hold: false, duration: 10, rounds: 3, conns: [1, 32], long: 0, peer: true, out: null,
   bin: process.env.EDGEAUTH_BENCH_BIN_DIR || path.join(TARGET, 'fast'),
   hostArgs: (process.env.EDGEAUTH_BENCH_HOST_ARGS || '').split(' ').filter(Boolean),
 };
@@ -31,6 +31,7 @@ for (let i = 2; i < process.argv.length; i++) {
   else if (a === '--conns') opts.conns = next().split(',').map(Number);
   else if (a === '--long') opts.long = Number(next());
   else if (a === '--no-peer') opts.peer = false;
+  else if (a === '--hold') opts.hold = true;
   else if (a === '--out') opts.out = next();
   else { console.error(`unknown option ${a}`); process.exit(2); }
 }
@@ -217,7 +218,7 @@ async function main() {
 
   const targets = [
     { key: 'origin', label: '(c) origin direct', url: originUrl, proxied: false },
-    { key: 'floor', label: '(a) floor: pass-through component', url: floor.url, proxied: true },
+    { key: 'floor', label: '(a) floor: pass-through component', url: floor.url, proxied: true, pid: floor.pid },
     { key: 'gateway', label: '(b) edgeauth gateway', url: gateway.url, cookie: gwCookie, proxied: true, pid: gateway.pid },
     ...(peer ? [{ key: 'peer', label: '(d) peer: express-openid-connect + proxy', url: peer.url, cookie: peerCookie, proxied: true }] : []),
   ];
@@ -227,6 +228,14 @@ async function main() {
   for (const t of targets) {
     const r = await request(t.url + PATH, { headers: t.cookie ? { cookie: t.cookie } : {}, accept: '*/*' });
     if (r.status !== 200 || r.body.length !== 1024) throw new Error(`${t.key}: expected 200 + 1 KiB, got ${r.status} (${r.body.length} bytes): ${r.body.slice(0, 200)}`);
+  }
+  if (opts.hold) {
+    // For profiling: everything stays up, signed in, until Ctrl-C.
+    for (const t of targets) {
+      console.log(`${t.key}\t${t.url}${PATH}\tpid ${t.pid ?? '-'}\t${t.cookie ? `Cookie: ${t.cookie}` : ''}`);
+    }
+    console.error('bench: holding; Ctrl-C to stop');
+    await new Promise(() => {});
   }
   // Warm up (JIT, caches, connection pools), then measure.
   for (const t of targets) wrk(t.url + PATH, Math.max(...opts.conns), opts.smoke ? 1 : 3, t.cookie);
