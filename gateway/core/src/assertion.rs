@@ -186,17 +186,7 @@ impl AssertionKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::SEED;
-
-    fn alice() -> Identity {
-        Identity {
-            sub: "alice".into(),
-            email: Some("alice@example.com".into()),
-            email_verified: true,
-            name: Some("Alice".into()),
-            groups: vec!["admins".into(), "devs".into()],
-        }
-    }
+    use crate::testutil::{SEED, alice};
 
     fn verify_with_jwks(
         keys: &AssertionKeys,

@@ -256,17 +256,7 @@ pub fn keep_response_header(name: &str, value: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::settings_with;
-
-    fn alice() -> Identity {
-        Identity {
-            sub: "alice".into(),
-            email: Some("alice@example.com".into()),
-            email_verified: true,
-            name: Some("Alice".into()),
-            groups: vec!["admins".into(), "devs".into()],
-        }
-    }
+    use crate::testutil::{alice, settings_with};
 
     #[test]
     fn strips_every_spoofed_identity_header() {

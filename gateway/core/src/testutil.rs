@@ -58,3 +58,14 @@ pub fn provider_meta() -> crate::provider::ProviderMetadata {
         end_session_endpoint: Some("http://127.0.0.2:9400/session/end".into()),
     }
 }
+
+/// The dev IdP's alice, as the gateway maps her.
+pub fn alice() -> crate::identity::Identity {
+    crate::identity::Identity {
+        sub: "alice".into(),
+        email: Some("alice@example.com".into()),
+        email_verified: true,
+        name: Some("Alice".into()),
+        groups: vec!["admins".into(), "devs".into()],
+    }
+}
