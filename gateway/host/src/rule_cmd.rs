@@ -291,6 +291,9 @@ pub fn precompile(wasm: &[u8]) -> Result<Vec<u8>> {
     let mut config = Config::new();
     runtime::configure(&mut config);
     config.target("pulley32")?;
+    // Smaller artifacts (less to read, hash and load per sign-in); the runtime
+    // does not check it. Backtraces then show no wasm offsets.
+    config.generate_address_map(false);
     let engine = Engine::new(&config)?;
     engine
         .precompile_component(wasm)

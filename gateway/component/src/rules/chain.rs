@@ -255,16 +255,23 @@ fn client_ip(parts: &Parts) -> Option<String> {
         .ok()
 }
 
-fn base_event(
-    settings: &Settings,
-    parts: &Parts,
-    identity: &Identity,
-    id_token: &str,
-    tenant: &str,
-    record: &UserRecord,
-    start: &CallbackStart,
+/// Who signs in, as the callback established it.
+struct SignIn<'a> {
+    identity: &'a Identity,
+    id_token: &'a str,
+    start: &'a CallbackStart,
+    record: &'a UserRecord,
     reauthenticated: bool,
-) -> Event {
+}
+
+fn base_event(settings: &Settings, parts: &Parts, tenant: &str, who: SignIn<'_>) -> Event {
+    let SignIn {
+        identity,
+        id_token,
+        start,
+        record,
+        reauthenticated,
+    } = who;
     let mut claims = id_token_claims(id_token);
     let picture = claims
         .get("picture")
@@ -392,7 +399,11 @@ pub(super) enum End {
 #[derive(Debug, Clone, Default, Serialize)]
 pub(super) struct Timing {
     pub rule: String,
+    /// Read + verify + deserialize.
     pub load_us: u64,
+    pub read_us: u64,
+    pub verify_us: u64,
+    pub deserialize_us: u64,
     pub instantiate_us: u64,
     pub call_us: u64,
     pub fuel: u64,
@@ -436,6 +447,7 @@ pub(super) fn run_rule(
         Ok(b) => b,
         Err(f) => return (Err(f), timing),
     };
+    timing.read_us = started.elapsed().as_micros() as u64;
     let verified = match artifact::verify(&bytes, &rule.name, &rules.keys) {
         Ok(v) => v,
         Err(e) => {
@@ -445,11 +457,13 @@ pub(super) fn run_rule(
             );
         }
     };
+    timing.verify_us = started.elapsed().as_micros() as u64 - timing.read_us;
     let component = match runtime.load(&verified) {
         Ok(c) => c,
         Err(f) => return (Err(f), timing),
     };
     timing.load_us = started.elapsed().as_micros() as u64;
+    timing.deserialize_us = timing.load_us - timing.read_us - timing.verify_us;
     let mut event = event.clone();
     event.rule_name = rule.name.clone();
     event.config = rule.config.clone();
@@ -883,16 +897,14 @@ pub async fn complete(
         }
         _ => false,
     };
-    let base = base_event(
-        settings,
-        parts,
-        &identity,
-        &tokens.id_token,
-        tenant_id,
-        &record,
+    let who = SignIn {
+        identity: &identity,
+        id_token: &tokens.id_token,
         start,
+        record: &record,
         reauthenticated,
-    );
+    };
+    let base = base_event(settings, parts, tenant_id, who);
     let mut progress = Progress {
         app: record.app.clone(),
         user: record.user.clone(),
