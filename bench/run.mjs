@@ -191,6 +191,7 @@ async function main() {
   // A real session for alice, through the dev IdP, for the gateway ...
   const gwJar = new CookieJar();
   const first = await request(`${gwUrl}/`, { jar: gwJar });
+  if (first.status !== 302) throw new Error(`gateway: expected a login redirect, got ${first.status} ${first.body.slice(0, 300)}`);
   const login = await request(first.location, { jar: gwJar });
   const gwWalk = await walkIdp(gwJar, login.location, { username: 'alice', password: 'alice-pw' });
   const gwCb = await request(gwWalk.location, { jar: gwJar });

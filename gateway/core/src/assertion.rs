@@ -14,9 +14,43 @@ use crate::seal::valid_key_id;
 pub const ASSERTION_LIFETIME_SECS: u64 = 60;
 const MAX_KEYS: usize = 8;
 
+/// Settings are parsed on every request (each one is a fresh instance), so a
+/// key is only checked here; the scalar multiplication that derives its public
+/// half runs when a key is used, once per signature, not at every parse.
 enum Signer {
-    Ed25519(Ed25519KeyPair),
-    Es256(ES256KeyPair),
+    /// The 32-byte seed, never all zeros.
+    Ed25519([u8; 32]),
+    /// A P-256 scalar in [1, n).
+    Es256([u8; 32]),
+}
+
+/// PKCS#8 prefix of an Ed25519 private key (RFC 8410); the seed follows.
+const ED25519_PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// The order of the P-256 group, big-endian.
+const P256_ORDER: [u8; 32] = [
+    0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51,
+];
+
+impl Signer {
+    /// One scalar multiplication (the public key); no re-check of the pair.
+    fn ed25519(seed: &[u8; 32], id: &str) -> Ed25519KeyPair {
+        let mut der = [0u8; 48];
+        der[..16].copy_from_slice(&ED25519_PKCS8_PREFIX);
+        der[16..].copy_from_slice(seed);
+        Ed25519KeyPair::from_der(&der)
+            .expect("a non-zero 32-byte seed is a valid Ed25519 key")
+            .with_key_id(id)
+    }
+
+    fn es256(scalar: &[u8; 32], id: &str) -> ES256KeyPair {
+        ES256KeyPair::from_bytes(scalar)
+            .expect("a scalar in [1, n) is a valid P-256 key")
+            .with_key_id(id)
+    }
 }
 
 struct SigningKey {
@@ -84,22 +118,17 @@ impl AssertionKeys {
             let secret = b64url_decode(secret.trim())
                 .filter(|b| b.len() == 32)
                 .ok_or_else(|| format!("key `{id}` must be 32 bytes, base64url without padding"))?;
+            let secret: [u8; 32] = secret.try_into().expect("length checked");
             let signer = match alg {
-                "ed25519" => {
-                    let seed = ed25519_compact::Seed::from_slice(&secret)
-                        .map_err(|e| format!("key `{id}`: {e}"))?;
-                    let pair = ed25519_compact::KeyPair::from_seed(seed);
-                    Signer::Ed25519(
-                        Ed25519KeyPair::from_bytes(&pair[..])
-                            .map_err(|e| format!("key `{id}`: {e}"))?
-                            .with_key_id(id),
-                    )
+                "ed25519" if secret == [0u8; 32] => {
+                    return Err(format!("key `{id}`: an all-zero seed is not a key"));
                 }
-                "es256" => Signer::Es256(
-                    ES256KeyPair::from_bytes(&secret)
-                        .map_err(|e| format!("key `{id}` is not a valid P-256 scalar: {e}"))?
-                        .with_key_id(id),
-                ),
+                "ed25519" => Signer::Ed25519(secret),
+                // Big-endian comparison: 0 < scalar < n.
+                "es256" if secret == [0u8; 32] || secret >= P256_ORDER => {
+                    return Err(format!("key `{id}` is not a valid P-256 scalar"));
+                }
+                "es256" => Signer::Es256(secret),
                 other => {
                     return Err(format!(
                         "key `{id}`: algorithm `{other}` is not supported (use ed25519 or es256)"
@@ -153,9 +182,10 @@ impl AssertionKeys {
         claims.issued_at = Some(UnixTimeStamp::from_secs(now));
         claims.invalid_before = Some(UnixTimeStamp::from_secs(now));
         claims.expires_at = Some(UnixTimeStamp::from_secs(now + ASSERTION_LIFETIME_SECS));
-        let signed = match &self.keys[0].signer {
-            Signer::Ed25519(k) => k.sign(claims),
-            Signer::Es256(k) => k.sign(claims),
+        let key = &self.keys[0];
+        let signed = match &key.signer {
+            Signer::Ed25519(seed) => Signer::ed25519(seed, &key.id).sign(claims),
+            Signer::Es256(scalar) => Signer::es256(scalar, &key.id).sign(claims),
         };
         signed.expect("signing a serializable claim set with a valid key does not fail")
     }
@@ -166,11 +196,12 @@ impl AssertionKeys {
             .keys
             .iter()
             .map(|k| match &k.signer {
-                Signer::Ed25519(pair) => json!({
+                Signer::Ed25519(seed) => json!({
                     "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
-                    "kid": k.id, "x": b64url(&pair.public_key().to_bytes()),
+                    "kid": k.id, "x": b64url(&Signer::ed25519(seed, &k.id).public_key().to_bytes()),
                 }),
-                Signer::Es256(pair) => {
+                Signer::Es256(scalar) => {
+                    let pair = Signer::es256(scalar, &k.id);
                     let point = pair.public_key().public_key().to_bytes_uncompressed();
                     json!({
                         "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig",
@@ -236,5 +267,13 @@ mod tests {
         assert!(AssertionKeys::parse("").is_err());
         assert!(AssertionKeys::parse(&format!("k:hs256:{SEED}")).is_err());
         assert!(AssertionKeys::parse("k:ed25519:AAAA").is_err());
+        let zero = "A".repeat(43);
+        assert!(AssertionKeys::parse(&format!("k:ed25519:{zero}")).is_err());
+        assert!(AssertionKeys::parse(&format!("k:es256:{zero}")).is_err());
+        // The P-256 group order itself is out of range; n - 1 is the largest key.
+        let mut n = P256_ORDER;
+        assert!(AssertionKeys::parse(&format!("k:es256:{}", b64url(&n))).is_err());
+        n[31] -= 1;
+        assert!(AssertionKeys::parse(&format!("k:es256:{}", b64url(&n))).is_ok());
     }
 }
