@@ -94,10 +94,7 @@ pub async fn handle(
     match authorized(parts) {
         None => return edgeauth_core::endpoints::not_found(parts),
         Some(false) => {
-            eprintln!(
-                "edgeauth-audit: {}",
-                json!({"event": "admin-denied", "path": parts.uri.path()})
-            );
+            chain::audit(json!({"event": "admin-denied", "path": parts.uri.path()}));
             return problem(StatusCode::UNAUTHORIZED, "a valid admin token is required");
         }
         Some(true) => {}
@@ -141,9 +138,8 @@ async fn put(tenant: &str, rule: &str, req: IncomingRequest) -> Response {
     let verified = match artifact::verify(&bytes, rule, &keys) {
         Ok(v) => v,
         Err(e) => {
-            eprintln!(
-                "edgeauth-audit: {}",
-                json!({"event": "artifact-refused", "tenant": tenant, "rule": rule, "detail": e.to_string()})
+            chain::audit(
+                json!({"event": "artifact-refused", "tenant": tenant, "rule": rule, "detail": e.to_string()}),
             );
             return problem(StatusCode::BAD_REQUEST, format!("artifact refused: {e}"));
         }
@@ -167,9 +163,8 @@ async fn put(tenant: &str, rule: &str, req: IncomingRequest) -> Response {
     if kv.set(&config::artifact_key(tenant, rule), &bytes).is_err() {
         return pages::storage_unavailable();
     }
-    eprintln!(
-        "edgeauth-audit: {}",
-        json!({"event": "artifact-stored", "tenant": tenant, "rule": rule, "code_sha256": header.code_sha256, "kid": header.kid})
+    chain::audit(
+        json!({"event": "artifact-stored", "tenant": tenant, "rule": rule, "code_sha256": header.code_sha256, "kid": header.kid}),
     );
     reply(
         StatusCode::CREATED,
@@ -186,10 +181,7 @@ fn delete(tenant: &str, rule: &str) -> Response {
         Err(r) => return r,
     };
     let _ = kv.delete(&config::artifact_key(tenant, rule));
-    eprintln!(
-        "edgeauth-audit: {}",
-        json!({"event": "artifact-deleted", "tenant": tenant, "rule": rule})
-    );
+    chain::audit(json!({"event": "artifact-deleted", "tenant": tenant, "rule": rule}));
     reply(
         StatusCode::OK,
         json!({"tenant": tenant, "rule": rule, "deleted": true}),

@@ -110,8 +110,17 @@ fn hash(text: &str) -> String {
     b64url(&Sha256::digest(text.as_bytes()))
 }
 
-fn audit(fields: Value) {
-    eprintln!("edgeauth-audit: {fields}");
+/// One log line in a single write, so lines of concurrent requests never
+/// interleave in the platform's log.
+pub(super) fn log_line(line: String) {
+    use std::io::Write as _;
+    let mut line = line;
+    line.push('\n');
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+pub(super) fn audit(fields: Value) {
+    log_line(format!("edgeauth-audit: {fields}"));
 }
 
 fn random_id() -> String {
@@ -348,10 +357,10 @@ impl Io for GatewayIo {
     }
 
     fn log(&mut self, tenant: &str, rule: &str, level: LogLevel, message: &str) {
-        eprintln!(
+        log_line(format!(
             "edgeauth: rule log [{tenant}/{rule}] {}: {message}",
             level.as_str()
-        );
+        ));
     }
 
     fn http(&mut self, request: &HttpRequest) -> Result<HttpResponse, HttpError> {
@@ -499,12 +508,12 @@ fn apply(
     for c in commands {
         match c {
             Command::Log { level, message } => {
-                eprintln!(
+                log_line(format!(
                     "edgeauth: rule log [{}/{}] {}: {message}",
                     event.tenant_id,
                     rule.name,
                     level.as_str()
-                );
+                ));
             }
             Command::SetClaim { name, value } => {
                 progress.claims.insert(name, value);
