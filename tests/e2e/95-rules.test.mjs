@@ -88,7 +88,7 @@ async function lastAssertion(gw, p) {
   return { headers: last.headers, claims: (await verifyAssertion(gw, stack.origin.url, last.headers['x-edgeauth-assertion'])).payload };
 }
 
-let gwExamples; let gwHostile; let gwStore; let gwSlow;
+let gwExamples; let gwHostile; let gwStore; let gwSlow; let gwFiles;
 
 before(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-rules-'));
@@ -100,7 +100,7 @@ before(async () => {
   await build('crm_lead', 'crm-lead');
   for (const mode of ['loop', 'alloc', 'trap', 'huge', 'forbidden', 'error', 'bad-claim', 'reauth']) await build('hostile', `h-${mode}`);
 
-  stack = await startStack({ gateways: 5 });
+  stack = await startStack({ gateways: 6 });
   const o = stack.origin.url;
   gwExamples = await stack.startGateway({
     vars: ruleVars([
@@ -136,6 +136,17 @@ before(async () => {
   });
   gwSlow = await stack.startGateway({
     vars: ruleVars([{ name: 'crm-lead', config: { webhook: `${o}/__slow?ms=8000`, timeout_ms: 400 }, allowed_hosts: [o], secrets: ['crm_token'] }]),
+  });
+  // An app that ships its rule artifact as a file (Spin `files`), no KV upload.
+  const app = path.join(tmp, 'app');
+  fs.mkdirSync(path.join(app, 'rules'), { recursive: true });
+  fs.copyFileSync(art['email-domain'], path.join(app, 'rules', 'email-domain.rule'));
+  const manifest = fs.readFileSync(path.join(ROOT, 'spin.toml'), 'utf8')
+    .replace('key_value_stores = ["default"]', 'key_value_stores = ["default"]\nfiles = [{ source = "rules", destination = "/rules" }]');
+  fs.writeFileSync(path.join(app, 'spin.toml'), manifest);
+  gwFiles = await stack.startGateway({
+    manifest: path.join(app, 'spin.toml'),
+    vars: ruleVars([{ name: 'email-domain', source: 'file:/rules/email-domain.rule', config: { domains: ['example.com'] } }]),
   });
   for (const n of ['email-domain', 'group-roles', 'profile', 'crm-lead']) await upload(gwExamples, n);
   for (const m of ['loop', 'alloc', 'trap', 'huge', 'forbidden', 'error', 'bad-claim', 'reauth']) await upload(gwHostile, `h-${m}`);
@@ -343,6 +354,14 @@ test('artifacts: tampered in storage fails closed; unsigned, foreign-key and tam
   assert.equal(listed.chain[0].artifact.header.name, 'email-domain');
   const fixed = await loginOk(gwStore, stack.idp, new CookieJar(), '/', { rd: '/store' });
   assert.equal(new URL(fixed.callback.location).pathname, '/store');
+});
+
+test('artifacts shipped with the app (Spin files) are loaded from the mount and verified the same way', async () => {
+  const bob = await login(gwFiles, stack.idp, new CookieJar(), '/', { username: 'bob', rd: '/files' });
+  assert.equal(bob.callback.status, 403, show(bob.callback));
+  assert.match(bob.callback.body, /a verified email address is required/);
+  const alice = await loginOk(gwFiles, stack.idp, new CookieJar(), '/', { rd: '/files' });
+  assert.equal(new URL(alice.callback.location).pathname, '/files');
 });
 
 test('admin dry run reports commands and timings without side effects', async () => {

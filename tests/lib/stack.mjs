@@ -72,7 +72,8 @@ export function checkBinaries() {
  * like public_url); keys default to a fresh session key and ed25519 assertion key.
  */
 export async function startGateway({ port, originUrl, issuer, clientId = 'edgeauth', clientSecret = CLIENT_SECRET,
-  sessionKeys, assertionKeys, allowedEmailDomains = '', vars = {}, env = {}, echo = false, stateDir: givenStateDir }) {
+  sessionKeys, assertionKeys, allowedEmailDomains = '', vars = {}, env = {}, echo = false, stateDir: givenStateDir,
+  manifest = MANIFEST }) {
   checkBinaries();
   const p = port ?? await freePort('127.0.0.1');
   const publicUrl = `http://127.0.0.1:${p}`;
@@ -95,7 +96,7 @@ export async function startGateway({ port, originUrl, issuer, clientId = 'edgeau
   };
   const varEnv = Object.fromEntries(Object.entries(spinVars).map(([k, v]) => [`SPIN_VARIABLE_${k.toUpperCase()}`, v]));
   const { proc, match } = await startProcess('gateway', HOST_BIN, [
-    'up', '--manifest', MANIFEST, '--listen', `127.0.0.1:${p}`, '--component', COMPONENT, '--state-dir', stateDir,
+    'up', '--manifest', manifest, '--listen', `127.0.0.1:${p}`, '--component', COMPONENT, '--state-dir', stateDir,
   ], {
     env: { RUST_BACKTRACE: '1', ...varEnv, ...env },
     ready: /edgeauth host listening on (http:\/\/\S+)/,

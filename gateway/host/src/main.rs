@@ -119,6 +119,7 @@ struct Planned {
     allowed: AllowedHosts,
     kv_labels: Vec<String>,
     environment: Vec<(String, String)>,
+    files: Vec<manifest::FileMount>,
 }
 
 struct Plan {
@@ -184,6 +185,7 @@ fn plan(o: &Options) -> Result<Plan> {
             allowed,
             kv_labels: c.key_value_stores.clone(),
             environment: c.environment.clone().into_iter().collect(),
+            files: c.files.clone(),
         });
     }
     Ok(Plan {
@@ -237,6 +239,12 @@ fn check(o: &Options) -> Result<()> {
             list_or_none(c.allowed.display())
         );
         println!("  key_value_stores: {}", list_or_none(&c.kv_labels));
+        let files: Vec<String> = c
+            .files
+            .iter()
+            .map(|f| format!("{} -> {} (read-only)", f.source.display(), f.destination))
+            .collect();
+        println!("  files: {}", list_or_none(&files));
     }
     for w in &m.warnings {
         println!("warning: {w}");
@@ -273,6 +281,15 @@ async fn up(o: Options) -> Result<()> {
         eprintln!("edgeauth: warning: {w}");
     }
     for c in &plan.components {
+        for f in &c.files {
+            if !f.source.is_dir() {
+                bail!(
+                    "component {:?}: `files` source {} is not a directory",
+                    c.id,
+                    f.source.display()
+                );
+            }
+        }
         if !c.wasm.exists() {
             bail!(
                 "component {:?}: wasm file {} not found; {}",
@@ -349,6 +366,11 @@ async fn up(o: Options) -> Result<()> {
                 timeouts: Timeouts::default(),
             }),
             environment: c.environment,
+            files: c
+                .files
+                .into_iter()
+                .map(|f| (f.source, f.destination))
+                .collect(),
         });
         for route in c.routes {
             eprintln!("edgeauth: {} -> component {:?}", route.raw(), c.id);

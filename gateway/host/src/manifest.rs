@@ -60,6 +60,8 @@ struct RawComponent {
     environment: BTreeMap<String, String>,
     #[serde(default)]
     build: Option<RawBuild>,
+    #[serde(default)]
+    files: Vec<toml::Value>,
     #[serde(flatten)]
     other: BTreeMap<String, toml::Value>,
 }
@@ -175,6 +177,60 @@ pub struct Component {
     /// `[component.<id>.build] command`, shown when the wasm is missing.
     pub build_command: Option<String>,
     pub build_workdir: Option<String>,
+    /// `files`: directories mounted read-only (e.g. signed rule artifacts).
+    pub files: Vec<FileMount>,
+}
+
+/// A directory of the app mounted read-only into the component.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileMount {
+    /// Host directory, already joined to the manifest's directory.
+    pub source: PathBuf,
+    /// Absolute guest path.
+    pub destination: String,
+}
+
+/// Spin's `files` entries this host supports: `{ source = "dir", destination
+/// = "/path" }` and a plain relative directory `"dir"` (mounted at `/dir`).
+/// Glob patterns and single files are refused with a hint.
+fn file_mounts(id: &str, entries: &[toml::Value], dir: &Path) -> Result<Vec<FileMount>> {
+    let mut mounts = Vec::new();
+    for entry in entries {
+        let (source, destination) = match entry {
+            toml::Value::String(s) => (
+                s.clone(),
+                format!("/{}", s.trim_start_matches("./").trim_end_matches('/')),
+            ),
+            toml::Value::Table(t) => match (
+                t.get("source").and_then(toml::Value::as_str),
+                t.get("destination").and_then(toml::Value::as_str),
+            ) {
+                (Some(s), Some(d)) => (s.to_string(), d.to_string()),
+                _ => bail!("component {id:?}: a `files` table needs `source` and `destination`"),
+            },
+            other => bail!("component {id:?}: unsupported `files` entry {other}"),
+        };
+        if source.contains(['*', '?', '[']) {
+            bail!(
+                "component {id:?}: `files` pattern {source:?} is not supported by this host; mount a directory with {{ source = \"dir\", destination = \"/dir\" }}"
+            );
+        }
+        if Path::new(&source).is_absolute() || source.split('/').any(|c| c == "..") {
+            bail!(
+                "component {id:?}: `files` source {source:?} must be a relative path inside the app"
+            );
+        }
+        if !destination.starts_with('/') || destination.split('/').any(|c| c == "..") {
+            bail!(
+                "component {id:?}: `files` destination {destination:?} must be an absolute guest path"
+            );
+        }
+        mounts.push(FileMount {
+            source: dir.join(&source),
+            destination,
+        });
+    }
+    Ok(mounts)
 }
 
 #[derive(Clone, Debug)]
@@ -247,6 +303,7 @@ impl Manifest {
                     ));
                 }
             }
+            let files = file_mounts(&id, &c.files, dir)?;
             let (build_command, build_workdir) = match c.build {
                 Some(b) => (Some(command_text(&b.command)?), b.workdir),
                 None => (None, None),
@@ -261,6 +318,7 @@ impl Manifest {
                     environment: c.environment,
                     build_command,
                     build_workdir,
+                    files,
                 },
             );
         }
@@ -410,7 +468,8 @@ component = "idp"
 source = "target/wasm32-wasip2/release/edgeauth_component.wasm"
 allowed_outbound_hosts = ["{{ origin_url }}", "https://*.example.com"]
 key_value_stores = ["default"]
-files = ["x"]
+files = [{ source = "rules", destination = "/rules" }, "static"]
+ai_models = ["llama2-chat"]
 [component.gateway.variables]
 public_url = "{{ public_url }}"
 [component.gateway.build]
@@ -446,7 +505,20 @@ source = "idp.wasm"
         assert!(m.build_hint("gateway").contains("cargo build --release"));
         assert_eq!(m.default_component().unwrap(), "gateway");
         assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
-        assert!(m.warnings[0].contains("files"));
+        assert!(m.warnings[0].contains("ai_models"));
+        assert_eq!(
+            gw.files,
+            [
+                FileMount {
+                    source: "/app/rules".into(),
+                    destination: "/rules".into()
+                },
+                FileMount {
+                    source: "/app/static".into(),
+                    destination: "/static".into()
+                },
+            ]
+        );
     }
 
     #[test]
@@ -464,6 +536,14 @@ source = "idp.wasm"
             (
                 "spin_manifest_version = 2\n[component.c]\nsource = { url = \"https://x\", digest = \"d\" }",
                 "not a local file",
+            ),
+            (
+                "spin_manifest_version = 2\n[component.c]\nsource = \"c.wasm\"\nfiles = [\"static/*.html\"]",
+                "not supported by this host",
+            ),
+            (
+                "spin_manifest_version = 2\n[component.c]\nsource = \"c.wasm\"\nfiles = [{ source = \"../etc\", destination = \"/etc\" }]",
+                "relative path inside the app",
             ),
             (
                 "spin_manifest_version = 2\n[component.c]\nsource = \"c.wasm\"\n[[trigger.http]]\nroute = \"/a/:id\"\ncomponent = \"c\"",

@@ -150,6 +150,8 @@ pub struct ComponentRuntime {
     pub kv: Arc<KvStores>,
     pub outbound: Arc<OutboundPolicy>,
     pub environment: Vec<(String, String)>,
+    /// `files` mounts: (host directory, guest path), read-only.
+    pub files: Vec<(std::path::PathBuf, String)>,
 }
 
 pub struct RouteEntry {
@@ -295,6 +297,9 @@ impl Server {
         // for tools that parse the host's own output.
         wasi.stdout(tokio::io::stderr()).stderr(tokio::io::stderr());
         wasi.envs(&component.environment);
+        for (dir, guest) in &component.files {
+            wasi.preopened_dir(dir, guest, wasmtime_wasi::FsPerms::ReadOnly)?;
+        }
         let state = State {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
