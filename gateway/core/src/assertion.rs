@@ -24,11 +24,6 @@ enum Signer {
     Es256([u8; 32]),
 }
 
-/// PKCS#8 prefix of an Ed25519 private key (RFC 8410); the seed follows.
-const ED25519_PKCS8_PREFIX: [u8; 16] = [
-    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
-];
-
 /// The order of the P-256 group, big-endian.
 const P256_ORDER: [u8; 32] = [
     0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
@@ -36,16 +31,6 @@ const P256_ORDER: [u8; 32] = [
 ];
 
 impl Signer {
-    /// One scalar multiplication (the public key); no re-check of the pair.
-    fn ed25519(seed: &[u8; 32], id: &str) -> Ed25519KeyPair {
-        let mut der = [0u8; 48];
-        der[..16].copy_from_slice(&ED25519_PKCS8_PREFIX);
-        der[16..].copy_from_slice(seed);
-        Ed25519KeyPair::from_der(&der)
-            .expect("a non-zero 32-byte seed is a valid Ed25519 key")
-            .with_key_id(id)
-    }
-
     fn es256(scalar: &[u8; 32], id: &str) -> ES256KeyPair {
         ES256KeyPair::from_bytes(scalar)
             .expect("a scalar in [1, n) is a valid P-256 key")
@@ -183,11 +168,27 @@ impl AssertionKeys {
         claims.invalid_before = Some(UnixTimeStamp::from_secs(now));
         claims.expires_at = Some(UnixTimeStamp::from_secs(now + ASSERTION_LIFETIME_SECS));
         let key = &self.keys[0];
-        let signed = match &key.signer {
-            Signer::Ed25519(seed) => Signer::ed25519(seed, &key.id).sign(claims),
-            Signer::Es256(scalar) => Signer::es256(scalar, &key.id).sign(claims),
-        };
-        signed.expect("signing a serializable claim set with a valid key does not fail")
+        match &key.signer {
+            // ed25519-dalek rather than jwt-simple's ed25519-compact: its
+            // 32-bit limbs avoid u128 arithmetic, which wasm32 can only
+            // emulate (__multi3); about 40 % less CPU per signature in the
+            // component. Deterministic signatures (RFC 8032).
+            Signer::Ed25519(seed) => {
+                use ed25519_dalek::Signer as _;
+                let header = json!({ "alg": "EdDSA", "typ": "JWT", "kid": key.id });
+                let payload = serde_json::to_vec(&claims).expect("claims serialize");
+                let input = format!(
+                    "{}.{}",
+                    b64url(header.to_string().as_bytes()),
+                    b64url(&payload)
+                );
+                let signature = ed25519_dalek::SigningKey::from_bytes(seed).sign(input.as_bytes());
+                format!("{input}.{}", b64url(&signature.to_bytes()))
+            }
+            Signer::Es256(scalar) => Signer::es256(scalar, &key.id)
+                .sign(claims)
+                .expect("signing a serializable claim set with a valid key does not fail"),
+        }
     }
 
     /// The public keys as a JWKS document (RFC 7517).
@@ -198,7 +199,8 @@ impl AssertionKeys {
             .map(|k| match &k.signer {
                 Signer::Ed25519(seed) => json!({
                     "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
-                    "kid": k.id, "x": b64url(&Signer::ed25519(seed, &k.id).public_key().to_bytes()),
+                    "kid": k.id,
+                    "x": b64url(ed25519_dalek::SigningKey::from_bytes(seed).verifying_key().as_bytes()),
                 }),
                 Signer::Es256(scalar) => {
                     let pair = Signer::es256(scalar, &k.id);
