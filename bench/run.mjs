@@ -285,7 +285,7 @@ async function main() {
   const date = started.toISOString().slice(0, 10);
   lines.push(`### ${date}: ${cpu.length} cores (${cpu[0]?.model?.trim() ?? 'unknown CPU'}), ${os.type()} ${os.release()}`);
   lines.push('');
-  lines.push(`${opts.smoke ? '**Smoke run** (numbers meaningless): ' : ''}${opts.rounds} interleaved rounds × ${opts.duration} s per target and connection count, \`${wrkVersion()}\` with 1 thread, \`GET ${PATH}\` → 1 KiB from the native origin; median (min–max). Host \`${path.relative(ROOT, FILES.host)}${opts.hostArgs.length ? ` ${opts.hostArgs.join(' ')}` : ''}\`.`);
+  lines.push(`${opts.smoke ? '**Smoke run** (numbers meaningless): ' : ''}${opts.rounds} interleaved rounds × ${opts.duration} s per target and connection count, \`${wrkVersion()}\` with 1 thread, \`GET ${PATH}\` → 1 KiB from the native origin; median (min–max). Host \`${path.basename(path.dirname(FILES.host))}/${path.basename(FILES.host)}${opts.hostArgs.length ? ` ${opts.hostArgs.join(' ')}` : ''}\`.`);
   lines.push('');
   lines.push('| target | conns | req/s | p50 ms | p99 ms |');
   lines.push('|---|---:|---:|---:|---:|');

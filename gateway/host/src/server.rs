@@ -87,13 +87,7 @@ pub fn engine(limits: &Limits) -> Result<Engine> {
             .total_memories(slots * 4)
             .total_tables(slots * 4)
             .total_stacks(slots)
-            .max_memory_size(limits.memory_bytes)
-            // Every request tears its instance down: zero the pages a request
-            // typically touches and keep them mapped, rather than returning
-            // them to the kernel and faulting them back in on the next one.
-            .linear_memory_keep_resident(1 << 20)
-            .table_keep_resident(64 << 10)
-            .async_stack_keep_resident(64 << 10);
+            .max_memory_size(limits.memory_bytes);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     if std::env::var_os("EDGEAUTH_PERFMAP").is_some_and(|v| v == "1") {
