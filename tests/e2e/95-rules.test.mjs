@@ -98,7 +98,7 @@ before(async () => {
   await build('group_roles', 'group-roles');
   await build('progressive_profile', 'profile');
   await build('crm_lead', 'crm-lead');
-  for (const mode of ['loop', 'alloc', 'trap', 'huge', 'forbidden', 'error', 'bad-claim', 'reauth']) await build('hostile', `h-${mode}`);
+  for (const mode of ['loop', 'alloc', 'trap', 'huge', 'forbidden', 'error', 'bad-claim', 'reauth', 'open']) await build('hostile', `h-${mode}`);
 
   stack = await startStack({ gateways: 6 });
   const o = stack.origin.url;
@@ -121,6 +121,7 @@ before(async () => {
       mode('error'),
       mode('bad-claim'),
       mode('reauth'),
+      { name: 'h-open', config: { mode: 'trap', path: '/h/open' }, fail_open: true },
     ]),
   });
   // A store whose artifact was tampered with after upload.
@@ -149,7 +150,7 @@ before(async () => {
     vars: ruleVars([{ name: 'email-domain', source: 'file:/rules/email-domain.rule', config: { domains: ['example.com'] } }]),
   });
   for (const n of ['email-domain', 'group-roles', 'profile', 'crm-lead']) await upload(gwExamples, n);
-  for (const m of ['loop', 'alloc', 'trap', 'huge', 'forbidden', 'error', 'bad-claim', 'reauth']) await upload(gwHostile, `h-${m}`);
+  for (const m of ['loop', 'alloc', 'trap', 'huge', 'forbidden', 'error', 'bad-claim', 'reauth', 'open']) await upload(gwHostile, `h-${m}`);
   await upload(gwSlow, 'crm-lead');
 });
 
@@ -304,6 +305,12 @@ for (const [m, page, kind] of hostile) {
     await waitFor(() => audit.test(gwHostile.proc.output), { what: `audit line for h-${m}` });
   });
 }
+
+test('a fail-open rule that crashes is skipped and logged; the sign-in goes on', async () => {
+  const l = await loginOk(gwHostile, stack.idp, new CookieJar(), '/', { rd: '/h/open' });
+  assert.equal(new URL(l.callback.location).pathname, '/h/open');
+  await waitFor(() => /"kind":"trap","load_us":\d+,"outcome":"failed-open","rule":"h-open"/.test(gwHostile.proc.output), { what: 'failed-open audit line' });
+});
 
 test('require-reauth: the provider is asked for a fresh login (prompt=login, max_age=0), then the chain passes', async () => {
   const jar = new CookieJar();
