@@ -166,7 +166,9 @@ export function rawRequest(baseUrl, { method = 'GET', target = '/', headers = []
     const chunks = [];
     const timer = setTimeout(() => { sock.destroy(); reject(new Error(`raw request timed out: ${method} ${target}`)); }, timeoutMs);
     sock.on('connect', () => {
-      const lines = [`${method} ${target} HTTP/1.1`, `Host: ${u.host}`];
+      // A Host among `headers` replaces the URL's (send two to test duplicates).
+      const lines = [`${method} ${target} HTTP/1.1`];
+      if (!headers.some(([k]) => k.toLowerCase() === 'host')) lines.push(`Host: ${u.host}`);
       for (const [k, v] of headers) lines.push(`${k}: ${v}`);
       const b = body === null ? null : Buffer.from(body);
       if (b) lines.push(`Content-Length: ${b.length}`);

@@ -12,9 +12,9 @@ use spin_sdk::http::{
     Fields, IncomingRequest, IncomingResponse, Method, OutgoingRequest, OutgoingResponse,
     ResponseOutparam, Scheme,
 };
+use spin_sdk::key_value::Store;
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
 use spin_sdk::wit::wasi::http0_2_0::types::RequestOptions;
-use spin_sdk::key_value::Store;
 
 /// IdP documents and token responses are small; more is refused.
 pub const MAX_IDP_BODY: usize = provider::MAX_DOCUMENT_BYTES;
@@ -44,18 +44,27 @@ pub fn request_parts(req: &IncomingRequest) -> http::request::Parts {
     let mut builder = http::Request::builder()
         .method(method.as_str())
         .uri(path.as_str());
+    let mut has_host = false;
     for (name, value) in req.headers().entries() {
+        has_host |= name.eq_ignore_ascii_case("host");
         builder = builder.header(name, value);
+    }
+    // Tenants are selected by host; hosts that pass it only as the authority
+    // (HTTP/2) get it as `Host` too.
+    if let (false, Some(authority)) = (has_host, req.authority()) {
+        builder = builder.header(http::header::HOST, authority);
     }
     match builder.body(()) {
         Ok(r) => r.into_parts().0,
         // An unparsable request line or header: handled as a bare GET of a
         // path no route matches, so it can only reach a login redirect.
-        Err(_) => http::Request::get("/.edgeauth/invalid")
-            .body(())
-            .expect("static request is valid")
-            .into_parts()
-            .0,
+        Err(_) => {
+            http::Request::get("/.edgeauth/invalid")
+                .body(())
+                .expect("static request is valid")
+                .into_parts()
+                .0
+        }
     }
 }
 
@@ -104,9 +113,14 @@ pub fn mark_once(key: &str, now: u64) -> Result<bool, Response> {
 }
 
 fn sweep_markers(kv: &Store, key: &str, now: u64) {
-    let Some((prefix, _)) = key.split_once(':') else { return };
+    let Some((prefix, _)) = key.split_once(':') else {
+        return;
+    };
     let Ok(keys) = kv.get_keys() else { return };
-    for k in keys.iter().filter(|k| k.starts_with(prefix) && k.as_bytes().get(prefix.len()) == Some(&b':')) {
+    for k in keys
+        .iter()
+        .filter(|k| k.starts_with(prefix) && k.as_bytes().get(prefix.len()) == Some(&b':'))
+    {
         let stale = kv
             .get(k)
             .ok()
@@ -151,11 +165,16 @@ fn outgoing(request: &http::Request<Vec<u8>>) -> Option<OutgoingRequest> {
         http::Method::POST => Method::Post,
         _ => Method::Get,
     };
-    let scheme = if uri.scheme_str() == Some("https") { Scheme::Https } else { Scheme::Http };
+    let scheme = if uri.scheme_str() == Some("https") {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
     out.set_method(&method).ok()?;
     out.set_scheme(Some(&scheme)).ok()?;
     out.set_authority(Some(uri.authority()?.as_str())).ok()?;
-    out.set_path_with_query(uri.path_and_query().map(|p| p.as_str())).ok()?;
+    out.set_path_with_query(uri.path_and_query().map(|p| p.as_str()))
+        .ok()?;
     Some(out)
 }
 
@@ -188,12 +207,15 @@ pub async fn send_with_timeouts(
 }
 
 async fn send_bounded(request: http::Request<Vec<u8>>) -> Result<IncomingResponse, FetchError> {
-    let out = outgoing(&request).ok_or_else(|| FetchError::Unreachable("invalid request".into()))?;
+    let out =
+        outgoing(&request).ok_or_else(|| FetchError::Unreachable("invalid request".into()))?;
     let mut body = out.take_body();
     let send = send_with_timeouts(out, IDP_CONNECT_TIMEOUT_NS, IDP_RESPONSE_TIMEOUT_NS);
     let upload = async move {
         if !request.body().is_empty() {
-            body.send(request.into_body()).await.map_err(|e| format!("{e:?}"))?;
+            body.send(request.into_body())
+                .await
+                .map_err(|e| format!("{e:?}"))?;
         }
         drop(body);
         Ok::<(), String>(())
@@ -204,7 +226,10 @@ async fn send_bounded(request: http::Request<Vec<u8>>) -> Result<IncomingRespons
 }
 
 /// Sends `request` with time limits and reads at most `limit` bytes of the answer.
-pub async fn fetch(request: http::Request<Vec<u8>>, limit: usize) -> Result<(u16, Vec<u8>), FetchError> {
+pub async fn fetch(
+    request: http::Request<Vec<u8>>,
+    limit: usize,
+) -> Result<(u16, Vec<u8>), FetchError> {
     let resp = send_bounded(request).await?;
     let status = resp.status();
     let mut body = Vec::new();
@@ -233,10 +258,12 @@ impl ProviderState {
             .ok()
             .flatten()
             .and_then(|bytes| serde_json::from_slice::<ProviderCache>(&bytes).ok());
-        if let Some(cache) = &cached {
-            if cache.usable(settings, now) {
-                return Ok(ProviderState { cache: cache.clone() });
-            }
+        if let Some(cache) = &cached
+            && cache.usable(settings, now)
+        {
+            return Ok(ProviderState {
+                cache: cache.clone(),
+            });
         }
         let url = provider::discovery_url(settings);
         let (status, body) = fetch(provider::get(&url), MAX_IDP_BODY)
@@ -263,13 +290,18 @@ impl ProviderState {
     }
 
     /// The JWKS, from cache unless stale or `refetch` is asked for.
-    pub async fn jwks(&mut self, settings: &Settings, now: u64, refetch: bool) -> Result<Jwks, Response> {
-        if !refetch && self.cache.jwks_fresh(now) {
-            if let Some(doc) = &self.cache.jwks {
-                if let Ok(jwks) = Jwks::parse(doc.as_bytes()) {
-                    return Ok(jwks);
-                }
-            }
+    pub async fn jwks(
+        &mut self,
+        settings: &Settings,
+        now: u64,
+        refetch: bool,
+    ) -> Result<Jwks, Response> {
+        if !refetch
+            && self.cache.jwks_fresh(now)
+            && let Some(doc) = &self.cache.jwks
+            && let Ok(jwks) = Jwks::parse(doc.as_bytes())
+        {
+            return Ok(jwks);
         }
         let (status, body) = fetch(provider::get(&self.cache.metadata.jwks_uri), MAX_IDP_BODY)
             .await
@@ -280,8 +312,9 @@ impl ProviderState {
                 false,
             ));
         }
-        let jwks = Jwks::parse(&body)
-            .map_err(|e| pages::idp_unavailable(&format!("its key set (JWKS) is unusable: {e}"), false))?;
+        let jwks = Jwks::parse(&body).map_err(|e| {
+            pages::idp_unavailable(&format!("its key set (JWKS) is unusable: {e}"), false)
+        })?;
         self.cache.jwks = Some(String::from_utf8_lossy(&body).into_owned());
         self.cache.jwks_fetched_at = now;
         if let Ok(kv) = store() {

@@ -6,6 +6,7 @@ mod io;
 mod proxy;
 mod rules;
 
+use edgeauth_core::Response;
 use edgeauth_core::access::{self, Access};
 use edgeauth_core::callback;
 use edgeauth_core::endpoints;
@@ -16,7 +17,7 @@ use edgeauth_core::pages;
 use edgeauth_core::redirect::return_path_or_root;
 use edgeauth_core::routes::{self, Route, query_param};
 use edgeauth_core::settings::{Settings, VARIABLES};
-use edgeauth_core::Response;
+use edgeauth_core::tenants::{self, Unserved};
 use http::Method;
 use http::request::Parts;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
@@ -24,24 +25,35 @@ use spin_sdk::http_component;
 
 use crate::io::{Clock, ProviderState};
 
-fn load_settings() -> Result<Settings, String> {
-    Settings::from_variables(|name| {
+/// The settings of the tenant the request's host selects.
+fn load_settings(parts: &Parts) -> Result<Settings, Response> {
+    // Exactly one Host: with two, which one picks the tenant would depend on
+    // the server in front, so the request belongs to no tenant.
+    let mut hosts = parts.headers.get_all(http::header::HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (Some(h), None) => h.to_str().ok(),
+        _ => None,
+    };
+    let get = |name: &str| {
         debug_assert!(VARIABLES.iter().any(|(n, _)| *n == name));
         spin_sdk::variables::get(name).ok()
+    };
+    tenants::settings_for_host(get, host).map_err(|unserved| match unserved {
+        Unserved::Misconfigured(problem) => {
+            eprintln!("edgeauth: refusing to serve: {problem}");
+            pages::misconfigured(&problem.to_string())
+        }
+        Unserved::UnknownHost(host) => pages::unknown_host(&host, pages::wants_json(parts)),
     })
-    .map_err(|e| e.to_string())
 }
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let clock = Clock::now();
     let mut parts = io::request_parts(&req);
-    let settings = match load_settings() {
+    let settings = match load_settings(&parts) {
         Ok(s) => s,
-        Err(problem) => {
-            eprintln!("edgeauth: refusing to serve: {problem}");
-            return io::respond(out, pages::misconfigured(&problem)).await;
-        }
+        Err(r) => return io::respond(out, r).await,
     };
     if let Err(r) = rules::prepare(&settings, &mut parts) {
         return io::respond(out, r).await;
@@ -77,7 +89,13 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
 async fn start_login(settings: &Settings, parts: &Parts, now: u64) -> Response {
     let return_to = return_path_or_root(query_param(parts, "rd").as_deref(), &settings.public_url);
     match ProviderState::load(settings, now).await {
-        Ok(state) => login::start(settings, &state.cache.metadata, return_to, now, &mut io::rng),
+        Ok(state) => login::start(
+            settings,
+            &state.cache.metadata,
+            return_to,
+            now,
+            &mut io::rng,
+        ),
         Err(r) => r,
     }
 }

@@ -82,10 +82,10 @@ pub fn authorize(settings: &Settings, parts: &Parts, path: &str, now: u64) -> Ac
         Err(_) => return Access::Respond(unauthenticated(parts, rule.is_some_and(|r| r.api))),
     };
     if let Some(id) = &identity {
-        if let Err(d) = policy::check(settings, id) {
-            if !public {
-                return deny(parts, d);
-            }
+        if let Err(d) = policy::check(settings, id)
+            && !public
+        {
+            return deny(parts, d);
         }
         if let Some(Err(d)) = rule.filter(|r| !r.public).map(|r| r.check(id)) {
             return deny(parts, d);

@@ -165,10 +165,10 @@ pub fn origin_headers(
         out.insert(COOKIE, cookies);
     }
     let mut put = |name: &Option<HeaderName>, value: Option<String>| {
-        if let (Some(name), Some(value)) = (name, value) {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                out.insert(name.clone(), v);
-            }
+        if let (Some(name), Some(value)) = (name, value)
+            && let Ok(v) = HeaderValue::from_str(&value)
+        {
+            out.insert(name.clone(), v);
         }
     };
     if let Some((identity, assertion)) = identity {

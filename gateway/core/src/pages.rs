@@ -144,6 +144,17 @@ pub fn add_cookie(resp: &mut Response, set_cookie: &str) {
     }
 }
 
+/// With tenants configured, the request's host is none of theirs.
+pub fn unknown_host(host: &str, json: bool) -> Response {
+    let shown: String = host.chars().take(100).collect();
+    error(
+        StatusCode::NOT_FOUND,
+        "Unknown host",
+        &format!("This gateway serves no site at `{shown}`. Check the address you opened."),
+        json,
+    )
+}
+
 /// The gateway cannot serve because its configuration is invalid.
 pub fn misconfigured(problem: &str) -> Response {
     error(
@@ -152,32 +163,6 @@ pub fn misconfigured(problem: &str) -> Response {
         &format!("The gateway refuses to serve until its configuration is fixed: {problem}."),
         false,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_and_negotiates() {
-        let r = error(StatusCode::FORBIDDEN, "No <b>", "x\"<script>", false);
-        let body = String::from_utf8(r.body().clone()).unwrap();
-        assert!(!body.contains("<script>"));
-        assert!(body.contains("&lt;script&gt;"));
-        assert_eq!(r.headers()["cache-control"], "no-store");
-        let (parts, ()) = http::Request::get("/")
-            .header("accept", "application/json")
-            .body(())
-            .unwrap()
-            .into_parts();
-        assert!(wants_json(&parts));
-        let (parts, ()) = http::Request::get("/")
-            .header("accept", "text/html,application/json;q=0.9")
-            .body(())
-            .unwrap()
-            .into_parts();
-        assert!(!wants_json(&parts));
-    }
 }
 
 /// The identity provider could not be used; `detail` says how.
@@ -206,4 +191,30 @@ pub fn storage_unavailable() -> Response {
         "The gateway's key-value store is not available, so sign-in cannot be completed safely.",
         false,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_negotiates() {
+        let r = error(StatusCode::FORBIDDEN, "No <b>", "x\"<script>", false);
+        let body = String::from_utf8(r.body().clone()).unwrap();
+        assert!(!body.contains("<script>"));
+        assert!(body.contains("&lt;script&gt;"));
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        let (parts, ()) = http::Request::get("/")
+            .header("accept", "application/json")
+            .body(())
+            .unwrap()
+            .into_parts();
+        assert!(wants_json(&parts));
+        let (parts, ()) = http::Request::get("/")
+            .header("accept", "text/html,application/json;q=0.9")
+            .body(())
+            .unwrap()
+            .into_parts();
+        assert!(!wants_json(&parts));
+    }
 }

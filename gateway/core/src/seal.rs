@@ -54,6 +54,9 @@ struct SealKey {
 
 pub struct KeyRing {
     keys: Vec<SealKey>,
+    /// Added to the associated data: values sealed for one scope (tenant)
+    /// never open in another, though the keys are the same.
+    scope: String,
 }
 
 impl std::fmt::Debug for KeyRing {
@@ -102,7 +105,25 @@ impl KeyRing {
         if keys.len() > MAX_KEYS {
             return Err(format!("at most {MAX_KEYS} keys are accepted"));
         }
-        Ok(KeyRing { keys })
+        Ok(KeyRing {
+            keys,
+            scope: String::new(),
+        })
+    }
+
+    /// Seals and opens for `scope` only from now on.
+    pub fn bind_to(&mut self, scope: &str) {
+        self.scope = scope.to_owned();
+    }
+
+    fn aad(&self, purpose: Purpose) -> Vec<u8> {
+        let mut aad = purpose.aad().to_vec();
+        if !self.scope.is_empty() {
+            // A separator no purpose contains, so scopes cannot run into it.
+            aad.push(0);
+            aad.extend_from_slice(self.scope.as_bytes());
+        }
+        aad
     }
 
     pub fn seal(&self, purpose: Purpose, plaintext: &[u8], rng: crate::Rng<'_>) -> String {
@@ -115,7 +136,7 @@ impl KeyRing {
                 XNonce::from_slice(&nonce),
                 Payload {
                     msg: plaintext,
-                    aad: purpose.aad(),
+                    aad: &self.aad(purpose),
                 },
             )
             .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
@@ -145,7 +166,7 @@ impl KeyRing {
                 XNonce::from_slice(nonce),
                 Payload {
                     msg: ciphertext,
-                    aad: purpose.aad(),
+                    aad: &self.aad(purpose),
                 },
             )
             .map_err(|_| OpenError::Forged)

@@ -51,6 +51,8 @@ pub struct Settings {
     pub headers: IdentityHeaders,
     /// Per-route rules, first match wins.
     pub routes: Vec<crate::route_rules::RouteRule>,
+    /// The tenant these settings are for (`crate::tenants`).
+    pub tenant: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +96,7 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("header_name", Some("")),
     ("assertion_header", Some("X-Edgeauth-Assertion")),
     ("routes", Some("")),
+    ("tenants", Some("")),
 ];
 
 pub(crate) fn is_loopback(host: Option<Host<&str>>) -> bool {
@@ -297,6 +300,7 @@ impl Settings {
         let routes = crate::route_rules::parse(&var("routes")?).map_err(|p| err("routes", p))?;
 
         Ok(Settings {
+            tenant: crate::tenants::DEFAULT_TENANT.to_owned(),
             routes,
             public_url,
             secure_cookies,

@@ -386,6 +386,10 @@ fn prepare_request(
     route: &Route,
     peer: SocketAddr,
 ) -> Result<Request<Incoming>> {
+    // RFC 9112 3.2: more than one Host is a 400, never "the first one".
+    if req.headers().get_all(http::header::HOST).iter().count() > 1 {
+        bail!("more than one Host header");
+    }
     let host = match req.headers().get(http::header::HOST) {
         Some(h) => h
             .to_str()

@@ -17,7 +17,7 @@ use edgeauth_core::session::Extras;
 use edgeauth_core::settings::Settings;
 use edgeauth_rules::artifact::{self, TrustedKeys};
 use edgeauth_rules::command::Command;
-use edgeauth_rules::config::{self, DEFAULT_TENANT, RuleConfig, RulesConfig, Source, TenantRules};
+use edgeauth_rules::config::{self, RuleConfig, RulesConfig, Source, TenantRules};
 use edgeauth_rules::event::{
     Connection, ConnectionKind, Event, HttpError, HttpRequest, HttpResponse, LinkedIdentity,
     LogLevel, RequestInfo, Transaction, User,
@@ -89,8 +89,15 @@ pub fn prepare(settings: &Settings, parts: &mut Parts) -> Result<(), Response> {
         eprintln!("edgeauth: refusing to serve: {problem}");
         pages::misconfigured(&problem)
     })?;
-    if let Some(tenant) = rules.as_ref().and_then(|r| r.config.tenant(DEFAULT_TENANT)) {
-        for name in tenant.rule_headers() {
+    // Every tenant's rule headers, not only this tenant's: tenants may share
+    // an origin, and a header one tenant's rules set must never come from a client.
+    if let Some(rules) = rules.as_ref() {
+        for name in rules
+            .config
+            .tenants
+            .values()
+            .flat_map(TenantRules::rule_headers)
+        {
             parts.headers.remove(name);
             // Servers that read `_` as `-` must not see a lookalike either.
             parts.headers.remove(name.replace('-', "_").as_str());
@@ -886,7 +893,7 @@ pub async fn complete(
         }
         Err(problem) => return pages::misconfigured(&problem),
     };
-    let tenant_id = DEFAULT_TENANT;
+    let tenant_id = settings.tenant.as_str();
     let Some(tenant) = rules.config.tenant(tenant_id) else {
         return callback::complete(settings, identity, tokens, start, now, &mut io::rng);
     };
@@ -1005,6 +1012,9 @@ async fn resume(settings: &Settings, parts: &Parts, now: u64) -> Response {
     let Some(pending) = pending.filter(|p| p.expires > now) else {
         return resume_error("This sign-in was already completed or it expired.");
     };
+    if pending.tenant != settings.tenant {
+        return resume_error("This sign-in belongs to another site; sign in again.");
+    }
     let rules = match load(settings) {
         Ok(Some(r)) => r,
         Ok(None) => {
