@@ -5,8 +5,9 @@
 // the real IdP), swapped codes, concurrent logins in one browser, concurrent
 // use of one session, policy changes applying to existing sessions, logout
 // clearing the session even when the IdP is gone, and rotation of session
-// keys without logging everyone out. (Sessions are stateless with an absolute
-// lifetime and there are no refresh tokens: nothing to refresh concurrently.)
+// keys without logging everyone out. (Sessions are cookies with an absolute
+// lifetime, revoked at logout through a KV list, and there are no refresh
+// tokens: nothing to refresh concurrently.)
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';

@@ -5,8 +5,10 @@ use edgeauth_core::Response;
 use edgeauth_core::id_token::Jwks;
 use edgeauth_core::pages;
 use edgeauth_core::provider::{self, ProviderCache};
+use edgeauth_core::revocation;
 use edgeauth_core::settings::Settings;
 use futures::{SinkExt, StreamExt};
+use http::request::Parts;
 use spin_executor::CancelOnDropToken;
 use spin_sdk::http::{
     Fields, IncomingRequest, IncomingResponse, Method, OutgoingRequest, OutgoingResponse,
@@ -131,6 +133,59 @@ fn sweep_markers(kv: &Store, key: &str, now: u64) {
             let _ = kv.delete(k);
         }
     }
+}
+
+/// Treats a session that was logged out as no session at all.
+pub fn drop_revoked_session(settings: &Settings, parts: &mut Parts) -> Result<(), Response> {
+    let keys = revocation::keys_to_check(settings, &parts.headers);
+    if keys.is_empty() {
+        return Ok(());
+    }
+    // Without the store a revoked session cannot be told apart: fail closed.
+    let kv = store()?;
+    for key in keys {
+        match kv.exists(&key) {
+            Ok(false) => {}
+            Ok(true) => {
+                revocation::drop_session_cookie(settings, &mut parts.headers);
+                return Ok(());
+            }
+            Err(_) => return Err(pages::storage_unavailable()),
+        }
+    }
+    Ok(())
+}
+
+/// Puts the request's live sessions on the revocation list, and now and then
+/// sweeps out entries whose session would have expired anyway.
+pub fn revoke_sessions(settings: &Settings, parts: &Parts, now: u64) -> Result<(), Response> {
+    let entries = revocation::entries_for_logout(settings, &parts.headers, now);
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let kv = store()?;
+    for (key, expires_at) in entries {
+        kv.set(&key, expires_at.to_string().as_bytes())
+            .map_err(|_| pages::storage_unavailable())?;
+    }
+    let mut dice = [0u8; 1];
+    rng(&mut dice);
+    if dice[0] < 16
+        && let Ok(keys) = kv.get_keys()
+    {
+        let prefix = format!("{}:", revocation::PREFIX);
+        for k in keys.iter().filter(|k| k.starts_with(&prefix)) {
+            let stale = kv
+                .get(k)
+                .ok()
+                .flatten()
+                .is_none_or(|v| revocation::expired(&v, now));
+            if stale {
+                let _ = kv.delete(k);
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug)]

@@ -58,6 +58,9 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     if let Err(r) = rules::prepare(&settings, &mut parts) {
         return io::respond(out, r).await;
     }
+    if let Err(r) = io::drop_revoked_session(&settings, &mut parts) {
+        return io::respond(out, r).await;
+    }
     let response = match routes::route(&parts) {
         Route::Protected(path) => match access::authorize(&settings, &parts, &path, clock.secs) {
             Access::Forward(plan) => {
@@ -72,6 +75,9 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         Route::Login => start_login(&settings, &parts, clock.secs).await,
         Route::Callback => finish_login(&settings, &parts, clock.secs).await,
         Route::Logout if matches!(parts.method, Method::GET | Method::POST) => {
+            if let Err(r) = io::revoke_sessions(&settings, &parts, clock.secs) {
+                return io::respond(out, r).await;
+            }
             let state = ProviderState::load(&settings, clock.secs).await;
             let meta = state.as_ref().ok().map(|s| &s.cache.metadata);
             logout::start(&settings, meta, &parts, clock.secs, &mut io::rng)

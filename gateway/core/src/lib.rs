@@ -24,6 +24,7 @@ pub mod paths;
 pub mod policy;
 pub mod provider;
 pub mod redirect;
+pub mod revocation;
 pub mod route_rules;
 pub mod routes;
 pub mod seal;

@@ -1,5 +1,6 @@
-//! The session: identity and times, sealed into one cookie. Stateless, so any
-//! gateway instance can check it with no network I/O.
+//! The session: identity and times, sealed into one cookie, so any gateway
+//! instance can check it with no network I/O (logged-out sessions are refused
+//! through a local KV list: `crate::revocation`).
 
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};

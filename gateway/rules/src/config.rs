@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-/// The tenant used until the gateway resolves tenants per host.
+/// The tenant of a gateway without a `tenants` variable (edgeauth-core's `tenants`).
 pub const DEFAULT_TENANT: &str = "default";
 
 pub const DEFAULT_FUEL: u64 = 50_000_000;

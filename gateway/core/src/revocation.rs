@@ -1,0 +1,155 @@
+//! Revoked sessions: logging out puts the session's id on a list in Spin KV,
+//! and every request is checked against it, so a copy of the cookie taken
+//! before logout is refused afterwards. The list is local storage (no
+//! network on the hot path) and each entry lives only until the session
+//! would have expired anyway.
+//!
+//! A session's id is a hash of its sealed cookie value: sessions are not
+//! rolling, so the value is fixed for the session's life, and the hash keeps
+//! cookie contents out of the store.
+
+use http::HeaderMap;
+use http::header::{COOKIE, HeaderValue};
+use sha2::{Digest, Sha256};
+
+use crate::cookies::{self, Jar};
+use crate::encoding::b64url;
+use crate::seal::Purpose;
+use crate::session::Session;
+use crate::settings::Settings;
+
+/// Prefix of the KV keys of revoked sessions; the value is the expiry (unix seconds).
+pub const PREFIX: &str = "revoked-session";
+
+fn key(settings: &Settings, value: &str) -> String {
+    let digest = Sha256::digest(value.as_bytes());
+    format!("{PREFIX}:{}:{}", settings.tenant, b64url(&digest[..18]))
+}
+
+/// The keys to look up for the session cookies the request carries (at most a
+/// few; none without a session cookie, so anonymous requests cost nothing).
+pub fn keys_to_check(settings: &Settings, headers: &HeaderMap) -> Vec<String> {
+    let name = cookies::name(settings, Jar::Session);
+    cookies::values(headers, &name)
+        .unwrap_or_default()
+        .iter()
+        .filter(|v| !v.is_empty())
+        .map(|v| key(settings, v))
+        .collect()
+}
+
+/// The entries to store at logout, `(key, expires_at)`: only for cookies that
+/// open as live sessions, so junk cookies cannot fill the store.
+pub fn entries_for_logout(
+    settings: &Settings,
+    headers: &HeaderMap,
+    now: u64,
+) -> Vec<(String, u64)> {
+    let name = cookies::name(settings, Jar::Session);
+    cookies::values(headers, &name)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| {
+            let plain = settings.session_keys.open(Purpose::Session, v).ok()?;
+            let s: Session = serde_json::from_slice(&plain).ok()?;
+            (s.expires_at > now).then(|| (key(settings, v), s.expires_at))
+        })
+        .collect()
+}
+
+/// Removes the session cookie from the request, which then goes on as one
+/// without a session (login redirect, 401, or anonymous on public paths).
+pub fn drop_session_cookie(settings: &Settings, headers: &mut HeaderMap) {
+    let name = cookies::name(settings, Jar::Session);
+    let kept: Vec<String> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| {
+            !pair.is_empty() && pair.split_once('=').map_or(*pair, |(n, _)| n).trim() != name
+        })
+        .map(str::to_owned)
+        .collect();
+    headers.remove(COOKIE);
+    if let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+        && !kept.is_empty()
+    {
+        headers.insert(COOKIE, v);
+    }
+}
+
+/// Whether a stored entry (its value: the expiry) may be deleted.
+pub fn expired(value: &[u8], now: u64) -> bool {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_none_or(|exp| exp <= now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session;
+    use crate::testutil::{alice, counter_rng, settings_with};
+
+    fn with_cookie(cookie: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_str(cookie).unwrap());
+        h
+    }
+
+    #[test]
+    fn logout_entries_match_later_lookups_and_expire_with_the_session() {
+        let s = settings_with(&[]);
+        let set = Session::new(alice(), None, &s, 1000)
+            .to_cookie(&s, &mut counter_rng())
+            .unwrap();
+        let pair = set.split(';').next().unwrap();
+        let h = with_cookie(&format!("theme=dark; {pair}"));
+        let entries = entries_for_logout(&s, &h, 1000);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].1, 1000 + s.session_lifetime_secs);
+        assert_eq!(keys_to_check(&s, &h), vec![entries[0].0.clone()]);
+        // The key reveals nothing of the cookie.
+        assert!(!entries[0].0.contains(&pair[20..40]));
+        assert!(!expired(entries[0].1.to_string().as_bytes(), 1001));
+        assert!(expired(entries[0].1.to_string().as_bytes(), entries[0].1));
+        assert!(expired(b"junk", 0));
+    }
+
+    #[test]
+    fn junk_and_expired_cookies_are_not_stored() {
+        let s = settings_with(&[]);
+        let h = with_cookie("edgeauth_session=s1.AAAA; edgeauth_session=nope");
+        assert!(entries_for_logout(&s, &h, 1000).is_empty());
+        assert_eq!(keys_to_check(&s, &h).len(), 2);
+        assert!(keys_to_check(&s, &with_cookie("theme=dark")).is_empty());
+        let old = Session::new(alice(), None, &s, 1000)
+            .to_cookie(&s, &mut counter_rng())
+            .unwrap();
+        let h = with_cookie(old.split(';').next().unwrap());
+        assert!(entries_for_logout(&s, &h, 1000 + s.session_lifetime_secs).is_empty());
+    }
+
+    #[test]
+    fn dropping_the_session_cookie_keeps_the_others() {
+        let s = settings_with(&[]);
+        let set = Session::new(alice(), None, &s, 1000)
+            .to_cookie(&s, &mut counter_rng())
+            .unwrap();
+        let pair = set.split(';').next().unwrap();
+        let mut h = with_cookie(&format!("a=1; {pair}; b=2"));
+        assert!(session::read(&s, &h, 1000).is_ok());
+        drop_session_cookie(&s, &mut h);
+        assert_eq!(h[COOKIE], "a=1; b=2");
+        assert_eq!(
+            session::read(&s, &h, 1000),
+            Err(session::SessionProblem::Missing)
+        );
+        let mut only = with_cookie(pair);
+        drop_session_cookie(&s, &mut only);
+        assert!(only.get(COOKIE).is_none());
+    }
+}
