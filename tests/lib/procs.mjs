@@ -37,17 +37,29 @@ function hasSetpriv() {
   return setprivOk;
 }
 
-/** A port that was free on `host` a moment ago. */
-export function freePort(host = '127.0.0.1') {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, host, () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
+const handedOut = new Set();
+
+/**
+ * A port that was free on `host` a moment ago and that this process has not
+ * handed out before: callers often pick ports well before binding them, and
+ * the kernel would happily offer a picked-but-unbound port again.
+ */
+export async function freePort(host = '127.0.0.1') {
+  for (;;) {
+    const port = await new Promise((resolve, reject) => {
+      const s = net.createServer();
+      s.unref();
+      s.on('error', reject);
+      s.listen(0, host, () => {
+        const { port: p } = s.address();
+        s.close(() => resolve(p));
+      });
     });
-  });
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 let seq = 0;

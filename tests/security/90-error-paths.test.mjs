@@ -234,10 +234,12 @@ describe('error paths (run side by side)', { concurrency: true }, () => {
 
   // ------------------------------------------------------------ origin failures
   test('origin failures: 502 page or JSON within origin_timeout_secs (+ slack), never 2xx with identity', async () => {
-    const closed = await freePort('127.0.0.1');
+    // On an address nothing in the tests listens on, so the port cannot turn
+    // out to be another gateway's by the time it is used.
+    const closed = await freePort('127.0.0.5');
     const vars = { origin_timeout_secs: String(ORIGIN_TIMEOUT_S) };
     const gH = await stack.startGateway({ originUrl: hostile.url, vars });
-    const gC = await stack.startGateway({ originUrl: `http://127.0.0.1:${closed}`, vars });
+    const gC = await stack.startGateway({ originUrl: `http://127.0.0.5:${closed}`, vars });
     const gB = await stack.startGateway({ originUrl: blackhole.url, vars });
     const sess = new Map();
     for (const g of [gH, gC, gB]) {
