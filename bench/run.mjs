@@ -328,10 +328,11 @@ async function main() {
   fs.writeFileSync(out, md);
   console.error(`bench: written to ${path.relative(ROOT, out)}`);
   if (!opts.smoke && !opts.out) {
-    const readme = path.join(ROOT, 'bench', 'README.md');
-    const text = fs.readFileSync(readme, 'utf8');
     const re = /(<!-- bench:latest -->\n)[\s\S]*?(<!-- \/bench:latest -->)/;
-    if (re.test(text)) fs.writeFileSync(readme, text.replace(re, `$1${md}$2`));
+    for (const readme of [path.join(ROOT, 'README.md'), path.join(ROOT, 'bench', 'README.md')]) {
+      const text = fs.readFileSync(readme, 'utf8');
+      if (re.test(text)) fs.writeFileSync(readme, text.replace(re, `$1${md}$2`));
+    }
   }
 }
 
