@@ -25,13 +25,23 @@ before(async () => {
   session = sessionValue(jar);
   seen.codes.push(new URL(l.callbackUrl).searchParams.get('code'));
   seen.values.push(session, l.jarBeforeCallback.get('127.0.0.1', LOGIN)?.value);
-  // the ID token the gateway holds travels only to the IdP as id_token_hint: collect it from a logout redirect
-  const out = await request(`${gw.url}/.edgeauth/logout?rd=%2F`, { jar: jar.clone() });
+  // the ID token the gateway holds travels only to the IdP as id_token_hint:
+  // collect it from a logout redirect (of a second session: logout revokes it)
+  const out = await request(`${gw.url}/.edgeauth/logout?rd=%2F`, { jar: await throwawaySession() });
   const hint = new URL(out.location).searchParams.get('id_token_hint');
   assert.ok(hint && hint.split('.').length === 3, 'logout carries id_token_hint to the IdP');
   seen.idTokens.push(hint);
 });
 after(async () => { await Promise.all(extra.map((g) => g.stop())); await stopStack(stack); });
+
+/** Another signed-in jar for alice, its secrets recorded, for tests that log out. */
+async function throwawaySession() {
+  const j = new CookieJar();
+  const l = await loginOk(gw, idp, j, '/');
+  seen.codes.push(new URL(l.callbackUrl).searchParams.get('code'));
+  seen.values.push(sessionValue(j), l.jarBeforeCallback.get('127.0.0.1', LOGIN)?.value);
+  return j;
+}
 
 const tokens = () => [...seen.idTokens, ...seen.codes, ...seen.values].filter(Boolean);
 
@@ -143,7 +153,7 @@ test('everything the gateway writes itself is no-store; nothing it writes carrie
     }
   }
   // the only Location with an ID token is the logout redirect to the IdP's end_session_endpoint
-  const out = await request(`${gw.url}/.edgeauth/logout?rd=%2F`, { jar: jar.clone() });
+  const out = await request(`${gw.url}/.edgeauth/logout?rd=%2F`, { jar: await throwawaySession() });
   assert.ok(out.location.startsWith(`${idp.issuer}/session/end`), show(out));
   f.done();
 });
