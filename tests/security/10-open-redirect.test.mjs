@@ -318,7 +318,9 @@ test('D. post-logout target: forged, foreign, re-purposed and tampered states ne
     good.replace(/-/g, '+').replace(/_/g, '/'), `${good}==`, ` ${good}`, `${good}\t`, ...flips, ...cuts, 'A'.repeat(5000), `${kid}.${'A'.repeat(4000)}`,
   ];
   const f = new Failures('post-logout states');
-  await pool(states, 8, async (st) => {
+  // A variant can come out equal to the genuine state (e.g. no `-` or `_` to
+  // swap for `+` or `/`, about one run in 25): that one rightly redirects.
+  await pool(states.filter((st) => st !== good), 8, async (st) => {
     const label = `state=${JSON.stringify(st).slice(0, 80)}`;
     const r = await request(`${gw.url}/.edgeauth/logged-out?state=${encodeURIComponent(st)}`);
     f.check(r.status === 200 || r.status === 302 || (r.status >= 400 && r.status < 500), `${label}: ${r.status}`);
