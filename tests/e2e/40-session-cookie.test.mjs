@@ -70,6 +70,28 @@ test('the genuine cookie gives access', async () => {
   await assertSession(gw, value, 'genuine');
 });
 
+test("a session's signed assertion is reused across its requests, not across sessions", async () => {
+  const seen = async (g, cookie, p) => {
+    const r = await request(`${g.url}${p}`, { jar: jarWithSession(cookie) });
+    assert.equal(r.status, 200, show(r));
+    return (await originSaw(origin, p)).at(-1).headers['x-edgeauth-assertion'];
+  };
+  const first = await seen(gw, value, '/reuse/1');
+  // A new signature a second later would differ (iat), so equal means reused.
+  await new Promise((r) => setTimeout(r, 1100));
+  const second = await seen(gw, value, '/reuse/2');
+  assert.equal(second, first, 'the cached assertion is reused');
+  const { payload } = await verifyAssertion(gw, origin.url, second);
+  assert.ok(payload.exp - Math.floor(Date.now() / 1000) >= 29, `reused with ${payload.exp} too close to now`);
+  // Another session of the same person: its own assertion, whatever the cache holds.
+  const jar = new CookieJar();
+  await loginOk(gw, idp, jar, '/');
+  const other = sessionValue(jar);
+  assert.notEqual(other, value);
+  const mine = await seen(gw, other, '/reuse/3');
+  assert.equal((await verifyAssertion(gw, origin.url, mine)).payload.sub, 'alice');
+});
+
 test('tampered and truncated cookies are treated as no session', async () => {
   await origin.reset();
   for (const [label, v] of Object.entries(variants(value))) {

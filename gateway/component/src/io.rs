@@ -5,8 +5,8 @@ use edgeauth_core::Response;
 use edgeauth_core::id_token::Jwks;
 use edgeauth_core::pages;
 use edgeauth_core::provider::{self, ProviderCache};
-use edgeauth_core::revocation;
 use edgeauth_core::settings::Settings;
+use edgeauth_core::{assertion_cache, revocation};
 use futures::{SinkExt, StreamExt};
 use http::request::Parts;
 use spin_executor::CancelOnDropToken;
@@ -135,25 +135,83 @@ fn sweep_markers(kv: &Store, key: &str, now: u64) {
     }
 }
 
-/// Treats a session that was logged out as no session at all.
-pub fn drop_revoked_session(settings: &Settings, parts: &mut Parts) -> Result<(), Response> {
-    let keys = revocation::keys_to_check(settings, &parts.headers);
-    if keys.is_empty() {
-        return Ok(());
-    }
-    // Without the store a revoked session cannot be told apart: fail closed.
-    let kv = store()?;
-    for key in keys {
-        match kv.exists(&key) {
-            Ok(false) => {}
-            Ok(true) => {
-                revocation::drop_session_cookie(settings, &mut parts.headers);
-                return Ok(());
+/// The store as the request's session cookie needs it: a logged-out session
+/// is dropped from the request (it goes on as one without a session), and the
+/// session's cached assertion comes along (`assertion_cache`).
+pub struct SessionKv {
+    store: Option<Store>,
+    cache_key: Option<String>,
+    pub cached_assertion: Option<Vec<u8>>,
+}
+
+impl SessionKv {
+    pub fn load(
+        settings: &Settings,
+        parts: &mut Parts,
+        want_assertion: bool,
+    ) -> Result<SessionKv, Response> {
+        let keys = revocation::keys_to_check(settings, &parts.headers);
+        let mut kv = SessionKv {
+            store: None,
+            cache_key: None,
+            cached_assertion: None,
+        };
+        if keys.is_empty() {
+            return Ok(kv);
+        }
+        // Without the store a revoked session cannot be told apart: fail closed.
+        let store = store()?;
+        for key in keys {
+            match store.exists(&key) {
+                Ok(false) => {}
+                Ok(true) => {
+                    revocation::drop_session_cookie(settings, &mut parts.headers);
+                    return Ok(kv);
+                }
+                Err(_) => return Err(pages::storage_unavailable()),
             }
-            Err(_) => return Err(pages::storage_unavailable()),
+        }
+        if want_assertion {
+            kv.cache_key = assertion_cache::key(settings, &parts.headers);
+            kv.cached_assertion = kv
+                .cache_key
+                .as_ref()
+                .and_then(|k| store.get(k).ok().flatten());
+        }
+        kv.store = Some(store);
+        Ok(kv)
+    }
+
+    /// Keeps a freshly signed assertion for the session's next requests, and
+    /// now and then sweeps out expired ones. Best effort: a failed write only
+    /// means the next request signs again.
+    pub fn remember(&self, jwt: &str, now: u64) {
+        let (Some(store), Some(key)) = (&self.store, &self.cache_key) else {
+            return;
+        };
+        let _ = store.set(key, &assertion_cache::encode(jwt, now));
+        let mut dice = [0u8; 1];
+        rng(&mut dice);
+        if dice[0] < 4 {
+            sweep(
+                store,
+                assertion_cache::PREFIX,
+                now,
+                assertion_cache::expired,
+            );
         }
     }
-    Ok(())
+}
+
+/// Deletes the entries under `prefix` whose value `stale` says are over.
+fn sweep(store: &Store, prefix: &str, now: u64, stale: fn(&[u8], u64) -> bool) {
+    let Ok(keys) = store.get_keys() else { return };
+    let prefix = format!("{prefix}:");
+    for k in keys.iter().filter(|k| k.starts_with(&prefix)) {
+        if store.get(k).ok().flatten().is_none_or(|v| stale(&v, now)) {
+            let _ = store.delete(k);
+        }
+    }
 }
 
 /// Puts the request's live sessions on the revocation list, and now and then
@@ -170,20 +228,8 @@ pub fn revoke_sessions(settings: &Settings, parts: &Parts, now: u64) -> Result<(
     }
     let mut dice = [0u8; 1];
     rng(&mut dice);
-    if dice[0] < 16
-        && let Ok(keys) = kv.get_keys()
-    {
-        let prefix = format!("{}:", revocation::PREFIX);
-        for k in keys.iter().filter(|k| k.starts_with(&prefix)) {
-            let stale = kv
-                .get(k)
-                .ok()
-                .flatten()
-                .is_none_or(|v| revocation::expired(&v, now));
-            if stale {
-                let _ = kv.delete(k);
-            }
-        }
+    if dice[0] < 16 {
+        sweep(&kv, revocation::PREFIX, now, revocation::expired);
     }
     Ok(())
 }

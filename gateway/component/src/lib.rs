@@ -58,16 +58,25 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     if let Err(r) = rules::prepare(&settings, &mut parts) {
         return io::respond(out, r).await;
     }
-    if let Err(r) = io::drop_revoked_session(&settings, &mut parts) {
-        return io::respond(out, r).await;
-    }
-    let response = match routes::route(&parts) {
-        Route::Protected(path) => match access::authorize(&settings, &parts, &path, clock.secs) {
-            Access::Forward(plan) => {
-                return proxy::forward(&settings, req, &parts, *plan, out).await;
+    let route = routes::route(&parts);
+    let kv = match io::SessionKv::load(&settings, &mut parts, matches!(route, Route::Protected(_)))
+    {
+        Ok(kv) => kv,
+        Err(r) => return io::respond(out, r).await,
+    };
+    let response = match route {
+        Route::Protected(path) => {
+            let cached = kv.cached_assertion.as_deref();
+            match access::authorize_with_cache(&settings, &parts, &path, clock.secs, cached) {
+                Access::Forward(plan) => {
+                    if let Some(jwt) = &plan.fresh_assertion {
+                        kv.remember(jwt, clock.secs);
+                    }
+                    return proxy::forward(&settings, req, &parts, *plan, out).await;
+                }
+                Access::Respond(r) => r,
             }
-            Access::Respond(r) => r,
-        },
+        }
         Route::BadPath(e) => access::bad_path(&parts, e),
         Route::Health => endpoints::health(),
         Route::Jwks => endpoints::jwks(&settings),

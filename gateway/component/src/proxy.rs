@@ -7,8 +7,7 @@ use edgeauth_core::pages;
 use edgeauth_core::settings::Settings;
 use http::request::Parts;
 use spin_sdk::http::{
-    Fields, IncomingRequest, Method, OutgoingRequest, OutgoingResponse,
-    ResponseOutparam, Scheme,
+    Fields, IncomingRequest, Method, OutgoingRequest, OutgoingResponse, ResponseOutparam, Scheme,
 };
 
 use crate::io::{pipe, respond, send_with_timeouts};
@@ -46,7 +45,12 @@ pub async fn forward(
     let Ok(headers) = Fields::from_list(&entries) else {
         return respond(
             out,
-            pages::error(http::StatusCode::BAD_REQUEST, "Bad request", "A request header cannot be forwarded.", json),
+            pages::error(
+                http::StatusCode::BAD_REQUEST,
+                "Bad request",
+                "A request header cannot be forwarded.",
+                json,
+            ),
         )
         .await;
     };
@@ -66,7 +70,12 @@ pub async fn forward(
     if !set {
         return respond(
             out,
-            pages::error(http::StatusCode::BAD_REQUEST, "Bad request", "The request cannot be forwarded.", json),
+            pages::error(
+                http::StatusCode::BAD_REQUEST,
+                "Bad request",
+                "The request cannot be forwarded.",
+                json,
+            ),
         )
         .await;
     }
@@ -97,7 +106,8 @@ pub async fn forward(
         .into_iter()
         .filter(|(name, value)| keep_response_header(name, value))
         .collect();
-    let outgoing_response = OutgoingResponse::new(Fields::from_list(&kept).unwrap_or_else(|_| Fields::new()));
+    let outgoing_response =
+        OutgoingResponse::new(Fields::from_list(&kept).unwrap_or_else(|_| Fields::new()));
     let _ = outgoing_response.set_status_code(response.status());
     let response_body = outgoing_response.take_body();
     out.set(outgoing_response);

@@ -20,6 +20,9 @@ pub struct Forward {
     pub headers: HeaderMap,
     /// `None` on a public path without a session.
     pub identity: Option<Identity>,
+    /// An assertion signed for this request, to cache (`crate::assertion_cache`);
+    /// `None` when a cached one was used or there is no identity.
+    pub fresh_assertion: Option<String>,
 }
 
 #[derive(Debug)]
@@ -74,6 +77,18 @@ fn deny(parts: &Parts, denial: crate::policy::Denial) -> Access {
 
 /// Decides a request for a non-reserved, already normalized `path`.
 pub fn authorize(settings: &Settings, parts: &Parts, path: &str, now: u64) -> Access {
+    authorize_with_cache(settings, parts, path, now, None)
+}
+
+/// [`authorize`], reusing `cached`, the request's entry of the assertion
+/// cache, when it is still good.
+pub fn authorize_with_cache(
+    settings: &Settings,
+    parts: &Parts,
+    path: &str,
+    now: u64,
+    cached: Option<&[u8]>,
+) -> Access {
     let rule = route_rules::find(&settings.routes, path, &parts.method);
     let public = rule.is_some_and(|r| r.public);
     let (identity, extras) = match session::read(settings, &parts.headers, now) {
@@ -103,14 +118,21 @@ pub fn authorize(settings: &Settings, parts: &Parts, path: &str, now: u64) -> Ac
             pages::wants_json(parts),
         ));
     };
-    let assertion = identity.as_ref().map(|id| {
-        settings.assertion_keys.sign_with_claims(
-            id,
-            &extras.claims,
-            &settings.public_origin(),
-            &settings.assertion_audience,
-            now,
-        )
+    let reused = cached.and_then(|c| crate::assertion_cache::reusable(c, now));
+    let mut fresh_assertion = None;
+    let assertion = identity.as_ref().map(|id| match reused {
+        Some(jwt) => jwt.to_owned(),
+        None => {
+            let jwt = settings.assertion_keys.sign_with_claims(
+                id,
+                &extras.claims,
+                &settings.public_origin(),
+                &settings.assertion_audience,
+                now,
+            );
+            fresh_assertion = Some(jwt.clone());
+            jwt
+        }
     });
     let client_addr = parts
         .headers
@@ -129,6 +151,7 @@ pub fn authorize(settings: &Settings, parts: &Parts, path: &str, now: u64) -> Ac
         uri,
         headers,
         identity,
+        fresh_assertion,
     }))
 }
 
@@ -215,6 +238,44 @@ mod tests {
         assert_eq!(f.headers["x-auth-request-user"], "u1");
         assert!(f.headers.get(COOKIE).is_none());
         assert!(f.headers["x-edgeauth-assertion"].len() > 50);
+    }
+
+    #[test]
+    fn a_cached_assertion_is_reused_only_while_it_has_time_left() {
+        let s = settings_with(&[]);
+        let c = cookie_for(&s, "alice@example.com", true);
+        let parts = req("GET", "/x", &[(COOKIE.as_str(), &c)]);
+        let Access::Forward(first) = authorize_with_cache(&s, &parts, "/x", 1001, None) else {
+            panic!()
+        };
+        let jwt = first
+            .fresh_assertion
+            .clone()
+            .expect("signed and offered for caching");
+        assert_eq!(first.headers["x-edgeauth-assertion"], jwt.as_str());
+        let entry = crate::assertion_cache::encode(&jwt, 1001);
+        let Access::Forward(again) = authorize_with_cache(&s, &parts, "/x", 1031, Some(&entry))
+        else {
+            panic!()
+        };
+        assert_eq!(again.fresh_assertion, None);
+        assert_eq!(again.headers["x-edgeauth-assertion"], jwt.as_str());
+        let Access::Forward(later) = authorize_with_cache(&s, &parts, "/x", 1032, Some(&entry))
+        else {
+            panic!()
+        };
+        assert_ne!(later.headers["x-edgeauth-assertion"], jwt.as_str());
+        assert!(later.fresh_assertion.is_some());
+        // Never for a request whose session does not hold.
+        let bad = req(
+            "GET",
+            "/x",
+            &[(COOKIE.as_str(), "edgeauth_session=s1.AAAA")],
+        );
+        assert!(matches!(
+            authorize_with_cache(&s, &bad, "/x", 1031, Some(&entry)),
+            Access::Respond(_)
+        ));
     }
 
     #[test]

@@ -191,6 +191,11 @@ impl AssertionKeys {
         }
     }
 
+    /// Id of the key that signs (the first).
+    pub fn signing_kid(&self) -> &str {
+        &self.keys[0].id
+    }
+
     /// The public keys as a JWKS document (RFC 7517).
     pub fn jwks_json(&self) -> String {
         let keys: Vec<serde_json::Value> = self

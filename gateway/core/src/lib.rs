@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod assertion;
+pub mod assertion_cache;
 pub mod callback;
 pub mod cookies;
 pub mod encoding;

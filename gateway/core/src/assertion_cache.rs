@@ -1,0 +1,145 @@
+//! Signed assertions reused across a session's requests.
+//!
+//! Signing is most of the hot path's CPU in the component (an Ed25519
+//! signature is two base-point multiplications in wasm32, and each request
+//! runs in a fresh instance, so nothing can stay in memory). The assertion
+//! of a session is the same on every request for its lifetime, so it is kept
+//! in Spin KV, a local store, and reused while at least half of its lifetime
+//! is left; the origin always gets one valid for 30 s or more.
+//!
+//! The key hashes everything the assertion depends on: the session cookie
+//! (identity and the claims rules added), the signing key id, issuer and
+//! audience; any change of them is a new key, so a stale assertion is never
+//! served.
+
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+use crate::assertion::ASSERTION_LIFETIME_SECS;
+use crate::cookies::{self, Jar};
+use crate::encoding::b64url;
+use crate::settings::Settings;
+
+/// Prefix of the KV keys; the value is `<expiry> <jwt>`.
+pub const PREFIX: &str = "assertion";
+/// A cached assertion is reused only while this much of it is left.
+pub const MIN_REMAINING_SECS: u64 = ASSERTION_LIFETIME_SECS / 2;
+
+/// The cache key for the request's session cookie(s); `None` without one.
+pub fn key(settings: &Settings, headers: &HeaderMap) -> Option<String> {
+    let name = cookies::name(settings, Jar::Session);
+    let values = cookies::values(headers, &name)?;
+    if values.is_empty() {
+        return None;
+    }
+    let mut h = Sha256::new();
+    for part in [
+        settings.assertion_keys.signing_kid(),
+        &settings.public_origin(),
+        &settings.assertion_audience,
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    for v in &values {
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    Some(format!(
+        "{PREFIX}:{}:{}",
+        settings.tenant,
+        b64url(&h.finalize()[..18])
+    ))
+}
+
+/// The KV value for an assertion signed at `now`.
+pub fn encode(jwt: &str, now: u64) -> Vec<u8> {
+    format!("{} {jwt}", now + ASSERTION_LIFETIME_SECS).into_bytes()
+}
+
+/// The cached assertion if it has enough lifetime left.
+pub fn reusable(value: &[u8], now: u64) -> Option<&str> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (exp, jwt) = text.split_once(' ')?;
+    let exp: u64 = exp.parse().ok()?;
+    // An expiry further out than a fresh assertion's is not ours: ignore it.
+    (exp >= now + MIN_REMAINING_SECS && exp <= now + ASSERTION_LIFETIME_SECS && !jwt.is_empty())
+        .then_some(jwt)
+}
+
+/// Whether a stored entry may be swept.
+pub fn expired(value: &[u8], now: u64) -> bool {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|t| t.split_once(' '))
+        .and_then(|(exp, _)| exp.parse::<u64>().ok())
+        .is_none_or(|exp| exp <= now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header::{COOKIE, HeaderValue};
+
+    use crate::testutil::settings_with;
+
+    fn cookie(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn key_changes_with_whatever_the_assertion_depends_on() {
+        let s = settings_with(&[]);
+        let a = key(&s, &cookie("edgeauth_session=s1.AAAA; x=1")).unwrap();
+        assert_eq!(
+            Some(a.clone()),
+            key(&s, &cookie("x=2; edgeauth_session=s1.AAAA"))
+        );
+        assert!(a.starts_with("assertion:default:"));
+        assert!(!a.contains("AAAA"));
+        assert_ne!(
+            Some(a.clone()),
+            key(&s, &cookie("edgeauth_session=s1.AAAB"))
+        );
+        let other_aud = settings_with(&[("assertion_audience", "https://app.example")]);
+        assert_ne!(
+            Some(a.clone()),
+            key(&other_aud, &cookie("edgeauth_session=s1.AAAA"))
+        );
+        let new_key = settings_with(&[(
+            "assertion_keys",
+            &format!(
+                "a2:ed25519:{},a1:ed25519:{}",
+                crate::testutil::SEED,
+                crate::testutil::SEED
+            ),
+        )]);
+        assert_ne!(
+            Some(a.clone()),
+            key(&new_key, &cookie("edgeauth_session=s1.AAAA"))
+        );
+        let other_iss = settings_with(&[("public_url", "http://localhost:3000")]);
+        assert_ne!(
+            Some(a),
+            key(&other_iss, &cookie("edgeauth_session=s1.AAAA"))
+        );
+        assert_eq!(key(&s, &cookie("x=1")), None);
+    }
+
+    #[test]
+    fn reused_only_with_half_its_lifetime_left() {
+        let v = encode("h.p.s", 1000);
+        assert_eq!(reusable(&v, 1000), Some("h.p.s"));
+        assert_eq!(reusable(&v, 1000 + MIN_REMAINING_SECS), Some("h.p.s"));
+        assert_eq!(reusable(&v, 1001 + MIN_REMAINING_SECS), None);
+        assert_eq!(reusable(&v, 990), None, "expiry beyond a fresh lifetime");
+        for junk in [&b"nope"[..], b"12 ", b"x h.p.s", b"\xff"] {
+            assert_eq!(reusable(junk, 1000), None);
+            assert!(expired(junk, 1000));
+        }
+        assert!(!expired(&v, 1059));
+        assert!(expired(&v, 1060));
+    }
+}
