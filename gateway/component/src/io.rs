@@ -108,31 +108,21 @@ pub fn mark_once(key: &str, now: u64) -> Result<bool, Response> {
     // login rate instead of growing forever.
     let mut dice = [0u8; 1];
     rng(&mut dice);
-    if dice[0] < 16 {
-        sweep_markers(&kv, key, now);
+    if dice[0] < 16
+        && let Some((prefix, _)) = key.split_once(':')
+    {
+        sweep(&kv, prefix, now, marker_stale);
     }
     Ok(true)
 }
 
-fn sweep_markers(kv: &Store, key: &str, now: u64) {
-    let Some((prefix, _)) = key.split_once(':') else {
-        return;
-    };
-    let Ok(keys) = kv.get_keys() else { return };
-    for k in keys
-        .iter()
-        .filter(|k| k.starts_with(prefix) && k.as_bytes().get(prefix.len()) == Some(&b':'))
-    {
-        let stale = kv
-            .get(k)
-            .ok()
-            .flatten()
-            .and_then(|v| String::from_utf8(v).ok()?.parse::<u64>().ok())
-            .is_none_or(|at| now.saturating_sub(at) > edgeauth_core::login::LOGIN_TTL_SECS);
-        if stale {
-            let _ = kv.delete(k);
-        }
-    }
+/// A replay marker's value is when it was set; it is over once no login could
+/// still use it.
+fn marker_stale(value: &[u8], now: u64) -> bool {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_none_or(|at| now.saturating_sub(at) > edgeauth_core::login::LOGIN_TTL_SECS)
 }
 
 /// The store as the request's session cookie needs it: a logged-out session

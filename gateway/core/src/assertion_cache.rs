@@ -79,15 +79,7 @@ pub fn expired(value: &[u8], now: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::header::{COOKIE, HeaderValue};
-
-    use crate::testutil::settings_with;
-
-    fn cookie(v: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(COOKIE, HeaderValue::from_str(v).unwrap());
-        h
-    }
+    use crate::testutil::{cookie_header as cookie, settings_with};
 
     #[test]
     fn key_changes_with_whatever_the_assertion_depends_on() {

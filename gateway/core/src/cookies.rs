@@ -6,7 +6,7 @@
 
 use cookie::{Cookie, SameSite};
 use http::HeaderMap;
-use http::header::COOKIE;
+use http::header::{COOKIE, HeaderValue};
 
 use crate::settings::Settings;
 
@@ -90,6 +90,26 @@ pub fn values(headers: &HeaderMap, name: &str) -> Option<Vec<String>> {
         }
     }
     Some(out)
+}
+
+/// The request's cookies as one `Cookie` value, keeping only the pairs whose
+/// name `keep` accepts; `None` when nothing is left.
+pub fn keep_pairs(headers: &HeaderMap, keep: impl Fn(&str) -> bool) -> Option<HeaderValue> {
+    let kept: Vec<&str> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| {
+            !pair.is_empty() && keep(pair.split_once('=').map_or(*pair, |(n, _)| n).trim())
+        })
+        .collect();
+    if kept.is_empty() {
+        None
+    } else {
+        HeaderValue::from_str(&kept.join("; ")).ok()
+    }
 }
 
 /// True for cookies the gateway owns, which the origin must never see.

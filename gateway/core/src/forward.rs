@@ -103,23 +103,7 @@ pub fn is_spoofable(name: &str, settings: &Settings) -> bool {
 
 /// `Cookie` without the gateway's own cookies; `None` if nothing is left.
 fn origin_cookies(headers: &HeaderMap) -> Option<HeaderValue> {
-    let kept: Vec<&str> = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| {
-            let name = pair.split_once('=').map_or(*pair, |(n, _)| n).trim();
-            !is_gateway_cookie(name)
-        })
-        .collect();
-    if kept.is_empty() {
-        None
-    } else {
-        HeaderValue::from_str(&kept.join("; ")).ok()
-    }
+    crate::cookies::keep_pairs(headers, |name| !is_gateway_cookie(name))
 }
 
 /// The origin URI for a request path.

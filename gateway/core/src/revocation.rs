@@ -9,7 +9,7 @@
 //! cookie contents out of the store.
 
 use http::HeaderMap;
-use http::header::{COOKIE, HeaderValue};
+use http::header::COOKIE;
 use sha2::{Digest, Sha256};
 
 use crate::cookies::{self, Jar};
@@ -61,21 +61,9 @@ pub fn entries_for_logout(
 /// without a session (login redirect, 401, or anonymous on public paths).
 pub fn drop_session_cookie(settings: &Settings, headers: &mut HeaderMap) {
     let name = cookies::name(settings, Jar::Session);
-    let kept: Vec<String> = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| {
-            !pair.is_empty() && pair.split_once('=').map_or(*pair, |(n, _)| n).trim() != name
-        })
-        .map(str::to_owned)
-        .collect();
+    let kept = cookies::keep_pairs(headers, |n| n != name);
     headers.remove(COOKIE);
-    if let Ok(v) = HeaderValue::from_str(&kept.join("; "))
-        && !kept.is_empty()
-    {
+    if let Some(v) = kept {
         headers.insert(COOKIE, v);
     }
 }
@@ -92,13 +80,7 @@ pub fn expired(value: &[u8], now: u64) -> bool {
 mod tests {
     use super::*;
     use crate::session;
-    use crate::testutil::{alice, counter_rng, settings_with};
-
-    fn with_cookie(cookie: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(COOKIE, HeaderValue::from_str(cookie).unwrap());
-        h
-    }
+    use crate::testutil::{alice, cookie_header as with_cookie, counter_rng, settings_with};
 
     #[test]
     fn logout_entries_match_later_lookups_and_expire_with_the_session() {

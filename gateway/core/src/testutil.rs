@@ -40,6 +40,16 @@ pub fn test_variables() -> HashMap<String, String> {
     .collect()
 }
 
+/// Request headers with one `Cookie` header.
+pub fn cookie_header(value: &str) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    h.insert(
+        http::header::COOKIE,
+        http::HeaderValue::from_str(value).expect("test cookie is a valid header value"),
+    );
+    h
+}
+
 pub fn settings_with(overrides: &[(&str, &str)]) -> Settings {
     let mut vars = test_variables();
     for (k, v) in overrides {
