@@ -331,6 +331,29 @@ test('require-reauth: the provider is asked for a fresh login (prompt=login, max
   await waitFor(() => /"event":"login-reauth","rule":"h-reauth"/.test(gwHostile.proc.output), { what: 'audit line' });
 });
 
+test('require-reauth cannot be skipped: with prompt/max_age stripped from the authorization URL, the IdP\'s silent SSO gives no session', async () => {
+  const jar = new CookieJar();
+  const first = await login(gwHostile, stack.idp, jar, '/', { rd: '/h/reauth' });
+  assert.equal(first.callback.status, 302, show(first.callback));
+  const auth = new URL(first.callback.location);
+  assert.equal(auth.searchParams.get('prompt'), 'login');
+  // The attacker (the person themselves) edits the URL before the IdP sees it.
+  auth.searchParams.delete('prompt');
+  auth.searchParams.delete('max_age');
+  const silent = await walkIdp(jar, auth.href, { username: 'alice', password: 'alice-pw' });
+  assert.ok(silent.location, `IdP did not return: ${silent.hops.join('\n')}`);
+  assert.ok(!silent.hops.some((h) => h.includes('POST')), 'the IdP answered from its session, without a password');
+  const done = await request(silent.location, { jar });
+  assert.equal(done.status, 401, show(done));
+  assert.match(done.body, /Fresh sign-in required/);
+  const session = setCookie(done, SESSION);
+  assert.ok(!session || isClearing(session), `no session without a fresh sign-in\n${show(done)}`);
+  // And the protected path still needs a sign-in.
+  const after = await request(`${gwHostile.url}/h/reauth`, { jar });
+  assert.equal(after.status, 302, show(after));
+  assert.equal(new URL(after.location).pathname, '/.edgeauth/login');
+});
+
 test('artifacts: tampered in storage fails closed; unsigned, foreign-key and tampered uploads are refused; a good upload fixes it live', async () => {
   const l = await login(gwStore, stack.idp, new CookieJar(), '/', { rd: '/store' });
   assert.equal(l.callback.status, 500, show(l.callback));

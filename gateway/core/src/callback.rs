@@ -12,9 +12,9 @@ use sha2::{Digest, Sha256};
 
 use crate::cookies::{self, Jar};
 use crate::encoding::b64url;
-use crate::id_token::{Expectations, IdTokenError, Jwks};
+use crate::id_token::{CLOCK_SKEW_SECS, Expectations, IdTokenError, Jwks};
 use crate::identity::Identity;
-use crate::login::LoginState;
+use crate::login::{LoginState, StepUpError};
 use crate::pages;
 use crate::policy;
 use crate::provider::ProviderMetadata;
@@ -271,10 +271,40 @@ pub fn verify(
             now,
         },
     )?;
+    if let Some(step_up) = &start.login.step_up {
+        let auth_time = claims
+            .get("auth_time")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or(IdTokenError::StepUp(StepUpError::NoAuthTime))?;
+        step_up
+            .satisfied_by(auth_time, now, CLOCK_SKEW_SECS)
+            .map_err(IdTokenError::StepUp)?;
+    }
     Identity::from_claims(&claims).map_err(|_| IdTokenError::MissingClaim("sub"))
 }
 
+/// Whether this callback completes a step-up: [`verify`] has then checked the
+/// ID token's `auth_time` against it, so rules may trust `reauthenticated`.
+pub fn reauthenticated(start: &CallbackStart) -> bool {
+    start.login.step_up.is_some()
+}
+
 pub fn verification_failed(settings: &Settings, error: &IdTokenError) -> Response {
+    if let IdTokenError::StepUp(e) = error {
+        // Not the provider's fault as a rule: the authorization request may
+        // have been altered on its way (prompt/max_age stripped). No session.
+        return clear_login(
+            settings,
+            fail(
+                StatusCode::UNAUTHORIZED,
+                "Fresh sign-in required",
+                &format!(
+                    "This site asked you to sign in again at the identity provider, and {e}. \
+                     You have not been signed in."
+                ),
+            ),
+        );
+    }
     clear_login(
         settings,
         fail(
@@ -600,5 +630,85 @@ mod tests {
                 .iter()
                 .any(|c| c.to_str().unwrap().starts_with("edgeauth_session"))
         );
+    }
+
+    mod step_up {
+        use super::*;
+        use crate::login::StepUp;
+        use jwt_simple::prelude::*;
+        use serde_json::json;
+
+        const NOW: u64 = 1_800_000_000;
+
+        fn signed(auth_time: Option<serde_json::Value>, nonce: &str) -> (Jwks, String) {
+            let kp = Ed25519KeyPair::generate().with_key_id("k1");
+            let jwk = json!({"kty": "OKP", "crv": "Ed25519", "kid": "k1",
+                             "x": crate::encoding::b64url(&kp.public_key().to_bytes())});
+            let mut custom = json!({});
+            if let Some(t) = auth_time {
+                custom["auth_time"] = t;
+            }
+            let mut c = Claims::with_custom_claims(custom, Duration::from_secs(300))
+                .with_issuer("http://127.0.0.2:9400")
+                .with_audience("edgeauth")
+                .with_subject("alice")
+                .with_nonce(nonce);
+            c.issued_at = Some(UnixTimeStamp::from_secs(NOW));
+            c.expires_at = Some(UnixTimeStamp::from_secs(NOW + 300));
+            let jwks = Jwks::parse(json!({ "keys": [jwk] }).to_string().as_bytes()).unwrap();
+            (jwks, kp.sign(c).unwrap())
+        }
+
+        fn start_with(step_up: Option<StepUp>) -> CallbackStart {
+            let s = settings_with(&[]);
+            let (mut login, _) = started(&s, NOW);
+            login.step_up = step_up;
+            CallbackStart {
+                login,
+                code: "c".into(),
+            }
+        }
+
+        #[test]
+        fn a_step_up_needs_a_fresh_auth_time() {
+            let s = settings_with(&[]);
+            let asked = Some(StepUp {
+                prompt_login: true,
+                max_age: None,
+                asked_at: NOW,
+            });
+            let start = start_with(asked);
+            let verify_with = |auth_time| {
+                let (jwks, token) = signed(auth_time, &start.login.nonce);
+                verify(&s, &jwks, &start, &Tokens { id_token: token }, NOW + 5)
+            };
+            assert!(verify_with(Some(json!(NOW + 2))).is_ok());
+            assert!(reauthenticated(&start));
+            // Parameters stripped: the IdP answers from its session.
+            assert_eq!(
+                verify_with(None),
+                Err(IdTokenError::StepUp(StepUpError::NoAuthTime))
+            );
+            assert_eq!(
+                verify_with(Some(json!(NOW - 3600))),
+                Err(IdTokenError::StepUp(StepUpError::NotFresh))
+            );
+            // IdPs that send numbers as strings do not pass.
+            assert_eq!(
+                verify_with(Some(json!((NOW + 2).to_string()))),
+                Err(IdTokenError::StepUp(StepUpError::NoAuthTime))
+            );
+            let page = verification_failed(&s, &verify_with(None).unwrap_err());
+            assert_eq!(page.status(), StatusCode::UNAUTHORIZED);
+        }
+
+        #[test]
+        fn a_plain_login_does_not_need_auth_time() {
+            let s = settings_with(&[]);
+            let start = start_with(None);
+            let (jwks, token) = signed(None, &start.login.nonce);
+            assert!(verify(&s, &jwks, &start, &Tokens { id_token: token }, NOW + 5).is_ok());
+            assert!(!reauthenticated(&start));
+        }
     }
 }

@@ -12,7 +12,7 @@ use crate::provider::{ProviderError, check_document};
 
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 const MAX_KEYS: usize = 32;
-const CLOCK_SKEW_SECS: u64 = 60;
+pub const CLOCK_SKEW_SECS: u64 = 60;
 
 enum VerifyKey {
     Rs256(Box<RS256PublicKey>),
@@ -49,6 +49,8 @@ pub enum IdTokenError {
     Invalid(String),
     MissingClaim(&'static str),
     AzpMismatch,
+    /// A step-up was asked and the token does not prove it happened.
+    StepUp(crate::login::StepUpError),
 }
 
 impl std::fmt::Display for IdTokenError {
@@ -72,6 +74,7 @@ impl std::fmt::Display for IdTokenError {
             IdTokenError::AzpMismatch => {
                 write!(f, "the ID token was issued to another client (azp)")
             }
+            IdTokenError::StepUp(e) => write!(f, "a fresh sign-in was required, but {e}"),
         }
     }
 }

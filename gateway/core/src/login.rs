@@ -29,6 +29,81 @@ pub struct LoginState {
     pub return_to: String,
     #[serde(rename = "t")]
     pub started_at: u64,
+    /// Set when a tenant rule asked for a fresh authentication: the callback
+    /// reports `reauthenticated` only if the ID token proves one.
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    pub step_up: Option<StepUp>,
+}
+
+/// A fresh authentication asked of the provider (a rule's `require-reauth`).
+///
+/// Bound into the sealed login state rather than kept anywhere the browser
+/// can influence: the authorization URL's `prompt`/`max_age` can be stripped
+/// by the person before it reaches the IdP, so the only proof that the IdP
+/// re-authenticated them is the ID token's `auth_time`, checked against what
+/// was asked here (OIDC Core 3.1.2.1, 3.1.3.7 item 13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepUp {
+    /// `prompt=login`: the authentication must have happened after `asked_at`.
+    #[serde(rename = "p")]
+    pub prompt_login: bool,
+    /// `max_age`: the authentication must be at most this old at the callback.
+    #[serde(rename = "m", default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<u32>,
+    /// When the step-up was asked (the gateway's clock).
+    #[serde(rename = "a")]
+    pub asked_at: u64,
+}
+
+impl StepUp {
+    /// The `max_age` sent to the provider. Always one: with `max_age` the ID
+    /// token MUST carry `auth_time` (OIDC Core 3.1.2.1), which is what the
+    /// callback checks. `prompt=login` alone asks for "now", i.e. 0.
+    pub fn max_age_param(&self) -> u32 {
+        self.max_age.unwrap_or(0)
+    }
+
+    /// Whether an ID token's `auth_time` (seconds) satisfies this step-up at
+    /// `now`, allowing `skew` seconds between the clocks.
+    pub fn satisfied_by(&self, auth_time: u64, now: u64, skew: u64) -> Result<(), StepUpError> {
+        if auth_time > now.saturating_add(skew) {
+            return Err(StepUpError::InFuture);
+        }
+        if self.prompt_login && auth_time.saturating_add(skew) < self.asked_at {
+            return Err(StepUpError::NotFresh);
+        }
+        let max_age = u64::from(self.max_age_param());
+        if now.saturating_sub(auth_time) > max_age.saturating_add(skew) {
+            return Err(StepUpError::TooOld);
+        }
+        Ok(())
+    }
+}
+
+/// Why an ID token does not prove the fresh authentication a step-up asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepUpError {
+    /// No usable `auth_time` (missing, not a non-negative integer).
+    NoAuthTime,
+    /// The authentication happened before the step-up was asked.
+    NotFresh,
+    /// The authentication is older than the `max_age` asked for.
+    TooOld,
+    /// `auth_time` lies in the future.
+    InFuture,
+}
+
+impl std::fmt::Display for StepUpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StepUpError::NoAuthTime => {
+                "the ID token does not say when the person signed in (auth_time)"
+            }
+            StepUpError::NotFresh => "the person did not sign in again after the gateway asked",
+            StepUpError::TooOld => "the sign-in is older than the maximum age asked for",
+            StepUpError::InFuture => "the sign-in time (auth_time) lies in the future",
+        })
+    }
 }
 
 impl LoginState {
@@ -39,6 +114,7 @@ impl LoginState {
             verifier: random_token(rng, 32),
             return_to,
             started_at: now,
+            step_up: None,
         }
     }
 
@@ -66,6 +142,13 @@ pub fn authorization_url(
         .append_pair("nonce", &login.nonce)
         .append_pair("code_challenge", &login.code_challenge())
         .append_pair("code_challenge_method", "S256");
+    if let Some(step_up) = &login.step_up {
+        let mut q = url.query_pairs_mut();
+        if step_up.prompt_login {
+            q.append_pair("prompt", "login");
+        }
+        q.append_pair("max_age", &step_up.max_age_param().to_string());
+    }
     Ok(url.into())
 }
 
@@ -78,7 +161,36 @@ pub fn start(
     now: u64,
     rng: Rng<'_>,
 ) -> Response {
-    let login = LoginState::new(return_to, now, rng);
+    redirect_to_provider(settings, meta, LoginState::new(return_to, now, rng), rng)
+}
+
+/// [`start`] for a step-up a tenant rule asked for: the provider is asked for
+/// a fresh authentication, and the request is bound into the login cookie so
+/// the callback can check that the provider honoured it.
+pub fn start_step_up(
+    settings: &Settings,
+    meta: &ProviderMetadata,
+    return_to: String,
+    prompt_login: bool,
+    max_age: Option<u32>,
+    now: u64,
+    rng: Rng<'_>,
+) -> Response {
+    let mut login = LoginState::new(return_to, now, rng);
+    login.step_up = Some(StepUp {
+        prompt_login,
+        max_age,
+        asked_at: now,
+    });
+    redirect_to_provider(settings, meta, login, rng)
+}
+
+fn redirect_to_provider(
+    settings: &Settings,
+    meta: &ProviderMetadata,
+    login: LoginState,
+    rng: Rng<'_>,
+) -> Response {
     let Ok(location) = authorization_url(settings, meta, &login) else {
         return pages::error(
             http::StatusCode::BAD_GATEWAY,
@@ -147,5 +259,83 @@ mod tests {
         assert!(!a.expired(1000 + LOGIN_TTL_SECS));
         assert!(a.expired(1000 + LOGIN_TTL_SECS + 1));
         assert!(a.expired(999));
+    }
+
+    #[test]
+    fn step_up_is_asked_of_the_provider_and_sealed_into_the_cookie() {
+        let s = settings_with(&[]);
+        let mut rng = counter_rng();
+        let resp = start_step_up(&s, &meta(), "/h".into(), true, None, 5000, &mut rng);
+        let loc = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+        let q: std::collections::HashMap<_, _> = loc.query_pairs().into_owned().collect();
+        assert_eq!(q["prompt"], "login");
+        assert_eq!(q["max_age"], "0", "max_age makes auth_time mandatory");
+        let cookie = resp.headers()["set-cookie"].to_str().unwrap();
+        let value = cookie.split(';').next().unwrap().split_once('=').unwrap().1;
+        let login: LoginState =
+            serde_json::from_slice(&s.session_keys.open(Purpose::Login, value).unwrap()).unwrap();
+        assert_eq!(
+            login.step_up,
+            Some(StepUp {
+                prompt_login: true,
+                max_age: None,
+                asked_at: 5000
+            })
+        );
+
+        // Only max_age: no prompt parameter.
+        let resp = start_step_up(&s, &meta(), "/h".into(), false, Some(300), 5000, &mut rng);
+        let loc = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
+        let q: std::collections::HashMap<_, _> = loc.query_pairs().into_owned().collect();
+        assert!(!q.contains_key("prompt"));
+        assert_eq!(q["max_age"], "300");
+
+        // A plain login asks for neither, and its cookie has no step-up.
+        let resp = start(&s, &meta(), "/".into(), 5000, &mut rng);
+        let loc = resp.headers()["location"].to_str().unwrap();
+        assert!(!loc.contains("prompt=") && !loc.contains("max_age="));
+    }
+
+    #[test]
+    fn step_up_needs_an_authentication_after_it_was_asked() {
+        let asked = 10_000;
+        let fresh = StepUp {
+            prompt_login: true,
+            max_age: None,
+            asked_at: asked,
+        };
+        // Signed in after the request, callback shortly after.
+        assert_eq!(fresh.satisfied_by(asked + 5, asked + 10, 60), Ok(()));
+        // The IdP's earlier session (silent SSO): refused.
+        assert_eq!(
+            fresh.satisfied_by(asked - 3600, asked + 10, 60),
+            Err(StepUpError::NotFresh)
+        );
+        // Within clock skew of the request is accepted.
+        assert_eq!(fresh.satisfied_by(asked - 30, asked + 10, 60), Ok(()));
+        assert_eq!(
+            fresh.satisfied_by(asked + 1000, asked + 10, 60),
+            Err(StepUpError::InFuture)
+        );
+
+        let recent = StepUp {
+            prompt_login: false,
+            max_age: Some(300),
+            asked_at: asked,
+        };
+        // An SSO session younger than max_age is fine without a new prompt.
+        assert_eq!(recent.satisfied_by(asked - 200, asked + 10, 60), Ok(()));
+        assert_eq!(
+            recent.satisfied_by(asked - 1000, asked + 10, 60),
+            Err(StepUpError::TooOld)
+        );
+    }
+
+    #[test]
+    fn login_cookies_without_step_up_still_open() {
+        // A cookie sealed before the field existed deserializes without it.
+        let old = r#"{"s":"a","n":"b","v":"c","r":"/","t":1}"#;
+        let login: LoginState = serde_json::from_str(old).unwrap();
+        assert_eq!(login.step_up, None);
     }
 }

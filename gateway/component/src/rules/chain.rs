@@ -205,10 +205,6 @@ fn resume_key(nonce: &str) -> String {
     format!("rule-resume:{}", hash(nonce))
 }
 
-fn reauth_key(state: &str) -> String {
-    format!("rule-reauth:{}", hash(state))
-}
-
 // ------------------------------------------------------------------ the event
 
 fn id_token_claims(id_token: &str) -> Map<String, Value> {
@@ -771,50 +767,20 @@ impl Finish<'_> {
                     Ok(s) => s,
                     Err(r) => return r,
                 };
-                let mut resp = login::start(
-                    settings,
-                    &state.cache.metadata,
-                    self.login.return_to.clone(),
-                    self.now,
-                    &mut io::rng,
-                );
-                let Some(location) = resp
-                    .headers()
-                    .get(http::header::LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|l| url::Url::parse(l).ok())
-                else {
-                    return resp;
-                };
-                let mut location = location;
-                let new_state = location
-                    .query_pairs()
-                    .find(|(k, _)| k == "state")
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default();
-                {
-                    let mut q = location.query_pairs_mut();
-                    if prompt_login {
-                        q.append_pair("prompt", "login");
-                    }
-                    if let Some(age) = max_age {
-                        q.append_pair("max_age", &age.to_string());
-                    }
-                }
-                match store().and_then(|kv| {
-                    kv.set(&reauth_key(&new_state), rule.as_bytes())
-                        .map_err(|_| pages::storage_unavailable())
-                }) {
-                    Ok(()) => {}
-                    Err(r) => return r,
-                }
                 audit(
                     json!({"event": "login-reauth", "tenant": self.base.tenant_id, "rule": rule, "sub": self.identity.sub, "correlation_id": cid}),
                 );
-                if let Ok(v) = http::HeaderValue::from_str(location.as_str()) {
-                    resp.headers_mut().insert(http::header::LOCATION, v);
-                }
-                resp
+                // The step-up is bound into the new login cookie; the callback
+                // checks the ID token's auth_time against it.
+                login::start_step_up(
+                    settings,
+                    &state.cache.metadata,
+                    self.login.return_to.clone(),
+                    prompt_login,
+                    max_age,
+                    self.now,
+                    &mut io::rng,
+                )
             }
         }
     }
@@ -906,13 +872,9 @@ pub async fn complete(
         Err(r) => return r,
     };
     let record = load_user(&kv, tenant_id, &identity.sub);
-    let reauthenticated = match kv.get(&reauth_key(&start.login.state)) {
-        Ok(Some(_)) => {
-            let _ = kv.delete(&reauth_key(&start.login.state));
-            true
-        }
-        _ => false,
-    };
+    // `verify` checked the ID token's auth_time against the step-up bound
+    // into this login's cookie; nothing the browser sends can set this.
+    let reauthenticated = callback::reauthenticated(start);
     let who = SignIn {
         identity: &identity,
         id_token: &tokens.id_token,
