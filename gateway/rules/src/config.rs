@@ -16,6 +16,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
+// Names and origins are part of the rule contract, shared with the SDK.
+pub use edgeauth_contract::names::{header_token, reserved_header, valid_name};
+pub use edgeauth_contract::validate::origin_of;
+
 /// The tenant of a gateway without a `tenants` variable (edgeauth-core's `tenants`).
 pub const DEFAULT_TENANT: &str = "default";
 
@@ -23,7 +27,7 @@ pub const DEFAULT_FUEL: u64 = 50_000_000;
 pub const MAX_FUEL: u64 = 2_000_000_000;
 pub const DEFAULT_MEMORY: usize = 16 << 20;
 pub const MAX_MEMORY: usize = 64 << 20;
-pub const DEFAULT_OUTPUT: usize = 64 << 10;
+pub const DEFAULT_OUTPUT: usize = edgeauth_contract::DEFAULT_OUTPUT_BYTES;
 pub const MAX_OUTPUT: usize = 1 << 20;
 pub const DEFAULT_HTTP_TIMEOUT_MS: u32 = 2_000;
 pub const MAX_HTTP_TIMEOUT_MS: u32 = 10_000;
@@ -96,13 +100,6 @@ pub fn artifact_key(tenant: &str, rule: &str) -> String {
     format!("rule-artifact:{tenant}:{rule}")
 }
 
-/// Rule and tenant names: 1-64 of `a-z 0-9 - _`.
-pub fn valid_name(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -155,61 +152,6 @@ fn bounded<T: PartialOrd + Copy + std::fmt::Display>(
         ));
     }
     Ok(v)
-}
-
-/// `scheme://host[:port]` of an http(s) URL, lower-cased, default port elided.
-pub fn origin_of(raw: &str) -> Option<String> {
-    let url = url::Url::parse(raw).ok()?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return None;
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return None;
-    }
-    Some(url.origin().ascii_serialization())
-}
-
-/// Headers a rule may never set, whatever the configuration says.
-pub fn reserved_header(name: &str) -> bool {
-    const EXACT: &[&str] = &[
-        "host",
-        "cookie",
-        "set-cookie",
-        "authorization",
-        "proxy-authorization",
-        "content-length",
-        "content-type",
-        "content-encoding",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "upgrade",
-        "forwarded",
-        "x-real-ip",
-        "remote-user",
-        "x-user",
-        "x-email",
-    ];
-    const PREFIXES: &[&str] = &[
-        "x-forwarded-",
-        "x-auth-request-",
-        "x-edgeauth-",
-        "spin-",
-        "sec-",
-        "proxy-",
-        ":",
-    ];
-    let n = name.to_ascii_lowercase().replace('_', "-");
-    EXACT.contains(&n.as_str()) || PREFIXES.iter().any(|p| n.starts_with(p))
-}
-
-fn header_token(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// Parses and validates the `rules` variable. `reserved` tells whether a

@@ -3,8 +3,9 @@
 //! Sans-IO parts, usable natively and in the gateway component:
 //! - [`config`]: the tenants' rule chains and per-rule budgets (Spin variable `rules`);
 //! - [`artifact`]: signed, precompiled rule artifacts (Ed25519 under an operator key);
-//! - [`event`] and [`command`]: the plain-Rust mirror of the WIT types, and
-//!   the validation of what a rule returns;
+//! - [`event`] and [`command`]: the WIT types (defined once, in
+//!   `edgeauth-contract`, with the rule SDK) and the validation of what a rule
+//!   returns against its configuration;
 //! - [`merge`]: JSON merge patch for metadata.
 //!
 //! With the `runtime` feature, [`runtime`] runs a rule on an embedded wasmtime
@@ -21,7 +22,8 @@ pub mod runtime;
 #[cfg(all(feature = "runtime", target_family = "wasm"))]
 mod tls;
 
+pub use edgeauth_contract as contract;
 /// The WIT package every rule is built against.
-pub const WIT_PACKAGE: &str = "edgeauth:plugin@0.1.0";
+pub use edgeauth_contract::WIT_PACKAGE;
 /// The WIT text, for tools that validate components against the world.
 pub const WIT: &str = include_str!("../../../wit/plugin.wit");

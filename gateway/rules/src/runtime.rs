@@ -1,6 +1,7 @@
 //! The embedded rule runtime: wasmtime without a compiler, running
 //! precompiled rule components on the Pulley interpreter, one fresh store per
-//! call with a fuel budget, a memory cap and an output cap.
+//! call with a fuel budget, a memory cap (the total over all the component's
+//! linear memories, see the `limits` module) and an output cap.
 //!
 //! Inside the gateway component (wasm32-wasip2) this is a no_std "custom
 //! platform" wasmtime build; natively (the host's `edgeauth rule run`) the same
@@ -9,11 +10,15 @@
 use std::time::Instant;
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
+use wasmtime::{Config, Engine, Store, Trap};
 
 use crate::command::{self, Command};
 use crate::config::RuleConfig;
 use crate::event::{self as plain, Event, HttpError, LogLevel, RawCommand};
+
+mod limits;
+
+use limits::Limiter;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -109,51 +114,6 @@ pub struct Outcome {
     pub fuel_used: u64,
     pub instantiate_us: u64,
     pub call_us: u64,
-}
-
-struct Limiter {
-    memory_cap: usize,
-    exceeded: bool,
-}
-
-impl ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.memory_cap {
-            self.exceeded = true;
-            // Trap right away instead of letting the guest see a failed grow.
-            return Err(wasmtime::format_err!(
-                "memory cap of {} bytes exceeded",
-                self.memory_cap
-            ));
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
-    }
-
-    fn instances(&self) -> usize {
-        32
-    }
-
-    fn tables(&self) -> usize {
-        32
-    }
-
-    fn memories(&self) -> usize {
-        8
-    }
 }
 
 struct RuleState {
@@ -371,7 +331,7 @@ fn from_wit(c: wit::Command) -> RawCommand {
 }
 
 fn classify(err: wasmtime::Error, state: &RuleState) -> Failure {
-    if state.limiter.exceeded {
+    if state.limiter.exceeded() {
         return Failure::Memory;
     }
     match err.downcast_ref::<Trap>() {
@@ -456,10 +416,7 @@ impl Runtime {
     ) -> Result<Outcome, Failure> {
         let started = Instant::now();
         let state = RuleState {
-            limiter: Limiter {
-                memory_cap: rule.memory_bytes,
-                exceeded: false,
-            },
+            limiter: Limiter::new(rule.memory_bytes),
             io,
             tenant: event.tenant_id.clone(),
             rule: rule.name.clone(),

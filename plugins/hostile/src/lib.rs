@@ -96,6 +96,7 @@ edgeauth_plugin::rule!(on_login);
 mod tests {
     use super::*;
     use edgeauth_plugin::json;
+    use edgeauth_plugin::testing::{Failure, Grant, run};
 
     #[test]
     fn leaves_other_users_alone() {
@@ -119,5 +120,15 @@ mod tests {
         assert!(on_login(&l("error")).is_err());
         assert_eq!(on_login(&l("huge")).unwrap().0.len(), 2_000);
         assert_eq!(on_login(&l("bad-claim")).unwrap().0.len(), 1);
+        // The SDK's test helper refuses them as the gateway does.
+        let grant = Grant::new();
+        for mode in ["huge", "bad-claim"] {
+            let e = run(on_login, &l(mode), &grant).unwrap_err();
+            assert!(matches!(e, Failure::Refused(_)), "{mode}: {e}");
+        }
+        assert!(matches!(
+            run(on_login, &l("error"), &grant),
+            Err(Failure::Rule(_))
+        ));
     }
 }

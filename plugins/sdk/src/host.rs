@@ -4,12 +4,12 @@
 
 use crate::Level;
 
-pub use crate::bindings::edgeauth::plugin::host::{HttpError, HttpRequest, HttpResponse};
+pub use edgeauth_contract::http::{HttpError, HttpRequest, HttpResponse, MAX_HTTP_BODY};
 
 /// Logs a line now (also when the rule fails later).
 pub fn log(level: Level, message: &str) {
     #[cfg(target_family = "wasm")]
-    crate::bindings::edgeauth::plugin::host::log(level.into(), message);
+    crate::bindings::edgeauth::plugin::host::log(crate::wire::level(level), message);
     #[cfg(not(target_family = "wasm"))]
     crate::testing::record_log(level, message);
 }
@@ -34,7 +34,9 @@ pub fn random_bytes(len: u32) -> Vec<u8> {
 /// allow list and caps `timeout_ms`.
 pub fn fetch(request: &HttpRequest) -> Result<HttpResponse, HttpError> {
     #[cfg(target_family = "wasm")]
-    return crate::bindings::edgeauth::plugin::host::http_fetch(request);
+    return crate::wire::http_result(crate::bindings::edgeauth::plugin::host::http_fetch(
+        &crate::wire::http_request(request),
+    ));
     #[cfg(not(target_family = "wasm"))]
     return crate::testing::fetch(request);
 }

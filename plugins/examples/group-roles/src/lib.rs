@@ -51,6 +51,7 @@ edgeauth_plugin::rule!(on_login);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use edgeauth_plugin::testing::{Failure, Grant, run};
     use edgeauth_plugin::{Command, json};
 
     fn login(groups: &[&str]) -> Login {
@@ -88,6 +89,74 @@ mod tests {
                 name: "https://example.com/roles".into(),
                 value: json!(["guest"])
             }
+        );
+    }
+
+    /// The tenant's rule entry for this rule: it may set `x-roles`.
+    fn grant() -> Grant {
+        Grant::new().header("x-roles")
+    }
+
+    fn configured(config: edgeauth_plugin::serde_json::Value, groups: &[&str]) -> Login {
+        Login::from_json(json!({"config": config, "user": {"sub": "u", "groups": groups}}))
+    }
+
+    #[test]
+    fn the_gateway_accepts_its_output() {
+        let out = run(on_login, &login(&["admins"]), &grant()).unwrap();
+        assert_eq!(
+            out[1],
+            Command::SetHeader {
+                name: "x-roles".into(),
+                value: "admin".into()
+            }
+        );
+    }
+
+    #[test]
+    fn configurations_the_gateway_would_refuse_fail_the_test() {
+        let roles = json!({"admins": ["admin"]});
+        // An identity header: reserved, whatever the tenant grants.
+        let e = run(
+            on_login,
+            &configured(
+                json!({"roles": roles, "header": "X-Forwarded-User"}),
+                &["admins"],
+            ),
+            &grant(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, Failure::Refused(m) if m.contains("X-Forwarded-User")),
+            "{e}"
+        );
+        // A registered claim name instead of a namespaced one.
+        let e = run(
+            on_login,
+            &configured(json!({"roles": roles, "claim": "roles"}), &["admins"]),
+            &grant(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, Failure::Refused(m) if m.contains("claim `roles`")),
+            "{e}"
+        );
+        // Many roles: past the rule's output cap.
+        let many: Vec<String> = (0..400).map(|i| format!("group-{i}")).collect();
+        let groups: Vec<&str> = many.iter().map(String::as_str).collect();
+        let roles: edgeauth_plugin::serde_json::Map<_, _> = many
+            .iter()
+            .map(|g| (g.clone(), json!([format!("role-{g}")])))
+            .collect();
+        let e = run(
+            on_login,
+            &configured(json!({"roles": roles}), &groups),
+            &grant().output_bytes(4096),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, Failure::Refused(m) if m.contains("output cap")),
+            "{e}"
         );
     }
 }

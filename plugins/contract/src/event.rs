@@ -1,0 +1,192 @@
+//! What a rule receives: the WIT `event` record and its parts. JSON-typed
+//! WIT fields are [`serde_json::Value`]; a missing field takes its default,
+//! so event files and test fixtures only name what matters to them.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionKind {
+    #[default]
+    Oidc,
+    Oauth2,
+    Saml,
+}
+
+/// The identity provider connection a sign-in used. The default is the one
+/// connection of a gateway configured without `connections`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Connection {
+    pub id: String,
+    pub kind: ConnectionKind,
+    pub display_name: String,
+}
+
+impl Default for Connection {
+    fn default() -> Self {
+        Connection {
+            id: "default".into(),
+            kind: ConnectionKind::Oidc,
+            display_name: "Identity provider".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct LinkedIdentity {
+    pub connection: String,
+    pub user_id: String,
+    pub profile: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct User {
+    pub sub: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub picture: Option<String>,
+    pub groups: Vec<String>,
+    pub identities: Vec<LinkedIdentity>,
+    pub app_metadata: Value,
+    pub user_metadata: Value,
+}
+
+impl User {
+    /// The email's domain (lower-case), only if the provider verified the email.
+    pub fn verified_email_domain(&self) -> Option<String> {
+        if !self.email_verified {
+            return None;
+        }
+        let (_, domain) = self.email.as_deref()?.rsplit_once('@')?;
+        Some(domain.to_ascii_lowercase())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct RequestInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub host: String,
+    pub path: String,
+    pub method: String,
+    pub accepted_languages: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Transaction {
+    pub first_login: bool,
+    pub login_count: u64,
+    pub return_url: String,
+    pub correlation_id: String,
+    pub reauthenticated: bool,
+    pub resumed: Option<Vec<(String, String)>>,
+}
+
+/// One sign-in, as a rule sees it (the SDK calls it `Login`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Event {
+    pub tenant_id: String,
+    pub rule_name: String,
+    pub config: Value,
+    pub user: User,
+    pub connection: Connection,
+    pub request: RequestInfo,
+    pub transaction: Transaction,
+    /// Granted secrets by name.
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl Event {
+    /// An event from JSON (the shape of `edgeauth rule run` event files), for
+    /// tests and fixtures: panics with serde's message if `v` does not fit.
+    #[track_caller]
+    pub fn from_json(v: Value) -> Event {
+        match serde_json::from_value(v) {
+            Ok(e) => e,
+            Err(e) => panic!("not a valid login event: {e}"),
+        }
+    }
+
+    /// The rule's configuration as `T` (`{}` when there is none).
+    pub fn config<T: DeserializeOwned>(&self) -> Result<T, String> {
+        let v = if self.config.is_null() {
+            Value::Object(Default::default())
+        } else {
+            self.config.clone()
+        };
+        serde_json::from_value(v).map_err(|e| format!("invalid rule configuration: {e}"))
+    }
+
+    pub fn secret(&self, name: &str) -> Option<&str> {
+        self.secrets.get(name).map(String::as_str)
+    }
+
+    /// A field the browser brought back to the continue endpoint.
+    pub fn resumed(&self, field: &str) -> Option<&str> {
+        self.transaction
+            .resumed
+            .as_ref()?
+            .iter()
+            .find(|(k, _)| k == field)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// JSON text for a WIT `json` field: `null` (absent) becomes `{}`.
+pub fn json_text(v: &Value) -> String {
+    if v.is_null() {
+        "{}".into()
+    } else {
+        v.to_string()
+    }
+}
+
+/// A WIT `json` field as a value: text that is not JSON becomes `null`
+/// (the gateway only ever sends valid JSON).
+pub fn json_value(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn missing_fields_take_the_gateways_defaults() {
+        let e = Event::from_json(json!({"user": {"sub": "alice"}}));
+        assert_eq!(e.user.sub, "alice");
+        assert_eq!(e.connection.id, "default");
+        assert_eq!(e.connection.kind, ConnectionKind::Oidc);
+        assert_eq!(e.config::<BTreeMap<String, u32>>().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn helpers_read_the_event() {
+        let e = Event::from_json(json!({
+            "user": {"email": "A@Example.COM", "email_verified": true},
+            "transaction": {"resumed": [["company", "Acme"]]},
+            "secrets": {"k": "v"}
+        }));
+        assert_eq!(
+            e.user.verified_email_domain().as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(e.resumed("company"), Some("Acme"));
+        assert_eq!(e.resumed("other"), None);
+        assert_eq!(e.secret("k"), Some("v"));
+        assert_eq!(json_text(&Value::Null), "{}");
+        assert_eq!(json_value("{nope"), Value::Null);
+    }
+}

@@ -1,0 +1,32 @@
+//! The rule contract of `wit/plugin.wit` (`edgeauth:plugin@0.1.0`) as plain
+//! Rust, shared by the gateway (`edgeauth-rules`) and the rule SDK
+//! (`edgeauth-plugin`) so the two cannot drift:
+//!
+//! - [`event`]: what a rule receives (JSON-typed WIT fields are
+//!   [`serde_json::Value`] here); also the format of `edgeauth rule run`'s
+//!   event files;
+//! - [`command`]: what a rule returns, as sent over the WIT ([`command::RawCommand`],
+//!   JSON still text) and as the gateway applies it ([`command::Command`]);
+//! - [`http`]: the outbound call a rule may make through the host;
+//! - [`names`]: tenant/rule/secret names and the claim and header names no
+//!   rule may set;
+//! - [`validate`] (feature `validate`): the gateway's check of everything a
+//!   rule returned. The SDK's test helpers run the same function, so a rule's
+//!   unit test fails where the gateway would refuse its output.
+//!
+//! Each binding layer (wit-bindgen in the SDK, wasmtime's bindgen in the
+//! gateway) only converts between its generated types and these.
+
+pub mod command;
+pub mod event;
+pub mod http;
+pub mod names;
+#[cfg(feature = "validate")]
+pub mod validate;
+
+/// The WIT package every rule is built against.
+pub const WIT_PACKAGE: &str = "edgeauth:plugin@0.1.0";
+
+/// Size of a rule's commands the gateway accepts unless the tenant
+/// configures another output cap (`output_bytes`).
+pub const DEFAULT_OUTPUT_BYTES: usize = 64 << 10;
