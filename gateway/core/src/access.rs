@@ -118,7 +118,10 @@ pub fn authorize_with_cache(
     now: u64,
     cached: Option<&[u8]>,
 ) -> Access {
-    let rule = route_rules::find(&settings.routes, path, &parts.method);
+    let rule = match route_rules::governing(&settings.routes, path, &parts.method) {
+        Ok(rule) => rule,
+        Err(e) => return Access::Respond(bad_path(parts, e)),
+    };
     let public = rule.is_some_and(|r| r.public);
     let (identity, extras) = match session::read(settings, &parts.headers, now) {
         Ok(s) => (Some(s.identity), s.extras),
