@@ -19,30 +19,40 @@ use crate::settings::Settings;
 /// than any one server does only ever strips an odd lookalike of a name the
 /// gateway owns, which no legitimate client needs to send.
 pub fn canonical_name(name: &str) -> String {
-    let folded: String = name
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                char::from(b.to_ascii_lowercase())
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    folded.trim_matches('-').to_owned()
+    folded(name).map(char::from).collect()
+}
+
+/// The bytes of [`canonical_name`], without allocating: this runs for every
+/// header of every request.
+fn folded(name: &str) -> impl Iterator<Item = u8> + '_ {
+    let b = name.as_bytes();
+    let start = b
+        .iter()
+        .position(u8::is_ascii_alphanumeric)
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(u8::is_ascii_alphanumeric)
+        .map_or(start, |i| i + 1);
+    b.get(start..end).unwrap_or_default().iter().map(|&c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_lowercase()
+        } else {
+            b'-'
+        }
+    })
 }
 
 /// Whether two header names are the same for the gateway (see [`canonical_name`]).
 pub fn same_name(a: &str, b: &str) -> bool {
-    canonical_name(a) == canonical_name(b)
+    folded(a).eq(folded(b))
 }
 
 /// Removes every spelling of `name` (case, `_`/`-`, duplicates) from `headers`.
 pub fn remove_every_spelling(headers: &mut HeaderMap, name: &str) {
-    let wanted = canonical_name(name);
     let doomed: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| canonical_name(k.as_str()) == wanted)
+        .filter(|k| same_name(k.as_str(), name))
         .cloned()
         .collect();
     for k in doomed {
@@ -135,7 +145,7 @@ pub fn is_spoofable(name: &str, settings: &Settings) -> bool {
         || settings
             .headers
             .configured()
-            .any(|h| canonical_name(h.as_str()) == n)
+            .any(|h| same_name(h.as_str(), &n))
 }
 
 /// `Cookie` without the gateway's own cookies; `None` if nothing is left.
