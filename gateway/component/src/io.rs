@@ -356,7 +356,8 @@ impl ProviderState {
                 cache: cache.clone(),
             });
         }
-        let url = provider::discovery_url(settings);
+        let url = provider::discovery_url(settings)
+            .map_err(|e| pages::idp_unavailable(&e.to_string(), false))?;
         let (status, body) = fetch(provider::get(&url), MAX_IDP_BODY)
             .await
             .map_err(|e| pages::idp_unavailable(&format!("its discovery document {e}"), false))?;

@@ -7,8 +7,8 @@ use http::{HeaderMap, Method, StatusCode, Uri};
 use crate::Response;
 use crate::identity::Identity;
 use crate::pages;
-use crate::policy;
-use crate::route_rules;
+use crate::policy::{self, Denial};
+use crate::route_rules::{self, RouteRule};
 use crate::routes::LOGIN;
 use crate::session;
 use crate::settings::Settings;
@@ -63,16 +63,45 @@ pub fn unauthenticated(parts: &Parts, api: bool) -> Response {
     )
 }
 
-fn deny(parts: &Parts, denial: crate::policy::Denial) -> Access {
-    Access::Respond(pages::error(
+fn deny(parts: &Parts, denial: Denial) -> Access {
+    Access::Respond(denied(&denial, pages::wants_json(parts)))
+}
+
+/// The policy a signed-in person meets on a path under `rule`: the global
+/// policy and the rule's own, unless the rule makes the path public.
+fn admits(
+    settings: &Settings,
+    rule: Option<&RouteRule>,
+    identity: &Identity,
+) -> Result<(), Denial> {
+    if rule.is_some_and(|r| r.public) {
+        return Ok(());
+    }
+    policy::check(settings, identity)?;
+    rule.map_or(Ok(()), |r| r.check(identity))
+}
+
+/// Whether the current policy still admits `identity` to the app at all, for
+/// the gateway's own endpoints that answer with the person's identity
+/// (`/.edgeauth/userinfo`): judged as a request for the app's root `/` is,
+/// so a session that policy would now turn away at the origin gets no answer
+/// there either. The global policy always applies here, even when `/` is public.
+pub fn admits_to_app(settings: &Settings, identity: &Identity) -> Result<(), Denial> {
+    let root = route_rules::find(&settings.routes, "/", &Method::GET).filter(|r| !r.public);
+    admits(settings, root, identity)
+}
+
+/// A refusal by policy, as a page or JSON.
+pub fn denied(denial: &Denial, json: bool) -> Response {
+    pages::error(
         StatusCode::FORBIDDEN,
         "Access denied",
         &format!(
             "Denied by the rule \u{201c}{}\u{201d}: {}.",
             denial.rule, denial.reason
         ),
-        pages::wants_json(parts),
-    ))
+        json,
+    )
 }
 
 /// Decides a request for a non-reserved, already normalized `path`.
@@ -89,22 +118,18 @@ pub fn authorize_with_cache(
     now: u64,
     cached: Option<&[u8]>,
 ) -> Access {
-    let rule = route_rules::find(&settings.routes, path, &parts.method);
+    let rule = match route_rules::governing(&settings.routes, path, &parts.method) {
+        Ok(rule) => rule,
+        Err(e) => return Access::Respond(bad_path(parts, e)),
+    };
     let public = rule.is_some_and(|r| r.public);
     let (identity, extras) = match session::read(settings, &parts.headers, now) {
         Ok(s) => (Some(s.identity), s.extras),
         Err(_) if public => (None, session::Extras::default()),
         Err(_) => return Access::Respond(unauthenticated(parts, rule.is_some_and(|r| r.api))),
     };
-    if let Some(id) = &identity {
-        if let Err(d) = policy::check(settings, id)
-            && !public
-        {
-            return deny(parts, d);
-        }
-        if let Some(Err(d)) = rule.filter(|r| !r.public).map(|r| r.check(id)) {
-            return deny(parts, d);
-        }
+    if let Some(Err(d)) = identity.as_ref().map(|id| admits(settings, rule, id)) {
+        return deny(parts, d);
     }
     let path_and_query = match parts.uri.query() {
         Some(q) => format!("{path}?{q}"),

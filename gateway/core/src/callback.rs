@@ -182,15 +182,26 @@ pub fn token_request(
         enc(&settings.client_id),
         enc(&settings.client_secret)
     ));
-    http::Request::post(&meta.token_endpoint)
-        .header(
-            http::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .header(http::header::ACCEPT, "application/json")
-        .header(http::header::AUTHORIZATION, format!("Basic {basic}"))
-        .body(form.into_bytes())
-        .expect("token endpoint was validated as a URL")
+    // Built from parts that are valid by construction: the endpoint was
+    // checked as a request URI when discovery was read.
+    let mut request = http::Request::new(form.into_bytes());
+    *request.method_mut() = http::Method::POST;
+    *request.uri_mut() = meta.token_endpoint.uri().clone();
+    let headers = request.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+    );
+    headers.insert(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("application/json"),
+    );
+    // Base64 is always a valid header value; were it not, the provider
+    // would refuse the unauthenticated request with a clear error.
+    if let Ok(v) = http::HeaderValue::from_str(&format!("Basic {basic}")) {
+        headers.insert(http::header::AUTHORIZATION, v);
+    }
+    request
 }
 
 #[derive(Debug, Clone)]

@@ -4,6 +4,7 @@ use http::StatusCode;
 use http::request::Parts;
 
 use crate::Response;
+use crate::access;
 use crate::pages;
 use crate::session;
 use crate::settings::Settings;
@@ -22,9 +23,17 @@ pub fn jwks(settings: &Settings) -> Response {
     r
 }
 
-/// The identity in the session, never the tokens behind it.
+/// The identity in the session, never the tokens behind it; and only while
+/// the current policy still admits the person to the app
+/// ([`access::admits_to_app`]), as it would on a forwarded request.
 pub fn userinfo(settings: &Settings, parts: &Parts, now: u64) -> Response {
-    match session::read(settings, &parts.headers, now) {
+    let session = session::read(settings, &parts.headers, now);
+    if let Ok(s) = &session
+        && let Err(d) = access::admits_to_app(settings, &s.identity)
+    {
+        return access::denied(&d, true);
+    }
+    match session {
         Ok(s) => pages::json(
             StatusCode::OK,
             serde_json::json!({
@@ -56,7 +65,7 @@ pub fn not_found(parts: &Parts) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::settings_with;
+    use crate::testutil::{alice, settings_with};
 
     #[test]
     fn userinfo_requires_a_session() {
@@ -68,5 +77,47 @@ mod tests {
             .0;
         assert_eq!(userinfo(&s, &parts, 1).status(), 401);
         assert_eq!(jwks(&s).status(), 200);
+    }
+
+    #[test]
+    fn userinfo_follows_the_current_policy() {
+        let open = settings_with(&[]);
+        let mut rng = crate::testutil::counter_rng();
+        let mut bob = alice();
+        bob.sub = "bob".into();
+        bob.groups = vec!["users".into()];
+        let mut cookie = |id: crate::identity::Identity| {
+            let c = session::Session::new(id, None, &open, 1000)
+                .to_cookie(&open, &mut rng)
+                .unwrap();
+            c.split(';').next().unwrap().to_owned()
+        };
+        let (a, b) = (cookie(alice()), cookie(bob));
+        let ask = |s: &Settings, c: &str| {
+            let parts = http::Request::get("/.edgeauth/userinfo")
+                .header(http::header::COOKIE, c)
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0;
+            userinfo(s, &parts, 1001)
+        };
+        let whole_app = settings_with(&[(
+            "routes",
+            r#"[{"path": "/", "public": false, "allowed_groups": ["admins"]}]"#,
+        )]);
+        let one_part = settings_with(&[(
+            "routes",
+            r#"[{"path": "/admin/", "allowed_groups": ["admins"]}]"#,
+        )]);
+        let other_domain = settings_with(&[("allowed_email_domains", "example.org")]);
+        assert_eq!(ask(&open, &b).status(), 200);
+        assert_eq!(ask(&whole_app, &a).status(), 200);
+        let refused = ask(&whole_app, &b);
+        assert_eq!(refused.status(), 403);
+        assert_eq!(refused.headers()["content-type"], "application/json");
+        assert!(!String::from_utf8_lossy(refused.body()).contains("bob"));
+        assert_eq!(ask(&one_part, &b).status(), 200);
+        assert_eq!(ask(&other_domain, &a).status(), 403);
     }
 }

@@ -8,10 +8,62 @@ use crate::cookies::is_gateway_cookie;
 use crate::identity::Identity;
 use crate::settings::Settings;
 
+/// The one form in which the gateway compares header names, wherever it
+/// strips a name from a client's request or sets one for the origin.
+///
+/// Lower-cased, with every character other than a letter or digit read as
+/// `-`, and separators at either end dropped. Servers disagree on what a name
+/// means: CGI, WSGI, Rack and PHP map `-` and `_` to the same variable (so
+/// `X_Auth-Request_User` is as dangerous as the dashed name), some frameworks
+/// map `.` too, and lenient parsers trim what surrounds a name. Folding more
+/// than any one server does only ever strips an odd lookalike of a name the
+/// gateway owns, which no legitimate client needs to send.
+pub fn canonical_name(name: &str) -> String {
+    folded(name).map(char::from).collect()
+}
+
+/// The bytes of [`canonical_name`], without allocating: this runs for every
+/// header of every request.
+fn folded(name: &str) -> impl Iterator<Item = u8> + '_ {
+    let b = name.as_bytes();
+    let start = b
+        .iter()
+        .position(u8::is_ascii_alphanumeric)
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(u8::is_ascii_alphanumeric)
+        .map_or(start, |i| i + 1);
+    b.get(start..end).unwrap_or_default().iter().map(|&c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_lowercase()
+        } else {
+            b'-'
+        }
+    })
+}
+
+/// Whether two header names are the same for the gateway (see [`canonical_name`]).
+pub fn same_name(a: &str, b: &str) -> bool {
+    folded(a).eq(folded(b))
+}
+
+/// Removes every spelling of `name` (case, `_`/`-`, duplicates) from `headers`.
+pub fn remove_every_spelling(headers: &mut HeaderMap, name: &str) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| same_name(k.as_str(), name))
+        .cloned()
+        .collect();
+    for k in doomed {
+        headers.remove(k);
+    }
+}
+
 /// Headers that describe one connection, not the request (RFC 9110 §7.6.1).
 pub fn is_hop_by_hop(name: &str) -> bool {
     matches!(
-        name,
+        canonical_name(name).as_str(),
         "connection"
             | "keep-alive"
             | "proxy-connection"
@@ -84,21 +136,16 @@ const SPOOFABLE_PREFIXES: &[&str] = &[
     "spin-",
 ];
 
-/// Lower-cased with `_` read as `-`: many servers (CGI, some frameworks) map
-/// both to the same variable, so `X_Auth_Request_User` is as dangerous as the
-/// dashed name.
-fn canonical(name: &str) -> String {
-    name.to_ascii_lowercase().replace('_', "-")
-}
-
+/// Whether `name`, in any spelling, could claim an identity or steer routing
+/// at the origin: such names never come from a client.
 pub fn is_spoofable(name: &str, settings: &Settings) -> bool {
-    let n = canonical(name);
+    let n = canonical_name(name);
     SPOOFABLE_EXACT.contains(&n.as_str())
         || SPOOFABLE_PREFIXES.iter().any(|p| n.starts_with(p))
         || settings
             .headers
             .configured()
-            .any(|h| canonical(h.as_str()) == n)
+            .any(|h| same_name(h.as_str(), &n))
 }
 
 /// `Cookie` without the gateway's own cookies; `None` if nothing is left.
@@ -130,15 +177,15 @@ pub fn origin_headers(
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_ascii_lowercase())
+        .map(canonical_name)
         .collect();
     let mut out = HeaderMap::with_capacity(incoming.len() + 6);
     for (name, value) in incoming {
         let n = name.as_str();
         if is_hop_by_hop(n)
-            || n == HOST
-            || n == COOKIE
-            || connection_listed.iter().any(|c| c == n)
+            || same_name(n, HOST.as_str())
+            || same_name(n, COOKIE.as_str())
+            || connection_listed.contains(&canonical_name(n))
             || is_spoofable(n, settings)
         {
             continue;
@@ -195,9 +242,22 @@ pub fn origin_headers(
     out
 }
 
+/// Names a rule may never set, in any spelling: they frame or route the
+/// request, or carry the client's own credentials.
+const NOT_FOR_RULES: &[&str] = &[
+    "host",
+    "cookie",
+    "content-length",
+    "content-type",
+    "authorization",
+];
+
 /// Headers tenant rules set at sign-in (validated then; checked again here so
-/// a rule can never replace an identity or HTTP header). The caller strips
-/// the same names from client requests.
+/// a rule can never replace an identity or HTTP header). Any other spelling
+/// of a rule's header still in the request is dropped first, so the origin
+/// sees the rule's value under one name only; the component strips every
+/// tenant's rule header names from client requests before this
+/// ([`remove_every_spelling`]).
 pub fn add_rule_headers(settings: &Settings, out: &mut HeaderMap, headers: &[(String, String)]) {
     for (name, value) in headers {
         let (Ok(name), Ok(value)) = (
@@ -209,13 +269,11 @@ pub fn add_rule_headers(settings: &Settings, out: &mut HeaderMap, headers: &[(St
         let n = name.as_str();
         if is_hop_by_hop(n)
             || is_spoofable(n, settings)
-            || matches!(
-                n,
-                "host" | "cookie" | "content-length" | "content-type" | "authorization"
-            )
+            || NOT_FOR_RULES.iter().any(|r| same_name(n, r))
         {
             continue;
         }
+        remove_every_spelling(out, n);
         out.insert(name, value);
     }
 }
@@ -225,11 +283,10 @@ pub fn add_rule_headers(settings: &Settings, out: &mut HeaderMap, headers: &[(St
 /// gateway's cookies (that would let an app, or an injected header, fixate
 /// or overwrite a session).
 pub fn keep_response_header(name: &str, value: &[u8]) -> bool {
-    let name = name.to_ascii_lowercase();
-    if is_hop_by_hop(&name) {
+    if is_hop_by_hop(name) {
         return false;
     }
-    if name == "set-cookie" {
+    if same_name(name, "set-cookie") {
         let text = String::from_utf8_lossy(value);
         let cookie_name = text.split(['=', ';']).next().unwrap_or("").trim();
         return !is_gateway_cookie(cookie_name);
@@ -314,6 +371,76 @@ mod tests {
             "a comma inside a name must not forge groups"
         );
         assert_eq!(out["authorization"], "Bearer app-token");
+    }
+
+    #[test]
+    fn one_canonical_form_for_every_spelling() {
+        for spelling in [
+            "X-Tenant-Plan",
+            "x_tenant-plan",
+            "X_Tenant-Plan",
+            "x-TENANT_plan",
+            "X_TENANT_PLAN",
+            "x.tenant.plan",
+            "X-Tenant-Plan.",
+            "-x-tenant-plan_",
+        ] {
+            assert_eq!(canonical_name(spelling), "x-tenant-plan", "{spelling}");
+            assert!(same_name(spelling, "x-tenant-plan"));
+        }
+        assert!(!same_name("x-tenant-plans", "x-tenant-plan"));
+        assert!(!same_name("xtenant-plan", "x-tenant-plan"));
+        let s = settings_with(&[]);
+        for spoof in [
+            "X_Auth-Request_User",
+            "x-auth_REQUEST-email",
+            "Remote_User.",
+            "X_Forwarded-Email",
+            "x-edgeauth_assertion",
+        ] {
+            assert!(is_spoofable(spoof, &s), "{spoof}");
+        }
+        assert!(is_hop_by_hop("Transfer_Encoding"));
+        assert!(!is_spoofable("x-app-header", &s));
+    }
+
+    #[test]
+    fn rule_headers_replace_every_client_spelling() {
+        let s = settings_with(&[]);
+        let mut incoming = HeaderMap::new();
+        for name in [
+            "X_Tenant-Plan",
+            "x-tenant_plan",
+            "X-TENANT-PLAN",
+            "x_tenant_plan",
+        ] {
+            let n = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            incoming.append(n.clone(), HeaderValue::from_static("mallory"));
+            incoming.append(n, HeaderValue::from_static("mallory2"));
+        }
+        let mut stripped = incoming.clone();
+        remove_every_spelling(&mut stripped, "x-tenant-plan");
+        assert!(stripped.is_empty(), "{stripped:?}");
+
+        let mut out = origin_headers(&s, &incoming, Some((&alice(), "jwt")), None);
+        add_rule_headers(
+            &s,
+            &mut out,
+            &[
+                ("x-tenant-plan".into(), "gold".into()),
+                ("Content_Type".into(), "text/evil".into()),
+                ("x_auth-request_user".into(), "mallory".into()),
+            ],
+        );
+        let plan: Vec<_> = out
+            .iter()
+            .filter(|(k, _)| same_name(k.as_str(), "x-tenant-plan"))
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(plan, [("x-tenant-plan", "gold")]);
+        assert!(out.get("content_type").is_none());
+        assert_eq!(out["x-auth-request-user"], "alice");
+        assert!(out.get("x_auth-request_user").is_none());
     }
 
     #[test]

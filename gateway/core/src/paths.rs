@@ -3,10 +3,22 @@
 //!
 //! Decision on ambiguity: anything a server might read two ways is refused
 //! with 400 instead of guessed at: encoded `/` `\` `;` `#` `%` and NUL,
-//! backslashes, `;` path parameters, control characters, invalid UTF-8, and
-//! dot segments that climb above the root. Escapes of unreserved characters
+//! backslashes, `;` path parameters (Tomcat drops them: `/admin;x/` is
+//! `/admin/` there), control characters including tab (raw or `%09`),
+//! Unicode blanks that servers trim, invalid UTF-8, NTFS stream names
+//! (`admin::$DATA`, `admin:$i30:$INDEX_ALLOCATION` are `admin` on IIS), 8.3
+//! short names (`ADMINI~1`), segments made only of dots and spaces, and dot
+//! segments that climb above the root. Escapes of unreserved characters
 //! (`%41`, `%2e`) are decoded, dot segments resolved, and doubled slashes
 //! collapsed.
+//!
+//! Trailing dots and spaces (`/admin./`, `/admin%20/`, `/admin.%20/`) are
+//! legitimate in most servers (`/wiki/Washington,_D.C.`) but dropped by
+//! Windows/NTFS-backed ones. They are kept in the forwarded path, and
+//! [`trimmed_reading`] gives the path as such servers read it: route rules
+//! must govern both readings with the same rule, or the request is refused
+//! (`route_rules::governing`), the way policy rules match in any letter case
+//! because some servers ignore case.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathError {
@@ -134,6 +146,21 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
             "a character that Unicode normalization turns into ASCII punctuation or letters",
         ));
     }
+    if plain.chars().any(trimmed_as_blank) {
+        return Err(PathError::Ambiguous(
+            "an invisible or blank Unicode character that servers trim",
+        ));
+    }
+    if plain.contains(":$") {
+        return Err(PathError::Ambiguous(
+            "an NTFS stream name (`:$`), which IIS reads as the segment before it",
+        ));
+    }
+    if plain.split('/').any(is_short_name) {
+        return Err(PathError::Ambiguous(
+            "a Windows 8.3 short name (`NAME~1`), which NTFS reads as a longer name",
+        ));
+    }
     let text = String::from_utf8(decoded).map_err(|_| PathError::Ambiguous("invalid UTF-8"))?;
 
     // Pass 2: segments; empty ones (doubled slashes) and `.` vanish, `..` pops.
@@ -145,6 +172,11 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
                 if segments.pop().is_none() {
                     return Err(PathError::Ambiguous("dot segments above the root"));
                 }
+            }
+            s if trim_windows(s).is_empty() => {
+                return Err(PathError::Ambiguous(
+                    "a segment made only of dots and spaces",
+                ));
             }
             s => segments.push(s),
         }
@@ -163,6 +195,49 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
         out.push('/');
     }
     Ok(out)
+}
+
+/// Blanks outside ASCII that `trim()`/`strip()` in common server languages
+/// remove (NEL, no-break space, Ogham space, Mongolian vowel separator, BOM);
+/// the general-punctuation and ideographic ones are refused by
+/// [`folds_to_ascii`] already.
+fn trimmed_as_blank(c: char) -> bool {
+    matches!(u32::from(c), 0x0085 | 0x00A0 | 0x1680 | 0x180E | 0xFEFF)
+}
+
+/// `NAME~1` or `NAME~12.EXT`: how NTFS names a long file for 8.3 clients; IIS
+/// serves the long name under it.
+fn is_short_name(segment: &str) -> bool {
+    let Some((stem, rest)) = segment.split_once('~') else {
+        return false;
+    };
+    let digits = rest.split('.').next().unwrap_or("");
+    (1..=6).contains(&stem.len())
+        && !digits.is_empty()
+        && digits.len() <= 6
+        && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A normalized segment without what Win32 path handling drops from its
+/// end: dots and spaces (spaces appear as `%20` in a normalized path).
+fn trim_windows(segment: &str) -> &str {
+    let mut s = segment;
+    loop {
+        let t = s.trim_end_matches('.');
+        let t = t.strip_suffix("%20").unwrap_or(t);
+        if t.len() == s.len() {
+            return s;
+        }
+        s = t;
+    }
+}
+
+/// The normalized `path` as Windows/NTFS-backed servers read it (trailing
+/// dots and spaces dropped from each segment); `None` if that is the path.
+pub fn trimmed_reading(path: &str) -> Option<String> {
+    let trimmed: Vec<&str> = path.split('/').map(trim_windows).collect();
+    let out = trimmed.join("/");
+    (out != path).then_some(out)
 }
 
 #[cfg(test)]
@@ -227,6 +302,22 @@ mod tests {
             "/adm%C4%B1n/x",
             "/%C5%BFecret",
             "/%E2%84%AAey",
+            "/admin%09/x",
+            "/admin%C2%A0/x",
+            "/admin%C2%85/x",
+            "/admin%E1%9A%80/x",
+            "/admin%EF%BB%BF/x",
+            "/admin::$DATA/x",
+            "/admin:$i30:$INDEX_ALLOCATION/x",
+            "/admin%3A%3A%24DATA/x",
+            "/admin::%24data",
+            "/ADMINI~1/x",
+            "/a/PROGRA~12.TXT",
+            "/.../x",
+            "/a/..%2e/x",
+            "/a/.%20/x",
+            "/%20/x",
+            "/a/%20.%20",
         ] {
             assert!(
                 normalize(raw).is_err(),
@@ -239,6 +330,38 @@ mod tests {
             normalize(&format!("/{}", "a".repeat(MAX_PATH_LEN))),
             Err(PathError::TooLong)
         );
+    }
+
+    #[test]
+    fn keeps_names_that_only_look_windows_like() {
+        for raw in [
+            "/~alice/x",
+            "/a~b/x",
+            "/wiki/Washington,_D.C.",
+            "/Special:Search",
+            "/x$y",
+            "/admin%20x/y",
+        ] {
+            assert!(normalize(raw).is_ok(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn trimmed_readings() {
+        for (raw, want) in [
+            ("/admin./x", Some("/admin/x")),
+            ("/admin%20/x", Some("/admin/x")),
+            ("/admin%2e%20./x", Some("/admin/x")),
+            ("/admin.%20", Some("/admin")),
+            ("/a/b./c../", Some("/a/b/c/")),
+            ("/admin/x", None),
+            ("/admin%20x/y", None),
+            ("/", None),
+            ("/a/", None),
+        ] {
+            let path = normalize(raw).unwrap();
+            assert_eq!(trimmed_reading(&path).as_deref(), want, "{raw}");
+        }
     }
 
     #[test]

@@ -15,16 +15,121 @@ pub const CACHE_TTL_SECS: u64 = 3600;
 /// tokens cannot turn the gateway into a request amplifier against the IdP.
 pub const JWKS_REFETCH_INTERVAL_SECS: u64 = 60;
 
+/// The provider's endpoints, each checked once when the discovery document
+/// is read (and again when a cached copy is loaded), so nothing later has to
+/// parse a URL the provider chose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderMetadata {
     pub issuer: String,
-    pub authorization_endpoint: String,
-    pub token_endpoint: String,
-    pub jwks_uri: String,
+    pub authorization_endpoint: Endpoint,
+    pub token_endpoint: Endpoint,
+    pub jwks_uri: Endpoint,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub userinfo_endpoint: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end_session_endpoint: Option<String>,
+    pub end_session_endpoint: Option<Endpoint>,
+}
+
+/// An endpoint URL that is both a WHATWG URL (the browser is redirected to
+/// it, with parameters added) and, exactly as written, an HTTP request URI
+/// (the gateway sends requests to it), naming the same host and port both
+/// ways. `url::Url` repairs what it does not like (spaces, `<`, non-ASCII
+/// hosts) while `http::Uri` refuses it, so a URL checked only by the first
+/// would fail later, where the request is built.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Endpoint {
+    text: String,
+    uri: http::Uri,
+}
+
+impl Endpoint {
+    pub fn parse(which: &'static str, raw: &str) -> Result<Endpoint, ProviderError> {
+        let bad = |why: &str| ProviderError::BadEndpoint(which, why.to_owned());
+        let url = Url::parse(raw).map_err(|e| ProviderError::BadEndpoint(which, e.to_string()))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback(url.host()) => {}
+            _ => return Err(bad("must be https (http only on loopback)")),
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(bad("must not carry credentials"));
+        }
+        // RFC 3986 characters only: `http` lets some others through (`"`,
+        // `{`, `|`, non-ASCII bytes), which `url` would have encoded, so the
+        // two would send different bytes.
+        let uri: http::Uri = raw
+            .bytes()
+            .all(uri_char)
+            .then(|| raw.parse().ok())
+            .flatten()
+            .ok_or_else(|| {
+                bad(
+                    "not a valid URI: spaces, quotes, angle brackets, braces and non-ASCII \
+                     characters must be percent-encoded",
+                )
+            })?;
+        let same_target = uri.scheme_str() == Some(url.scheme())
+            && uri
+                .host()
+                .zip(url.host_str())
+                .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b))
+            && uri.port_u16().or(url.port_or_known_default()) == url.port_or_known_default()
+            && uri.authority().is_some_and(|a| !a.as_str().contains('@'));
+        if !same_target {
+            return Err(bad(
+                "names a different host or port depending on who reads it",
+            ));
+        }
+        Ok(Endpoint {
+            text: raw.to_owned(),
+            uri,
+        })
+    }
+
+    /// The request URI, for requests the gateway sends.
+    pub fn uri(&self) -> &http::Uri {
+        &self.uri
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Characters RFC 3986 allows in a URI (unreserved, reserved and `%`).
+fn uri_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b)
+}
+
+/// Reads as the URL text, so code that adds parameters parses it with `url`.
+impl std::ops::Deref for Endpoint {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl TryFrom<String> for Endpoint {
+    type Error = ProviderError;
+    fn try_from(text: String) -> Result<Endpoint, ProviderError> {
+        Endpoint::parse("cached endpoint", &text)
+    }
+}
+
+impl From<Endpoint> for String {
+    fn from(e: Endpoint) -> String {
+        e.text
+    }
+}
+
+/// The discovery document as published, before its endpoints are checked.
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    authorization_endpoint: String,
+    token_endpoint: String,
+    jwks_uri: String,
+    #[serde(default)]
+    end_session_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,30 +163,27 @@ impl std::fmt::Display for ProviderError {
     }
 }
 
-pub fn discovery_url(settings: &Settings) -> String {
-    format!(
-        "{}/.well-known/openid-configuration",
-        settings.issuer.trim_end_matches('/')
+/// Where the discovery document is; an issuer that is no request URI (the
+/// settings check it only as a URL) is reported like an unusable endpoint.
+pub fn discovery_url(settings: &Settings) -> Result<Endpoint, ProviderError> {
+    Endpoint::parse(
+        "discovery document URL (from oidc_issuer)",
+        &format!(
+            "{}/.well-known/openid-configuration",
+            settings.issuer.trim_end_matches('/')
+        ),
     )
 }
 
-pub fn get(url: &str) -> http::Request<Vec<u8>> {
-    http::Request::get(url)
-        .header(http::header::ACCEPT, "application/json")
-        .body(Vec::new())
-        .expect("a GET with a validated URL is a valid request")
-}
-
-fn endpoint(which: &'static str, raw: &str) -> Result<(), ProviderError> {
-    let url = Url::parse(raw).map_err(|e| ProviderError::BadEndpoint(which, e.to_string()))?;
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if is_loopback(url.host()) => Ok(()),
-        _ => Err(ProviderError::BadEndpoint(
-            which,
-            "must be https (http only on loopback)".into(),
-        )),
-    }
+/// A GET for a JSON document at a checked endpoint.
+pub fn get(endpoint: &Endpoint) -> http::Request<Vec<u8>> {
+    let mut request = http::Request::new(Vec::new());
+    *request.uri_mut() = endpoint.uri().clone();
+    request.headers_mut().insert(
+        http::header::ACCEPT,
+        http::HeaderValue::from_static("application/json"),
+    );
+    request
 }
 
 pub(crate) fn check_document(status: u16, body: &[u8]) -> Result<(), ProviderError> {
@@ -102,21 +204,28 @@ pub fn parse_discovery(
     body: &[u8],
 ) -> Result<ProviderMetadata, ProviderError> {
     check_document(status, body)?;
-    let meta: ProviderMetadata =
+    let doc: Discovery =
         serde_json::from_slice(body).map_err(|e| ProviderError::NotJson(e.to_string()))?;
-    if meta.issuer != settings.issuer {
+    if doc.issuer != settings.issuer {
         return Err(ProviderError::IssuerMismatch {
             expected: settings.issuer.clone(),
-            got: meta.issuer,
+            got: doc.issuer,
         });
     }
-    endpoint("authorization_endpoint", &meta.authorization_endpoint)?;
-    endpoint("token_endpoint", &meta.token_endpoint)?;
-    endpoint("jwks_uri", &meta.jwks_uri)?;
-    if let Some(e) = &meta.end_session_endpoint {
-        endpoint("end_session_endpoint", e)?;
-    }
-    Ok(meta)
+    Ok(ProviderMetadata {
+        authorization_endpoint: Endpoint::parse(
+            "authorization_endpoint",
+            &doc.authorization_endpoint,
+        )?,
+        token_endpoint: Endpoint::parse("token_endpoint", &doc.token_endpoint)?,
+        jwks_uri: Endpoint::parse("jwks_uri", &doc.jwks_uri)?,
+        end_session_endpoint: doc
+            .end_session_endpoint
+            .as_deref()
+            .map(|e| Endpoint::parse("end_session_endpoint", e))
+            .transpose()?,
+        issuer: doc.issuer,
+    })
 }
 
 /// What the component keeps in KV per issuer.
@@ -184,9 +293,10 @@ mod tests {
     fn accepts_matching_issuer() {
         let s = settings_with(&[]);
         let m = parse_discovery(&s, 200, &doc("http://127.0.0.2:9400")).unwrap();
-        assert_eq!(m.token_endpoint, "http://127.0.0.2:9400/token");
+        assert_eq!(m.token_endpoint.as_str(), "http://127.0.0.2:9400/token");
+        assert_eq!(m.token_endpoint.uri().path(), "/token");
         assert_eq!(
-            discovery_url(&s),
+            discovery_url(&s).unwrap().as_str(),
             "http://127.0.0.2:9400/.well-known/openid-configuration"
         );
     }
@@ -217,6 +327,58 @@ mod tests {
             parse_discovery(&s, 200, v.to_string().as_bytes()),
             Err(ProviderError::BadEndpoint("token_endpoint", _))
         ));
+    }
+
+    /// Found by the issue-8 review: such URLs passed the `url` check and then
+    /// trapped the component where the token or JWKS request was built.
+    #[test]
+    fn endpoints_must_be_request_uris_as_written() {
+        let s = settings_with(&[]);
+        let i = "http://127.0.0.2:9400";
+        for field in [
+            "authorization_endpoint",
+            "token_endpoint",
+            "jwks_uri",
+            "end_session_endpoint",
+        ] {
+            for bad in [
+                format!("{i}/a b"),
+                format!("{i}/a<b"),
+                format!("{i}/a\"b"),
+                format!("{i}/a{{b}}"),
+                format!("{i}/a|b"),
+                format!("{i}/caf\u{e9}"),
+                "https://idp-\u{e4}.example/token".to_owned(),
+                "https://user:pw@idp.example/token".to_owned(),
+                format!("{i}\\@evil.example/token"),
+                "http://127.0.0.2:9400:80/x".to_owned(),
+            ] {
+                let mut v: serde_json::Value = serde_json::from_slice(&doc(i)).unwrap();
+                v[field] = json!(bad);
+                match parse_discovery(&s, 200, v.to_string().as_bytes()) {
+                    Err(ProviderError::BadEndpoint(which, why)) => {
+                        assert_eq!(which, field, "{bad}");
+                        assert!(!why.is_empty());
+                    }
+                    other => panic!("{field} = {bad:?} accepted: {other:?}"),
+                }
+            }
+        }
+        // Percent-encoded, the same URLs are fine, and requests to them build.
+        let mut v: serde_json::Value = serde_json::from_slice(&doc(i)).unwrap();
+        v["jwks_uri"] = json!(format!("{i}/a%20b?x=%3C"));
+        let m = parse_discovery(&s, 200, v.to_string().as_bytes()).unwrap();
+        assert_eq!(get(&m.jwks_uri).uri().path(), "/a%20b");
+    }
+
+    #[test]
+    fn cached_metadata_is_checked_again() {
+        let s = settings_with(&[]);
+        let m = parse_discovery(&s, 200, &doc("http://127.0.0.2:9400")).unwrap();
+        let text = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<ProviderMetadata>(&text).unwrap(), m);
+        let tampered = text.replace("/token", "/to ken");
+        assert!(serde_json::from_str::<ProviderMetadata>(&tampered).is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use http::Method;
 use serde::Deserialize;
 
 use crate::identity::Identity;
+use crate::paths::PathError;
 use crate::policy::Denial;
 use crate::settings::normalize_domain;
 
@@ -174,6 +175,35 @@ pub fn find<'a>(rules: &'a [RouteRule], path: &str, method: &Method) -> Option<&
     rules.iter().find(|r| r.matches(path, method))
 }
 
+/// The rule governing the normalized `path`, which must be the same whether
+/// or not the origin drops trailing dots and spaces from segments
+/// ([`crate::paths::trimmed_reading`]): `/admin./x` is `/admin/x` on IIS, so
+/// a rule for `/admin/` must see it, while `/wiki/D.C.` under no rule boundary
+/// passes unchanged. When the two readings fall under different rules (or
+/// one under none) the path is refused rather than guessed at.
+pub fn governing<'a>(
+    rules: &'a [RouteRule],
+    path: &str,
+    method: &Method,
+) -> Result<Option<&'a RouteRule>, PathError> {
+    let rule = find(rules, path, method);
+    if let Some(trimmed) = crate::paths::trimmed_reading(path) {
+        let other = find(rules, &trimmed, method);
+        let same = match (rule, other) {
+            (None, None) => true,
+            (Some(a), Some(b)) => std::ptr::eq(a, b),
+            _ => false,
+        };
+        if !same {
+            return Err(PathError::Ambiguous(
+                "a segment ending in dots or spaces, which some servers drop, so it could be \
+                 read as a path under another rule",
+            ));
+        }
+    }
+    Ok(rule)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +272,33 @@ mod tests {
         assert!(find(&all, "\u{40b};[88001", &Method::GET).is_none());
         assert!(find(&all, "/t\u{40b}", &Method::GET).is_some_and(|r| !r.public));
         assert!(find(&all, "/t/x", &Method::GET).is_some_and(|r| r.public));
+    }
+
+    #[test]
+    fn trimmed_segments_must_fall_under_the_same_rule() {
+        let all = parse(
+            r#"[{"path": "/public/", "public": true}, {"path": "/admin/", "allowed_groups": ["admins"]},
+                {"path": "/reports/q1", "allowed_groups": ["admins"]}]"#,
+        )
+        .unwrap();
+        let get = |p: &str| {
+            let path = crate::paths::normalize(p).unwrap();
+            governing(&all, &path, &Method::GET)
+        };
+        for p in [
+            "/admin./x",
+            "/ADMIN%20/x",
+            "/admin.%20",
+            "/reports/q1.",
+            "/reports%20/q1",
+            "/public./x",
+        ] {
+            assert!(get(p).is_err(), "{p}");
+        }
+        assert!(get("/admin/notes.").unwrap().is_some_and(|r| !r.public));
+        assert!(get("/public/a.").unwrap().is_some_and(|r| r.public));
+        assert!(get("/wiki/Washington,_D.C.").unwrap().is_none());
+        assert!(get("/admins./x").unwrap().is_none());
     }
 
     #[test]

@@ -43,6 +43,13 @@ pub fn route(parts: &Parts) -> Route {
         .into_owned();
     let reserved = |p: &str| p.starts_with(PREFIX) || p == PREFIX.trim_end_matches('/');
     if !reserved(&lowered) && !reserved(&decoded) {
+        // `/.edgeauth./x` is the gateway's `/.edgeauth/x` to servers that drop
+        // trailing dots and spaces: neither the gateway's nor the origin's.
+        if crate::paths::trimmed_reading(&lowered).is_some_and(|t| reserved(&t)) {
+            return Route::BadPath(crate::paths::PathError::Ambiguous(
+                "the gateway's reserved prefix with trailing dots or spaces",
+            ));
+        }
         return Route::Protected(path.to_owned());
     }
     match path {
@@ -92,5 +99,11 @@ mod tests {
         assert_eq!(r("/a//b/./c"), Route::Protected("/a/b/c".into()));
         assert_eq!(r("/"), Route::Protected("/".into()));
         assert!(matches!(r("/a%2fb"), Route::BadPath(_)));
+        assert!(matches!(r("/.edgeauth./userinfo"), Route::BadPath(_)));
+        assert!(matches!(r("/.EdgeAuth%20/login"), Route::BadPath(_)));
+        assert_eq!(
+            r("/.edgeauthx./a"),
+            Route::Protected("/.edgeauthx./a".into())
+        );
     }
 }

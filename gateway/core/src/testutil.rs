@@ -59,13 +59,13 @@ pub fn settings_with(overrides: &[(&str, &str)]) -> Settings {
 }
 
 pub fn provider_meta() -> crate::provider::ProviderMetadata {
+    let e = |raw: &str| crate::provider::Endpoint::parse("test", raw).expect("test endpoint");
     crate::provider::ProviderMetadata {
         issuer: "http://127.0.0.2:9400".into(),
-        authorization_endpoint: "http://127.0.0.2:9400/auth?tenant=x".into(),
-        token_endpoint: "http://127.0.0.2:9400/token".into(),
-        jwks_uri: "http://127.0.0.2:9400/jwks".into(),
-        userinfo_endpoint: None,
-        end_session_endpoint: Some("http://127.0.0.2:9400/session/end".into()),
+        authorization_endpoint: e("http://127.0.0.2:9400/auth?tenant=x"),
+        token_endpoint: e("http://127.0.0.2:9400/token"),
+        jwks_uri: e("http://127.0.0.2:9400/jwks"),
+        end_session_endpoint: Some(e("http://127.0.0.2:9400/session/end")),
     }
 }
 

@@ -18,7 +18,7 @@ use edgeauth_core::encoding::b64url;
 use edgeauth_core::id_token::Jwks;
 use edgeauth_core::identity::Identity;
 use edgeauth_core::login::LoginState;
-use edgeauth_core::provider::{ProviderCache, ProviderMetadata};
+use edgeauth_core::provider::{Endpoint, ProviderCache, ProviderMetadata};
 use edgeauth_core::routes::{self, Route};
 use edgeauth_core::seal::Purpose;
 use edgeauth_core::session::{self, Session};
@@ -162,13 +162,15 @@ fn main() {
         {"kty": "OKP", "crv": "Ed25519", "kid": "d1", "alg": "EdDSA", "use": "sig", "x": b64url(&ed.public_key().to_bytes())},
     ]})
     .to_string();
+    let endpoint = |path: &str| {
+        Endpoint::parse("bench endpoint", &format!("{ISSUER}{path}")).expect("a valid endpoint")
+    };
     let meta = ProviderMetadata {
         issuer: ISSUER.into(),
-        authorization_endpoint: format!("{ISSUER}/auth"),
-        token_endpoint: format!("{ISSUER}/token"),
-        jwks_uri: format!("{ISSUER}/jwks"),
-        userinfo_endpoint: Some(format!("{ISSUER}/me")),
-        end_session_endpoint: Some(format!("{ISSUER}/session/end")),
+        authorization_endpoint: endpoint("/auth"),
+        token_endpoint: endpoint("/token"),
+        jwks_uri: endpoint("/jwks"),
+        end_session_endpoint: Some(endpoint("/session/end")),
     };
     let provider_cache = json!({
         "issuer": ISSUER, "metadata": meta, "metadata_fetched_at": now,

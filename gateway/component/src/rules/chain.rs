@@ -98,9 +98,9 @@ pub fn prepare(settings: &Settings, parts: &mut Parts) -> Result<(), Response> {
             .values()
             .flat_map(TenantRules::rule_headers)
         {
-            parts.headers.remove(name);
-            // Servers that read `_` as `-` must not see a lookalike either.
-            parts.headers.remove(name.replace('-', "_").as_str());
+            // Every spelling (case, `_` for `-` anywhere, duplicates): servers
+            // that read them as one name must not see a client's lookalike.
+            edgeauth_core::forward::remove_every_spelling(&mut parts.headers, name);
         }
     }
     Ok(())
