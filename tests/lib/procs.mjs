@@ -65,14 +65,35 @@ export async function freePort(host = '127.0.0.1') {
 let seq = 0;
 
 /**
+ * Calls `onLine` with each complete line of `stream` (without its newline),
+ * then with the unterminated rest when the stream ends: chunks split lines
+ * anywhere, so line-wise work (readiness, prefixed echo) must not see chunks.
+ */
+export function eachLine(stream, onLine) {
+  let buf = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (s) => {
+    buf += s;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      onLine(line);
+    }
+  });
+  stream.on('end', () => { if (buf) onLine(buf); buf = ''; });
+}
+
+/**
  * Start `cmd args` in a new process group; resolve when a line of its output
  * matches `ready` (the match is returned), reject when it exits first or after
- * `timeoutMs`.
+ * `timeoutMs`. `echo`: copy its output to ours, each line prefixed `[name] `.
  */
 export function startProcess(name, cmd, args, { env = {}, ready, timeoutMs = 60000, cwd = ROOT, echo = false } = {}) {
   const logFile = path.join(LOGS, `${name}-${process.pid}-${++seq}.log`);
   const log = fs.createWriteStream(logFile);
   const [file, argv] = hasSetpriv() ? ['setpriv', ['--pdeathsig', 'KILL', '--', cmd, ...args]] : [cmd, args];
+  // stdin ignored, stdout/stderr piped to us: never inherited (see the top).
   const child = spawn(file, argv, {
     cwd, env: { ...process.env, ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -90,13 +111,13 @@ export function startProcess(name, cmd, args, { env = {}, ready, timeoutMs = 600
     tail(n = 4000) { return proc.output.slice(-n); },
   };
   live.add(proc);
-  proc.exitPromise = new Promise((resolve) => child.on('exit', (code, signal) => {
+  proc.exitPromise = new Promise((resolve) => child.on('close', (code, signal) => {
+    // 'close', not 'exit': the output is complete once both pipes are closed.
     proc.exited = { code, signal };
     live.delete(proc);
     resolve(proc.exited);
   }));
   return new Promise((resolve, reject) => {
-    let buf = '';
     let done = false;
     const finish = (err, m) => {
       if (done) return;
@@ -104,23 +125,16 @@ export function startProcess(name, cmd, args, { env = {}, ready, timeoutMs = 600
       clearTimeout(timer);
       if (err) { proc.stop(); reject(err); } else resolve({ proc, match: m });
     };
-    const onData = (chunk) => {
-      const s = chunk.toString();
-      log.write(s);
-      if (echo) process.stdout.write(s.replace(/^(?=.)/gm, `[${name}] `));
-      proc.output = (proc.output + s).slice(-200000);
+    const onLine = (line) => {
+      log.write(`${line}\n`);
+      if (echo) process.stdout.write(`[${name}] ${line}\n`);
+      proc.output = `${proc.output}${line}\n`.slice(-200000);
       if (done) return;
-      buf += s;
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        const m = line.match(ready);
-        if (m) return finish(null, m);
-      }
+      const m = line.match(ready);
+      if (m) finish(null, m);
     };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
+    eachLine(child.stdout, onLine);
+    eachLine(child.stderr, onLine);
     child.on('error', (e) => finish(new Error(`${name}: cannot start ${cmd}: ${e.message}`)));
     proc.exitPromise.then((x) => finish(new Error(
       `${name} exited (${x.code ?? x.signal}) before it was ready; log ${logFile}:\n${proc.tail()}`)));
