@@ -111,8 +111,9 @@ test('without a session: spoofed identity gets no access and reaches nothing', a
 test('too many header lines are refused, not forwarded', async () => {
   await origin.reset();
   const r = await rawRequest(gw.url, { target: '/many', headers: [...spoofHeaders(), ['Cookie', `edgeauth_session=${session}`]] });
-  assert.ok(r.status === 200 || r.status === 431 || r.status === 400, `status ${r.status}`);
-  for (const rec of await originSaw(origin, '/many')) assert.doesNotMatch(JSON.stringify(rec.rawHeaders), /SPOOF/);
+  // More lines than the host takes (hyper's limit of 100): 431, nothing forwarded.
+  assert.equal(r.status, 431, `status ${r.status}`);
+  assert.deepEqual(await originSaw(origin, '/many'), []);
 });
 
 test('gateway cookies are stripped in every cookie-header shape; others pass', async () => {
@@ -127,7 +128,6 @@ test('gateway cookies are stripped in every cookie-header shape; others pass', a
     await origin.reset();
     const r = await rawRequest(gw.url, { target: '/ck', headers: [...h, ['Accept', 'application/json']] });
     const [rec] = await originSaw(origin, '/ck');
-    if (h.length > 1 && r.status === 401) { assert.equal(rec, undefined); continue; } // several Cookie lines: may be refused
     assert.equal(r.status, 200, `${JSON.stringify(h)}: ${r.status}`);
     const cookies = [];
     for (let i = 0; i < rec.rawHeaders.length; i += 2) if (/^cookie$/i.test(rec.rawHeaders[i])) cookies.push(rec.rawHeaders[i + 1]);

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { CookieJar, request } from '../lib/http.mjs';
 import { startStack, stopStack, startGateway, sessionKey, assertionKey } from '../lib/stack.mjs';
+import { waitFor } from '../lib/procs.mjs';
 import { loginOk, sessionValue, jarWithSession, show, originSaw, verifyAssertion } from '../lib/gateway-flow.mjs';
 
 let stack; let gw; let idp; let origin; let value;
@@ -77,8 +78,9 @@ test("a session's signed assertion is reused across its requests, not across ses
     return (await originSaw(origin, p)).at(-1).headers['x-edgeauth-assertion'];
   };
   const first = await seen(gw, value, '/reuse/1');
-  // A new signature a second later would differ (iat), so equal means reused.
-  await new Promise((r) => setTimeout(r, 1100));
+  // A new signature in a later second would differ (iat), so equal means reused.
+  const signedAt = Number(JSON.parse(Buffer.from(first.split('.')[1], 'base64url')).iat);
+  await waitFor(() => Math.floor(Date.now() / 1000) > signedAt, { timeoutMs: 3000, intervalMs: 20, what: 'the next second' });
   const second = await seen(gw, value, '/reuse/2');
   assert.equal(second, first, 'the cached assertion is reused');
   const { payload } = await verifyAssertion(gw, origin.url, second);
@@ -104,13 +106,13 @@ test('tampered and truncated cookies are treated as no session', async () => {
 test('absurdly large cookies are refused without a 2xx or 5xx', async () => {
   for (const size of [5000, 16000, 60000]) {
     const r = await request(`${gw.url}/private`, { jar: jarWithSession('A'.repeat(size)) }).catch((e) => ({ status: 0, error: e }));
-    assert.ok(r.status === 302 || (r.status >= 400 && r.status < 500) || r.status === 0,
-      `cookie of ${size} bytes: status ${r.status}`);
+    // Not a session: a browser is sent to sign in (the host takes headers this size).
+    assert.equal(r.status, 302, `cookie of ${size} bytes: status ${r.status} ${r.error?.message ?? ''}`);
   }
   const parts = {};
   for (let i = 0; i < 50; i++) parts[`edgeauth_session_${i}`] = 'A'.repeat(100);
   const r = await request(`${gw.url}/private`, { jar: jarWithSession(value.slice(0, 30), parts) });
-  assert.ok(r.status === 302 || (r.status >= 400 && r.status < 500), `50 cookie parts: ${show(r)}`);
+  assert.equal(r.status, 302, `50 cookie parts: ${show(r)}`);
   await assertSession(gw, value, 'still fine afterwards');
 });
 

@@ -5,7 +5,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT, freePort, startProcess } from './procs.mjs';
+import { ROOT, freePort, onExitSync, startProcess } from './procs.mjs';
 
 const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
 export const HOST_BIN = process.env.EDGEAUTH_HOST_BIN || path.join(TARGET, 'debug', 'edgeauth');
@@ -81,6 +81,8 @@ export async function startGateway({ port, originUrl, issuer, clientId = 'edgeau
   const ak = assertionKeys ?? [assertionKey('ed25519')];
   // `stateDir`: start from prepared key-value data (removed at stop like a fresh one).
   const stateDir = givenStateDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-state-'));
+  const removeState = () => fs.rmSync(stateDir, { recursive: true, force: true });
+  const forgetRemoval = onExitSync(removeState); // also when the file is killed before stop()
   const spinVars = {
     public_url: publicUrl,
     origin_url: originUrl,
@@ -101,12 +103,13 @@ export async function startGateway({ port, originUrl, issuer, clientId = 'edgeau
     env: { RUST_BACKTRACE: '1', ...varEnv, ...env },
     ready: /edgeauth host listening on (http:\/\/\S+)/,
     timeoutMs: 120000, echo,
-  });
+  }).catch((e) => { removeState(); forgetRemoval(); throw e; });
   return {
     proc, url: publicUrl, listenUrl: match[1], sessionKeys: sk, assertionKeys: ak, stateDir, vars: spinVars,
     async stop() {
       await proc.stop();
-      fs.rmSync(stateDir, { recursive: true, force: true });
+      removeState();
+      forgetRemoval();
     },
   };
 }

@@ -230,7 +230,8 @@ test('crafted ID tokens are all refused at the callback: no session, no redirect
 const jsonNoSession = async (g, cookieHeader, f, label) => {
   const r = await rawRequest(g.url, { target: `/private?c=${encodeURIComponent(label.slice(0, 40))}`, headers: [['Accept', 'application/json'], ['Cookie', cookieHeader]], timeoutMs: 10000 })
     .catch((e) => ({ status: 0, error: e.message, body: '' }));
-  f.check(r.status === 401 || r.status === 431 || r.status === 400 || r.status === 0, `${label}: ${r.status} ${r.body?.slice(0, 80)}`);
+  // No session: an API client gets 401 (the host takes Cookie headers of these sizes).
+  f.check(r.status === 401, `${label}: ${r.status} ${r.error ?? ''} ${r.body?.slice(0, 80)}`);
   return r;
 };
 
@@ -316,7 +317,7 @@ test('absurd sizes, counts and split-cookie part declarations are bounded', asyn
   // many Cookie header lines (under the host's header-line cap)
   const lines = Array.from({ length: 60 }, (_, i) => ['Cookie', `edgeauth_session=${i % 2 ? 'junk' : value.slice(0, 100)}; x${i}=${'b'.repeat(200)}`]);
   const r = await rawRequest(real.url, { target: '/private', headers: [['Accept', 'application/json'], ...lines] }).catch((e) => ({ status: 0, e }));
-  f.check([0, 400, 401, 431].includes(r.status), `60 Cookie lines: ${r.status}`);
+  f.check(r.status === 401, `60 Cookie lines: ${r.status}`);
   // the same shapes, 20 at once
   await pool(Array.from({ length: 40 }, (_, i) => Object.values(shapes)[i % Object.keys(shapes).length]), 20,
     (cookie) => rawRequest(real.url, { target: '/private', headers: [['Accept', 'application/json'], ['Cookie', cookie]] }).catch(() => null));

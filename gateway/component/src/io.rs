@@ -70,7 +70,15 @@ pub fn request_parts(req: &IncomingRequest) -> http::request::Parts {
     }
 }
 
+/// Sends `resp`; a problem page first gets its reference, and its log line
+/// (reference, class, detail) is written in one write so concurrent
+/// requests' lines never interleave.
 pub async fn respond(out: ResponseOutparam, resp: Response) {
+    let (resp, log_line) = pages::finish(resp, &mut rng);
+    if let Some(line) = log_line {
+        use std::io::Write as _;
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
     let (parts, body) = resp.into_parts();
     let mut entries: Vec<(String, Vec<u8>)> = parts
         .headers

@@ -39,10 +39,8 @@ fn load_settings(parts: &Parts) -> Result<Settings, Response> {
         spin_sdk::variables::get(name).ok()
     };
     tenants::settings_for_host(get, host).map_err(|unserved| match unserved {
-        Unserved::Misconfigured(problem) => {
-            eprintln!("edgeauth: refusing to serve: {problem}");
-            pages::misconfigured(&problem.to_string())
-        }
+        // Logged with the page's reference by io::respond.
+        Unserved::Misconfigured(problem) => pages::misconfigured(&problem.to_string()),
         Unserved::UnknownHost(host) => pages::unknown_host(&host, pages::wants_json(parts)),
     })
 }

@@ -91,10 +91,7 @@ pub async fn forward(
     let (sent, uploaded) = futures::join!(send, upload);
     let response = match sent {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("edgeauth: origin unavailable: {e}");
-            return respond(out, pages::origin_unavailable(json)).await;
-        }
+        Err(e) => return respond(out, pages::origin_unavailable(&e.to_string(), json)).await,
     };
     if let Err(e) = uploaded {
         eprintln!("edgeauth: request body not fully forwarded: {e}");

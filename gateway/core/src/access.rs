@@ -262,7 +262,39 @@ mod tests {
         assert_eq!(f.uri.to_string(), "http://127.0.0.1:3001/x?q=1");
         assert_eq!(f.headers["x-auth-request-user"], "u1");
         assert!(f.headers.get(COOKIE).is_none());
-        assert!(f.headers["x-edgeauth-assertion"].len() > 50);
+        // The assertion is the freshly signed one, and it verifies against the
+        // gateway's published keys for this person, issuer and audience.
+        let jwt = f.headers["x-edgeauth-assertion"].to_str().unwrap();
+        assert_eq!(f.fresh_assertion.as_deref(), Some(jwt));
+        let claims = verify_assertion(&s, jwt, 1001);
+        assert_eq!(claims.subject.as_deref(), Some("u1"));
+        assert_eq!(claims.custom["email"], "alice@example.com");
+        assert_eq!(claims.custom["email_verified"], true);
+        assert_eq!(
+            claims.expires_at.unwrap().as_secs(),
+            1001 + crate::assertion::ASSERTION_LIFETIME_SECS
+        );
+    }
+
+    /// Claims of an assertion that verifies against the gateway's JWKS (its
+    /// issuer and audience, at `now`); panics otherwise.
+    fn verify_assertion(
+        s: &Settings,
+        jwt: &str,
+        now: u64,
+    ) -> jwt_simple::prelude::JWTClaims<serde_json::Value> {
+        use jwt_simple::prelude::{Duration, UnixTimeStamp, VerificationOptions};
+        use std::collections::HashSet;
+        let jwks = crate::id_token::Jwks::parse(s.assertion_keys.jwks_json().as_bytes()).unwrap();
+        let options = VerificationOptions {
+            allowed_issuers: Some(HashSet::from([s.public_origin()])),
+            allowed_audiences: Some(HashSet::from([s.assertion_audience.clone()])),
+            artificial_time: Some(UnixTimeStamp::from_secs(now)),
+            time_tolerance: Some(Duration::from_secs(0)),
+            ..Default::default()
+        };
+        jwks.verify_any(jwt, options)
+            .unwrap_or_else(|e| panic!("assertion does not verify: {e:?}"))
     }
 
     #[test]

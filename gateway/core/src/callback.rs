@@ -43,6 +43,22 @@ fn fail(status: StatusCode, title: &str, detail: &str) -> Response {
     pages::error_with_link(status, title, detail, &restart_link(), "Sign in again")
 }
 
+/// [`fail`] for problems an operator must look into: `detail` goes to the log.
+fn fail_logged(
+    status: StatusCode,
+    class: &'static str,
+    (title, message): (&str, &str),
+    detail: &str,
+) -> Response {
+    pages::problem_with_link(
+        status,
+        class,
+        (title, message),
+        (&restart_link(), "Sign in again"),
+        detail,
+    )
+}
+
 fn clear_login(settings: &Settings, mut resp: Response) -> Response {
     pages::add_cookie(&mut resp, &cookies::clear(settings, Jar::Login));
     resp
@@ -123,10 +139,14 @@ pub fn begin(settings: &Settings, parts: &Parts, now: u64) -> Result<CallbackSta
                  (access_denied). You have not been signed in.",
             )
         } else {
-            fail(
+            fail_logged(
                 StatusCode::BAD_GATEWAY,
-                "Sign-in failed",
-                &format!("The identity provider could not sign you in (error: {code})."),
+                "idp_error",
+                (
+                    "Sign-in failed",
+                    "The identity provider could not sign you in.",
+                ),
+                &format!("the callback reports error={code}"),
             )
         };
         return Err(clear_login(settings, resp));
@@ -235,10 +255,14 @@ pub fn parse_token_response(
                 ..
             }),
         ) => return Ok(Tokens { id_token }),
-        (200, Some(_)) => fail(
+        (200, Some(_)) => fail_logged(
             StatusCode::BAD_GATEWAY,
-            "Sign-in failed",
-            "The identity provider returned no ID token. Is the `openid` scope allowed for this client?",
+            "token_endpoint",
+            (
+                "Sign-in failed",
+                "The identity provider returned no ID token.",
+            ),
+            "the token response has no id_token: is the `openid` scope allowed for this client?",
         ),
         (400..=499, Some(TokenResponse { error: Some(e), .. })) if e == "invalid_grant" => fail(
             StatusCode::BAD_REQUEST,
@@ -246,20 +270,28 @@ pub fn parse_token_response(
             "The identity provider rejected the sign-in code (invalid_grant): it was already \
              used, expired, or belongs to another sign-in.",
         ),
-        (400..=499, Some(TokenResponse { error: Some(e), .. })) => fail(
+        // Only the plain code is logged: an IdP's error_description may echo
+        // what it was sent (the client secret, the code).
+        (400..=499, Some(TokenResponse { error: Some(e), .. })) => fail_logged(
             StatusCode::BAD_GATEWAY,
-            "Sign-in failed",
+            "token_endpoint",
+            (
+                "Sign-in failed",
+                "The identity provider refused the gateway's token request.",
+            ),
             &format!(
-                "The identity provider refused the gateway's token request (error: {}). Check the client id and secret.",
+                "the token endpoint answered HTTP {status} error={}: check the client id and secret",
                 printable_code(&e)
             ),
         ),
-        (status, _) => fail(
+        (status, _) => fail_logged(
             StatusCode::BAD_GATEWAY,
-            "Sign-in failed",
-            &format!(
-                "The identity provider's token endpoint gave an unusable answer (HTTP {status})."
+            "token_endpoint",
+            (
+                "Sign-in failed",
+                "The identity provider's token endpoint gave an unusable answer.",
             ),
+            &format!("the token endpoint answered HTTP {status} without a usable body"),
         ),
     };
     Err(clear_login(settings, resp))
@@ -318,10 +350,14 @@ pub fn verification_failed(settings: &Settings, error: &IdTokenError) -> Respons
     }
     clear_login(
         settings,
-        fail(
+        fail_logged(
             StatusCode::BAD_GATEWAY,
-            "Sign-in could not be verified",
-            &format!("The gateway could not verify the identity provider's answer: {error}."),
+            "verification_failed",
+            (
+                "Sign-in could not be verified",
+                "The gateway could not verify the identity provider's answer.",
+            ),
+            &format!("the ID token was refused: {error}"),
         ),
     )
 }

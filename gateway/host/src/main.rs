@@ -8,6 +8,7 @@ mod key_value;
 mod manifest;
 mod outbound;
 mod pool;
+mod problem;
 mod rule_cmd;
 mod server;
 mod variables;

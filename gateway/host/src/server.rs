@@ -268,16 +268,17 @@ impl Server {
         let req = match prepare_request(req, &entry.route, peer) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("edgeauth: bad request: {e:#}");
-                return text(StatusCode::BAD_REQUEST, "Bad Request");
+                return problem(StatusCode::BAD_REQUEST, "Bad Request", "bad_request", &e);
             }
         };
         match self.run(entry.component.clone(), req).await {
             Ok(resp) => resp,
-            Err(e) => {
-                eprintln!("edgeauth: component {:?} failed: {e:#}", entry.component.id);
-                text(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-            }
+            Err(e) => problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal Server Error",
+                "component_failed",
+                &format_args!("component {:?}: {e:#}", entry.component.id),
+            ),
         }
     }
 
@@ -440,9 +441,30 @@ fn prepare_request(
     Ok(req)
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<ResponseBody> {
+/// A host error answer: class and reference for the client, the detail in
+/// the log line (one write) with the same reference.
+fn problem(
+    status: StatusCode,
+    public: &str,
+    class: &str,
+    detail: &dyn std::fmt::Display,
+) -> Response<ResponseBody> {
+    let p = crate::problem::render(
+        public,
+        class,
+        &format_args!("{detail:#}"),
+        crate::problem::random_reference(),
+    );
+    {
+        use std::io::Write as _;
+        let _ = std::io::stderr().write_all(p.log_line.as_bytes());
+    }
+    text(status, p.body)
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {
     let mut resp = Response::new(
-        Full::new(Bytes::from_static(body.as_bytes()))
+        Full::new(body.into())
             .map_err(|never| match never {})
             .boxed_unsync(),
     );

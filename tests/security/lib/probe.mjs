@@ -3,6 +3,7 @@
 // untouched. Used by the path-confusion and allowlist suites.
 
 import { rawRequest } from '../../lib/http.mjs';
+import { waitFor } from '../../lib/procs.mjs';
 
 let seq = 0;
 
@@ -42,9 +43,8 @@ export async function probe(gwUrl, index, { method = 'GET', target, headers = []
   const fromOrigin = r.header('x-origin') !== undefined;
   let reached = await index.get(id);
   if (!reached && fromOrigin) {
-    await new Promise((res) => setTimeout(res, 50));
-    await index.refresh();
-    reached = index.byProbe.get(id);
+    reached = await waitFor(async () => { await index.refresh(); return index.byProbe.get(id); },
+      { timeoutMs: 5000, what: `the origin's record of probe ${id}` });
   }
   return { ...r, reached, fromOrigin, probe: id };
 }
