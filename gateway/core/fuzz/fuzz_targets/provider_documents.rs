@@ -18,7 +18,10 @@ use serde_json::json;
 
 #[derive(Arbitrary, Debug)]
 enum Input {
-    Raw { status: u16, body: Vec<u8> },
+    Raw {
+        status: u16,
+        body: Vec<u8>,
+    },
     Shaped {
         /// Appended to the configured issuer when set, so documents pass the
         /// issuer check and reach the endpoint checks.
@@ -48,7 +51,13 @@ fuzz_target!(|input: Input| {
             end_session,
             extra,
         } => {
-            let at = |rel: bool, s: String| if rel { format!("{}{s}", settings.issuer) } else { s };
+            let at = |rel: bool, s: String| {
+                if rel {
+                    format!("{}{s}", settings.issuer)
+                } else {
+                    s
+                }
+            };
             let mut doc = json!({
                 "issuer": settings.issuer,
                 "authorization_endpoint": at(relative[0], authorization),
@@ -83,13 +92,20 @@ fn usable(meta: &ProviderMetadata) {
     let token = token_request(&SETTINGS, meta, &start);
     assert_eq!(token.uri(), meta.token_endpoint.uri());
     assert_eq!(token.method(), http::Method::POST);
-    for endpoint in [&meta.authorization_endpoint, &meta.token_endpoint, &meta.jwks_uri]
-        .into_iter()
-        .chain(meta.end_session_endpoint.as_ref())
+    for endpoint in [
+        &meta.authorization_endpoint,
+        &meta.token_endpoint,
+        &meta.jwks_uri,
+    ]
+    .into_iter()
+    .chain(meta.end_session_endpoint.as_ref())
     {
         // Both readings name the same host.
         let url = url::Url::parse(endpoint).expect("accepted endpoints are URLs");
-        let host = endpoint.uri().host().expect("accepted endpoints have a host");
+        let host = endpoint
+            .uri()
+            .host()
+            .expect("accepted endpoints have a host");
         assert!(
             url.host_str().is_some_and(|h| h.eq_ignore_ascii_case(host)),
             "{endpoint:?}: url host {:?}, uri host {host}",
@@ -98,6 +114,7 @@ fn usable(meta: &ProviderMetadata) {
     }
     authorization_url(&SETTINGS, meta, &start.login).expect("authorization URL builds");
     let cached = serde_json::to_vec(meta).expect("metadata serializes");
-    let back: ProviderMetadata = serde_json::from_slice(&cached).expect("cached metadata reads back");
+    let back: ProviderMetadata =
+        serde_json::from_slice(&cached).expect("cached metadata reads back");
     assert_eq!(&back, meta);
 }
