@@ -9,6 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { CookieJar, request } from '../lib/http.mjs';
 import { startOrigin, startGateway } from '../lib/stack.mjs';
+import { waitFor } from '../lib/procs.mjs';
 import { startHostileIdp } from './lib/hostile-idp.mjs';
 import { Failures, pool, hostileSignIn, tokenAnswer, processLog, show } from './lib/sec.mjs';
 
@@ -77,9 +78,21 @@ test('endpoints an HTTP request cannot carry: a clear 502/503 page, never a trap
     const { step, res } = await signIn(gw, t);
     f.check(res.status !== 500, `${label}: ${step} answered 500 (the component trapped?) ${show(res).slice(0, 300)}`);
     f.check([502, 503].includes(res.status), `${label}: ${step} answered ${res.status}, want a 502/503 page`);
-    f.check(/identity provider/i.test(res.body) && res.body.includes(c.field),
-      `${label}: ${step} page must say the provider's ${c.field} is unusable: ${res.body.slice(0, 300)}`);
+    // Item 7: the page names the class and a reference; which endpoint is
+    // unusable goes to the log line carrying that reference.
+    const ref = /reference ([0-9a-f]{16})\b/.exec(res.body)?.[1];
+    f.check(/identity provider/i.test(res.body) && ref,
+      `${label}: ${step} page must say the identity provider is unusable, with a reference: ${res.body.slice(0, 300)}`);
+    f.check(!res.body.includes(c.field), `${label}: ${step} page shows the detail (${c.field}) instead of keeping it for the log`);
     f.check(t.countOf('token') === 0, `${label}: the token endpoint was called although discovery was unusable`);
+    if (ref) {
+      const line = new RegExp(`edgeauth: error ${ref} [^\\n]*${c.field}`);
+      try {
+        await waitFor(() => line.test(processLog(gw.proc)), { what: `log line ${ref}`, timeoutMs: 10000 });
+      } catch {
+        f.check(false, `${label}: no log line with reference ${ref} naming ${c.field}`);
+      }
+    }
     const log = processLog(gw.proc);
     f.check(!/panicked|wasm trap|backtrace/i.test(log), `${label}: the gateway log shows a trap: ${log.split('\n').filter((l) => /panick|trap/i.test(l)).slice(0, 3).join(' | ')}`);
     await gw.stop();
