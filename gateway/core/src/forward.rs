@@ -8,45 +8,9 @@ use crate::cookies::is_gateway_cookie;
 use crate::identity::Identity;
 use crate::settings::Settings;
 
-/// The one form in which the gateway compares header names, wherever it
-/// strips a name from a client's request or sets one for the origin.
-///
-/// Lower-cased, with every character other than a letter or digit read as
-/// `-`, and separators at either end dropped. Servers disagree on what a name
-/// means: CGI, WSGI, Rack and PHP map `-` and `_` to the same variable (so
-/// `X_Auth-Request_User` is as dangerous as the dashed name), some frameworks
-/// map `.` too, and lenient parsers trim what surrounds a name. Folding more
-/// than any one server does only ever strips an odd lookalike of a name the
-/// gateway owns, which no legitimate client needs to send.
-pub fn canonical_name(name: &str) -> String {
-    folded(name).map(char::from).collect()
-}
-
-/// The bytes of [`canonical_name`], without allocating: this runs for every
-/// header of every request.
-fn folded(name: &str) -> impl Iterator<Item = u8> + '_ {
-    let b = name.as_bytes();
-    let start = b
-        .iter()
-        .position(u8::is_ascii_alphanumeric)
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(u8::is_ascii_alphanumeric)
-        .map_or(start, |i| i + 1);
-    b.get(start..end).unwrap_or_default().iter().map(|&c| {
-        if c.is_ascii_alphanumeric() {
-            c.to_ascii_lowercase()
-        } else {
-            b'-'
-        }
-    })
-}
-
-/// Whether two header names are the same for the gateway (see [`canonical_name`]).
-pub fn same_name(a: &str, b: &str) -> bool {
-    folded(a).eq(folded(b))
-}
+// The one header-name comparison lives in the rule contract crate, so the
+// rules' reserved-name check and the gateway's stripping cannot drift apart.
+pub use edgeauth_contract::names::{canonical_name, same_name};
 
 /// Removes every spelling of `name` (case, `_`/`-`, duplicates) from `headers`.
 pub fn remove_every_spelling(headers: &mut HeaderMap, name: &str) {
