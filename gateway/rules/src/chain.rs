@@ -369,8 +369,10 @@ mod tests {
     }
 
     fn base() -> Event {
-        let mut e = Event::default();
-        e.tenant_id = "acme".into();
+        let mut e = Event {
+            tenant_id: "acme".into(),
+            ..Event::default()
+        };
         e.transaction.correlation_id = "cid".into();
         e
     }

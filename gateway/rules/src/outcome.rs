@@ -263,8 +263,10 @@ mod tests {
     use crate::testing::{alice, counter_rng, login_state, settings};
 
     fn fin(resumed: bool) -> Finish {
-        let mut base = Event::default();
-        base.tenant_id = "acme".into();
+        let mut base = Event {
+            tenant_id: "acme".into(),
+            ..Event::default()
+        };
         base.transaction.correlation_id = "cid-7".into();
         base.transaction.login_count = 4;
         Finish {
