@@ -3,7 +3,7 @@
 // Run it through scripts/bench, which builds what this needs; see bench/README.md.
 //
 //   node bench/run.mjs [--smoke] [--duration S] [--rounds N] [--conns 1,32]
-//                      [--long S] [--no-peer] [--out FILE] [--hold]
+//                      [--long S] [--no-peer] [--out FILE] [--hold] [--kv-keys N]
 
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -18,7 +18,7 @@ const IDP_HOST = '127.0.0.2';
 
 // ---------------------------------------------------------------- options
 const opts = {
-  smoke: false, hold: false, duration: 10, rounds: 3, conns: [1, 32], long: 0, peer: true, out: null,
+  smoke: false, hold: false, duration: 10, rounds: 3, conns: [1, 32], long: 0, peer: true, out: null, kvKeys: 0,
   bin: process.env.EDGEAUTH_BENCH_BIN_DIR || path.join(TARGET, 'fast'),
   hostArgs: (process.env.EDGEAUTH_BENCH_HOST_ARGS || '').split(' ').filter(Boolean),
 };
@@ -33,6 +33,7 @@ for (let i = 2; i < process.argv.length; i++) {
   else if (a === '--no-peer') opts.peer = false;
   else if (a === '--hold') opts.hold = true;
   else if (a === '--out') opts.out = next();
+  else if (a === '--kv-keys') opts.kvKeys = Number(next());
   else { console.error(`unknown option ${a}`); process.exit(2); }
 }
 if (opts.smoke) Object.assign(opts, { duration: 1, rounds: 1, conns: [1, 4], long: 0 });
@@ -101,8 +102,31 @@ function rssKiB(pid) {
 
 const b64url = (n) => Buffer.from(Array.from({ length: n }, () => Math.floor(Math.random() * 256))).toString('base64url');
 
-async function startHost(name, { manifest, wasm, port, vars }) {
+/**
+ * A state directory whose KV store already holds `n` live entries of the
+ * gateway's own kinds (revocations, cached assertions, rule user records),
+ * as a busy deployment's store would: what a request must not pay for.
+ */
+function stateDirWithKeys(n) {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-bench-'));
+  fs.mkdirSync(path.join(stateDir, 'kv'));
+  const expires = Math.floor(Date.now() / 1000) + 86400;
+  const kinds = [
+    (i) => [`revoked-session:default:${b64url(18)}${i}`, `${expires}`],
+    (i) => [`assertion:default:${b64url(18)}${i}`, `${expires} ${b64url(200)}`],
+    (i) => [`rule-user:default:${b64url(32)}${i}`, `${expires} {"logins":3,"app":{"plan":"pro"},"user":{}}`],
+  ];
+  const data = {};
+  for (let i = 0; i < n; i++) {
+    const [k, v] = kinds[i % kinds.length](i);
+    data[k] = Buffer.from(v).toString('base64');
+  }
+  fs.writeFileSync(path.join(stateDir, 'kv', 'default.json'), JSON.stringify(data));
+  return stateDir;
+}
+
+async function startHost(name, { manifest, wasm, port, vars, stateDir: given }) {
+  const stateDir = given ?? fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-bench-'));
   const env = Object.fromEntries(Object.entries(vars).map(([k, v]) => [`SPIN_VARIABLE_${k.toUpperCase()}`, v]));
   const p = await service(name, FILES.host, [
     'up', '--manifest', manifest, '--listen', `127.0.0.1:${port}`, '--component', wasm, '--state-dir', stateDir,
@@ -163,12 +187,13 @@ async function main() {
 
   const origin = await service('origin', FILES.origin, ['127.0.0.1:0'], { ready: /bench origin listening on (http:\/\/\S+)/ });
   const originUrl = origin.match[1];
-  const [gwPort, floorPort, peerPort] = [await freePort(), await freePort(), await freePort()];
+  const [gwPort, floorPort, peerPort, kvPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const gwUrl = `http://127.0.0.1:${gwPort}`;
   const peerUrl = `http://127.0.0.1:${peerPort}`;
+  const kvUrl = `http://127.0.0.1:${kvPort}`;
   const idpPort = await freePort(IDP_HOST);
   const idp = await service('idp', process.execPath, [path.join(ROOT, 'tests/idp/idp.mjs')], {
-    env: { IDP_HOST, IDP_PORT: String(idpPort), GATEWAY_URL: [gwUrl, peerUrl].join(',') },
+    env: { IDP_HOST, IDP_PORT: String(idpPort), GATEWAY_URL: [gwUrl, peerUrl, kvUrl].join(',') },
     ready: /idp listening on (http:\/\/\S+)/,
   });
   const issuer = idp.match[1];
@@ -177,26 +202,36 @@ async function main() {
     manifest: path.join(ROOT, 'bench', 'passthrough', 'spin.toml'), wasm: FILES.floorWasm, port: floorPort,
     vars: { origin_url: originUrl },
   });
-  const gateway = await startHost('gateway', {
-    manifest: path.join(ROOT, 'spin.toml'), wasm: FILES.gatewayWasm, port: gwPort,
-    vars: {
-      public_url: gwUrl, origin_url: originUrl, oidc_issuer: issuer, oidc_outbound_host: new URL(issuer).origin,
-      oidc_client_id: 'edgeauth', oidc_client_secret: 'edgeauth-dev-secret',
-      session_keys: `s1:${b64url(32)}`,
-      assertion_keys: `a1:ed25519:${b64url(32)}`,
-      allowed_email_domains: 'example.com',
-    },
+  const gatewayVars = (url) => ({
+    public_url: url, origin_url: originUrl, oidc_issuer: issuer, oidc_outbound_host: new URL(issuer).origin,
+    oidc_client_id: 'edgeauth', oidc_client_secret: 'edgeauth-dev-secret',
+    session_keys: `s1:${b64url(32)}`,
+    assertion_keys: `a1:ed25519:${b64url(32)}`,
+    allowed_email_domains: 'example.com',
   });
+  const gateway = await startHost('gateway', {
+    manifest: path.join(ROOT, 'spin.toml'), wasm: FILES.gatewayWasm, port: gwPort, vars: gatewayVars(gwUrl),
+  });
+  // --kv-keys: the same gateway over a store already holding that many keys.
+  const gatewayKv = opts.kvKeys > 0 ? await startHost('gateway-kv', {
+    manifest: path.join(ROOT, 'spin.toml'), wasm: FILES.gatewayWasm, port: kvPort, vars: gatewayVars(kvUrl),
+    stateDir: stateDirWithKeys(opts.kvKeys),
+  }) : null;
 
-  // A real session for alice, through the dev IdP, for the gateway ...
-  const gwJar = new CookieJar();
-  const first = await request(`${gwUrl}/`, { jar: gwJar });
-  if (first.status !== 302) throw new Error(`gateway: expected a login redirect, got ${first.status} ${first.body.slice(0, 300)}`);
-  const login = await request(first.location, { jar: gwJar });
-  const gwWalk = await walkIdp(gwJar, login.location, { username: 'alice', password: 'alice-pw' });
-  const gwCb = await request(gwWalk.location, { jar: gwJar });
-  const gwCookie = gwJar.header(`${gwUrl}/`);
-  if (gwCb.status !== 302 || !/edgeauth_session=/.test(gwCookie)) throw new Error(`gateway login failed: ${gwCb.status} ${gwCb.body.slice(0, 300)}`);
+  // A real session for alice, through the dev IdP, for the gateway(s) ...
+  async function gatewaySession(url, name) {
+    const jar = new CookieJar();
+    const first = await request(`${url}/`, { jar });
+    if (first.status !== 302) throw new Error(`${name}: expected a login redirect, got ${first.status} ${first.body.slice(0, 300)}`);
+    const login = await request(first.location, { jar });
+    const walk = await walkIdp(jar, login.location, { username: 'alice', password: 'alice-pw' });
+    const cb = await request(walk.location, { jar });
+    const cookie = jar.header(`${url}/`);
+    if (cb.status !== 302 || !/edgeauth_session=/.test(cookie)) throw new Error(`${name} login failed: ${cb.status} ${cb.body.slice(0, 300)}`);
+    return cookie;
+  }
+  const gwCookie = await gatewaySession(gwUrl, 'gateway');
+  const kvCookie = gatewayKv ? await gatewaySession(kvUrl, 'gateway-kv') : null;
 
   // ... and for the peer.
   let peer = null;
@@ -221,6 +256,7 @@ async function main() {
     { key: 'origin', label: '(c) origin direct', url: originUrl, proxied: false },
     { key: 'floor', label: '(a) floor: pass-through component', url: floor.url, proxied: true, pid: floor.pid },
     { key: 'gateway', label: '(b) edgeauth gateway', url: gateway.url, cookie: gwCookie, proxied: true, pid: gateway.pid },
+    ...(gatewayKv ? [{ key: 'gatewaykv', label: `(b') edgeauth gateway, ${fi(opts.kvKeys)} keys in KV`, url: gatewayKv.url, cookie: kvCookie, proxied: true, pid: gatewayKv.pid }] : []),
     ...(peer ? [{ key: 'peer', label: '(d) peer: express-openid-connect + proxy', url: peer.url, cookie: peerCookie, proxied: true }] : []),
   ];
   const PATH = '/app/page?x=1';
@@ -277,7 +313,7 @@ async function main() {
     long = { seconds: opts.long, before: beforeLong, after: afterLong, samples, rps, non2xx };
   }
 
-  for (const p of [peer, gateway, floor, idp, origin]) p?.stop();
+  for (const p of [peer, gateway, gatewayKv, floor, idp, origin]) p?.stop();
 
   // ---------------------------------------------------------------- report
   const cpu = os.cpus();
@@ -304,6 +340,10 @@ async function main() {
     lines.push(`| gateway/floor throughput | ${c} | ${cell(stat(perRound(g, `floor/${c}`, (x, y) => (100 * x.rps) / y.rps)), (x) => `${f(x, 0)} %`)} | ≥ 70 % |`);
     lines.push(`| gateway − floor, p50 | ${c} | ${cell(stat(perRound(g, `floor/${c}`, (x, y) => x.p50 - y.p50)), (x) => `${f(x, 3)} ms`)} | ≤ 0.25 ms |`);
     lines.push(`| gateway − floor, p99 | ${c} | ${cell(stat(perRound(g, `floor/${c}`, (x, y) => x.p99 - y.p99)), (x) => `${f(x, 3)} ms`)} | ≤ 1 ms |`);
+    if (gatewayKv) {
+      lines.push(`| gateway with ${fi(opts.kvKeys)} KV keys / gateway, throughput | ${c} | ${cell(stat(perRound(`gatewaykv/${c}`, g, (x, y) => (100 * x.rps) / y.rps)), (x) => `${f(x, 0)} %`)} | ≈ 100 % |`);
+      lines.push(`| gateway with ${fi(opts.kvKeys)} KV keys − gateway, p50 | ${c} | ${cell(stat(perRound(`gatewaykv/${c}`, g, (x, y) => x.p50 - y.p50)), (x) => `${f(x, 3)} ms`)} | ≈ 0 |`);
+    }
     if (peer) lines.push(`| gateway/peer throughput | ${c} | ${cell(stat(perRound(g, `peer/${c}`, (x, y) => x.rps / y.rps)), (x) => `${f(x, 2)}×`)} | ≥ 3× |`);
   }
   lines.push('');

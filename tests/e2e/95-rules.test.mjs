@@ -277,6 +277,8 @@ test('(d) a slow webhook does not block the sign-in (bounded timeout)', async ()
   await waitFor(() => /CRM webhook (timed out|failed)/.test(gwSlow.proc.output), { what: 'rule log line' });
 });
 
+// The page names the failure's class and a log reference; the detail (a
+// trap's message, the refused claim) goes only to the audit line.
 const hostile = [
   ['loop', /CPU budget/, 'out-of-fuel'],
   ['alloc', /memory cap/, 'out-of-memory'],
@@ -284,7 +286,7 @@ const hostile = [
   ['huge', /output was refused/, 'bad-output'],
   ['forbidden', /not in its allow list/, 'forbidden-host'],
   ['error', /returned an error/, 'error'],
-  ['bad-claim', /output was refused.*claim/, 'bad-output'],
+  ['bad-claim', /output was refused/, 'bad-output'],
 ];
 
 for (const [m, page, kind] of hostile) {
@@ -301,8 +303,17 @@ for (const [m, page, kind] of hostile) {
     assert.equal(new URL(good.callback.location).pathname, '/fine');
     // The gateway's log arrives through a pipe: wait for the audit line
     // (JSON with sorted keys).
-    const audit = new RegExp(`"event":"login-failed","kind":"${kind}","rule":"h-${m}"`);
+    const reference = bad.callback.body.match(/under reference ([\w-]+)/)?.[1];
+    assert.ok(reference, 'the page gives a log reference');
+    assert.match(bad.callback.body, new RegExp(`\\(${kind}\\)`));
+    const audit = new RegExp(`"correlation_id":"${reference}","detail":"((?:[^"\\\\]|\\\\.)*)","event":"login-failed","kind":"${kind}","rule":"h-${m}"`);
     await waitFor(() => audit.test(gwHostile.proc.output), { what: `audit line for h-${m}` });
+    // Out of fuel or memory has no detail beyond its class; the others do.
+    if (!['loop', 'alloc'].includes(m)) {
+      const detail = JSON.parse(`"${gwHostile.proc.output.match(audit)[1]}"`);
+      const own = detail.replace(/^(it crashed|it returned an error|its output was refused:|it called) /, '').slice(0, 24);
+      assert.ok(own.length > 3 && !bad.callback.body.includes(own), `the page shows the failure's detail: ${detail}`);
+    }
   });
 }
 
@@ -357,7 +368,10 @@ test('require-reauth cannot be skipped: with prompt/max_age stripped from the au
 test('artifacts: tampered in storage fails closed; unsigned, foreign-key and tampered uploads are refused; a good upload fixes it live', async () => {
   const l = await login(gwStore, stack.idp, new CookieJar(), '/', { rd: '/store' });
   assert.equal(l.callback.status, 500, show(l.callback));
-  assert.match(l.callback.body, /tampered/);
+  // The page names the class; why (the tampered artifact) is in the audit line.
+  assert.match(l.callback.body, /could not be loaded \(load\)/);
+  assert.doesNotMatch(l.callback.body, /tampered/);
+  await waitFor(() => /"detail":"[^"]*tampered[^"]*","event":"login-failed","kind":"load"/.test(gwStore.proc.output), { what: 'audit line with the detail' });
 
   const good = fs.readFileSync(art['email-domain']);
   const tampered = Buffer.from(good);

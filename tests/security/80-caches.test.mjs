@@ -113,9 +113,12 @@ function agedCopy(stateDir, secs) {
   let n = 0;
   for (const [k, v] of Object.entries(kv)) {
     if (!k.startsWith('provider:')) continue;
-    const c = JSON.parse(Buffer.from(v, 'base64').toString('utf8'));
+    // The value is `<expires_at> <json>` (gateway/core/src/kv_schema.rs).
+    const raw = Buffer.from(v, 'base64').toString('utf8');
+    const sp = raw.indexOf(' ');
+    const c = JSON.parse(raw.slice(sp + 1));
     c.jwks_fetched_at -= secs;
-    kv[k] = Buffer.from(JSON.stringify(c)).toString('base64');
+    kv[k] = Buffer.from(`${raw.slice(0, sp)} ${JSON.stringify(c)}`).toString('base64');
     n++;
   }
   assert.equal(n, 1, `one provider cache entry in ${file}`);

@@ -1,8 +1,9 @@
-//! The component's I/O on behalf of the core: clock, randomness, Spin KV and
-//! bounded outbound HTTP to the identity provider.
+//! The component's I/O on behalf of the core: clock, randomness, Spin KV
+//! (through [`crate::kv`]) and bounded outbound HTTP to the identity provider.
 
 use edgeauth_core::Response;
 use edgeauth_core::id_token::Jwks;
+use edgeauth_core::kv_schema;
 use edgeauth_core::pages;
 use edgeauth_core::provider::{self, ProviderCache};
 use edgeauth_core::settings::Settings;
@@ -14,9 +15,10 @@ use spin_sdk::http::{
     Fields, IncomingRequest, IncomingResponse, Method, OutgoingRequest, OutgoingResponse,
     ResponseOutparam, Scheme,
 };
-use spin_sdk::key_value::Store;
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
 use spin_sdk::wit::wasi::http0_2_0::types::RequestOptions;
+
+use crate::kv::Kv;
 
 /// IdP documents and token responses are small; more is refused.
 pub const MAX_IDP_BODY: usize = provider::MAX_DOCUMENT_BYTES;
@@ -94,50 +96,19 @@ pub async fn respond(out: ResponseOutparam, resp: Response) {
     }
 }
 
-fn store() -> Result<Store, Response> {
-    Store::open_default().map_err(|e| {
-        eprintln!("edgeauth: key-value store unavailable: {e:?}");
-        pages::storage_unavailable()
-    })
-}
-
-/// Records `key`; `Ok(false)` if it was already recorded.
+/// Marks the single-use `key` used (atomically, see [`Kv::first_use`]);
+/// `Ok(false)` if it was already used.
 pub fn mark_once(key: &str, now: u64) -> Result<bool, Response> {
-    let kv = store()?;
-    match kv.exists(key) {
-        Ok(true) => return Ok(false),
-        Ok(false) => kv
-            .set(key, now.to_string().as_bytes())
-            .map_err(|_| pages::storage_unavailable())?,
-        Err(_) => return Err(pages::storage_unavailable()),
-    }
-    // Spin KV has no expiry: about one call in sixteen sweeps out markers
-    // older than any login could be, so their number stays bounded by the
-    // login rate instead of growing forever.
-    let mut dice = [0u8; 1];
-    rng(&mut dice);
-    if dice[0] < 16
-        && let Some((prefix, _)) = key.split_once(':')
-    {
-        sweep(&kv, prefix, now, marker_stale);
-    }
-    Ok(true)
-}
-
-/// A replay marker's value is when it was set; it is over once no login could
-/// still use it.
-fn marker_stale(value: &[u8], now: u64) -> bool {
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_none_or(|at| now.saturating_sub(at) > edgeauth_core::login::LOGIN_TTL_SECS)
+    Kv::open()?
+        .first_use(key, now)
+        .map_err(|_| pages::storage_unavailable())
 }
 
 /// The store as the request's session cookie needs it: a logged-out session
 /// is dropped from the request (it goes on as one without a session), and the
 /// session's cached assertion comes along (`assertion_cache`).
 pub struct SessionKv {
-    store: Option<Store>,
+    store: Option<Kv>,
     cache_key: Option<String>,
     pub cached_assertion: Option<Vec<u8>>,
 }
@@ -158,7 +129,7 @@ impl SessionKv {
             return Ok(kv);
         }
         // Without the store a revoked session cannot be told apart: fail closed.
-        let store = store()?;
+        let store = Kv::open()?;
         for key in keys {
             match store.exists(&key) {
                 Ok(false) => {}
@@ -174,60 +145,34 @@ impl SessionKv {
             kv.cached_assertion = kv
                 .cache_key
                 .as_ref()
-                .and_then(|k| store.get(k).ok().flatten());
+                .and_then(|k| store.get_raw(k).ok().flatten());
         }
         kv.store = Some(store);
         Ok(kv)
     }
 
-    /// Keeps a freshly signed assertion for the session's next requests, and
-    /// now and then sweeps out expired ones. Best effort: a failed write only
-    /// means the next request signs again.
+    /// Keeps a freshly signed assertion for the session's next requests.
+    /// Best effort: a failed write only means the next request signs again.
     pub fn remember(&self, jwt: &str, now: u64) {
         let (Some(store), Some(key)) = (&self.store, &self.cache_key) else {
             return;
         };
-        let _ = store.set(key, &assertion_cache::encode(jwt, now));
-        let mut dice = [0u8; 1];
-        rng(&mut dice);
-        if dice[0] < 4 {
-            sweep(
-                store,
-                assertion_cache::PREFIX,
-                now,
-                assertion_cache::expired,
-            );
-        }
+        let value = assertion_cache::encode(jwt, now);
+        let _ = store.put(key, &value, assertion_cache::expires_at(now), now);
     }
 }
 
-/// Deletes the entries under `prefix` whose value `stale` says are over.
-fn sweep(store: &Store, prefix: &str, now: u64, stale: fn(&[u8], u64) -> bool) {
-    let Ok(keys) = store.get_keys() else { return };
-    let prefix = format!("{prefix}:");
-    for k in keys.iter().filter(|k| k.starts_with(&prefix)) {
-        if store.get(k).ok().flatten().is_none_or(|v| stale(&v, now)) {
-            let _ = store.delete(k);
-        }
-    }
-}
-
-/// Puts the request's live sessions on the revocation list, and now and then
-/// sweeps out entries whose session would have expired anyway.
+/// Puts the request's live sessions on the revocation list until they
+/// would have expired anyway.
 pub fn revoke_sessions(settings: &Settings, parts: &Parts, now: u64) -> Result<(), Response> {
     let entries = revocation::entries_for_logout(settings, &parts.headers, now);
     if entries.is_empty() {
         return Ok(());
     }
-    let kv = store()?;
+    let kv = Kv::open()?;
     for (key, expires_at) in entries {
-        kv.set(&key, expires_at.to_string().as_bytes())
+        kv.put(&key, &kv_schema::encode(expires_at, b""), expires_at, now)
             .map_err(|_| pages::storage_unavailable())?;
-    }
-    let mut dice = [0u8; 1];
-    rng(&mut dice);
-    if dice[0] < 16 {
-        sweep(&kv, revocation::PREFIX, now, revocation::expired);
     }
     Ok(())
 }
@@ -351,9 +296,9 @@ pub struct ProviderState {
 impl ProviderState {
     pub async fn load(settings: &Settings, now: u64) -> Result<ProviderState, Response> {
         let key = ProviderCache::key(settings);
-        let kv = store()?;
+        let kv = Kv::open()?;
         let cached = kv
-            .get(&key)
+            .get_live(&key, now)
             .ok()
             .flatten()
             .and_then(|bytes| serde_json::from_slice::<ProviderCache>(&bytes).ok());
@@ -385,7 +330,7 @@ impl ProviderState {
             jwks,
             jwks_fetched_at,
         };
-        save(&kv, &key, &cache);
+        save(&kv, &key, &cache, now);
         Ok(ProviderState { cache })
     }
 
@@ -417,16 +362,19 @@ impl ProviderState {
         })?;
         self.cache.jwks = Some(String::from_utf8_lossy(&body).into_owned());
         self.cache.jwks_fetched_at = now;
-        if let Ok(kv) = store() {
-            save(&kv, &ProviderCache::key(settings), &self.cache);
+        if let Ok(kv) = Kv::open() {
+            save(&kv, &ProviderCache::key(settings), &self.cache, now);
         }
         Ok(jwks)
     }
 }
 
-fn save(kv: &Store, key: &str, cache: &ProviderCache) {
-    let bytes = serde_json::to_vec(cache).expect("cache serializes");
-    if let Err(e) = kv.set(key, &bytes) {
+fn save(kv: &Kv, key: &str, cache: &ProviderCache, now: u64) {
+    let Ok(json) = serde_json::to_vec(cache) else {
+        return;
+    };
+    let expires_at = now + kv_schema::PROVIDER_RETENTION_SECS;
+    if let Err(e) = kv.put(key, &kv_schema::encode(expires_at, &json), expires_at, now) {
         // Only a cache: the login still works, it just refetches next time.
         eprintln!("edgeauth: could not cache provider metadata: {e:?}");
     }

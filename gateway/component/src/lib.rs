@@ -3,6 +3,7 @@
 //! origin's answer back. Decisions are all made in `edgeauth_core`.
 
 mod io;
+mod kv;
 mod proxy;
 mod rules;
 

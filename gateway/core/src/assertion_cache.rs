@@ -18,10 +18,9 @@ use sha2::{Digest, Sha256};
 use crate::assertion::ASSERTION_LIFETIME_SECS;
 use crate::cookies::{self, Jar};
 use crate::encoding::b64url;
+use crate::kv_schema;
 use crate::settings::Settings;
 
-/// Prefix of the KV keys; the value is `<expiry> <jwt>`.
-pub const PREFIX: &str = "assertion";
 /// A cached assertion is reused only while this much of it is left.
 pub const MIN_REMAINING_SECS: u64 = ASSERTION_LIFETIME_SECS / 2;
 
@@ -45,35 +44,29 @@ pub fn key(settings: &Settings, headers: &HeaderMap) -> Option<String> {
         h.update(v.as_bytes());
         h.update([0]);
     }
-    Some(format!(
-        "{PREFIX}:{}:{}",
-        settings.tenant,
-        b64url(&h.finalize()[..18])
+    Some(kv_schema::assertion(
+        &settings.tenant,
+        &b64url(&h.finalize()[..18]),
     ))
+}
+
+/// When an assertion signed at `now` expires (and its cache entry with it).
+pub fn expires_at(now: u64) -> u64 {
+    now + ASSERTION_LIFETIME_SECS
 }
 
 /// The KV value for an assertion signed at `now`.
 pub fn encode(jwt: &str, now: u64) -> Vec<u8> {
-    format!("{} {jwt}", now + ASSERTION_LIFETIME_SECS).into_bytes()
+    kv_schema::encode(expires_at(now), jwt.as_bytes())
 }
 
 /// The cached assertion if it has enough lifetime left.
 pub fn reusable(value: &[u8], now: u64) -> Option<&str> {
-    let text = std::str::from_utf8(value).ok()?;
-    let (exp, jwt) = text.split_once(' ')?;
-    let exp: u64 = exp.parse().ok()?;
+    let (exp, jwt) = kv_schema::decode(value).ok()?;
+    let jwt = std::str::from_utf8(jwt).ok()?;
     // An expiry further out than a fresh assertion's is not ours: ignore it.
     (exp >= now + MIN_REMAINING_SECS && exp <= now + ASSERTION_LIFETIME_SECS && !jwt.is_empty())
         .then_some(jwt)
-}
-
-/// Whether a stored entry may be swept.
-pub fn expired(value: &[u8], now: u64) -> bool {
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|t| t.split_once(' '))
-        .and_then(|(exp, _)| exp.parse::<u64>().ok())
-        .is_none_or(|exp| exp <= now)
 }
 
 #[cfg(test)]
@@ -123,15 +116,14 @@ mod tests {
     #[test]
     fn reused_only_with_half_its_lifetime_left() {
         let v = encode("h.p.s", 1000);
+        assert_eq!(expires_at(1000), 1060);
+        assert!(v.starts_with(b"1060 "));
         assert_eq!(reusable(&v, 1000), Some("h.p.s"));
         assert_eq!(reusable(&v, 1000 + MIN_REMAINING_SECS), Some("h.p.s"));
         assert_eq!(reusable(&v, 1001 + MIN_REMAINING_SECS), None);
         assert_eq!(reusable(&v, 990), None, "expiry beyond a fresh lifetime");
         for junk in [&b"nope"[..], b"12 ", b"x h.p.s", b"\xff"] {
             assert_eq!(reusable(junk, 1000), None);
-            assert!(expired(junk, 1000));
         }
-        assert!(!expired(&v, 1059));
-        assert!(expired(&v, 1060));
     }
 }

@@ -8,10 +8,8 @@ use base64::engine::general_purpose::STANDARD;
 use http::StatusCode;
 use http::request::Parts;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::cookies::{self, Jar};
-use crate::encoding::b64url;
 use crate::id_token::{CLOCK_SKEW_SECS, Expectations, IdTokenError, Jwks};
 use crate::identity::Identity;
 use crate::login::{LoginState, StepUpError};
@@ -166,10 +164,12 @@ pub fn begin(settings: &Settings, parts: &Parts, now: u64) -> Result<CallbackSta
 }
 
 /// KV key marking this login's state as used; its presence means a replay.
+/// It is a counter (incremented atomically: the first use sees 1) that
+/// expires with the login state.
 pub fn replay_key(start: &CallbackStart) -> String {
-    format!(
-        "used-state:{}",
-        b64url(&Sha256::digest(start.login.state.as_bytes()))
+    crate::kv_schema::used_state(
+        &start.login.state,
+        start.login.started_at + crate::login::LOGIN_TTL_SECS,
     )
 }
 

@@ -18,6 +18,7 @@ pub mod endpoints;
 pub mod forward;
 pub mod id_token;
 pub mod identity;
+pub mod kv_schema;
 pub mod login;
 pub mod logout;
 pub mod pages;

@@ -245,9 +245,7 @@ impl ProviderCache {
     /// KV key, derived from the issuer so that two configurations never share
     /// keys by accident.
     pub fn key(settings: &Settings) -> String {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(settings.issuer.as_bytes());
-        format!("provider:{}", crate::encoding::b64url(&digest[..16]))
+        crate::kv_schema::provider(&settings.issuer)
     }
 
     /// A cached entry is used only if it belongs to this issuer and is fresh.

@@ -14,16 +14,16 @@ use sha2::{Digest, Sha256};
 
 use crate::cookies::{self, Jar};
 use crate::encoding::b64url;
+use crate::kv_schema;
 use crate::seal::Purpose;
 use crate::session::Session;
 use crate::settings::Settings;
 
-/// Prefix of the KV keys of revoked sessions; the value is the expiry (unix seconds).
-pub const PREFIX: &str = "revoked-session";
-
+/// The KV key of a session (see [`crate::kv_schema::revoked_session`]); the
+/// value is an envelope without payload that expires with the session.
 fn key(settings: &Settings, value: &str) -> String {
     let digest = Sha256::digest(value.as_bytes());
-    format!("{PREFIX}:{}:{}", settings.tenant, b64url(&digest[..18]))
+    kv_schema::revoked_session(&settings.tenant, &b64url(&digest[..18]))
 }
 
 /// The keys to look up for the session cookies the request carries (at most a
@@ -68,14 +68,6 @@ pub fn drop_session_cookie(settings: &Settings, headers: &mut HeaderMap) {
     }
 }
 
-/// Whether a stored entry (its value: the expiry) may be deleted.
-pub fn expired(value: &[u8], now: u64) -> bool {
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .is_none_or(|exp| exp <= now)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,9 +88,7 @@ mod tests {
         assert_eq!(keys_to_check(&s, &h), vec![entries[0].0.clone()]);
         // The key reveals nothing of the cookie.
         assert!(!entries[0].0.contains(&pair[20..40]));
-        assert!(!expired(entries[0].1.to_string().as_bytes(), 1001));
-        assert!(expired(entries[0].1.to_string().as_bytes(), entries[0].1));
-        assert!(expired(b"junk", 0));
+        assert!(entries[0].0.starts_with("revoked-session:default:"));
     }
 
     #[test]

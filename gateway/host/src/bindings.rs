@@ -1,10 +1,13 @@
-//! Host-side bindings for the Spin 2.0 interfaces in `wit/spin.wit`.
+//! Host-side bindings for the Spin 2.0 interfaces in `wit/spin.wit` and
+//! wasi:keyvalue's store and atomics (`wit/deps/keyvalue`).
 
 wasmtime::component::bindgen!({
-    path: "wit/spin.wit",
+    path: "wit",
     world: "fermyon:spin/edgeauth-host",
     imports: { default: async | trappable },
     with: {
         "fermyon:spin/key-value.store": crate::key_value::StoreHandle,
+        "wasi:keyvalue/store.bucket": crate::key_value::StoreHandle,
+        "wasi:keyvalue/atomics.cas": crate::key_value::CasHandle,
     },
 });

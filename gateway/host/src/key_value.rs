@@ -1,11 +1,14 @@
-//! `fermyon:spin/key-value@2.0.0`: the stores a component lists in
-//! `key_value_stores`, persisted under the state directory.
+//! `fermyon:spin/key-value@2.0.0` and `wasi:keyvalue@0.2.0-draft2` (store
+//! and atomics, on the same stores, as Spin serves them): the stores a
+//! component lists in `key_value_stores`, persisted under the state directory.
 //!
 //! Each store is one JSON file (`<state-dir>/kv/<label>.json`, values
 //! base64-encoded) held in memory and rewritten on every change through a
 //! temporary file and a rename, so a crash leaves either the old or the new
 //! file, never a torn one. A mutex per store serializes writers, which keeps
-//! concurrent requests consistent. This suits the gateway's small state
+//! concurrent requests consistent and makes `increment` and compare-and-swap
+//! atomic (read, decide and write under the one lock), as Spin's SQLite store
+//! does with its connection lock and a transaction. This suits the gateway's small state
 //! (revocations, rule metadata); it is not a database. Two host processes must
 //! not share one state directory.
 
@@ -94,6 +97,50 @@ impl FileStore {
         Ok(())
     }
 
+    /// Adds `delta` to the counter at `key` (missing: 0) and returns the sum.
+    /// Counters are 8 bytes, little-endian, as in Spin's SQLite store; any
+    /// other value is an error, not a counter.
+    pub fn increment(&self, key: &str, delta: i64) -> Result<i64> {
+        let mut data = self.lock();
+        let current = match data.get(key) {
+            None => 0,
+            Some(v) => match <[u8; 8]>::try_from(v.as_slice()) {
+                Ok(b) => i64::from_le_bytes(b),
+                Err(_) => bail!("the value of {key:?} is not a counter"),
+            },
+        };
+        let sum = current
+            .checked_add(delta)
+            .with_context(|| format!("counter {key:?} would overflow"))?;
+        let previous = data.insert(key.to_string(), sum.to_le_bytes().to_vec());
+        if let Err(e) = self.persist(&data) {
+            match previous {
+                Some(p) => data.insert(key.to_string(), p),
+                None => data.remove(key),
+            };
+            return Err(e);
+        }
+        Ok(sum)
+    }
+
+    /// Stores `value` only if the key still holds `expected` (`None`: absent);
+    /// `Ok(false)` when it changed meanwhile.
+    pub fn swap_if(&self, key: &str, expected: Option<&[u8]>, value: Vec<u8>) -> Result<bool> {
+        let mut data = self.lock();
+        if data.get(key).map(Vec::as_slice) != expected {
+            return Ok(false);
+        }
+        let previous = data.insert(key.to_string(), value);
+        if let Err(e) = self.persist(&data) {
+            match previous {
+                Some(p) => data.insert(key.to_string(), p),
+                None => data.remove(key),
+            };
+            return Err(e);
+        }
+        Ok(true)
+    }
+
     pub fn delete(&self, key: &str) -> Result<()> {
         let mut data = self.lock();
         let Some(previous) = data.remove(key) else {
@@ -173,9 +220,16 @@ impl KvStores {
     }
 }
 
-/// The `store` resource: a handle on one opened store.
+/// The `store` resource (and wasi:keyvalue's `bucket`): a handle on one opened store.
 pub struct StoreHandle {
     store: Arc<FileStore>,
+}
+
+/// wasi:keyvalue's `cas` resource: a key and the value it had when read.
+pub struct CasHandle {
+    store: Arc<FileStore>,
+    key: String,
+    seen: Option<Vec<u8>>,
 }
 
 mod host {
@@ -257,6 +311,152 @@ mod host {
     }
 }
 
+mod wasi_host {
+    use super::*;
+    use crate::bindings::wasi::keyvalue::atomics::{self, CasError, HostCas};
+    use crate::bindings::wasi::keyvalue::store::{self, Bucket, Error, HostBucket, KeyResponse};
+    use crate::server::State;
+    use wasmtime::component::Resource;
+
+    type KvResult<T> = wasmtime::Result<Result<T, Error>>;
+
+    fn other(e: anyhow::Error) -> Error {
+        Error::Other(format!("{e:#}"))
+    }
+
+    impl State {
+        fn bucket(&self, handle: &Resource<Bucket>) -> wasmtime::Result<Arc<FileStore>> {
+            Ok(self.table.get(handle)?.store.clone())
+        }
+    }
+
+    impl store::Host for State {
+        async fn open(&mut self, identifier: String) -> KvResult<Resource<Bucket>> {
+            // The same grant and stores as fermyon:spin/key-value.
+            if !self.component.kv_allowed.contains(&identifier) {
+                return Ok(Err(Error::AccessDenied));
+            }
+            let Some(store) = self.component.kv.get(&identifier) else {
+                return Ok(Err(Error::NoSuchStore));
+            };
+            if self.open_stores >= MAX_OPEN_STORES {
+                return Ok(Err(Error::Other("store table full".into())));
+            }
+            let handle = self.table.push(StoreHandle { store })?;
+            self.open_stores += 1;
+            Ok(Ok(handle))
+        }
+    }
+
+    impl HostBucket for State {
+        async fn get(&mut self, this: Resource<Bucket>, key: String) -> KvResult<Option<Vec<u8>>> {
+            Ok(Ok(self.bucket(&this)?.get(&key)))
+        }
+
+        async fn set(
+            &mut self,
+            this: Resource<Bucket>,
+            key: String,
+            value: Vec<u8>,
+        ) -> KvResult<()> {
+            let store = self.bucket(&this)?;
+            let done = tokio::task::spawn_blocking(move || store.set(&key, value)).await?;
+            Ok(done.map_err(other))
+        }
+
+        async fn delete(&mut self, this: Resource<Bucket>, key: String) -> KvResult<()> {
+            let store = self.bucket(&this)?;
+            let done = tokio::task::spawn_blocking(move || store.delete(&key)).await?;
+            Ok(done.map_err(other))
+        }
+
+        async fn exists(&mut self, this: Resource<Bucket>, key: String) -> KvResult<bool> {
+            Ok(Ok(self.bucket(&this)?.exists(&key)))
+        }
+
+        async fn list_keys(
+            &mut self,
+            this: Resource<Bucket>,
+            cursor: Option<String>,
+        ) -> KvResult<KeyResponse> {
+            // Like Spin: every key at once, no pagination.
+            if cursor.is_some() {
+                return Ok(Err(Error::Other("list_keys: cursor not supported".into())));
+            }
+            Ok(Ok(KeyResponse {
+                keys: self.bucket(&this)?.keys(),
+                cursor: None,
+            }))
+        }
+
+        async fn drop(&mut self, this: Resource<Bucket>) -> wasmtime::Result<()> {
+            self.table.delete(this)?;
+            self.open_stores -= 1;
+            Ok(())
+        }
+    }
+
+    impl atomics::Host for State {
+        async fn increment(
+            &mut self,
+            bucket: Resource<Bucket>,
+            key: String,
+            delta: i64,
+        ) -> KvResult<i64> {
+            let store = self.bucket(&bucket)?;
+            let done = tokio::task::spawn_blocking(move || store.increment(&key, delta)).await?;
+            Ok(done.map_err(other))
+        }
+
+        async fn swap(
+            &mut self,
+            cas: Resource<CasHandle>,
+            value: Vec<u8>,
+        ) -> wasmtime::Result<Result<(), CasError>> {
+            let handle = self.table.delete(cas)?;
+            let store = handle.store.clone();
+            let key = handle.key.clone();
+            let seen = handle.seen.clone();
+            let done =
+                tokio::task::spawn_blocking(move || store.swap_if(&key, seen.as_deref(), value))
+                    .await?;
+            match done {
+                Ok(true) => Ok(Ok(())),
+                Ok(false) => {
+                    // A fresh handle on the value now stored, for a retry.
+                    let seen = handle.store.get(&handle.key);
+                    let again = self.table.push(CasHandle { seen, ..handle })?;
+                    Ok(Err(CasError::CasFailed(again)))
+                }
+                Err(e) => Ok(Err(CasError::StoreError(other(e)))),
+            }
+        }
+    }
+
+    impl HostCas for State {
+        async fn new(
+            &mut self,
+            bucket: Resource<Bucket>,
+            key: String,
+        ) -> KvResult<Resource<CasHandle>> {
+            let store = self.bucket(&bucket)?;
+            let seen = store.get(&key);
+            Ok(Ok(self.table.push(CasHandle { store, key, seen })?))
+        }
+
+        async fn current(&mut self, this: Resource<CasHandle>) -> KvResult<Option<Vec<u8>>> {
+            let handle = self.table.get_mut(&this)?;
+            handle.seen = handle.store.get(&handle.key);
+            Ok(Ok(handle.seen.clone()))
+        }
+
+        async fn drop(&mut self, this: Resource<CasHandle>) -> wasmtime::Result<()> {
+            self.table.delete(this)?;
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,6 +526,46 @@ mod tests {
         let reopened = FileStore::open(&path).unwrap();
         assert_eq!(reopened.keys().len(), 160);
         assert_eq!(reopened.get("k7-19"), Some(vec![7, 19]));
+    }
+
+    #[test]
+    fn concurrent_increments_hand_out_each_number_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(FileStore::open(&dir.path().join("default.json")).unwrap());
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    (0..10)
+                        .map(|_| s.increment("n", 1).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<i64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=80).collect::<Vec<_>>());
+        assert_eq!(s.increment("n", 0).unwrap(), 80);
+        assert_eq!(s.get("n"), Some(80i64.to_le_bytes().to_vec()));
+        s.set("text", b"abc".to_vec()).unwrap();
+        assert!(s.increment("text", 1).is_err(), "not a counter");
+    }
+
+    #[test]
+    fn swap_happens_only_on_the_value_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileStore::open(&dir.path().join("default.json")).unwrap();
+        assert!(s.swap_if("k", None, b"a".to_vec()).unwrap());
+        assert!(
+            !s.swap_if("k", None, b"b".to_vec()).unwrap(),
+            "no longer absent"
+        );
+        assert!(!s.swap_if("k", Some(b"x"), b"b".to_vec()).unwrap());
+        assert!(s.swap_if("k", Some(b"a"), b"b".to_vec()).unwrap());
+        assert_eq!(s.get("k"), Some(b"b".to_vec()));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod bindings;
 mod cache;
 mod client;
+mod clock;
 mod key_value;
 mod manifest;
 mod outbound;
@@ -381,10 +382,18 @@ async fn up(o: Options) -> Result<()> {
             });
         }
     }
+    let clock_offset_secs = clock::offset_from_env()?;
+    if let Some(offset) = clock_offset_secs {
+        eprintln!(
+            "edgeauth: TEST ONLY: components see the wall clock moved by {offset} s ({})",
+            clock::ENV
+        );
+    }
     let server = Arc::new(server::Server {
         engine,
         routes,
         limits,
+        clock_offset_secs,
     });
     eprintln!(
         "edgeauth: ready in {} ms (state in {})",

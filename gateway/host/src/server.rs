@@ -157,6 +157,8 @@ pub struct Server {
     pub engine: Engine,
     pub routes: Vec<RouteEntry>,
     pub limits: Limits,
+    /// Test only (see `clock`): the components' wall clock moved by this much.
+    pub clock_offset_secs: Option<i64>,
 }
 
 impl Server {
@@ -292,6 +294,9 @@ impl Server {
         // for tools that parse the host's own output.
         wasi.stdout(tokio::io::stderr()).stderr(tokio::io::stderr());
         wasi.envs(&component.environment);
+        if let Some(offset_secs) = self.clock_offset_secs {
+            wasi.wall_clock(crate::clock::OffsetClock { offset_secs });
+        }
         for (dir, guest) in &component.files {
             wasi.preopened_dir(dir, guest, wasmtime_wasi::FsPerms::ReadOnly)?;
         }

@@ -97,7 +97,7 @@ impl RulesConfig {
 
 /// KV key of a tenant's uploaded rule artifact.
 pub fn artifact_key(tenant: &str, rule: &str) -> String {
-    format!("rule-artifact:{tenant}:{rule}")
+    edgeauth_core::kv_schema::rule_artifact(tenant, rule)
 }
 
 #[derive(Deserialize)]

@@ -6,19 +6,33 @@
 //! - [`event`] and [`command`]: the WIT types (defined once, in
 //!   `edgeauth-contract`, with the rule SDK) and the validation of what a rule
 //!   returns against its configuration;
-//! - [`merge`]: JSON merge patch for metadata.
+//! - [`merge`]: JSON merge patch for metadata;
+//! - [`chain`], [`sign_in`], [`record`], [`resume`] and [`outcome`]: a
+//!   tenant's chain at sign-in (running it through a [`chain::RunRule`],
+//!   the event it starts from, what is kept in KV, pausing and resuming,
+//!   and the pages and state of each ending), all natively tested;
+//!   the gateway component only does their I/O.
 //!
 //! With the `runtime` feature, [`runtime`] runs a rule on an embedded wasmtime
 //! (Pulley interpreter inside the wasm32 gateway component) with fuel, memory
 //! and output caps.
 
+pub mod admin;
 pub mod artifact;
+pub mod chain;
 pub mod command;
 pub mod config;
 pub mod event;
+pub mod failure;
 pub mod merge;
+pub mod outcome;
+pub mod record;
+pub mod resume;
 #[cfg(feature = "runtime")]
 pub mod runtime;
+pub mod sign_in;
+#[cfg(test)]
+mod testing;
 #[cfg(all(feature = "runtime", target_family = "wasm"))]
 mod tls;
 

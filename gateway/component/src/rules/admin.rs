@@ -14,6 +14,7 @@ use std::time::Instant;
 use edgeauth_core::Response;
 use edgeauth_core::pages;
 use edgeauth_core::settings::Settings;
+use edgeauth_rules::admin::{self, Endpoint, stats};
 use edgeauth_rules::artifact::{self, MAX_ARTIFACT};
 use edgeauth_rules::config::{self, Source};
 use edgeauth_rules::event::Event;
@@ -22,10 +23,11 @@ use futures::StreamExt;
 use http::StatusCode;
 use http::request::Parts;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use spin_sdk::http::IncomingRequest;
 
-use super::chain::{self, Timing};
+use super::chain;
+use crate::kv::Kv;
+use edgeauth_rules::chain::{Timing, event_for_rule};
 
 pub const PREFIX: &str = "/.edgeauth/admin/rules/";
 const MAX_EVENT: usize = 64 * 1024;
@@ -43,25 +45,11 @@ fn problem(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 fn authorized(parts: &Parts) -> Option<bool> {
-    let token = chain::variable("admin_token");
-    if token.trim().is_empty() {
-        return None;
-    }
     let given = parts
         .headers
         .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    // Compare digests: constant time whatever the lengths.
-    let a = Sha256::digest(given.trim().as_bytes());
-    let b = Sha256::digest(token.trim().as_bytes());
-    Some(
-        a.iter()
-            .zip(b.iter())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0,
-    )
+        .and_then(|v| v.to_str().ok());
+    admin::authorized(given, &chain::variable("admin_token"))
 }
 
 async fn body(req: IncomingRequest, limit: usize) -> Result<Vec<u8>, Response> {
@@ -99,16 +87,12 @@ pub async fn handle(
         }
         Some(true) => {}
     }
-    let segments: Vec<&str> = rest.split('/').collect();
-    let method = &parts.method;
-    match segments.as_slice() {
-        [tenant] if *method == http::Method::GET => list(settings, tenant),
-        [tenant, "_run"] if *method == http::Method::POST => {
-            dry_run(settings, parts, req, tenant).await
-        }
-        [tenant, rule] if *method == http::Method::PUT => put(tenant, rule, req).await,
-        [tenant, rule] if *method == http::Method::DELETE => delete(tenant, rule),
-        _ => problem(StatusCode::NOT_FOUND, "no such admin endpoint"),
+    match admin::endpoint(&parts.method, rest) {
+        Endpoint::List { tenant } => list(settings, tenant),
+        Endpoint::DryRun { tenant } => dry_run(settings, parts, req, tenant).await,
+        Endpoint::Put { tenant, rule } => put(tenant, rule, req).await,
+        Endpoint::Delete { tenant, rule } => delete(tenant, rule),
+        Endpoint::NotFound => problem(StatusCode::NOT_FOUND, "no such admin endpoint"),
     }
 }
 
@@ -156,11 +140,14 @@ async fn put(tenant: &str, rule: &str, req: IncomingRequest) -> Response {
         );
     }
     let header = verified.header.clone();
-    let kv = match chain::store() {
+    let kv = match Kv::open() {
         Ok(kv) => kv,
         Err(r) => return r,
     };
-    if kv.set(&config::artifact_key(tenant, rule), &bytes).is_err() {
+    if kv
+        .put_permanent(&config::artifact_key(tenant, rule), &bytes)
+        .is_err()
+    {
         return pages::storage_unavailable();
     }
     chain::audit(
@@ -176,7 +163,7 @@ fn delete(tenant: &str, rule: &str) -> Response {
     if let Err(r) = names_ok(tenant, rule) {
         return r;
     }
-    let kv = match chain::store() {
+    let kv = match Kv::open() {
         Ok(kv) => kv,
         Err(r) => return r,
     };
@@ -193,7 +180,7 @@ fn list(settings: &Settings, tenant: &str) -> Response {
         Ok(r) => r,
         Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
-    let kv = chain::store().ok();
+    let kv = Kv::open().ok();
     let chain: Vec<Value> = rules
         .as_ref()
         .and_then(|r| r.config.tenant(tenant))
@@ -216,15 +203,6 @@ fn list(settings: &Settings, tenant: &str) -> Response {
         })
         .unwrap_or_default();
     reply(StatusCode::OK, json!({"tenant": tenant, "chain": chain}))
-}
-
-fn stats(mut v: Vec<u64>) -> Value {
-    if v.is_empty() {
-        return Value::Null;
-    }
-    v.sort_unstable();
-    let mean = v.iter().sum::<u64>() / v.len() as u64;
-    json!({"min": v[0], "median": v[v.len() / 2], "mean": mean, "max": v[v.len() - 1]})
 }
 
 async fn dry_run(
@@ -262,7 +240,7 @@ async fn dry_run(
         }
     };
     event.tenant_id = tenant.to_owned();
-    let kv = chain::store().ok();
+    let kv = Kv::open().ok();
     let mut engine_us = Vec::new();
     let mut chain_us = Vec::new();
     let mut per_rule: Vec<Vec<Timing>> = vec![Vec::new(); tenant_rules.chain.len()];
@@ -276,8 +254,9 @@ async fn dry_run(
         engine_us.push(started.elapsed().as_micros() as u64);
         last.clear();
         for (i, rule) in tenant_rules.chain.iter().enumerate() {
+            let for_rule = event_for_rule(&event, rule, &rules.secrets);
             let (result, timing) =
-                chain::run_rule(&runtime, &rules, kv.as_ref(), rule, &event, true);
+                chain::run_rule(&runtime, &rules.keys, kv.as_ref(), rule, &for_rule, true);
             last.push(match &result {
                 Ok(commands) => json!({"rule": rule.name, "commands": commands}),
                 Err(f) => json!({"rule": rule.name, "failure": f.kind(), "detail": f.to_string()}),

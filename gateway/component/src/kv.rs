@@ -1,0 +1,181 @@
+//! The component's key-value I/O. Keys, value formats and the sweep plan
+//! are `edgeauth_core::kv_schema`'s; this module only talks to the store:
+//! Spin's `fermyon:spin/key-value` for reads and writes, and wasi:keyvalue
+//! `atomics.increment` (on the same store) for single-use markers and the
+//! sweep index, the one atomic operation Spin's SQLite and Redis stores
+//! implement as such.
+
+use edgeauth_core::Response;
+use edgeauth_core::kv_schema::{self, Cursor, SweepPass, Verdict};
+use edgeauth_core::pages;
+use spin_sdk::key_value::Store;
+use spin_sdk::wit::wasi::keyvalue::{atomics, store as wasi_store};
+
+const LABEL: &str = "default";
+
+pub struct Kv {
+    store: Store,
+    /// The same store through wasi:keyvalue, opened on first need.
+    bucket: std::cell::OnceCell<Option<wasi_store::Bucket>>,
+}
+
+/// A failed store operation (the store is down or refused).
+#[derive(Debug)]
+pub struct Unavailable;
+
+impl Kv {
+    pub fn open() -> Result<Kv, Response> {
+        match Store::open(LABEL) {
+            Ok(store) => Ok(Kv {
+                store,
+                bucket: std::cell::OnceCell::new(),
+            }),
+            Err(e) => {
+                eprintln!("edgeauth: key-value store unavailable: {e:?}");
+                Err(pages::storage_unavailable())
+            }
+        }
+    }
+
+    fn bucket(&self) -> Result<&wasi_store::Bucket, Unavailable> {
+        self.bucket
+            .get_or_init(|| match wasi_store::open(LABEL) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    eprintln!("edgeauth: key-value store unavailable (wasi:keyvalue): {e:?}");
+                    None
+                }
+            })
+            .as_ref()
+            .ok_or(Unavailable)
+    }
+
+    /// The stored value as it is (for values that are not envelopes: rule artifacts).
+    pub fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, Unavailable> {
+        self.store.get(key).map_err(|_| Unavailable)
+    }
+
+    /// The stored value, `None` if missing or over (an envelope's expiry
+    /// is checked on every read; sweeping only reclaims space).
+    pub fn get_live(&self, key: &str, now: u64) -> Result<Option<Vec<u8>>, Unavailable> {
+        Ok(self
+            .get_raw(key)?
+            .and_then(|v| kv_schema::open(&v, now).ok().map(<[u8]>::to_vec)))
+    }
+
+    /// Whether anything is stored under `key`.
+    pub fn exists(&self, key: &str) -> Result<bool, Unavailable> {
+        self.store.exists(key).map_err(|_| Unavailable)
+    }
+
+    /// Stores `value` (an envelope expiring at `expires_at`) and records
+    /// the key in the sweep index if it is new. (Two first writes racing may
+    /// both index it; the extra entry lives only as long as the key.)
+    pub fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        expires_at: u64,
+        now: u64,
+    ) -> Result<(), Unavailable> {
+        let previous = self.store.get(key).ok().flatten();
+        self.store.set(key, value).map_err(|_| Unavailable)?;
+        if kv_schema::needs_index(previous.as_deref()) {
+            self.index(key, expires_at, now);
+        }
+        Ok(())
+    }
+
+    /// Stores a value that never expires (operator configuration).
+    pub fn put_permanent(&self, key: &str, value: &[u8]) -> Result<(), Unavailable> {
+        self.store.set(key, value).map_err(|_| Unavailable)
+    }
+
+    pub fn delete(&self, key: &str) -> Result<(), Unavailable> {
+        self.store.delete(key).map_err(|_| Unavailable)
+    }
+
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, Unavailable> {
+        atomics::increment(self.bucket()?, key, delta).map_err(|e| {
+            eprintln!("edgeauth: key-value increment failed: {e:?}");
+            Unavailable
+        })
+    }
+
+    /// Marks the single-use `key` (a counter key carrying its expiry) used;
+    /// `Ok(true)` only for the first of any number of concurrent callers.
+    pub fn first_use(&self, key: &str, now: u64) -> Result<bool, Unavailable> {
+        let n = self.increment(key, 1)?;
+        if n == 1
+            && let Some(expires_at) = kv_schema::key_expiry(key)
+        {
+            self.index(key, expires_at, now);
+        }
+        Ok(n == 1)
+    }
+
+    /// Best effort: a key missing from the index is still ignored once
+    /// over, it only stays until overwritten.
+    fn index(&self, key: &str, expires_at: u64, now: u64) {
+        if let Some(n) = self.add_to_index(key, expires_at)
+            && kv_schema::sweeps_after(n)
+        {
+            self.sweep(now);
+        }
+    }
+
+    /// The key's entry number in its expiry's bucket.
+    fn add_to_index(&self, key: &str, expires_at: u64) -> Option<i64> {
+        let bucket = kv_schema::bucket_of(expires_at);
+        let n = self.increment(&kv_schema::index_count(bucket), 1).ok()?;
+        self.store
+            .set(&kv_schema::index_entry(bucket, n), key.as_bytes())
+            .ok()?;
+        Some(n)
+    }
+
+    /// One bounded pass of the sweep (see `kv_schema::SweepPass`).
+    pub fn sweep(&self, now: u64) {
+        let stored = self.store.get(kv_schema::SWEEP_CURSOR).ok().flatten();
+        let start = Cursor::load(stored.as_deref(), now);
+        let mut pass = SweepPass::new(start, now);
+        while let Some(bucket) = pass.bucket() {
+            let count_key = kv_schema::index_count(bucket);
+            // Adding 0 reads the counter whatever the store's encoding of it.
+            let Ok(count) = self.increment(&count_key, 0) else {
+                break;
+            };
+            for n in pass.entries(count) {
+                let entry = kv_schema::index_entry(bucket, n);
+                let target = self
+                    .store
+                    .get(&entry)
+                    .ok()
+                    .flatten()
+                    .and_then(|t| String::from_utf8(t).ok());
+                if let Some(target) = target {
+                    let value = self.store.get(&target).ok().flatten();
+                    match kv_schema::verdict(&target, value.as_deref(), now) {
+                        Verdict::Delete => {
+                            let _ = self.store.delete(&target);
+                        }
+                        // Never sweeps from here: one pass at a time.
+                        Verdict::Reindex(expires_at) => {
+                            let _ = self.add_to_index(&target, expires_at);
+                        }
+                        Verdict::Forget => {}
+                    }
+                }
+                let _ = self.store.delete(&entry);
+            }
+            if !pass.finish_bucket(count) {
+                break;
+            }
+            let _ = self.store.delete(&count_key);
+        }
+        // Written even unchanged: that renews its expiry.
+        let _ = self
+            .store
+            .set(kv_schema::SWEEP_CURSOR, &pass.cursor().encode(now));
+    }
+}

@@ -1,0 +1,456 @@
+//! What the gateway does when a chain ends: the pages, the audit lines and
+//! the state to store, as one [`Step`] for the component to carry out.
+
+use edgeauth_core::Response;
+use edgeauth_core::Rng;
+use edgeauth_core::callback::{self, CallbackStart, Tokens};
+use edgeauth_core::cookies::{self, Jar};
+use edgeauth_core::identity::Identity;
+use edgeauth_core::kv_schema;
+use edgeauth_core::login::LoginState;
+use edgeauth_core::pages;
+use edgeauth_core::routes;
+use edgeauth_core::session::Extras;
+use edgeauth_core::settings::Settings;
+use http::StatusCode;
+use serde_json::json;
+
+use crate::chain::{End, Line, Progress};
+use crate::event::Event;
+use crate::failure::Failure;
+use crate::record::{Pending, UserRecord};
+use crate::resume::{self, RESUME_TTL_SECS, ResumeError};
+
+fn clear_login(settings: &Settings, mut resp: Response) -> Response {
+    pages::add_cookie(&mut resp, &cookies::clear(settings, Jar::Login));
+    resp
+}
+
+pub fn denied(settings: &Settings, rule: &str, reason: &str) -> Response {
+    let detail = if reason.is_empty() {
+        format!("Denied by the sign-in rule \u{201c}{rule}\u{201d}.")
+    } else {
+        format!("Denied by the sign-in rule \u{201c}{rule}\u{201d}: {reason}")
+    };
+    clear_login(
+        settings,
+        pages::error_with_link(
+            StatusCode::FORBIDDEN,
+            "Access denied",
+            &detail,
+            routes::LOGOUT,
+            "Sign in with another account",
+        ),
+    )
+}
+
+/// The page names the failure's class and the log reference only: the
+/// detail (paths, a rule's own error text) goes to the audit line.
+pub fn failed(
+    settings: &Settings,
+    rule: &str,
+    failure: &Failure,
+    correlation_id: &str,
+) -> Response {
+    clear_login(
+        settings,
+        pages::error_with_link(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Sign-in failed",
+            &format!(
+                "The sign-in rule \u{201c}{rule}\u{201d} could not complete: {} ({}). You have not been signed in. \
+                 The administrator can find this sign-in in the gateway's log under reference {correlation_id}.",
+                failure.summary(),
+                failure.kind()
+            ),
+            &format!("{}?rd=/", routes::LOGIN),
+            "Try again",
+        ),
+    )
+}
+
+/// A continue request that cannot resume. The resume cookie is kept: a
+/// forged or foreign link must not cancel the sign-in in progress.
+pub fn resume_error(error: ResumeError) -> Response {
+    pages::error_with_link(
+        StatusCode::BAD_REQUEST,
+        "Sign-in expired",
+        error.detail(),
+        &format!("{}?rd=/", routes::LOGIN),
+        "Sign in again",
+    )
+}
+
+/// The sign-in a chain ran for.
+pub struct Finish {
+    pub identity: Identity,
+    pub id_token: String,
+    pub login: LoginState,
+    pub base: Event,
+    /// Whether the chain ran at the continue endpoint (the resume cookie
+    /// then goes unless the chain paused again).
+    pub resumed: bool,
+}
+
+/// What the component does next.
+pub enum Step {
+    /// Log `audit`, answer `response`.
+    Respond {
+        response: Response,
+        audit: Option<Line>,
+    },
+    /// Store the person's record, then answer `response`; if storing fails
+    /// and `required` (a rule changed metadata), answer `on_failure`.
+    SaveRecord {
+        key: String,
+        value: Vec<u8>,
+        expires_at: u64,
+        required: bool,
+        response: Response,
+        on_failure: Response,
+    },
+    /// Store the paused sign-in, log `audit`, answer `response` (or
+    /// `on_failure` when it cannot be stored).
+    Pause {
+        key: String,
+        value: Vec<u8>,
+        expires_at: u64,
+        audit: Line,
+        response: Response,
+        on_failure: Response,
+    },
+    /// A fresh login with these parameters (carried out by the component).
+    Reauth {
+        rule: String,
+        prompt_login: bool,
+        max_age: Option<u32>,
+        return_to: String,
+        audit: Line,
+    },
+}
+
+fn audit(event: &str, fin: &Finish, rule: &str) -> serde_json::Value {
+    json!({
+        "event": event, "tenant": fin.base.tenant_id, "rule": rule,
+        "sub": fin.identity.sub, "correlation_id": fin.base.transaction.correlation_id,
+    })
+}
+
+/// After a resumed chain that did not pause again, the resume cookie goes.
+fn after_resume(settings: &Settings, fin: &Finish, mut resp: Response) -> Response {
+    if fin.resumed {
+        pages::add_cookie(&mut resp, &cookies::clear(settings, Jar::Resume));
+    }
+    resp
+}
+
+/// The step for a chain that ended with `end`.
+pub fn finish(
+    settings: &Settings,
+    fin: Finish,
+    end: End,
+    progress: Progress,
+    now: u64,
+    rng: Rng<'_>,
+) -> Step {
+    match end {
+        End::Done => {
+            let record = UserRecord {
+                logins: fin.base.transaction.login_count + 1,
+                app: progress.app,
+                user: progress.user,
+            };
+            let (expires_at, value) = record.encode(now);
+            let key = kv_schema::rule_user(&fin.base.tenant_id, &fin.identity.sub);
+            let extras = Extras {
+                claims: progress.claims,
+                headers: progress.headers,
+            };
+            let on_failure = after_resume(settings, &fin, pages::storage_unavailable());
+            let resumed = fin.resumed;
+            let start = CallbackStart {
+                login: fin.login,
+                code: String::new(),
+            };
+            let response = callback::complete_with_extras(
+                settings,
+                fin.identity,
+                extras,
+                Tokens {
+                    id_token: fin.id_token,
+                },
+                &start,
+                now,
+                rng,
+            );
+            let mut response = response;
+            if resumed {
+                pages::add_cookie(&mut response, &cookies::clear(settings, Jar::Resume));
+            }
+            Step::SaveRecord {
+                key,
+                value,
+                expires_at,
+                required: progress.metadata_changed,
+                response,
+                on_failure,
+            }
+        }
+        End::Deny { rule, reason } => Step::Respond {
+            audit: Some(Line::Audit(audit("login-denied", &fin, &rule))),
+            response: after_resume(settings, &fin, denied(settings, &rule, &reason)),
+        },
+        End::Failed { rule, failure } => {
+            let mut line = audit("login-failed", &fin, &rule);
+            line["kind"] = json!(failure.kind());
+            line["detail"] = json!(failure.to_string());
+            let page = failed(
+                settings,
+                &rule,
+                &failure,
+                &fin.base.transaction.correlation_id,
+            );
+            Step::Respond {
+                audit: Some(Line::Audit(line)),
+                response: after_resume(settings, &fin, page),
+            }
+        }
+        End::Redirect { index, rule, url } => {
+            let nonce = resume::new_nonce(rng);
+            let expires = now + RESUME_TTL_SECS;
+            let line = Line::Audit(audit("login-paused", &fin, &rule));
+            let on_failure = pages::storage_unavailable();
+            let pending = Pending {
+                tenant: fin.base.tenant_id.clone(),
+                index,
+                rule,
+                identity: fin.identity,
+                login: fin.login,
+                id_token: fin.id_token,
+                progress,
+                base: fin.base,
+                expires,
+            };
+            let (target, cookie) = resume::pause_target(settings, &url, &nonce, expires, rng);
+            let mut response = clear_login(settings, pages::redirect(&target));
+            pages::add_cookie(&mut response, &cookie);
+            Step::Pause {
+                key: kv_schema::rule_resume(&nonce),
+                value: pending.encode(),
+                expires_at: expires,
+                audit: line,
+                response,
+                on_failure,
+            }
+        }
+        End::Reauth {
+            rule,
+            prompt_login,
+            max_age,
+        } => Step::Reauth {
+            audit: Line::Audit(audit("login-reauth", &fin, &rule)),
+            rule,
+            prompt_login,
+            max_age,
+            return_to: fin.login.return_to,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{alice, counter_rng, login_state, settings};
+
+    fn fin(resumed: bool) -> Finish {
+        let mut base = Event {
+            tenant_id: "acme".into(),
+            ..Event::default()
+        };
+        base.transaction.correlation_id = "cid-7".into();
+        base.transaction.login_count = 4;
+        Finish {
+            identity: alice(),
+            id_token: "h.p.s".into(),
+            login: login_state(),
+            base,
+            resumed,
+        }
+    }
+
+    fn body(r: &Response) -> String {
+        String::from_utf8_lossy(r.body()).into_owned()
+    }
+
+    fn set_cookies(r: &Response) -> Vec<String> {
+        r.headers()
+            .get_all(http::header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn failure_pages_name_the_class_and_reference_not_the_detail() {
+        let s = settings();
+        let failure = Failure::Load("cannot read /srv/secret/rules/a.wasm: No such file".into());
+        let step = finish(
+            &s,
+            fin(false),
+            End::Failed {
+                rule: "a".into(),
+                failure,
+            },
+            Progress::default(),
+            1000,
+            &mut counter_rng(),
+        );
+        let Step::Respond {
+            response,
+            audit: Some(Line::Audit(line)),
+        } = step
+        else {
+            panic!("a failure answers at once");
+        };
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let page = body(&response);
+        assert!(page.contains("it could not be loaded (load)"), "{page}");
+        assert!(page.contains("cid-7"));
+        assert!(!page.contains("/srv/secret"), "{page}");
+        assert!(line["detail"].as_str().unwrap().contains("/srv/secret"));
+        assert_eq!(line["correlation_id"], "cid-7");
+        assert!(set_cookies(&response)[0].starts_with("edgeauth_login=;"));
+    }
+
+    #[test]
+    fn done_saves_the_record_and_signs_in() {
+        let s = settings();
+        let mut progress = Progress::starting(&json!({"a": 1}), &json!({}));
+        progress.claims.insert("plan".into(), json!("pro"));
+        let step = finish(&s, fin(true), End::Done, progress, 1000, &mut counter_rng());
+        let Step::SaveRecord {
+            key,
+            value,
+            expires_at,
+            required,
+            response,
+            on_failure,
+        } = step
+        else {
+            panic!("done saves the record");
+        };
+        assert_eq!(key, kv_schema::rule_user("acme", "alice"));
+        let record = UserRecord::decode(Some(&value), 1000);
+        assert_eq!(record.logins, 5);
+        assert_eq!(record.app, json!({"a": 1}));
+        assert_eq!(expires_at, 1000 + kv_schema::RULE_USER_RETENTION_SECS);
+        assert!(!required);
+        assert_eq!(response.status(), StatusCode::FOUND);
+        let cookies = set_cookies(&response);
+        assert!(cookies.iter().any(|c| c.starts_with("edgeauth_session=")));
+        assert!(cookies.iter().any(|c| c.starts_with("edgeauth_resume=;")));
+        assert_eq!(on_failure.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn a_pause_stores_the_sign_in_until_its_link_expires() {
+        let s = settings();
+        let step = finish(
+            &s,
+            fin(false),
+            End::Redirect {
+                index: 2,
+                rule: "profile".into(),
+                url: "https://forms.example/p".into(),
+            },
+            Progress::default(),
+            1000,
+            &mut counter_rng(),
+        );
+        let Step::Pause {
+            key,
+            value,
+            expires_at,
+            response,
+            ..
+        } = step
+        else {
+            panic!("a redirect pauses");
+        };
+        assert!(key.starts_with("rule-resume:"));
+        assert_eq!(expires_at, 1000 + RESUME_TTL_SECS);
+        let p = Pending::decode(&value, 1000).unwrap();
+        assert_eq!(
+            (p.index, p.rule.as_str(), p.tenant.as_str()),
+            (2, "profile", "acme")
+        );
+        assert!(Pending::decode(&value, expires_at).is_none());
+        let location = response.headers()[http::header::LOCATION].to_str().unwrap();
+        assert!(location.starts_with("https://forms.example/p?state="));
+        let cookies = set_cookies(&response);
+        assert!(
+            cookies
+                .iter()
+                .any(|c| c.starts_with("edgeauth_resume=") && !c.starts_with("edgeauth_resume=;"))
+        );
+        assert!(cookies.iter().any(|c| c.starts_with("edgeauth_login=;")));
+    }
+
+    #[test]
+    fn deny_and_reauth() {
+        let s = settings();
+        let Step::Respond { response, .. } = finish(
+            &s,
+            fin(true),
+            End::Deny {
+                rule: "r".into(),
+                reason: "not <b>you</b>".into(),
+            },
+            Progress::default(),
+            1000,
+            &mut counter_rng(),
+        ) else {
+            panic!()
+        };
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert!(body(&response).contains("not &lt;b&gt;you"));
+        assert!(
+            set_cookies(&response)
+                .iter()
+                .any(|c| c.starts_with("edgeauth_resume=;"))
+        );
+        let Step::Reauth {
+            rule,
+            prompt_login,
+            max_age,
+            return_to,
+            ..
+        } = finish(
+            &s,
+            fin(false),
+            End::Reauth {
+                rule: "r".into(),
+                prompt_login: true,
+                max_age: Some(0),
+            },
+            Progress::default(),
+            1000,
+            &mut counter_rng(),
+        )
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (rule.as_str(), prompt_login, max_age, return_to.as_str()),
+            ("r", true, Some(0), "/")
+        );
+    }
+
+    #[test]
+    fn resume_errors_explain_and_keep_the_cookie() {
+        let r = resume_error(ResumeError::Used);
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert!(body(&r).contains("already completed"));
+        assert!(set_cookies(&r).is_empty());
+    }
+}

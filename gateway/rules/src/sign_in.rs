@@ -1,0 +1,268 @@
+//! The event a tenant's chain starts from: who signs in (as the callback
+//! established it) and the request they sign in with.
+
+use std::collections::BTreeMap;
+
+use edgeauth_core::encoding::b64url_decode;
+use edgeauth_core::identity::Identity;
+use edgeauth_core::settings::Settings;
+use http::request::Parts;
+use serde_json::{Map, Value};
+
+use crate::event::{
+    Connection, ConnectionKind, Event, LinkedIdentity, RequestInfo, Transaction, User,
+};
+use crate::record::UserRecord;
+
+/// At most this many `Accept-Language` entries reach a rule.
+const MAX_LANGUAGES: usize = 16;
+const MAX_LANGUAGE_TAG: usize = 35;
+const MAX_USER_AGENT_CHARS: usize = 512;
+
+/// Who signs in, as the callback established it.
+pub struct SignIn<'a> {
+    pub identity: &'a Identity,
+    /// Verified by the callback; only read here.
+    pub id_token: &'a str,
+    pub return_to: &'a str,
+    pub record: &'a UserRecord,
+    /// Whether this sign-in answered a rule's demand for re-authentication.
+    pub reauthenticated: bool,
+    /// The id of this sign-in in the audit log.
+    pub correlation_id: String,
+}
+
+/// The ID token's claims (the payload of an already verified JWT).
+pub fn id_token_claims(id_token: &str) -> Map<String, Value> {
+    id_token
+        .split('.')
+        .nth(1)
+        .and_then(b64url_decode)
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| match v {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn header(parts: &Parts, name: &str) -> Option<String> {
+    parts
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// `Accept-Language` tags, best first; malformed entries are dropped.
+pub fn languages(raw: Option<&str>) -> Vec<String> {
+    let mut langs: Vec<(f32, String)> = raw
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|item| {
+            let mut it = item.split(';');
+            let tag = it.next()?.trim();
+            if tag.is_empty()
+                || tag.len() > MAX_LANGUAGE_TAG
+                || !tag
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'*')
+            {
+                return None;
+            }
+            let q = it
+                .find_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .and_then(|q| q.parse::<f32>().ok())
+                })
+                .unwrap_or(1.0);
+            Some((q, tag.to_owned()))
+        })
+        .take(MAX_LANGUAGES)
+        .collect();
+    // Stable: equal qualities keep the client's order.
+    langs.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal));
+    langs.into_iter().map(|(_, t)| t).collect()
+}
+
+/// The client's address as the platform reports it (`spin-client-addr`,
+/// which the platform sets and clients cannot).
+pub fn client_ip(parts: &Parts) -> Option<String> {
+    let raw = header(parts, "spin-client-addr")?;
+    raw.parse::<std::net::SocketAddr>()
+        .map(|s| s.ip().to_string())
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(|i| i.to_string()))
+        .ok()
+}
+
+/// The event before any rule ran: rule name, config and secrets are filled
+/// per rule ([`crate::chain::event_for_rule`]).
+pub fn base_event(settings: &Settings, parts: &Parts, tenant: &str, who: SignIn<'_>) -> Event {
+    let SignIn {
+        identity,
+        id_token,
+        return_to,
+        record,
+        reauthenticated,
+        correlation_id,
+    } = who;
+    let mut claims = id_token_claims(id_token);
+    let picture = claims
+        .get("picture")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    // Protocol values, not facts about the person.
+    for protocol in ["nonce", "at_hash", "c_hash"] {
+        claims.remove(protocol);
+    }
+    let host = settings.public_url.host_str().unwrap_or("").to_owned();
+    Event {
+        tenant_id: tenant.to_owned(),
+        rule_name: String::new(),
+        config: Value::Null,
+        user: User {
+            sub: identity.sub.clone(),
+            email: identity.email.clone(),
+            email_verified: identity.email_verified,
+            name: identity.name.clone(),
+            picture,
+            groups: identity.groups.clone(),
+            identities: vec![LinkedIdentity {
+                connection: "default".into(),
+                user_id: identity.sub.clone(),
+                profile: Value::Object(claims),
+            }],
+            app_metadata: record.app.clone(),
+            user_metadata: record.user.clone(),
+        },
+        connection: Connection {
+            id: "default".into(),
+            kind: ConnectionKind::Oidc,
+            display_name: url::Url::parse(&settings.issuer)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_else(|| settings.issuer.clone()),
+        },
+        request: RequestInfo {
+            ip: client_ip(parts),
+            user_agent: header(parts, "user-agent")
+                .map(|u| u.chars().take(MAX_USER_AGENT_CHARS).collect()),
+            host: header(parts, "host").unwrap_or(host),
+            path: parts.uri.path().to_owned(),
+            method: parts.method.as_str().to_owned(),
+            accepted_languages: languages(header(parts, "accept-language").as_deref()),
+        },
+        transaction: Transaction {
+            first_login: record.logins == 0,
+            login_count: record.logins,
+            return_url: return_to.to_owned(),
+            correlation_id,
+            reauthenticated,
+            resumed: None,
+        },
+        secrets: BTreeMap::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{alice, settings};
+    use edgeauth_core::encoding::b64url;
+    use serde_json::json;
+
+    #[test]
+    fn accept_language_is_ordered_by_quality() {
+        assert_eq!(
+            languages(Some("fr;q=0.5, en-GB, de;q=0.9, <script>")),
+            ["en-GB", "de", "fr"]
+        );
+        assert!(languages(None).is_empty());
+        let many = vec!["en"; 40].join(",");
+        assert_eq!(languages(Some(&many)).len(), MAX_LANGUAGES);
+        assert!(languages(Some(&"a".repeat(36))).is_empty());
+    }
+
+    #[test]
+    fn client_ip_comes_only_from_the_platform_header() {
+        let parts = |h: &[(&str, &str)]| {
+            let mut b = http::Request::get("/cb");
+            for (k, v) in h {
+                b = b.header(*k, *v);
+            }
+            b.body(()).unwrap().into_parts().0
+        };
+        assert_eq!(
+            client_ip(&parts(&[("spin-client-addr", "192.0.2.7:5555")])).as_deref(),
+            Some("192.0.2.7")
+        );
+        assert_eq!(
+            client_ip(&parts(&[("spin-client-addr", "::1")])).as_deref(),
+            Some("::1")
+        );
+        assert_eq!(client_ip(&parts(&[("spin-client-addr", "nope")])), None);
+        assert_eq!(client_ip(&parts(&[("x-forwarded-for", "192.0.2.9")])), None);
+    }
+
+    #[test]
+    fn id_token_claims_are_read_and_protocol_values_dropped() {
+        let payload = b64url(
+            json!({"sub": "alice", "nonce": "n", "at_hash": "a", "picture": "https://p/a.png", "locale": "fr"})
+                .to_string()
+                .as_bytes(),
+        );
+        let token = format!("h.{payload}.s");
+        assert_eq!(id_token_claims(&token)["locale"], "fr");
+        assert!(id_token_claims("junk").is_empty());
+        assert!(
+            id_token_claims("h.W10.s").is_empty(),
+            "an array is no claims"
+        );
+
+        let s = settings();
+        let parts = http::Request::get("/.edgeauth/callback?code=c")
+            .header("host", "app.example")
+            .header("user-agent", "x".repeat(600))
+            .header("accept-language", "de, en;q=0.5")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let record = UserRecord {
+            logins: 2,
+            app: json!({"plan": "pro"}),
+            user: json!({}),
+        };
+        let id = alice();
+        let event = base_event(
+            &s,
+            &parts,
+            "acme",
+            SignIn {
+                identity: &id,
+                id_token: &token,
+                return_to: "/app",
+                record: &record,
+                reauthenticated: true,
+                correlation_id: "cid".into(),
+            },
+        );
+        assert_eq!(event.tenant_id, "acme");
+        assert_eq!(event.user.picture.as_deref(), Some("https://p/a.png"));
+        let profile = &event.user.identities[0].profile;
+        assert_eq!(profile["locale"], "fr");
+        assert!(profile.get("nonce").is_none() && profile.get("at_hash").is_none());
+        assert_eq!(event.user.app_metadata["plan"], "pro");
+        assert_eq!(event.request.host, "app.example");
+        assert_eq!(event.request.user_agent.as_ref().unwrap().len(), 512);
+        assert_eq!(event.request.accepted_languages, ["de", "en"]);
+        assert_eq!(event.request.path, "/.edgeauth/callback");
+        assert!(!event.transaction.first_login);
+        assert_eq!(event.transaction.login_count, 2);
+        assert!(event.transaction.reauthenticated);
+        assert_eq!(event.transaction.return_url, "/app");
+        assert_eq!(event.transaction.correlation_id, "cid");
+        assert_eq!(event.connection.display_name, "127.0.0.2");
+    }
+}
