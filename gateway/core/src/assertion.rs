@@ -2,6 +2,7 @@
 //! origin verify it. Keys are EdDSA (Ed25519) or ES256; the first key signs and
 //! every key is published, so keys rotate without rejecting in-flight requests.
 
+use edgeauth_contract::names::claim_name_problem;
 use jwt_simple::prelude::*;
 use serde_json::json;
 
@@ -65,21 +66,6 @@ struct AssertionClaims<'a> {
     #[serde(flatten)]
     extra: serde_json::Map<String, serde_json::Value>,
 }
-
-/// Claims the gateway sets itself; a rule's claim never replaces them.
-const OWN_CLAIMS: &[&str] = &[
-    "iss",
-    "sub",
-    "aud",
-    "exp",
-    "nbf",
-    "iat",
-    "jti",
-    "email",
-    "email_verified",
-    "name",
-    "groups",
-];
 
 impl AssertionKeys {
     /// Parses `kid:ed25519:<base64url 32-byte seed>` and
@@ -155,7 +141,9 @@ impl AssertionKeys {
             groups: &identity.groups,
             extra: extra
                 .iter()
-                .filter(|(k, _)| !OWN_CLAIMS.contains(&k.as_str()))
+                // The same check rules' commands pass (one definition of the
+                // reserved names): a rule's claim never replaces the gateway's.
+                .filter(|(k, _)| claim_name_problem(k).is_none())
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         };

@@ -327,17 +327,7 @@ async fn finish(
             max_age,
             return_to,
             audit,
-        } => {
-            reauth(
-                settings,
-                prompt_login,
-                max_age,
-                return_to,
-                audit,
-                now,
-            )
-            .await
-        }
+        } => reauth(settings, prompt_login, max_age, return_to, audit, now).await,
     }
 }
 
