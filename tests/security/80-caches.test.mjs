@@ -16,6 +16,7 @@ import { request } from '../lib/http.mjs';
 import { startStack, stopStack, startGateway } from '../lib/stack.mjs';
 import { startHostileIdp, generateKeys } from './lib/hostile-idp.mjs';
 import { Failures, pool, hostileSignIn, tokenAnswer, issuesSession, validSignIn, show } from './lib/sec.mjs';
+import { readKv, kvFile } from '../lib/kv.mjs';
 
 let stack; let op; let A; let B; let gA; let gB; const extra = [];
 
@@ -108,8 +109,8 @@ test('issuer spellings are distinct: trailing slash, letter case, another path',
 function agedCopy(stateDir, secs) {
   const to = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-state-aged-'));
   fs.cpSync(stateDir, to, { recursive: true });
-  const file = path.join(to, 'kv', 'default.json');
-  const kv = JSON.parse(fs.readFileSync(file, 'utf8'));
+  const file = kvFile(to);
+  const kv = readKv(to);
   let n = 0;
   for (const [k, v] of Object.entries(kv)) {
     if (!k.startsWith('provider:')) continue;
@@ -122,6 +123,7 @@ function agedCopy(stateDir, secs) {
     n++;
   }
   assert.equal(n, 1, `one provider cache entry in ${file}`);
+  // Written back in the older single-object format, which the host still reads.
   fs.writeFileSync(file, JSON.stringify(kv));
   return to;
 }

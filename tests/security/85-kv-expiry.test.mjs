@@ -2,20 +2,19 @@
 // rule's redirect and abandoned keeps the person's ID token and profile in
 // KV. It must expire with its link (15 minutes) and then leave the store,
 // without anyone listing the store. The host's KV is a file (state dir
-// kv/default.json), so the test reads it directly; "later" is the same state
+// kv/default.json, a journal: tests/lib/kv.mjs), so the test reads it directly; "later" is the same state
 // directory served again by a host whose components see the wall clock moved
 // (EDGEAUTH_TEST_CLOCK_OFFSET_SECS, test only, see gateway/host/src/clock.rs).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import { CookieJar, request } from '../lib/http.mjs';
 import { startStack, stopStack, startGateway } from '../lib/stack.mjs';
 import { prepareRules } from '../lib/rules.mjs';
 import { startHostileIdp } from './lib/hostile-idp.mjs';
 import { validSignIn, show } from './lib/sec.mjs';
+import { readKv } from '../lib/kv.mjs';
 
 let stack; let op; let t; let rules; let later;
 
@@ -27,10 +26,7 @@ before(async () => {
 });
 after(async () => { await later?.stop(); await stopStack(stack); await op?.stop(); rules?.cleanup(); });
 
-const keysIn = (stateDir) => {
-  const file = path.join(stateDir, 'kv', 'default.json');
-  return fs.existsSync(file) ? Object.keys(JSON.parse(fs.readFileSync(file, 'utf8'))) : [];
-};
+const keysIn = (stateDir) => Object.keys(readKv(stateDir));
 
 test('an abandoned paused sign-in is gone from KV after it expired', async () => {
   const vars = rules.vars([{ name: 'profile', config: { field: 'company', form_url: '/profile-form', from_login: 1 } }]);

@@ -2,15 +2,20 @@
 //! and atomics, on the same stores, as Spin serves them): the stores a
 //! component lists in `key_value_stores`, persisted under the state directory.
 //!
-//! Each store is one JSON file (`<state-dir>/kv/<label>.json`, values
-//! base64-encoded) held in memory and rewritten on every change through a
-//! temporary file and a rename, so a crash leaves either the old or the new
-//! file, never a torn one. A mutex per store serializes writers, which keeps
+//! Each store is held in memory and persisted as an append-only journal
+//! (`<state-dir>/kv/<label>.json`, see [`FileStore`] for the format): every
+//! change appends one record and fsyncs it, so a write costs the size of its
+//! entry, not of the store (Spin's SQLite and Redis stores also write one row).
+//! When the journal has grown past twice the live data (plus a floor) it is
+//! compacted: rewritten through a temporary file, fsync and a rename, so a
+//! crash leaves either the old or the new journal; that full rewrite happens at
+//! most once per as many appended bytes as the store holds, so it is amortized
+//! O(1) per write. A mutex per store serializes writers, which keeps
 //! concurrent requests consistent and makes `increment` and compare-and-swap
 //! atomic (read, decide and write under the one lock), as Spin's SQLite store
-//! does with its connection lock and a transaction. This suits the gateway's small state
-//! (revocations, rule metadata); it is not a database. Two host processes must
-//! not share one state directory.
+//! does with its connection lock and a transaction. This suits the gateway's
+//! state (revocations, caches, rule metadata); it is not a database. Two host
+//! processes must not share one state directory.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -22,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context as _, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
 
 /// Spin defines only the `default` store unless a runtime config adds more.
 pub const DEFAULT_STORE: &str = "default";
@@ -29,10 +35,62 @@ pub const DEFAULT_STORE: &str = "default";
 /// Per instance; Spin's host has the same kind of bound on open stores.
 pub const MAX_OPEN_STORES: usize = 256;
 
+/// First line of a journal. A file without it is the previous version's
+/// format: one JSON object `{key: base64(value)}`, read as is and replaced by
+/// a journal on the first write.
+const MAGIC: &[u8] = b"edgeauth-kv-journal 1\n";
+
+/// Compaction starts once the journal exceeds `2 × live + COMPACT_FLOOR` bytes.
+const COMPACT_FLOOR: u64 = 1 << 20;
+
+/// One journal line: a set (`v`: base64 value) or a delete (no `v`).
+#[derive(Serialize, Deserialize)]
+struct Record<'a> {
+    #[serde(borrow)]
+    k: std::borrow::Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    v: Option<String>,
+}
+
+fn encode_record(key: &str, value: Option<&[u8]>) -> Vec<u8> {
+    let mut line = serde_json::to_vec(&Record {
+        k: key.into(),
+        v: value.map(|v| B64.encode(v)),
+    })
+    .expect("a string record always serializes");
+    line.push(b'\n');
+    line
+}
+
+fn record_len(key: &str, value: &[u8]) -> u64 {
+    encode_record(key, Some(value)).len() as u64
+}
+
+/// A store: the map in memory and its journal on disk.
+///
+/// Journal format: the line [`MAGIC`], then one JSON line per change,
+/// `{"k":"<key>","v":"<base64 value>"}` for a set and `{"k":"<key>"}` for a
+/// delete, applied in order. A final line without its newline is a record torn
+/// by a crash (its write was never reported as done) and is dropped; any other
+/// malformed line is an error.
 #[derive(Debug)]
 pub struct FileStore {
     path: PathBuf,
-    data: Mutex<BTreeMap<String, Vec<u8>>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    data: BTreeMap<String, Vec<u8>>,
+    /// The journal open for appending; `None` when the file at `path` is not
+    /// (yet) our journal (missing, the old format, or left unknown by a failed
+    /// write): the next write rewrites it in full.
+    journal: Option<fs::File>,
+    /// Bytes of the journal that hold complete records.
+    len: u64,
+    /// What a compacted journal of `data` would take.
+    live: u64,
+    compact_floor: u64,
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -42,7 +100,26 @@ impl FileStore {
     /// read is an error rather than an empty store, so state is never
     /// silently dropped.
     pub fn open(path: &Path) -> Result<Self> {
+        let mut journal = None;
+        let mut len = 0;
         let data = match fs::read(path) {
+            Ok(bytes) if bytes.starts_with(MAGIC) => {
+                let (data, valid) = replay(&bytes)
+                    .with_context(|| format!("corrupt key-value journal {}", path.display()))?;
+                let file = fs::OpenOptions::new()
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?;
+                if valid < bytes.len() as u64 {
+                    // Drop the torn record so the next append starts a line.
+                    file.set_len(valid)
+                        .and_then(|()| file.sync_all())
+                        .with_context(|| format!("cannot truncate {}", path.display()))?;
+                }
+                journal = Some(file);
+                len = valid;
+                data
+            }
             Ok(bytes) => {
                 let encoded: BTreeMap<String, String> = serde_json::from_slice(&bytes)
                     .with_context(|| format!("corrupt key-value file {}", path.display()))?;
@@ -59,50 +136,47 @@ impl FileStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
+        let live = MAGIC.len() as u64 + data.iter().map(|(k, v)| record_len(k, v)).sum::<u64>();
         Ok(Self {
             path: path.to_path_buf(),
-            data: Mutex::new(data),
+            inner: Mutex::new(Inner {
+                data,
+                journal,
+                len,
+                live,
+                compact_floor: COMPACT_FLOOR,
+            }),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the map half-updated
         // (each change is a single insert/remove), so poisoning is ignorable.
-        self.data.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.lock().get(key).cloned()
+        self.lock().data.get(key).cloned()
     }
 
     pub fn exists(&self, key: &str) -> bool {
-        self.lock().contains_key(key)
+        self.lock().data.contains_key(key)
     }
 
     pub fn keys(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
+        self.lock().data.keys().cloned().collect()
     }
 
     pub fn set(&self, key: &str, value: Vec<u8>) -> Result<()> {
-        let mut data = self.lock();
-        let previous = data.insert(key.to_string(), value);
-        if let Err(e) = self.persist(&data) {
-            // Keep memory and disk in agreement: the write did not happen.
-            match previous {
-                Some(p) => data.insert(key.to_string(), p),
-                None => data.remove(key),
-            };
-            return Err(e);
-        }
-        Ok(())
+        self.lock().write(&self.path, key, Some(value))
     }
 
     /// Adds `delta` to the counter at `key` (missing: 0) and returns the sum.
     /// Counters are 8 bytes, little-endian, as in Spin's SQLite store; any
     /// other value is an error, not a counter.
     pub fn increment(&self, key: &str, delta: i64) -> Result<i64> {
-        let mut data = self.lock();
-        let current = match data.get(key) {
+        let mut inner = self.lock();
+        let current = match inner.data.get(key) {
             None => 0,
             Some(v) => match <[u8; 8]>::try_from(v.as_slice()) {
                 Ok(b) => i64::from_le_bytes(b),
@@ -112,56 +186,124 @@ impl FileStore {
         let sum = current
             .checked_add(delta)
             .with_context(|| format!("counter {key:?} would overflow"))?;
-        let previous = data.insert(key.to_string(), sum.to_le_bytes().to_vec());
-        if let Err(e) = self.persist(&data) {
-            match previous {
-                Some(p) => data.insert(key.to_string(), p),
-                None => data.remove(key),
-            };
-            return Err(e);
-        }
+        inner.write(&self.path, key, Some(sum.to_le_bytes().to_vec()))?;
         Ok(sum)
     }
 
     /// Stores `value` only if the key still holds `expected` (`None`: absent);
     /// `Ok(false)` when it changed meanwhile.
     pub fn swap_if(&self, key: &str, expected: Option<&[u8]>, value: Vec<u8>) -> Result<bool> {
-        let mut data = self.lock();
-        if data.get(key).map(Vec::as_slice) != expected {
+        let mut inner = self.lock();
+        if inner.data.get(key).map(Vec::as_slice) != expected {
             return Ok(false);
         }
-        let previous = data.insert(key.to_string(), value);
-        if let Err(e) = self.persist(&data) {
-            match previous {
-                Some(p) => data.insert(key.to_string(), p),
-                None => data.remove(key),
-            };
-            return Err(e);
-        }
+        inner.write(&self.path, key, Some(value))?;
         Ok(true)
     }
 
     pub fn delete(&self, key: &str) -> Result<()> {
-        let mut data = self.lock();
-        let Some(previous) = data.remove(key) else {
+        let mut inner = self.lock();
+        if !inner.data.contains_key(key) {
             return Ok(());
+        }
+        inner.write(&self.path, key, None)
+    }
+}
+
+/// Applies a journal's records; returns the map and how many bytes hold
+/// complete records (less than the file when its last record is torn).
+fn replay(bytes: &[u8]) -> Result<(BTreeMap<String, Vec<u8>>, u64)> {
+    let mut data = BTreeMap::new();
+    let mut pos = MAGIC.len();
+    let mut line_no = 1;
+    while pos < bytes.len() {
+        let Some(end) = bytes[pos..].iter().position(|&b| b == b'\n') else {
+            break; // torn final record
         };
-        if let Err(e) = self.persist(&data) {
-            data.insert(key.to_string(), previous);
-            return Err(e);
+        line_no += 1;
+        let line = &bytes[pos..pos + end];
+        let record: Record = serde_json::from_slice(line)
+            .with_context(|| format!("bad record on line {line_no}"))?;
+        match record.v {
+            Some(v) => {
+                let v = B64
+                    .decode(v)
+                    .with_context(|| format!("bad value on line {line_no}"))?;
+                data.insert(record.k.into_owned(), v);
+            }
+            None => {
+                data.remove(record.k.as_ref());
+            }
+        }
+        pos += end + 1;
+    }
+    Ok((data, pos as u64))
+}
+
+impl Inner {
+    /// Sets (`Some`) or deletes (`None`) `key`, in memory and on disk; on an
+    /// error neither has changed (as far as anyone can observe: a record that
+    /// reached the disk without being reported is cut off again).
+    fn write(&mut self, path: &Path, key: &str, value: Option<Vec<u8>>) -> Result<()> {
+        let old_len = self.data.get(key).map(|v| record_len(key, v)).unwrap_or(0);
+        let new_len = value.as_ref().map(|v| record_len(key, v)).unwrap_or(0);
+        if self.journal.is_none() {
+            // Not our journal yet: write the whole store with the change.
+            let previous = match &value {
+                Some(v) => self.data.insert(key.to_string(), v.clone()),
+                None => self.data.remove(key),
+            };
+            if let Err(e) = self.compact(path) {
+                match previous {
+                    Some(p) => self.data.insert(key.to_string(), p),
+                    None => self.data.remove(key),
+                };
+                return Err(e);
+            }
+            return Ok(());
+        }
+        let record = encode_record(key, value.as_deref());
+        let file = self.journal.as_mut().expect("checked above");
+        let appended = file.write_all(&record).and_then(|()| file.sync_data());
+        if let Err(e) = appended {
+            // Cut off whatever part of the record got written; if even that
+            // fails, the file's end is unknown and the next write rewrites it.
+            if file
+                .set_len(self.len)
+                .and_then(|()| file.sync_data())
+                .is_err()
+            {
+                self.journal = None;
+            }
+            return Err(anyhow::Error::new(e).context(format!("cannot write {}", path.display())));
+        }
+        self.len += record.len() as u64;
+        self.live = self.live + new_len - old_len;
+        match value {
+            Some(v) => self.data.insert(key.to_string(), v),
+            None => self.data.remove(key),
+        };
+        if self.len > 2 * self.live + self.compact_floor {
+            // The change is durable already; a failed compaction only means
+            // a longer journal until the next try.
+            if let Err(e) = self.compact(path) {
+                eprintln!("edgeauth: key-value compaction failed: {e:#}");
+                self.compact_floor = self.compact_floor.saturating_add(self.len);
+            }
         }
         Ok(())
     }
 
-    fn persist(&self, data: &BTreeMap<String, Vec<u8>>) -> Result<()> {
-        let encoded: BTreeMap<&str, String> = data
-            .iter()
-            .map(|(k, v)| (k.as_str(), B64.encode(v)))
-            .collect();
-        let bytes = serde_json::to_vec(&encoded)?;
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        let file_name = self
-            .path
+    /// Rewrites the journal as one set record per live key (temporary file,
+    /// fsync, rename) and continues appending to the new file.
+    fn compact(&mut self, path: &Path) -> Result<()> {
+        let mut bytes = Vec::with_capacity(self.live as usize);
+        bytes.extend_from_slice(MAGIC);
+        for (k, v) in &self.data {
+            bytes.extend_from_slice(&encode_record(k, Some(v)));
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
@@ -170,19 +312,34 @@ impl FileStore {
             std::process::id(),
             TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        let write = || -> std::io::Result<()> {
+        let write = || -> std::io::Result<fs::File> {
             let mut f = fs::File::create(&tmp)?;
             f.write_all(&bytes)?;
             f.sync_all()?;
-            fs::rename(&tmp, &self.path)
+            fs::rename(&tmp, path)?;
+            // Make the rename itself durable (best effort where directories
+            // cannot be opened).
+            if let Ok(d) = fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+            fs::OpenOptions::new().append(true).open(path)
         };
-        write().map_err(|e| {
-            let _ = fs::remove_file(&tmp);
-            anyhow::Error::new(e).context(format!("cannot write {}", self.path.display()))
-        })
+        match write() {
+            Ok(file) => {
+                self.journal = Some(file);
+                self.len = bytes.len() as u64;
+                self.live = self.len;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                // The rename may have happened: the file is ours no longer.
+                self.journal = None;
+                Err(anyhow::Error::new(e).context(format!("cannot write {}", path.display())))
+            }
+        }
     }
 }
-
 /// All stores the app may use, opened once at startup.
 #[derive(Debug, Default)]
 pub struct KvStores {
@@ -566,6 +723,161 @@ mod tests {
         assert!(!s.swap_if("k", Some(b"x"), b"b".to_vec()).unwrap());
         assert!(s.swap_if("k", Some(b"a"), b"b".to_vec()).unwrap());
         assert_eq!(s.get("k"), Some(b"b".to_vec()));
+    }
+
+    /// The store's file, replayed independently of the store that wrote it.
+    fn on_disk(path: &Path) -> BTreeMap<String, Vec<u8>> {
+        let bytes = fs::read(path).unwrap();
+        assert!(bytes.starts_with(MAGIC));
+        replay(&bytes).unwrap().0
+    }
+
+    fn contents(s: &FileStore) -> BTreeMap<String, Vec<u8>> {
+        s.lock().data.clone()
+    }
+
+    #[test]
+    fn journal_replay_equals_memory_after_many_sets_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("default.json");
+        let s = FileStore::open(&path).unwrap();
+        // Keys with characters JSON must escape, binary values, overwrites,
+        // deletes of present and absent keys, counters and swaps.
+        for i in 0..300u32 {
+            let key = format!("k{}\"\n\u{e9}/{}", i % 37, i % 5);
+            match i % 4 {
+                0 | 1 => s.set(&key, (0..(i % 50) as u8).collect()).unwrap(),
+                2 => s.delete(&key).unwrap(),
+                _ => {
+                    s.increment(&format!("n{}", i % 3), 1).unwrap();
+                }
+            }
+            if i % 7 == 0 {
+                let seen = s.get("cas");
+                assert!(
+                    s.swap_if("cas", seen.as_deref(), i.to_le_bytes().to_vec())
+                        .unwrap()
+                );
+            }
+        }
+        s.delete("absent").unwrap();
+        let memory = contents(&s);
+        assert!(memory.len() > 10);
+        assert_eq!(on_disk(&path), memory);
+        let reopened = FileStore::open(&path).unwrap();
+        assert_eq!(contents(&reopened), memory);
+    }
+
+    #[test]
+    fn torn_final_record_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("default.json");
+        {
+            let s = FileStore::open(&path).unwrap();
+            s.set("a", b"1".to_vec()).unwrap();
+            s.set("b", b"2".to_vec()).unwrap();
+        }
+        let whole = fs::read(&path).unwrap();
+        // A crash in the middle of appending a record (never reported done).
+        let torn = encode_record("c", Some(b"3"));
+        let mut bytes = whole.clone();
+        bytes.extend_from_slice(&torn[..torn.len() - 3]);
+        fs::write(&path, &bytes).unwrap();
+        let s = FileStore::open(&path).unwrap();
+        assert_eq!(s.keys(), ["a", "b"]);
+        assert_eq!(fs::read(&path).unwrap(), whole, "torn tail cut off");
+        // Appending continues on a clean line.
+        s.set("d", b"4".to_vec()).unwrap();
+        drop(s);
+        assert_eq!(FileStore::open(&path).unwrap().keys(), ["a", "b", "d"]);
+        // A malformed record that is not the torn tail is an error.
+        let mut bytes = whole.clone();
+        bytes.extend_from_slice(b"{\"k\":\n");
+        bytes.extend_from_slice(&encode_record("e", Some(b"5")));
+        fs::write(&path, &bytes).unwrap();
+        assert!(FileStore::open(&path).is_err());
+    }
+
+    #[test]
+    fn compaction_bounds_the_journal_and_keeps_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("default.json");
+        let s = FileStore::open(&path).unwrap();
+        s.lock().compact_floor = 4096;
+        s.set("keep", b"kept".to_vec()).unwrap();
+        let mut max_len = 0;
+        let mut compactions = 0;
+        for i in 0..500u32 {
+            let before = fs::metadata(&path).unwrap().len();
+            s.set("hot", vec![i as u8; 100]).unwrap();
+            let after = fs::metadata(&path).unwrap().len();
+            if after < before {
+                compactions += 1;
+            }
+            max_len = max_len.max(after);
+        }
+        assert!(compactions >= 5, "{compactions} compactions");
+        let live = s.lock().live;
+        assert!(max_len <= 2 * live + 4096 + 200, "{max_len} vs live {live}");
+        assert_eq!(on_disk(&path), contents(&s));
+        drop(s);
+        let s = FileStore::open(&path).unwrap();
+        assert_eq!(s.get("keep"), Some(b"kept".to_vec()));
+        assert_eq!(s.get("hot"), Some(vec![243; 100]));
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["default.json"], "no temporary files left");
+    }
+
+    #[test]
+    fn old_single_json_format_is_read_and_converted_on_first_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("default.json");
+        fs::write(&path, br#"{"a":"MQ==","bin":"AP8KDQ=="}"#).unwrap();
+        let s = FileStore::open(&path).unwrap();
+        assert_eq!(s.get("a"), Some(b"1".to_vec()));
+        assert_eq!(s.get("bin"), Some(vec![0, 255, 10, 13]));
+        s.set("c", b"3".to_vec()).unwrap();
+        drop(s);
+        assert_eq!(on_disk(&path).keys().collect::<Vec<_>>(), ["a", "bin", "c"]);
+        let s = FileStore::open(&path).unwrap();
+        assert_eq!(s.get("bin"), Some(vec![0, 255, 10, 13]));
+    }
+
+    #[test]
+    fn a_write_costs_its_entry_not_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("default.json");
+        // 100,000 keys (about 10 MB), written as the previous version did.
+        let big: BTreeMap<String, String> = (0..100_000)
+            .map(|i| (format!("assertion:default:{i:08}"), B64.encode([b'x'; 64])))
+            .collect();
+        fs::write(&path, serde_json::to_vec(&big).unwrap()).unwrap();
+        let s = FileStore::open(&path).unwrap();
+        s.set("first", b"converts the file".to_vec()).unwrap();
+        let store_size = fs::metadata(&path).unwrap().len();
+        assert!(store_size > 5_000_000, "{store_size}");
+        for i in 0..20 {
+            let key = format!("revoked-session:default:{i}");
+            let value = b"1767225600".to_vec();
+            let entry = key.len() + value.len();
+            let before = fs::metadata(&path).unwrap().len();
+            s.set(&key, value).unwrap();
+            let grew = fs::metadata(&path).unwrap().len() - before;
+            // The record: key, base64 value and a few bytes of framing.
+            assert!(
+                grew as usize <= entry * 4 / 3 + 20,
+                "grew {grew} for {entry}"
+            );
+        }
+        let before = fs::metadata(&path).unwrap().len();
+        s.delete("assertion:default:00000042").unwrap();
+        assert!(fs::metadata(&path).unwrap().len() - before < 60);
+        drop(s);
+        let s = FileStore::open(&path).unwrap();
+        assert_eq!(s.keys().len(), 100_000 + 1 + 20 - 1);
     }
 
     #[test]
