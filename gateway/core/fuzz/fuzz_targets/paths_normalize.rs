@@ -1,10 +1,12 @@
 //! `paths::normalize` on arbitrary request paths. Properties of any `Ok(p)`:
 //! starts with `/`; no empty (`//`), `.` or `..` segment; never `\`, `;`, `#`,
 //! `?`, controls, spaces or non-ASCII; no escape of a character that decodes to
-//! an unreserved one or to `/`; idempotent. Also routes the path as a request.
+//! an unreserved one or to `/`; idempotent. Also routes the path as a request:
+//! the router agrees with normalize, except that it also refuses paths whose
+//! trimmed reading (trailing dots and spaces) is a reserved path.
 #![no_main]
 
-use edgeauth_core::paths::normalize;
+use edgeauth_core::paths::{self, normalize};
 use edgeauth_core::routes::{Route, route};
 use libfuzzer_sys::fuzz_target;
 
@@ -53,7 +55,13 @@ fuzz_target!(|data: &[u8]| {
         let (parts, ()) = req.into_parts();
         match (route(&parts), normalize(parts.uri.path())) {
             (Route::BadPath(_), Err(_)) => {}
-            (Route::BadPath(e), Ok(p)) => panic!("{raw:?}: router refused {p:?} ({e})"),
+            // Beyond normalize, the router refuses a path that servers which
+            // trim dots and spaces would read as a reserved one (`/.edgeauth./x`).
+            (Route::BadPath(e), Ok(p)) => assert!(
+                paths::trimmed_reading(&p.to_ascii_lowercase())
+                    .is_some_and(|t| t.starts_with("/.edgeauth/") || t == "/.edgeauth"),
+                "{raw:?}: router refused {p:?} ({e})"
+            ),
             (Route::Protected(p), n) => {
                 assert_eq!(n.as_deref(), Ok(p.as_str()), "{raw:?}");
                 let lower = p.to_ascii_lowercase();
