@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
+use hyper::rt::{Read as _, Write as _};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
@@ -212,12 +214,14 @@ impl Server {
             let server = self.clone();
             let mut stop_rx = stop_rx.clone();
             connections.spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
+                let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                     let server = server.clone();
+                    close_after_refused_upgrade(&mut req);
                     async move { Ok::<_, Infallible>(server.handle(req, peer).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
                 tokio::pin!(conn);
                 let result = tokio::select! {
                     r = conn.as_mut() => r,
@@ -494,4 +498,44 @@ async fn shutdown_signal() -> &'static str {
         _ = term.recv() => "SIGTERM",
         _ = tokio::signal::ctrl_c() => "SIGINT",
     }
+}
+
+/// The gateway never switches protocols (wasi:http has no upgrade), but hyper
+/// marks every request carrying `Upgrade` as a possible upgrade and, when such
+/// a connection ends, hands its socket to the upgrade instead of closing it:
+/// without a taker it is dropped at once, with the request body possibly
+/// unread, and the kernel answers the unread bytes with a reset that can
+/// destroy the response the client has not read yet (seen as ECONNRESET on a
+/// refused `PATCH` with `Upgrade: websocket` and a body). Taking the upgrade
+/// here gets the socket back so it can be closed the way hyper closes the
+/// others: our side first, then what the client still sends is read and
+/// discarded for a bounded time (a lingering close, as nginx does).
+fn close_after_refused_upgrade(req: &mut Request<Incoming>) {
+    if !req.headers().contains_key(hyper::header::UPGRADE) {
+        return;
+    }
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        // Err: the connection went on or ended without handing the socket over.
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut io = upgraded;
+        let _ = std::future::poll_fn(|cx| Pin::new(&mut io).poll_shutdown(cx)).await;
+        let linger = async {
+            let mut sink = [0u8; 4096];
+            let mut left: usize = 1 << 20;
+            while left > 0 {
+                let mut buf = hyper::rt::ReadBuf::new(&mut sink);
+                let read =
+                    std::future::poll_fn(|cx| Pin::new(&mut io).poll_read(cx, buf.unfilled()))
+                        .await;
+                match (read, buf.filled().len()) {
+                    (Err(_), _) | (Ok(()), 0) => break,
+                    (Ok(()), n) => left = left.saturating_sub(n),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), linger).await;
+    });
 }
