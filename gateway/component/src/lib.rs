@@ -10,8 +10,10 @@ mod rules;
 use edgeauth_core::Response;
 use edgeauth_core::access::{self, Access};
 use edgeauth_core::callback;
+use edgeauth_core::connections::{Connection, Kind};
 use edgeauth_core::endpoints;
 use edgeauth_core::id_token::IdTokenError;
+use edgeauth_core::identity::Identity;
 use edgeauth_core::login;
 use edgeauth_core::logout;
 use edgeauth_core::pages;
@@ -81,14 +83,25 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         Route::Jwks => endpoints::jwks(&settings),
         Route::Userinfo => endpoints::userinfo(&settings, &parts, clock.secs),
         Route::Login => start_login(&settings, &parts, clock.secs).await,
-        Route::Callback => finish_login(&settings, &parts, clock.secs).await,
+        Route::Callback(id) => match settings.connection_for_callback(id.as_deref()) {
+            Some(connection) => finish_login(&settings, connection, &parts, clock.secs).await,
+            None => endpoints::not_found(&parts),
+        },
         Route::Logout if matches!(parts.method, Method::GET | Method::POST) => {
+            // Read before the session is revoked: whose provider session to end.
+            let connection = logout::session_connection(&settings, &parts, clock.secs);
             if let Err(r) = io::revoke_sessions(&settings, &parts, clock.secs) {
                 return io::respond(out, r).await;
             }
-            let state = ProviderState::load(&settings, clock.secs).await;
-            let meta = state.as_ref().ok().map(|s| &s.cache.metadata);
-            logout::start(&settings, meta, &parts, clock.secs, &mut io::rng)
+            let state = match connection {
+                Some(c) => ProviderState::load(c, clock.secs)
+                    .await
+                    .ok()
+                    .map(|s| (c, s)),
+                None => None,
+            };
+            let provider = state.as_ref().map(|(c, s)| (*c, &s.cache.metadata));
+            logout::start(&settings, provider, &parts, clock.secs, &mut io::rng)
         }
         Route::Logout => logout::method_not_allowed(),
         Route::LoggedOut => logout::finish(&settings, &parts, clock.secs),
@@ -101,21 +114,43 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
 }
 
 async fn start_login(settings: &Settings, parts: &Parts, now: u64) -> Response {
+    let (connection, login_hint) = match login::choose(settings, parts) {
+        login::Choice::Go(c, hint) => (c, hint),
+        login::Choice::Page(page) => return page,
+    };
     let return_to = return_path_or_root(query_param(parts, "rd").as_deref(), &settings.public_url);
-    match ProviderState::load(settings, now).await {
-        Ok(state) => login::start(
-            settings,
-            &state.cache.metadata,
-            return_to,
-            now,
-            &mut io::rng,
-        ),
-        Err(r) => r,
-    }
+    let state;
+    let authorization_endpoint = match &connection.kind {
+        Kind::Oidc { .. } => match ProviderState::load(connection, now).await {
+            Ok(s) => {
+                state = s;
+                &state.cache.metadata.authorization_endpoint
+            }
+            Err(r) => return r,
+        },
+        Kind::OAuth2(o) => &o.authorization_endpoint,
+    };
+    login::start(
+        settings,
+        login::Target {
+            connection,
+            authorization_endpoint,
+        },
+        return_to,
+        // OpenID providers take it as a hint (OIDC Core 3.1.2.1).
+        login_hint.as_deref().filter(|_| connection.is_oidc()),
+        now,
+        &mut io::rng,
+    )
 }
 
-async fn finish_login(settings: &Settings, parts: &Parts, now: u64) -> Response {
-    let start = match callback::begin(settings, parts, now) {
+async fn finish_login(
+    settings: &Settings,
+    connection: &Connection,
+    parts: &Parts,
+    now: u64,
+) -> Response {
+    let start = match callback::begin(settings, connection, parts, now) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -126,37 +161,48 @@ async fn finish_login(settings: &Settings, parts: &Parts, now: u64) -> Response 
         Ok(false) => return callback::replayed(settings),
         Err(r) => return r,
     }
-    let mut state = match ProviderState::load(settings, now).await {
-        Ok(s) => s,
-        Err(r) => return r,
+    let (identity, tokens) = match &connection.kind {
+        Kind::Oidc { .. } => match oidc_exchange(settings, connection, &start, now).await {
+            Ok(done) => done,
+            Err(r) => return r,
+        },
+        // TODO(oauth2): the OAuth2 exchange (token, userinfo) lands next.
+        Kind::OAuth2(_) => {
+            return pages::error(
+                http::StatusCode::NOT_IMPLEMENTED,
+                "Sign-in option not available",
+                "This sign-in option is not available yet.",
+                false,
+            );
+        }
     };
-    let request = callback::token_request(settings, &state.cache.metadata, &start);
-    let (status, body) = match io::fetch(request, io::MAX_IDP_BODY).await {
-        Ok(r) => r,
-        Err(e) => return pages::idp_unavailable(&format!("its token endpoint {e}"), false),
-    };
-    let tokens = match callback::parse_token_response(settings, status, &body) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let jwks = match state.jwks(settings, now, false).await {
-        Ok(j) => j,
-        Err(r) => return r,
-    };
-    let identity = match callback::verify(settings, &jwks, &start, &tokens, now) {
+    rules::complete(settings, parts, identity, tokens, &start, now).await
+}
+
+/// Code for tokens at an OpenID provider, then the ID token verified.
+async fn oidc_exchange(
+    settings: &Settings,
+    connection: &Connection,
+    start: &callback::CallbackStart,
+    now: u64,
+) -> Result<(Identity, callback::Tokens), Response> {
+    let mut state = ProviderState::load(connection, now).await?;
+    callback::check_iss_sent(settings, &state.cache.metadata, start)?;
+    let request = callback::token_request(settings, connection, &state.cache.metadata, start);
+    let (status, body) = io::fetch_for(connection, request, io::MAX_IDP_BODY)
+        .await
+        .map_err(|e| pages::idp_unavailable(&format!("its token endpoint {e}"), false))?;
+    let tokens = callback::parse_token_response(settings, status, &body)?;
+    let jwks = state.jwks(connection, now, false).await?;
+    let identity = match callback::verify(connection, &jwks, start, &tokens, now) {
         Ok(id) => id,
         Err(IdTokenError::UnknownKey) if state.cache.may_refetch_jwks(now) => {
             // The IdP may have rotated its keys since we cached them.
-            let fresh = match state.jwks(settings, now, true).await {
-                Ok(j) => j,
-                Err(r) => return r,
-            };
-            match callback::verify(settings, &fresh, &start, &tokens, now) {
-                Ok(id) => id,
-                Err(e) => return callback::verification_failed(settings, &e),
-            }
+            let fresh = state.jwks(connection, now, true).await?;
+            callback::verify(connection, &fresh, start, &tokens, now)
+                .map_err(|e| callback::verification_failed(settings, &e))?
         }
-        Err(e) => return callback::verification_failed(settings, &e),
+        Err(e) => return Err(callback::verification_failed(settings, &e)),
     };
-    rules::complete(settings, parts, identity, tokens, &start, now).await
+    Ok((identity, tokens))
 }

@@ -252,7 +252,7 @@ mod tests {
         assert_eq!(acme.tenant, "acme");
         assert_eq!(acme.allowed_email_domains, ["acme.com"]);
         assert_eq!(
-            acme.callback_url(),
+            acme.callback_url(&acme.connections[0]),
             "https://acme.example/.edgeauth/callback"
         );
         let globex = settings_for_host(&get, Some("127.0.0.1:8080")).unwrap();

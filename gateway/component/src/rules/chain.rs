@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use edgeauth_core::Response;
 use edgeauth_core::callback::{self, CallbackStart, Tokens};
+use edgeauth_core::connections::Connection;
 use edgeauth_core::identity::Identity;
 use edgeauth_core::kv_schema;
 use edgeauth_core::login;
@@ -323,11 +324,25 @@ async fn finish(
         }
         Step::Reauth {
             rule: _,
+            connection,
             prompt_login,
             max_age,
             return_to,
             audit,
-        } => reauth(settings, prompt_login, max_age, return_to, audit, now).await,
+        } => {
+            let Some(connection) = settings.connection(&connection) else {
+                return pages::misconfigured("the sign-in's connection is no longer configured");
+            };
+            reauth(
+                settings,
+                connection,
+                (prompt_login, max_age),
+                return_to,
+                audit,
+                now,
+            )
+            .await
+        }
     }
 }
 
@@ -335,20 +350,23 @@ async fn finish(
 /// login cookie, and the callback checks the ID token's `auth_time` against it.
 async fn reauth(
     settings: &Settings,
-    prompt_login: bool,
-    max_age: Option<u32>,
+    connection: &Connection,
+    (prompt_login, max_age): (bool, Option<u32>),
     return_to: String,
     audit: Line,
     now: u64,
 ) -> Response {
-    let state = match io::ProviderState::load(settings, now).await {
+    let state = match io::ProviderState::load(connection, now).await {
         Ok(s) => s,
         Err(r) => return r,
     };
     log(audit);
     login::start_step_up(
         settings,
-        &state.cache.metadata,
+        login::Target {
+            connection,
+            authorization_endpoint: &state.cache.metadata.authorization_endpoint,
+        },
         return_to,
         prompt_login,
         max_age,
