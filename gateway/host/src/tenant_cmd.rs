@@ -254,11 +254,12 @@ fn validate_offline(
     };
     // Gateway-wide secrets are not the document's business: placeholders of
     // the right form, so only the document's own fields can fail.
-    let zero = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    // (32 bytes of 0x07: an all-zero key is refused as no key at all.)
+    let key = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc";
     let placeholder = |name: &str| -> Option<String> {
         match name {
-            "session_keys" => Some(format!("placeholder:{zero}")),
-            "assertion_keys" => Some(format!("placeholder:ed25519:{zero}")),
+            "session_keys" => Some(format!("placeholder:{key}")),
+            "assertion_keys" => Some(format!("placeholder:ed25519:{key}")),
             "oidc_client_secret" => Some("placeholder".into()),
             _ => None,
         }
