@@ -117,7 +117,10 @@ pub fn main(args: &[String]) -> Result<()> {
         "get" => {
             let a = Args::parse(rest, &["--gateway"])?;
             let id = a.one("tenant id")?;
-            println!("{}", pretty(&call(&a.gateway()?, "GET", &format!("/{id}"), None)?.1));
+            println!(
+                "{}",
+                pretty(&call(&a.gateway()?, "GET", &format!("/{id}"), None)?.1)
+            );
             Ok(())
         }
         "list" => {
@@ -127,7 +130,10 @@ pub fn main(args: &[String]) -> Result<()> {
             }
             let (_, body) = call(&a.gateway()?, "GET", "", None)?;
             let list = body["tenants"].as_array().cloned().unwrap_or_default();
-            println!("{:<24} {:<32} {:<9} {:<24} CONNECTIONS", "ID", "HOST", "SOURCE", "NAME");
+            println!(
+                "{:<24} {:<32} {:<9} {:<24} CONNECTIONS",
+                "ID", "HOST", "SOURCE", "NAME"
+            );
             for t in list {
                 let s = |k: &str| t[k].as_str().unwrap_or("").to_owned();
                 let conns: Vec<&str> = t["connections"]
@@ -160,7 +166,12 @@ pub fn main(args: &[String]) -> Result<()> {
             let doc = read_doc(&path)?;
             let id = id_of(&a, &doc, &path)?;
             if a.value("--gateway").is_some() {
-                let (_, body) = call(&a.gateway()?, "POST", &format!("/{id}/_validate"), Some(&doc))?;
+                let (_, body) = call(
+                    &a.gateway()?,
+                    "POST",
+                    &format!("/{id}/_validate"),
+                    Some(&doc),
+                )?;
                 println!("{}: OK (checked by the gateway): {body}", path.display());
                 return Ok(());
             }
@@ -199,7 +210,12 @@ fn pretty(v: &Value) -> String {
 }
 
 /// One admin API call; `Ok((status, body))` for 2xx, else the API's error.
-fn call(gateway: &str, method: &str, path: &str, doc: Option<&Map<String, Value>>) -> Result<(u16, Value)> {
+fn call(
+    gateway: &str,
+    method: &str,
+    path: &str,
+    doc: Option<&Map<String, Value>>,
+) -> Result<(u16, Value)> {
     let token = std::env::var("EDGEAUTH_ADMIN_TOKEN")
         .context("set EDGEAUTH_ADMIN_TOKEN to the gateway's admin_token")?;
     let url = format!("{gateway}{}{path}", tenant_docs::PREFIX);
