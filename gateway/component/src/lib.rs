@@ -6,6 +6,7 @@ mod io;
 mod kv;
 mod proxy;
 mod rules;
+mod tenant_admin;
 
 use edgeauth_core::Response;
 use edgeauth_core::access::{self, Access};
@@ -20,7 +21,8 @@ use edgeauth_core::pages;
 use edgeauth_core::redirect::return_path_or_root;
 use edgeauth_core::routes::{self, Route, query_param};
 use edgeauth_core::settings::{Settings, VARIABLES};
-use edgeauth_core::tenants::{self, Unserved};
+use edgeauth_core::tenant_docs;
+use edgeauth_core::tenants::{self, DocRules, Served, Unserved};
 use http::Method;
 use http::request::Parts;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
@@ -28,8 +30,10 @@ use spin_sdk::http_component;
 
 use crate::io::{Clock, ProviderState};
 
-/// The settings of the tenant the request's host selects.
-fn load_settings(parts: &Parts) -> Result<Settings, Response> {
+/// The settings of the tenant the request's host selects, and the rules its
+/// document brings (with `tenant_store = "kv"`, one KV read for a host the
+/// `tenants` variable does not have).
+fn load_settings(parts: &Parts) -> Result<Served, Response> {
     // Exactly one Host: with two, which one picks the tenant would depend on
     // the server in front, so the request belongs to no tenant.
     let mut hosts = parts.headers.get_all(http::header::HOST).iter();
@@ -38,13 +42,20 @@ fn load_settings(parts: &Parts) -> Result<Settings, Response> {
         _ => None,
     };
     let get = |name: &str| {
-        debug_assert!(VARIABLES.iter().any(|(n, _)| *n == name));
+        debug_assert!(
+            VARIABLES.iter().any(|(n, _)| *n == name) || tenants::VARIABLES.contains(&name)
+        );
         spin_sdk::variables::get(name).ok()
     };
-    tenants::settings_for_host(get, host).map_err(|unserved| match unserved {
+    let read = |key: &str| {
+        let kv = kv::Kv::open().map_err(|_| ())?;
+        kv.get_raw(key).map_err(|_| ())
+    };
+    tenants::serve(get, host, read).map_err(|unserved| match unserved {
         // Logged with the page's reference by io::respond.
         Unserved::Misconfigured(problem) => pages::misconfigured(&problem.to_string()),
         Unserved::UnknownHost(host) => pages::unknown_host(&host, pages::wants_json(parts)),
+        Unserved::StoreUnavailable => pages::storage_unavailable(),
     })
 }
 
@@ -52,11 +63,18 @@ fn load_settings(parts: &Parts) -> Result<Settings, Response> {
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let clock = Clock::now();
     let mut parts = io::request_parts(&req);
-    let settings = match load_settings(&parts) {
+    // The gateway's own API, on any host (before a tenant is chosen).
+    if tenant_docs::is_admin_path(parts.uri.path()) {
+        return io::respond(out, tenant_admin::handle(&parts, req).await).await;
+    }
+    let Served {
+        settings,
+        rules: doc_rules,
+    } = match load_settings(&parts) {
         Ok(s) => s,
         Err(r) => return io::respond(out, r).await,
     };
-    if let Err(r) = rules::prepare(&settings, &mut parts) {
+    if let Err(r) = rules::prepare(&settings, &doc_rules, &mut parts) {
         return io::respond(out, r).await;
     }
     let route = routes::route(&parts);
@@ -84,7 +102,9 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         Route::Userinfo => endpoints::userinfo(&settings, &parts, clock.secs),
         Route::Login => start_login(&settings, &parts, clock.secs).await,
         Route::Callback(id) => match settings.connection_for_callback(id.as_deref()) {
-            Some(connection) => finish_login(&settings, connection, &parts, clock.secs).await,
+            Some(connection) => {
+                finish_login(&settings, connection, &doc_rules, &parts, clock.secs).await
+            }
             None => endpoints::not_found(&parts),
         },
         Route::Logout if matches!(parts.method, Method::GET | Method::POST) => {
@@ -105,10 +125,12 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         }
         Route::Logout => logout::method_not_allowed(),
         Route::LoggedOut => logout::finish(&settings, &parts, clock.secs),
-        Route::UnknownReserved => match rules::reserved(&settings, &parts, req, clock.secs).await {
-            Some(r) => r,
-            None => endpoints::not_found(&parts),
-        },
+        Route::UnknownReserved => {
+            match rules::reserved(&settings, &doc_rules, &parts, req, clock.secs).await {
+                Some(r) => r,
+                None => endpoints::not_found(&parts),
+            }
+        }
     };
     io::respond(out, response).await
 }
@@ -147,6 +169,7 @@ async fn start_login(settings: &Settings, parts: &Parts, now: u64) -> Response {
 async fn finish_login(
     settings: &Settings,
     connection: &Connection,
+    doc_rules: &DocRules,
     parts: &Parts,
     now: u64,
 ) -> Response {
@@ -176,7 +199,7 @@ async fn finish_login(
             );
         }
     };
-    rules::complete(settings, parts, identity, tokens, &start, now).await
+    rules::complete(settings, doc_rules, parts, identity, tokens, &start, now).await
 }
 
 /// Code for tokens at an OpenID provider, then the ID token verified.
