@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT, freePort, onExitSync, startProcess } from './procs.mjs';
+import { RUNTIME, SPIN_BIN } from './runtime.mjs';
 
 const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
 export const HOST_BIN = process.env.EDGEAUTH_HOST_BIN || path.join(TARGET, 'debug', 'edgeauth');
@@ -60,6 +61,7 @@ export async function startOrigin({ env = {}, port, echo = false } = {}) {
 }
 
 export function checkBinaries() {
+  if (RUNTIME === 'spin' && !SPIN_BIN) throw new Error('EDGEAUTH_RUNTIME=spin: no spin on PATH (or SPIN_BIN)');
   const needed = HOST_BIN.endsWith('.mjs') ? [HOST_BIN] : [HOST_BIN, COMPONENT, MANIFEST]; // .mjs: tests/tools/reference-gateway.mjs
   const missing = needed.filter((f) => !fs.existsSync(f));
   if (missing.length) {
@@ -81,7 +83,8 @@ export async function startGateway({ port, originUrl, issuer, clientId = 'edgeau
   const ak = assertionKeys ?? [assertionKey('ed25519')];
   // `stateDir`: start from prepared key-value data (removed at stop like a fresh one).
   const stateDir = givenStateDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-state-'));
-  const removeState = () => fs.rmSync(stateDir, { recursive: true, force: true });
+  let cleanup = () => {}; // the runtime's own files (spinUp)
+  const removeState = () => { cleanup(); fs.rmSync(stateDir, { recursive: true, force: true }); };
   const forgetRemoval = onExitSync(removeState); // also when the file is killed before stop()
   const spinVars = {
     public_url: publicUrl,
@@ -97,12 +100,16 @@ export async function startGateway({ port, originUrl, issuer, clientId = 'edgeau
     ...vars,
   };
   const varEnv = Object.fromEntries(Object.entries(spinVars).map(([k, v]) => [`SPIN_VARIABLE_${k.toUpperCase()}`, v]));
-  const { proc, match } = await startProcess('gateway', HOST_BIN, [
-    'up', '--manifest', manifest, '--listen', `127.0.0.1:${p}`, '--component', COMPONENT, '--state-dir', stateDir,
-  ], {
+  let cmd; let args; let ready;
+  if (RUNTIME === 'spin') {
+    [cmd, args, ready, cleanup] = spinUp(manifest, p, stateDir);
+  } else {
+    [cmd, args, ready] = [HOST_BIN, ['up', '--manifest', manifest, '--listen', `127.0.0.1:${p}`, '--component', COMPONENT,
+      '--state-dir', stateDir], /edgeauth host listening on (http:\/\/\S+)/];
+  }
+  const { proc, match } = await startProcess('gateway', cmd, args, {
     env: { RUST_BACKTRACE: '1', ...varEnv, ...env },
-    ready: /edgeauth host listening on (http:\/\/\S+)/,
-    timeoutMs: 120000, echo,
+    ready, timeoutMs: 120000, echo,
   }).catch((e) => { removeState(); forgetRemoval(); throw e; });
   return {
     proc, url: publicUrl, listenUrl: match[1], sessionKeys: sk, assertionKeys: ak, stateDir, vars: spinVars,
@@ -112,6 +119,29 @@ export async function startGateway({ port, originUrl, issuer, clientId = 'edgeau
       forgetRemoval();
     },
   };
+}
+
+/**
+ * `spin up` for `manifest` with the component scripts/test built: Spin takes
+ * `source` relative to the manifest, so it gets a copy of the manifest whose
+ * gateway `source` is that wasm's absolute path. The copy sits next to the
+ * manifest when a test wrote its own (its `files` stay relative to it), else
+ * in a temporary directory. KV: Spin's default SQLite store in `stateDir`.
+ */
+function spinUp(manifest, port, stateDir) {
+  const text = fs.readFileSync(manifest, 'utf8');
+  const section = text.indexOf('[component.gateway]');
+  const source = /^source\s*=\s*"[^"\n]*"\s*$/m;
+  const tail = text.slice(section);
+  if (section < 0 || !source.test(tail)) throw new Error(`${manifest}: no [component.gateway] source to point at ${COMPONENT}`);
+  const copy = text.slice(0, section) + tail.replace(source, `source = ${JSON.stringify(COMPONENT)}`);
+  const own = path.resolve(manifest) === path.resolve(MANIFEST);
+  const dir = own ? fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-spin-app-')) : path.dirname(manifest);
+  const file = path.join(dir, `spin-${port}.toml`);
+  fs.writeFileSync(file, copy);
+  const cleanup = () => fs.rmSync(own ? dir : file, { recursive: true, force: true });
+  return [SPIN_BIN, ['up', '--from', file, '--listen', `127.0.0.1:${port}`, '--state-dir', stateDir],
+    /^Serving (http:\/\/\S+)/, cleanup];
 }
 
 /**
