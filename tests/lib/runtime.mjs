@@ -76,3 +76,23 @@ if (RUNTIME === 'spin' && !SPIN_BIN && !globalThis.__edgeauthSkipAll) {
   globalThis.__edgeauthSkipAll = true;
   skipAll(`no spin (EDGEAUTH_RUNTIME=spin, but ${process.env.SPIN_BIN ? `SPIN_BIN=${process.env.SPIN_BIN} does not exist` : 'no `spin` on PATH and SPIN_BIN unset'})`);
 }
+
+/**
+ * Known defects of the Spin CLI the suite runs (spin 4.1.0-pre0): a test of
+ * behaviour Spin gets wrong is run under Spin as `todo` with this reason, so
+ * it is reported (and turns up as passing once Spin is fixed) but does not
+ * fail the run. Under the host these tests are plain tests.
+ */
+export const SPIN_DEFECTS = {
+  upgradeReset: 'spin 4.1 defect: its HTTP server (hyper) drops the socket of a request carrying `Upgrade` '
+    + 'with the body unread, so the kernel may reset the connection before the client reads the response; '
+    + 'the component answered 401 in time; the project\'s host closes such a connection gracefully (server.rs)',
+  duplicateHost: 'spin 4.1 defect: two `Host` headers are not refused with 400 (RFC 9112 3.2); Spin keeps the first '
+    + 'and hands the component only that authority, so the gateway cannot see the second',
+};
+
+/** `{ todo: reason }` for a test of behaviour Spin gets wrong (SPIN_DEFECTS key), `{}` otherwise. */
+export function spinDefect(key) {
+  if (!(key in SPIN_DEFECTS)) throw new Error(`spinDefect: unknown defect ${key}`);
+  return RUNTIME === 'spin' ? { todo: SPIN_DEFECTS[key] } : {};
+}
