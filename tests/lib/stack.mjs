@@ -90,8 +90,6 @@ export async function startGateway({ port, originUrl, issuer, clientId = 'edgeau
     public_url: publicUrl,
     origin_url: originUrl,
     oidc_issuer: issuer,
-    // spin.toml: scheme://host[:port] of the IdP for the outbound allow list
-    oidc_outbound_host: new URL(issuer).origin,
     oidc_client_id: clientId,
     oidc_client_secret: clientSecret,
     session_keys: sk.map((k) => k.spec).join(','),
