@@ -62,7 +62,9 @@ export async function startOrigin({ env = {}, port, echo = false } = {}) {
 
 export function checkBinaries() {
   if (RUNTIME === 'spin' && !SPIN_BIN) throw new Error('EDGEAUTH_RUNTIME=spin: no spin on PATH (or SPIN_BIN)');
-  const needed = HOST_BIN.endsWith('.mjs') ? [HOST_BIN] : [HOST_BIN, COMPONENT, MANIFEST]; // .mjs: tests/tools/reference-gateway.mjs
+  // .mjs: tests/tools/reference-gateway.mjs; under Spin the host is only the tests' `rule` CLI.
+  const needed = RUNTIME === 'spin' ? [COMPONENT, MANIFEST]
+    : HOST_BIN.endsWith('.mjs') ? [HOST_BIN] : [HOST_BIN, COMPONENT, MANIFEST];
   const missing = needed.filter((f) => !fs.existsSync(f));
   if (missing.length) {
     throw new Error(`missing build outputs: ${missing.join(', ')} — run scripts/test (or set EDGEAUTH_HOST_BIN / EDGEAUTH_COMPONENT)`);
