@@ -20,18 +20,23 @@ if (!['host', 'spin'].includes(RUNTIME)) {
   throw new Error(`EDGEAUTH_RUNTIME must be host or spin, not ${JSON.stringify(RUNTIME)}`);
 }
 
-/** The Spin CLI: SPIN_BIN, else the first executable `spin` on PATH; null if none. */
-export function findSpin(env = process.env) {
-  if (env.SPIN_BIN) return fs.existsSync(env.SPIN_BIN) ? path.resolve(env.SPIN_BIN) : null;
+/** The first executable file `name` on PATH; null if none. */
+export function onPath(name, env = process.env) {
   for (const dir of (env.PATH || '').split(path.delimiter)) {
     if (!dir) continue;
-    const f = path.join(dir, 'spin');
+    const f = path.join(dir, name);
     try {
       fs.accessSync(f, fs.constants.X_OK);
       if (fs.statSync(f).isFile()) return f;
     } catch { /* not here */ }
   }
   return null;
+}
+
+/** The Spin CLI: SPIN_BIN, else the first executable `spin` on PATH; null if none. */
+export function findSpin(env = process.env) {
+  if (env.SPIN_BIN) return fs.existsSync(env.SPIN_BIN) ? path.resolve(env.SPIN_BIN) : null;
+  return onPath('spin', env);
 }
 
 /** What only the project's host offers (a test needing one is skipped under Spin). */

@@ -72,12 +72,14 @@ export function checkBinaries() {
 }
 
 /**
- * Start one edgeauth host. `vars` are Spin variable overrides (lower-case names
- * like public_url); keys default to a fresh session key and ed25519 assertion key.
+ * Start one edgeauth gateway under the runtime (tests/lib/runtime.mjs). `vars`
+ * are Spin variable overrides (lower-case names like public_url); keys default
+ * to a fresh session key and ed25519 assertion key. `runtimeConfig`: the text
+ * of a Spin runtime config file (Spin only).
  */
 export async function startGateway({ port, originUrl, issuer, clientId = 'edgeauth', clientSecret = CLIENT_SECRET,
   sessionKeys, assertionKeys, allowedEmailDomains = '', vars = {}, env = {}, echo = false, stateDir: givenStateDir,
-  manifest = MANIFEST }) {
+  manifest = MANIFEST, runtimeConfig }) {
   checkBinaries();
   const p = port ?? await freePort('127.0.0.1');
   const publicUrl = `http://127.0.0.1:${p}`;
@@ -103,6 +105,15 @@ export async function startGateway({ port, originUrl, issuer, clientId = 'edgeau
   let cmd; let args; let ready;
   if (RUNTIME === 'spin') {
     [cmd, args, ready, cleanup] = spinUp(manifest, p, stateDir);
+    if (runtimeConfig !== undefined) {
+      // Spin's runtime config (e.g. the KV store in Redis), as `spin up --runtime-config-file`.
+      const rc = path.join(stateDir, 'runtime-config.toml');
+      fs.writeFileSync(rc, runtimeConfig);
+      args.push('--runtime-config-file', rc);
+    }
+  } else if (runtimeConfig !== undefined) {
+    removeState(); forgetRemoval();
+    throw new Error('startGateway: runtimeConfig needs EDGEAUTH_RUNTIME=spin (the host reads no runtime config file)');
   } else {
     [cmd, args, ready] = [HOST_BIN, ['up', '--manifest', manifest, '--listen', `127.0.0.1:${p}`, '--component', COMPONENT,
       '--state-dir', stateDir], /edgeauth host listening on (http:\/\/\S+)/];
