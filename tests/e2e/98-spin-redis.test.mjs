@@ -4,8 +4,9 @@
 // public URL; each request is sent to the instance the test names. What one
 // instance writes (revocations, single-use markers) must hold on the other:
 // a session from one is accepted by the other, a logout through one is
-// refused by the other, and a callback used at one cannot be replayed at the
-// other. The provider is the scripted one, which redeems a code any number of
+// refused by the other, a callback used at one cannot be replayed at the
+// other, a rule artifact uploaded through one is used by the other, and a
+// sign-in paused there resumes on the first. The provider is the scripted one, which redeems a code any number of
 // times, so only the gateway's shared marker stands between a replay and a
 // second session; a control pair of instances with their own stores shows
 // that the replay test can fail.
@@ -24,6 +25,7 @@ import { freePort, onExitSync, startProcess } from '../lib/procs.mjs';
 import { startOrigin, startGateway, sessionKey, assertionKey } from '../lib/stack.mjs';
 import { LOGIN, SESSION, jarWithSession, sessionValue } from '../lib/gateway-flow.mjs';
 import { RUNTIME, onPath } from '../lib/runtime.mjs';
+import { prepareRules } from '../lib/rules.mjs';
 import { startHostileIdp } from '../security/lib/hostile-idp.mjs';
 import { tokenAnswer, validSignIn, show } from '../security/lib/sec.mjs';
 
@@ -34,6 +36,7 @@ const why = RUNTIME !== 'spin'
 const opts = why ? { skip: why } : {};
 
 let redis; let origin; let op; let t; let a; let b; let soloA; let soloB; let redisDir; let forgetDir;
+let rules; let ruleA; let ruleB; let runtimeConfig; let common;
 
 before(async () => {
   if (why) return;
@@ -43,14 +46,14 @@ before(async () => {
   // In memory only, loopback only.
   ({ proc: redis } = await startProcess('redis', REDIS, ['--port', String(port), '--bind', '127.0.0.1',
     '--save', '', '--appendonly', 'no', '--dir', redisDir], { ready: /Ready to accept connections/, timeoutMs: 30000 }));
-  const runtimeConfig = `[key_value_store.default]\ntype = "redis"\nurl = "redis://127.0.0.1:${port}"\n`;
+  runtimeConfig = `[key_value_store.default]\ntype = "redis"\nurl = "redis://127.0.0.1:${port}"\n`;
   [origin, op] = await Promise.all([startOrigin(), startHostileIdp()]);
   t = op.tenant('shared');
   // One configuration for every instance, as behind a load balancer.
   const keys = { sessionKeys: [sessionKey()], assertionKeys: [assertionKey()] };
   const aPort = await freePort('127.0.0.1');
   const publicUrl = `http://127.0.0.1:${aPort}`;
-  const common = { originUrl: origin.url, issuer: t.issuer, ...keys, vars: { public_url: publicUrl } };
+  common = { originUrl: origin.url, issuer: t.issuer, ...keys, vars: { public_url: publicUrl } };
   [a, b] = await Promise.all([
     startGateway({ port: aPort, runtimeConfig, ...common }),
     startGateway({ runtimeConfig, ...common }),
@@ -62,7 +65,8 @@ before(async () => {
 });
 
 after(async () => {
-  await Promise.all([a, b, soloA, soloB].map((g) => g?.stop()));
+  await Promise.all([a, b, soloA, soloB, ruleA, ruleB].map((g) => g?.stop()));
+  rules?.cleanup();
   await Promise.all([origin?.stop(), op?.stop(), redis?.stop()]);
   if (redisDir) { fs.rmSync(redisDir, { recursive: true, force: true }); forgetDir(); }
 });
@@ -138,4 +142,26 @@ test('a callback fired at both instances at once signs in once (20 pairs)', opts
   }
   assert.deepEqual(doubled, [], `${doubled.length} of 20 callbacks signed in twice across instances`);
   assert.deepEqual(none, [], 'each pair still signs in once');
+});
+
+test('a rule uploaded through one instance runs on the other, and a sign-in it paused there resumes on the first', opts, async () => {
+  rules = await prepareRules({ profile: 'progressive_profile' });
+  // A second pair on the same Redis, with a rule that pauses the first sign-in for a form.
+  const port = await freePort('127.0.0.1');
+  const vars = { ...rules.vars([{ name: 'profile', config: { field: 'company', form_url: '/profile-form', from_login: 1 } }],
+    { routes: JSON.stringify([{ path: '/profile-form', public: true }]) }), public_url: `http://127.0.0.1:${port}` };
+  [ruleA, ruleB] = await Promise.all([
+    startGateway({ ...common, port, runtimeConfig, vars }),
+    startGateway({ ...common, runtimeConfig, vars }),
+  ]);
+  await rules.upload(ruleA);
+  const jar = new CookieJar();
+  const s = await validSignIn(ruleB, t, { jar, claims: { sub: `pauser-${crypto.randomBytes(4).toString('hex')}` } });
+  assert.equal(s.cb.status, 302, show(s.cb));
+  const form = new URL(s.cb.location);
+  assert.equal(form.pathname, '/profile-form', `the rule uploaded through the other instance paused the sign-in: ${show(s.cb)}`);
+  const resumed = await request(`${ruleA.url}/.edgeauth/continue?state=${encodeURIComponent(form.searchParams.get('state'))}&company=Acme`, { jar });
+  assert.equal(resumed.status, 302, show(resumed));
+  assert.ok(sessionValue(jar), `resuming on the other instance signs in: ${show(resumed)}`);
+  assert.equal((await request(`${ruleB.url}/inside`, { jar })).status, 200, 'and the session works on both');
 });
