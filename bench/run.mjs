@@ -208,7 +208,7 @@ async function main() {
     vars: { origin_url: originUrl },
   });
   const gatewayVars = (url) => ({
-    public_url: url, origin_url: originUrl, oidc_issuer: issuer, oidc_outbound_host: new URL(issuer).origin,
+    public_url: url, origin_url: originUrl, oidc_issuer: issuer,
     oidc_client_id: 'edgeauth', oidc_client_secret: 'edgeauth-dev-secret',
     session_keys: `s1:${b64url(32)}`,
     assertion_keys: `a1:ed25519:${b64url(32)}`,
