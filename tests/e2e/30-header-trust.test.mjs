@@ -78,7 +78,10 @@ test('with a session: only the gateway\'s own identity headers reach the origin'
     assert.deepEqual(byName('x-auth-request-email').map(([, v]) => v), ['alice@example.com'], JSON.stringify(lines));
     assert.deepEqual(byName('x-auth-request-groups').map(([, v]) => v), ['admins,devs'], JSON.stringify(lines));
     assert.equal(byName('x-edgeauth-assertion').length, 1, JSON.stringify(lines));
-    const unexpected = lines.filter(([k]) => !['x-auth-request-user', 'x-auth-request-email', 'x-auth-request-groups', 'x-edgeauth-assertion'].includes(k.toLowerCase()));
+    const profile = byName('x-auth-request-profile').map(([, v]) => v);
+    assert.equal(profile.length, 1, JSON.stringify(lines));
+    assert.match(profile[0], /^p_[a-z2-7]{26}$/);
+    const unexpected = lines.filter(([k]) => !['x-auth-request-user', 'x-auth-request-email', 'x-auth-request-groups', 'x-auth-request-profile', 'x-edgeauth-assertion'].includes(k.toLowerCase()));
     assert.deepEqual(unexpected, [], 'identity-like headers the gateway did not set');
     for (const [k] of lines) assert.doesNotMatch(k, /_/, `underscore header reached the origin: ${k}`);
   }

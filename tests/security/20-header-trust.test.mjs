@@ -106,7 +106,7 @@ async function sendBatches(g, o, lines, { target, cookie, accept = 'text/html', 
   });
 }
 
-const OWN = ['x-auth-request-user', 'x-auth-request-email', 'x-auth-request-groups', 'x-edgeauth-assertion'];
+const OWN = ['x-auth-request-user', 'x-auth-request-email', 'x-auth-request-groups', 'x-auth-request-profile', 'x-edgeauth-assertion'];
 
 // ------------------------------------------------------------ tests
 test('with a session: no spoofed identity header reaches the origin, only the gateway\'s own', async () => {
@@ -124,6 +124,7 @@ test('with a session: no spoofed identity header reaches the origin, only the ga
       f.check(idn.every(([k]) => OWN.includes(k.toLowerCase())), `${label}: identity-like headers the gateway did not set: ${JSON.stringify(idn.filter(([k]) => !OWN.includes(k.toLowerCase())))}`);
       for (const h of OWN) f.check(lns.filter(([k]) => k.toLowerCase() === h).length === 1, `${label}: ${h} sent ${lns.filter(([k]) => k.toLowerCase() === h).length} times`);
       f.check(rec.headers['x-auth-request-user'] === 'alice' && rec.headers['x-auth-request-groups'] === 'admins,devs', `${label}: identity ${rec.headers['x-auth-request-user']}/${rec.headers['x-auth-request-groups']}`);
+      f.check(/^p_[a-z2-7]{26}$/.test(rec.headers['x-auth-request-profile'] ?? ''), `${label}: profile ${rec.headers['x-auth-request-profile']}`);
       f.check(rec.headers['x-forwarded-host'] === new URL(gwD.url).host && rec.headers['x-forwarded-proto'] === 'http', `${label}: x-forwarded-host/proto ${rec.headers['x-forwarded-host']} ${rec.headers['x-forwarded-proto']}`);
       f.check(!rec.headers.forwarded && !rec.headers['x-original-url'] && !rec.headers['x-real-ip'] && !rec.headers['x-rewrite-url'], `${label}: routing headers passed through`);
       f.check(new URL(rec.url, 'http://x').pathname === target, `${label}: origin path ${rec.url}`);
