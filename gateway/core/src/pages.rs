@@ -263,6 +263,12 @@ fn one_line(text: &str) -> String {
     out
 }
 
+/// A whole HTML page the caller rendered (escaping is the caller's), with
+/// the same headers as every other page.
+pub fn html(status: StatusCode, page: String) -> Response {
+    base(status, "text/html; charset=utf-8", page.into_bytes())
+}
+
 pub fn info(title: &str, detail: &str, href: &str, label: &str) -> Response {
     error_with_link(StatusCode::OK, title, detail, href, label)
 }
