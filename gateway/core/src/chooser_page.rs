@@ -32,13 +32,9 @@ const AVATAR_COLOURS: [&str; 6] = [
     "#1d4ed8", "#047857", "#6d28d9", "#b45309", "#be123c", "#0e7490",
 ];
 
-/// A stable colour per connection id, so a connection keeps its colour when
-/// the list changes.
-fn avatar_colour(id: &str) -> &'static str {
-    let h = id
-        .bytes()
-        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    AVATAR_COLOURS[h as usize % AVATAR_COLOURS.len()]
+/// By position, so neighbouring buttons never share a colour.
+fn avatar_colour(position: usize) -> &'static str {
+    AVATAR_COLOURS[position % AVATAR_COLOURS.len()]
 }
 
 fn initial(name: &str) -> String {
@@ -60,8 +56,8 @@ html{-webkit-text-size-adjust:100%}\
 body{margin:0;min-height:100vh;display:flex;flex-direction:column;align-items:center;\
 justify-content:center;padding:24px 16px;background:var(--bg);color:var(--text);\
 font:16px/1.5 system-ui,-apple-system,\"Segoe UI\",Roboto,\"Helvetica Neue\",Arial,sans-serif}\
-main{width:100%;max-width:400px;background:var(--card);border:1px solid var(--line);\
-border-radius:12px;padding:40px 32px 32px;box-shadow:0 1px 2px rgba(0,0,0,.05),0 8px 24px rgba(0,0,0,.08)}\
+main{width:100%;max-width:440px;background:var(--card);border:1px solid var(--line);\
+border-radius:12px;padding:40px 40px 32px;box-shadow:0 1px 2px rgba(0,0,0,.05),0 8px 24px rgba(0,0,0,.08)}\
 .brand{width:48px;height:48px;margin:0 auto 16px;border-radius:12px;background:var(--accent);\
 color:var(--accent-text);display:flex;align-items:center;justify-content:center;\
 font-weight:700;font-size:22px}\
@@ -74,14 +70,14 @@ form{margin:0}\
 button{font:inherit;cursor:pointer}\
 .conn{width:100%;min-height:48px;display:flex;align-items:center;gap:12px;padding:10px 16px;\
 border:1px solid var(--edge);border-radius:8px;background:var(--card);color:var(--text);\
-text-align:left;font-weight:550}\
+text-align:left;font-weight:500}\
 .conn:hover{background:var(--hover)}\
 .conn .label{flex:1;overflow-wrap:anywhere}\
 .avatar{flex:none;width:28px;height:28px;border-radius:50%;color:#fff;display:flex;\
 align-items:center;justify-content:center;font-size:.85rem;font-weight:700}\
 .or{display:flex;align-items:center;gap:12px;margin:24px 0;color:var(--muted);font-size:.875rem}\
 .or::before,.or::after{content:\"\";flex:1;border-top:1px solid var(--line)}\
-label{display:block;font-weight:550;margin-bottom:6px}\
+label{display:block;font-weight:600;margin-bottom:6px}\
 input{width:100%;min-height:48px;padding:10px 12px;font:inherit;color:var(--text);\
 background:var(--card);border:1px solid var(--edge);border-radius:8px}\
 input[aria-invalid=true]{border-color:var(--warn-line);border-width:2px}\
@@ -104,7 +100,7 @@ fn hidden(name: &str, value: &str) -> String {
     )
 }
 
-fn connection_button(c: &Connection, return_to: &str) -> String {
+fn connection_button(position: usize, c: &Connection, return_to: &str) -> String {
     format!(
         "<li><form method=\"get\" action=\"{action}\">{rd}{conn}\
          <button type=\"submit\" class=\"conn\" id=\"connection-{id}\">\
@@ -114,7 +110,7 @@ fn connection_button(c: &Connection, return_to: &str) -> String {
         rd = hidden("rd", return_to),
         conn = hidden("connection", &c.id),
         id = escape(&c.id),
-        colour = avatar_colour(&c.id),
+        colour = avatar_colour(position),
         initial = escape(&initial(&c.name)),
         name = escape(&c.name),
     )
@@ -135,7 +131,7 @@ fn email_form(view: &View<'_>) -> String {
          <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"email\" inputmode=\"email\" \
          spellcheck=\"false\" autocapitalize=\"none\" maxlength=\"320\" \
          placeholder=\"name@company.com\" value=\"{value}\" aria-describedby=\"{described}\"{invalid}>\
-         <p class=\"hint\" id=\"email-hint\">Your organization's sign-in is found from the address.</p>\
+         <p class=\"hint\" id=\"email-hint\">We\u{2019}ll take you to your organization\u{2019}s sign-in page.</p>\
          <button type=\"submit\" class=\"primary\">Continue</button></form>",
         action = routes::LOGIN,
         rd = hidden("rd", view.return_to),
@@ -165,7 +161,8 @@ pub fn html(view: &View<'_>) -> String {
     let buttons: String = view
         .connections
         .iter()
-        .map(|c| connection_button(c, view.return_to))
+        .enumerate()
+        .map(|(i, c)| connection_button(i, c, view.return_to))
         .collect();
     let list = if buttons.is_empty() {
         String::new()
@@ -389,10 +386,27 @@ mod tests {
     }
 
     #[test]
-    fn initials_and_colours_are_stable() {
+    fn initials_and_colours() {
         assert_eq!(initial("acme SSO"), "A");
         assert_eq!(initial("  (Ünicode)"), "Ü");
         assert_eq!(initial("<>"), "?");
-        assert_eq!(avatar_colour("social"), avatar_colour("social"));
+        assert_ne!(avatar_colour(0), avatar_colour(1));
+    }
+}
+#[cfg(test)]
+mod preview_tmp {
+    #[test]
+    fn preview() {
+        use super::*;
+        use crate::chooser::{self, Asked, Choice};
+        let t = crate::connections::parse(r#"[{"id": "social", "name": "Social Login", "kind": "oidc", "issuer": "https://social.example", "client_id": "gw", "client_secret": "s"},
+                {"id": "enterprise", "name": "Acme Corp SSO", "kind": "oidc", "issuer": "https://idp.acme.example", "client_id": "gw", "client_secret": "s", "email_domains": ["acme.com"]},
+                {"id": "github", "kind": "oauth2", "preset": "github", "client_id": "i", "client_secret": "s"}]"#).unwrap();
+        for (file, asked) in [("plain", Asked::default()), ("domain", Asked { connection: None, email: Some("x@example.com".into()) })] {
+            let Choice::Chooser(ask) = chooser::choose(&t, &asked) else { panic!() };
+            let offered = chooser::offered(&t);
+            let h = html(&View { tenant_name: "Acme Corp", connections: &offered, return_to: "/", ask: &ask });
+            std::fs::write(format!("/tmp/chooser-{file}.html"), h).unwrap();
+        }
     }
 }
