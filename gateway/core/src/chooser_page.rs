@@ -393,20 +393,3 @@ mod tests {
         assert_ne!(avatar_colour(0), avatar_colour(1));
     }
 }
-#[cfg(test)]
-mod preview_tmp {
-    #[test]
-    fn preview() {
-        use super::*;
-        use crate::chooser::{self, Asked, Choice};
-        let t = crate::connections::parse(r#"[{"id": "social", "name": "Social Login", "kind": "oidc", "issuer": "https://social.example", "client_id": "gw", "client_secret": "s"},
-                {"id": "enterprise", "name": "Acme Corp SSO", "kind": "oidc", "issuer": "https://idp.acme.example", "client_id": "gw", "client_secret": "s", "email_domains": ["acme.com"]},
-                {"id": "github", "kind": "oauth2", "preset": "github", "client_id": "i", "client_secret": "s"}]"#).unwrap();
-        for (file, asked) in [("plain", Asked::default()), ("domain", Asked { connection: None, email: Some("x@example.com".into()) })] {
-            let Choice::Chooser(ask) = chooser::choose(&t, &asked) else { panic!() };
-            let offered = chooser::offered(&t);
-            let h = html(&View { tenant_name: "Acme Corp", connections: &offered, return_to: "/", ask: &ask });
-            std::fs::write(format!("/tmp/chooser-{file}.html"), h).unwrap();
-        }
-    }
-}
