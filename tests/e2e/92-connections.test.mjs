@@ -113,13 +113,13 @@ test('?connection= skips the chooser; one that does not exist gets the chooser w
 });
 
 test('home-realm discovery: a work email goes straight to its provider with login_hint', async () => {
-  for (const [param, typed] of [['email', `Carol@ACME.test`], ['login_hint', `carol@${ENTERPRISE_DOMAIN}.`]]) {
+  for (const [param, typed, hint] of [['email', 'Carol@ACME.test', `Carol@${ENTERPRISE_DOMAIN}`], ['login_hint', `carol@${ENTERPRISE_DOMAIN}.`, `carol@${ENTERPRISE_DOMAIN}`]]) {
     const jar = new CookieJar();
     const r = await request(loginUrl(gw, { [param]: typed, rd: '/hr?x=1' }), { jar });
     assert.equal(r.status, 302, `${param}=${typed}\n${show(r)}`);
     const authorize = new URL(r.location);
     assert.equal(authorize.origin, new URL(fed.enterprise.issuer).origin, show(r));
-    assert.equal(authorize.searchParams.get('login_hint'), typed, 'the provider gets the address as typed');
+    assert.equal(authorize.searchParams.get('login_hint'), hint, 'the provider gets the address, domain normalized');
     const walk = await walkIdp(jar, authorize.href, { username: 'carol', password: 'carol-pw' });
     const cb = await request(walk.location, { jar });
     assert.equal(cb.status, 302, show(cb));

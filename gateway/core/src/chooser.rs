@@ -21,8 +21,8 @@ const MAX_EMAIL_LEN: usize = 320;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Choice<'a> {
     /// Straight to this connection. `login_hint` is the address the person
-    /// typed, for providers that can prefill their own form with it (OIDC
-    /// Core 3.1.2.1); `None` when no address was given.
+    /// typed (domain normalized), for providers that can prefill their own
+    /// form with it (OIDC Core 3.1.2.1); `None` when no address was given.
     Connection {
         connection: &'a Connection,
         login_hint: Option<String>,
@@ -117,14 +117,13 @@ impl Asked {
     }
 }
 
-/// The email's domain for home-realm discovery, IDNA-mapped and lower-cased
-/// the way connections' `email_domains` are, or `None` for no address.
-fn email_domain(email: &str) -> Option<String> {
+/// The address in the normalized form connections' `email_domains` are
+/// compared in (domain IDNA-mapped and lower-cased), or `None` for no address.
+fn normalized_email(email: &str) -> Option<String> {
     if email.len() > MAX_EMAIL_LEN {
         return None;
     }
-    let normalized = normalize_email(email)?;
-    normalized.rsplit_once('@').map(|(_, d)| d.to_owned())
+    normalize_email(email)
 }
 
 /// The domain as typed, for the message (lower case, trailing dot gone);
@@ -156,12 +155,16 @@ pub fn choose<'a>(all: &'a [Connection], asked: &Asked) -> Choice<'a> {
     if offered.is_empty() {
         return chooser(StatusCode::SERVICE_UNAVAILABLE, Some(Notice::NoConnection));
     }
-    let domain = asked.email.as_deref().map(email_domain);
-    // Only an address that parses is passed on as a hint.
-    let login_hint = match &domain {
-        Some(Some(_)) => asked.email.clone(),
-        _ => None,
-    };
+    // Absent, not an address, or an address.
+    let email: Option<Option<String>> = asked.email.as_deref().map(normalized_email);
+    let domain = email.as_ref().map(|e| {
+        e.as_deref()
+            .and_then(|a| a.rsplit_once('@'))
+            .map(|(_, d)| d.to_owned())
+    });
+    // Only an address that parses is passed on, normalized as compared: the
+    // provider's records hold the domain in lower case too.
+    let login_hint = email.flatten();
     let go = |connection: &'a Connection| Choice::Connection {
         connection,
         login_hint: login_hint.clone(),
@@ -283,18 +286,18 @@ mod tests {
     #[test]
     fn home_realm_discovery_folds_case_and_idna() {
         let t = tenant();
-        for email in [
-            "staff@acme.com",
-            "Staff@ACME.com",
-            " staff@Acme.Com. ",
-            "s@bücher.example",
-            "s@BÜCHER.example",
-            "s@xn--bcher-kva.example",
+        for (email, hint) in [
+            ("staff@acme.com", "staff@acme.com"),
+            ("Staff@ACME.com", "Staff@acme.com"),
+            (" staff@Acme.Com. ", "staff@acme.com"),
+            ("s@bücher.example", "s@xn--bcher-kva.example"),
+            ("s@BÜCHER.example", "s@xn--bcher-kva.example"),
+            ("s@xn--bcher-kva.example", "s@xn--bcher-kva.example"),
         ] {
             let c = choose(&t, &asked(None, Some(email)));
             assert_eq!(
                 goes_to(&c),
-                Some(("enterprise", Some(email))),
+                Some(("enterprise", Some(hint))),
                 "{email} should go to the enterprise connection"
             );
         }
@@ -367,8 +370,7 @@ mod tests {
             goes_to(&choose(one, &asked(None, Some("not an address")))),
             Some(("social", None))
         );
-        let legacy =
-            [Connection::legacy("https://idp.example", "gw", "s", "openid", None).unwrap()];
+        let legacy = [Connection::legacy("https://idp.example", "gw", "s", "openid").unwrap()];
         assert_eq!(
             goes_to(&choose(&legacy, &Asked::default())),
             Some(("default", None))
