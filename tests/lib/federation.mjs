@@ -6,11 +6,8 @@
 // reach the origin as two different people.
 
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { freePort, onExitSync } from './procs.mjs';
-import { CLIENT_SECRET, MANIFEST, startGateway, startIdp, startOrigin } from './stack.mjs';
+import { freePort } from './procs.mjs';
+import { CLIENT_SECRET, startGateway, startIdp, startOrigin } from './stack.mjs';
 import { request } from './http.mjs';
 import { walkIdp } from './idp-flow.mjs';
 
@@ -37,20 +34,6 @@ export const ENTERPRISE_USERS = {
 /** The callback path of connection `id` (`null`: the single-IdP path). */
 export const callbackPath = (id) => (id ? `/.edgeauth/callback/${id}` : '/.edgeauth/callback');
 
-/**
- * spin.toml with both providers in the gateway's outbound allow list (the
- * tenant's IdP hosts; the lead's manifest may already allow them).
- */
-function manifestAllowing(dir, origins) {
-  const text = fs.readFileSync(MANIFEST, 'utf8');
-  const marker = /allowed_outbound_hosts = \[/;
-  assert.match(text, marker, 'spin.toml: the gateway has an allowed_outbound_hosts list');
-  const out = text.replace(marker, `allowed_outbound_hosts = [${origins.map((o) => JSON.stringify(o)).join(', ')}, `);
-  const file = path.join(dir, 'spin.toml');
-  fs.writeFileSync(file, out);
-  return file;
-}
-
 /** The tenant's `connections` variable for the two providers. */
 export function connectionsFor({ social, enterprise }, { clientId = 'edgeauth' } = {}) {
   return [
@@ -65,20 +48,16 @@ export function connectionsFor({ social, enterprise }, { clientId = 'edgeauth' }
 /**
  * Both providers, the origin and one gateway whose tenant lists both
  * connections. `connections(fed)` may return another list; `vars` are more
- * Spin variables; `idpEnv.social` / `idpEnv.enterprise` more provider env;
- * `outbound` more origins the gateway may call (a further provider's).
+ * Spin variables; `idpEnv.social` / `idpEnv.enterprise` more provider env.
+ * (spin.toml allows plain http to all of 127.0.0.0/8, so no manifest of its own.)
  */
-export async function startFederation({ connections = connectionsFor, vars = {}, idpEnv = {}, tenantName = TENANT_NAME, gateways = 1, outbound = [] } = {}) {
+export async function startFederation({ connections = connectionsFor, vars = {}, idpEnv = {}, tenantName = TENANT_NAME, gateways = 1 } = {}) {
   const ports = [];
   for (let i = 0; i < gateways; i++) ports.push(await freePort('127.0.0.1'));
   const gatewayUrls = ports.map((p) => `http://127.0.0.1:${p}`);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-federation-'));
-  const forgetDir = onExitSync(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const fed = { ports, gateways: [], dir };
+  const fed = { ports, gateways: [] };
   fed.stop = async () => {
     await Promise.all([...fed.gateways.map((g) => g.stop()), fed.social?.stop(), fed.enterprise?.stop(), fed.origin?.stop()]);
-    fs.rmSync(dir, { recursive: true, force: true });
-    forgetDir();
   };
   try {
     [fed.social, fed.enterprise, fed.origin] = await Promise.all([
@@ -97,12 +76,11 @@ export async function startFederation({ connections = connectionsFor, vars = {},
       startOrigin(),
     ]);
     fed.connections = connections(fed);
-    fed.manifest = manifestAllowing(dir, [fed.social.url, fed.enterprise.url, ...outbound].map((u) => new URL(u).origin));
     let next = 0;
     fed.startGateway = async (opts = {}) => {
       if (next >= ports.length) throw new Error('startFederation: no gateway port left; raise `gateways`');
       const gw = await startGateway({
-        port: ports[next++], originUrl: fed.origin.url, issuer: fed.social.issuer, manifest: fed.manifest,
+        port: ports[next++], originUrl: fed.origin.url, issuer: fed.social.issuer,
         ...opts,
         vars: { connections: JSON.stringify(fed.connections), name: tenantName, ...vars, ...opts.vars },
       });
@@ -134,7 +112,7 @@ export function readChooser(html) {
   };
   const buttons = forms.filter((f) => hiddenOf(f.body, 'connection') !== null).map((f) => ({
     id: hiddenOf(f.body, 'connection'),
-    label: unescape((f.body.match(/<button\b[^>]*>([\s\S]*?)<\/button>/)?.[1] ?? '').replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim()),
+    label: unescape((f.body.match(/<button\b[^>]*>([\s\S]*?)<\/button>/)?.[1] ?? '').replace(/<span[^>]*aria-hidden="true"[^>]*>[\s\S]*?<\/span>/g, '').replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim()),
     method: f.attrs.match(/method="([^"]*)"/)?.[1],
     action: f.attrs.match(/action="([^"]*)"/)?.[1],
   }));

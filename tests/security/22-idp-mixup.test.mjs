@@ -33,7 +33,6 @@ before(async () => {
       ...connectionsFor(f),
       { id: 'rogue', name: 'Rogue', kind: 'oidc', issuer: rogue.issuer, client_id: 'edgeauth', client_secret: CLIENT_SECRET },
     ],
-    outbound: [op.url],
   });
   gw = fed.gateway;
 });
