@@ -13,9 +13,17 @@
 //   IDP_SKIP_CONSENT    1 (default) = consent is given automatically; 0 = consent page
 //   IDP_KEYS_FILE       JSON file with the private JWKS; created if missing
 //   IDP_ID_TOKEN_TTL, IDP_ACCESS_TOKEN_TTL, IDP_SESSION_TTL   seconds
+//   IDP_NAME            what the login page calls this IdP (default "edgeauth dev IdP")
 //   IDP_VERBOSE         1 = log every request to stderr
 //   IDP_EXTRA_USERS     JSON {"name": {"password": "...", "claims": {...}}} added to the users
 //                       below (claims are sent as given, e.g. odd emails or groups shapes)
+//   IDP_USERS           JSON of the same shape replacing the users below (a second IdP with
+//                       its own people, e.g. an "enterprise" one next to a "social" one)
+//   IDP_CALLBACK_PATHS  comma separated callback paths registered for each gateway URL
+//                       (default /.edgeauth/callback; a connection's is /.edgeauth/callback/<id>)
+//   IDP_ISS_PARAMETER   1 (default) = authorization responses carry `iss` and discovery says
+//                       so (RFC 9207, always on in node-oidc-provider 9); 0 = neither, like
+//                       providers that predate RFC 9207
 //
 // Clients (secret edgeauth-dev-secret for all):
 //   edgeauth         client_secret_basic, RS256 id tokens
@@ -38,6 +46,10 @@ const SKIP_CONSENT = (env.IDP_SKIP_CONSENT ?? '1') !== '0';
 const VERBOSE = env.IDP_VERBOSE === '1';
 const GATEWAY_URLS = (env.GATEWAY_URL || 'http://127.0.0.1:3000')
   .split(',').map((s) => s.trim().replace(/\/+$/, '')).filter(Boolean);
+const CALLBACK_PATHS = (env.IDP_CALLBACK_PATHS || '/.edgeauth/callback')
+  .split(',').map((s) => s.trim()).filter(Boolean);
+const ISS_PARAMETER = (env.IDP_ISS_PARAMETER ?? '1') !== '0';
+const IDP_NAME = env.IDP_NAME || 'edgeauth dev IdP';
 const SECRET = 'edgeauth-dev-secret';
 
 if (!HOST.startsWith('127.')) {
@@ -46,7 +58,7 @@ if (!HOST.startsWith('127.')) {
 }
 
 // ---------------------------------------------------------------- users
-const USERS = {
+const DEFAULT_USERS = {
   alice: {
     password: 'alice-pw',
     claims: {
@@ -64,6 +76,8 @@ const USERS = {
     },
   },
 };
+
+const USERS = env.IDP_USERS ? JSON.parse(env.IDP_USERS) : DEFAULT_USERS;
 
 if (env.IDP_EXTRA_USERS) {
   for (const [name, user] of Object.entries(JSON.parse(env.IDP_EXTRA_USERS))) {
@@ -122,7 +136,7 @@ const page = (title, body) => `<!DOCTYPE html><html lang="en"><head><meta charse
 function loginPage(uid, { clientId, error, username = '' }) {
   return page('Sign in – edgeauth dev IdP', `
 <h1>Sign in</h1>
-<p class="muted">to <strong>${esc(clientId)}</strong> at the edgeauth dev IdP</p>
+<p class="muted">to <strong>${esc(clientId)}</strong> at the <span id="idp-name">${esc(IDP_NAME)}</span></p>
 ${error ? `<p id="error" role="alert">${esc(error)}</p>` : ''}
 <form id="login" method="post" action="/interaction/${esc(uid)}/login" autocomplete="off">
   <label for="username">Username</label>
@@ -132,7 +146,7 @@ ${error ? `<p id="error" role="alert">${esc(error)}</p>` : ''}
   <button id="submit" type="submit">Sign in</button>
 </form>
 <p><a id="abort" href="/interaction/${esc(uid)}/abort">Cancel sign-in</a></p>
-<p class="muted">Test users: alice / alice-pw, bob / bob-pw</p>`);
+<p class="muted">${env.IDP_USERS ? `Test users: ${esc(Object.keys(USERS).join(', '))}` : 'Test users: alice / alice-pw, bob / bob-pw'}</p>`);
 }
 
 function consentPage(uid, { clientId, scopes }) {
@@ -157,7 +171,7 @@ const ISSUER = env.IDP_ISSUER || `http://${HOST}:${port}`;
 
 const clientBase = {
   client_secret: SECRET,
-  redirect_uris: GATEWAY_URLS.map((u) => `${u}/.edgeauth/callback`),
+  redirect_uris: GATEWAY_URLS.flatMap((u) => CALLBACK_PATHS.map((p) => `${u}${p}`)),
   post_logout_redirect_uris: GATEWAY_URLS.map((u) => `${u}/.edgeauth/logged-out`),
   grant_types: ['authorization_code', 'refresh_token'],
   response_types: ['code'],
@@ -242,6 +256,24 @@ ${form}
 };
 
 const provider = new Provider(ISSUER, configuration);
+if (!ISS_PARAMETER) {
+  // A provider without RFC 9207: no `iss` on the way back to the client,
+  // and discovery does not claim it.
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.oidc?.route === 'discovery' && ctx.body) {
+      delete ctx.body.authorization_response_iss_parameter_supported;
+    }
+    const location = ctx.response.get('location');
+    if (location && GATEWAY_URLS.some((u) => location.startsWith(`${u}/`))) {
+      const url = new URL(location);
+      if (url.searchParams.has('iss')) {
+        url.searchParams.delete('iss');
+        ctx.response.set('location', url.href);
+      }
+    }
+  });
+}
 provider.on('server_error', (ctx, err) => console.error('idp server_error:', err));
 const oidc = provider.callback();
 

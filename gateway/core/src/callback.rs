@@ -93,6 +93,24 @@ fn mix_up(settings: &Settings) -> Response {
     )
 }
 
+/// The authorization response's parameters the gateway reads.
+const RESPONSE_PARAMETERS: [&str; 5] = ["code", "state", "iss", "error", "error_description"];
+
+/// The first of [`RESPONSE_PARAMETERS`] that the query holds more than once.
+fn repeated_response_parameter(parts: &Parts) -> Option<&'static str> {
+    let query = parts.uri.query()?;
+    let mut seen = [0usize; RESPONSE_PARAMETERS.len()];
+    for (key, _) in url::form_urlencoded::parse(query.as_bytes()) {
+        if let Some(i) = RESPONSE_PARAMETERS.iter().position(|p| *p == key) {
+            seen[i] += 1;
+            if seen[i] > 1 {
+                return Some(RESPONSE_PARAMETERS[i]);
+            }
+        }
+    }
+    None
+}
+
 /// Checks the callback of `connection` against the login cookie (state,
 /// expiry, the connection the sign-in started with, `iss`) and turns IdP
 /// error callbacks into pages a person understands.
@@ -107,6 +125,16 @@ pub fn begin(
             StatusCode::BAD_REQUEST,
             "Sign-in failed",
             "The sign-in response is too large.",
+        ));
+    }
+    // RFC 6749 §3.1: a response parameter sent twice is malformed. Reading
+    // only the first `iss` would let a second, foreign one through to
+    // whatever else reads the last (and the same for `state` and `code`).
+    if let Some(name) = repeated_response_parameter(parts) {
+        return Err(fail(
+            StatusCode::BAD_REQUEST,
+            "Sign-in failed",
+            &format!("The sign-in response carries `{name}` more than once."),
         ));
     }
     let login = cookies::values(&parts.headers, &cookies::name(settings, Jar::Login))
@@ -600,6 +628,33 @@ mod tests {
             1001,
         );
         assert_eq!(r.unwrap().iss.as_deref(), Some("http://127.0.0.2:9400"));
+    }
+
+    #[test]
+    fn a_response_parameter_given_twice_is_refused() {
+        let s = settings_with(&[]);
+        let (login, cookie) = started(&s, 1000);
+        let st = &login.state;
+        let iss = "http%3A%2F%2F127.0.0.2%3A9400";
+        let ok = format!("/.edgeauth/callback?code=c1&state={st}&iss={iss}");
+        assert!(begin(&s, &s.connections[0], &parts(&ok, &cookie), 1001).is_ok());
+        for uri in [
+            format!("{ok}&iss=http%3A%2F%2Fevil.example"),
+            format!(
+                "/.edgeauth/callback?iss=http%3A%2F%2Fevil.example&{}",
+                &ok[20..]
+            ),
+            format!("{ok}&state={st}"),
+            format!("{ok}&code=c2"),
+            format!("{ok}&error=access_denied&error=x"),
+        ] {
+            let r = begin(&s, &s.connections[0], &parts(&uri, &cookie), 1001).unwrap_err();
+            assert_eq!(r.status(), 400, "{uri}");
+            assert!(
+                String::from_utf8_lossy(r.body()).contains("more than once"),
+                "{uri}"
+            );
+        }
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub mod admin;
 pub mod assertion;
 pub mod assertion_cache;
 pub mod callback;
+pub mod chooser;
+pub mod chooser_page;
 pub mod connections;
 pub mod cookies;
 pub mod encoding;

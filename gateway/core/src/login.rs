@@ -11,13 +11,13 @@ use crate::pages;
 use http::request::Parts;
 
 use crate::connections::Connection;
-use crate::identity::normalize_email;
 use crate::provider::Endpoint;
 use crate::redirect::return_path_or_root;
 use crate::routes::query_param;
 use crate::seal::Purpose;
 use crate::settings::Settings;
 use crate::{Response, Rng};
+use crate::{chooser, chooser_page};
 
 /// A login must finish within this time.
 pub const LOGIN_TTL_SECS: u64 = 600;
@@ -273,56 +273,28 @@ pub enum Choice<'s> {
     Page(Response),
 }
 
-/// Picks the connection a sign-in goes to: `?connection=<id>`, else the one
-/// whose email domains hold `?email=` (home-realm discovery), else the only
-/// one; otherwise the chooser.
+/// Picks the connection a sign-in goes to ([`crate::chooser`]:
+/// `?connection=<id>`, else the one whose email domains hold `?email=` or
+/// `?login_hint=` (home-realm discovery), else the only one); otherwise the
+/// chooser page ([`crate::chooser_page`]) with the validated return path.
 pub fn choose<'s>(settings: &'s Settings, parts: &Parts) -> Choice<'s> {
-    let return_to = return_path_or_root(query_param(parts, "rd").as_deref(), &settings.public_url);
-    if let Some(id) = query_param(parts, "connection") {
-        return match settings.connection(&id) {
-            Some(c) => Choice::Go(c, None),
-            None => Choice::Page(pages::chooser(
-                settings,
-                &return_to,
-                Some(ChooserNotice::UnknownConnection),
-            )),
-        };
-    }
-    if let Some(email) = query_param(parts, "email").filter(|e| !e.trim().is_empty()) {
-        let normalized = normalize_email(&email);
-        let domain = normalized
-            .as_deref()
-            .and_then(|e| e.rsplit_once('@'))
-            .map(|(_, d)| d.to_owned());
-        if let (Some(email), Some(domain)) = (&normalized, &domain)
-            && let Some(c) = settings
-                .connections
-                .iter()
-                .find(|c| c.serves_email_domain(domain))
-        {
-            return Choice::Go(c, Some(email.clone()));
+    match chooser::choose(&settings.connections, &chooser::Asked::from_query(parts)) {
+        chooser::Choice::Connection {
+            connection,
+            login_hint,
+        } => Choice::Go(connection, login_hint),
+        chooser::Choice::Chooser(ask) => {
+            let return_to =
+                return_path_or_root(query_param(parts, "rd").as_deref(), &settings.public_url);
+            let offered = chooser::offered(&settings.connections);
+            Choice::Page(chooser_page::page(&chooser_page::View {
+                tenant_name: settings.display_name(),
+                connections: &offered,
+                return_to: &return_to,
+                ask: &ask,
+            }))
         }
-        return Choice::Page(pages::chooser(
-            settings,
-            &return_to,
-            Some(match domain {
-                Some(d) => ChooserNotice::NoConnectionForDomain(d),
-                None => ChooserNotice::NotAnEmail,
-            }),
-        ));
     }
-    match settings.connections.as_slice() {
-        [only] => Choice::Go(only, None),
-        _ => Choice::Page(pages::chooser(settings, &return_to, None)),
-    }
-}
-
-/// Why the chooser is shown again with a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChooserNotice {
-    UnknownConnection,
-    NoConnectionForDomain(String),
-    NotAnEmail,
 }
 
 #[cfg(test)]
@@ -468,6 +440,55 @@ mod tests {
                 .status(),
             400
         );
+    }
+
+    #[test]
+    fn choose_goes_to_a_connection_or_renders_the_tenants_chooser() {
+        let s = settings_with(&[
+            (
+                "connections",
+                r#"[{"id": "social", "name": "Social", "kind": "oidc", "issuer": "http://127.0.0.2:9400", "client_id": "a", "client_secret": "s"},
+                    {"id": "corp", "name": "Corp SSO", "kind": "oidc", "issuer": "http://127.0.0.3:9400", "client_id": "b", "client_secret": "s", "email_domains": ["corp.example"]}]"#,
+            ),
+            ("name", "Acme <Corp>"),
+        ]);
+        let req = |uri: &str| http::Request::get(uri).body(()).unwrap().into_parts().0;
+        let went = |uri: &str| match choose(&s, &req(uri)) {
+            Choice::Go(c, hint) => Some((c.id.clone(), hint)),
+            Choice::Page(_) => None,
+        };
+        assert_eq!(
+            went("/.edgeauth/login?connection=social"),
+            Some(("social".into(), None))
+        );
+        assert_eq!(
+            went("/.edgeauth/login?email=Kim%40CORP.example"),
+            Some(("corp".into(), Some("Kim@corp.example".into())))
+        );
+        let Choice::Page(page) =
+            choose(&s, &req("/.edgeauth/login?rd=//evil.example&connection=x"))
+        else {
+            panic!("an unknown connection shows the chooser")
+        };
+        assert_eq!(page.status(), 400);
+        let html = String::from_utf8(page.body().clone()).unwrap();
+        assert!(html.contains("Sign in to Acme &lt;Corp&gt;</h1>"), "{html}");
+        assert!(
+            html.contains("name=\"rd\" value=\"/\""),
+            "the return path is validated"
+        );
+        assert!(!html.contains("evil.example"));
+        // Without a `name` the tenant id stands in.
+        let plain = settings_with(&[("connections", s_connections())]);
+        let Choice::Page(page) = choose(&plain, &req("/.edgeauth/login")) else {
+            panic!("two connections: the chooser")
+        };
+        assert!(String::from_utf8_lossy(page.body()).contains("Sign in to default</h1>"));
+    }
+
+    fn s_connections() -> &'static str {
+        r#"[{"id": "a", "kind": "oidc", "issuer": "http://127.0.0.2:9400", "client_id": "a", "client_secret": "s"},
+            {"id": "b", "kind": "oidc", "issuer": "http://127.0.0.3:9400", "client_id": "b", "client_secret": "s"}]"#
     }
 
     #[test]
