@@ -486,17 +486,17 @@ impl<'c> Exchange<'c> {
 /// A userinfo field by name, or by JSON Pointer (RFC 6901) when it starts
 /// with `/` (for providers that nest the profile, e.g. `/data/id`).
 fn field<'v>(user: &'v Map<String, Value>, name: &str) -> Option<&'v Value> {
-    if name.starts_with('/') {
-        let (first, rest) = name[1..].split_once('/').unwrap_or((&name[1..], ""));
-        let first = first.replace("~1", "/").replace("~0", "~");
-        let v = user.get(&first)?;
-        if rest.is_empty() {
-            Some(v)
-        } else {
-            v.pointer(&format!("/{rest}"))
-        }
-    } else {
-        user.get(name)
+    let Some(pointer) = name.strip_prefix('/') else {
+        return user.get(name);
+    };
+    let (first, rest) = match pointer.split_once('/') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (pointer, None),
+    };
+    let v = user.get(&first.replace("~1", "/").replace("~0", "~"))?;
+    match rest {
+        None => Some(v),
+        Some(rest) => v.pointer(&format!("/{rest}")),
     }
 }
 
@@ -589,22 +589,25 @@ fn parse_token_response(status: u16, body: &[u8]) -> Result<AccessToken, SigninE
     if body.len() > MAX_TOKEN_RESPONSE {
         return Err(unusable("its answer is too large"));
     }
-    let get: Box<dyn Fn(&str) -> Option<String>> =
+    // The string-valued fields, from either format.
+    let fields: Vec<(String, String)> =
         if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
             let v: Map<String, Value> = serde_json::from_slice(body)
                 .map_err(|_| unusable("its answer is neither JSON nor form-encoded"))?;
-            Box::new(move |k| v.get(k).and_then(Value::as_str).map(str::to_owned))
+            v.into_iter()
+                .filter_map(|(k, v)| Some((k, v.as_str()?.to_owned())))
+                .collect()
         } else {
-            let pairs: Vec<(String, String)> = url::form_urlencoded::parse(body)
+            url::form_urlencoded::parse(body)
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-            Box::new(move |k| {
-                pairs
-                    .iter()
-                    .find(|(name, _)| name == k)
-                    .map(|(_, v)| v.clone())
-            })
+                .collect()
         };
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.clone())
+    };
     if let Some(error) = get("error") {
         return Err(SigninError::TokenRefused {
             status,
