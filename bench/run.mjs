@@ -4,6 +4,7 @@
 //
 //   node bench/run.mjs [--smoke] [--duration S] [--rounds N] [--conns 1,32]
 //                      [--long S] [--no-peer] [--out FILE] [--hold] [--kv-keys N]
+//                      [--tenants N]
 
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -18,7 +19,7 @@ const IDP_HOST = '127.0.0.2';
 
 // ---------------------------------------------------------------- options
 const opts = {
-  smoke: false, hold: false, duration: 10, rounds: 3, conns: [1, 32], long: 0, peer: true, out: null, kvKeys: 0,
+  smoke: false, hold: false, duration: 10, rounds: 3, conns: [1, 32], long: 0, peer: true, out: null, kvKeys: 0, tenants: 0,
   bin: process.env.EDGEAUTH_BENCH_BIN_DIR || path.join(TARGET, 'fast'),
   hostArgs: (process.env.EDGEAUTH_BENCH_HOST_ARGS || '').split(' ').filter(Boolean),
 };
@@ -34,6 +35,7 @@ for (let i = 2; i < process.argv.length; i++) {
   else if (a === '--hold') opts.hold = true;
   else if (a === '--out') opts.out = next();
   else if (a === '--kv-keys') opts.kvKeys = Number(next());
+  else if (a === '--tenants') opts.tenants = Number(next());
   else { console.error(`unknown option ${a}`); process.exit(2); }
 }
 if (opts.smoke) Object.assign(opts, { duration: 1, rounds: 1, conns: [1, 4], long: 0 });
@@ -187,13 +189,16 @@ async function main() {
 
   const origin = await service('origin', FILES.origin, ['127.0.0.1:0'], { ready: /bench origin listening on (http:\/\/\S+)/ });
   const originUrl = origin.match[1];
-  const [gwPort, floorPort, peerPort, kvPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const [gwPort, floorPort, peerPort, kvPort, t1Port, tnPort] = [
+    await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
   const gwUrl = `http://127.0.0.1:${gwPort}`;
   const peerUrl = `http://127.0.0.1:${peerPort}`;
   const kvUrl = `http://127.0.0.1:${kvPort}`;
+  const t1Url = `http://127.0.0.1:${t1Port}`;
+  const tnUrl = `http://127.0.0.1:${tnPort}`;
   const idpPort = await freePort(IDP_HOST);
   const idp = await service('idp', process.execPath, [path.join(ROOT, 'tests/idp/idp.mjs')], {
-    env: { IDP_HOST, IDP_PORT: String(idpPort), GATEWAY_URL: [gwUrl, peerUrl, kvUrl].join(',') },
+    env: { IDP_HOST, IDP_PORT: String(idpPort), GATEWAY_URL: [gwUrl, peerUrl, kvUrl, t1Url, tnUrl].join(',') },
     ready: /idp listening on (http:\/\/\S+)/,
   });
   const issuer = idp.match[1];
@@ -203,7 +208,7 @@ async function main() {
     vars: { origin_url: originUrl },
   });
   const gatewayVars = (url) => ({
-    public_url: url, origin_url: originUrl, oidc_issuer: issuer, oidc_outbound_host: new URL(issuer).origin,
+    public_url: url, origin_url: originUrl, oidc_issuer: issuer,
     oidc_client_id: 'edgeauth', oidc_client_secret: 'edgeauth-dev-secret',
     session_keys: `s1:${b64url(32)}`,
     assertion_keys: `a1:ed25519:${b64url(32)}`,
@@ -217,6 +222,36 @@ async function main() {
     manifest: path.join(ROOT, 'spin.toml'), wasm: FILES.gatewayWasm, port: kvPort, vars: gatewayVars(kvUrl),
     stateDir: stateDirWithKeys(opts.kvKeys),
   }) : null;
+
+  // --tenants N: the gateway with its tenant stored in KV (tenant_store =
+  // "kv", put through the admin API), alone (t1) and among N stored tenants
+  // (tN): a request reads its own tenant's document only, so N must not matter.
+  const adminToken = b64url(24);
+  async function tenantsGateway(name, url, port, count) {
+    const host = await startHost(name, {
+      manifest: path.join(ROOT, 'spin.toml'), wasm: FILES.gatewayWasm, port,
+      vars: { ...gatewayVars(url), public_url: 'http://127.0.0.1:1', allowed_email_domains: '', tenant_store: 'kv', admin_token: adminToken },
+    });
+    const put = async (id, doc) => {
+      const r = await fetch(`${url}/.edgeauth/admin/tenants/${id}`, {
+        method: 'PUT', headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' }, body: JSON.stringify(doc),
+      });
+      if (r.status !== 201) throw new Error(`${name}: PUT ${id}: ${r.status} ${await r.text()}`);
+    };
+    // The others first, each a realistic document of its own.
+    for (let i = 1; i < count; i++) {
+      const n = String(i).padStart(4, '0');
+      await put(`t${n}`, {
+        public_url: `https://t${n}.bench.test`, name: `Tenant ${n}`, oidc_client_id: `client-${n}`,
+        allowed_email_domains: [`t${n}.example`], assertion_audience: `https://app.t${n}.example`,
+        routes: [{ path: '/public/', public: true }, { path: '/admin/', allowed_groups: ['admins'] }, { path: '/api/', api: true }],
+      });
+    }
+    await put('bench', { public_url: url, name: 'Bench', allowed_email_domains: 'example.com' });
+    return host;
+  }
+  const tenants1 = opts.tenants > 0 ? await tenantsGateway('gateway-t1', t1Url, t1Port, 1) : null;
+  const tenantsN = opts.tenants > 0 ? await tenantsGateway(`gateway-t${opts.tenants}`, tnUrl, tnPort, opts.tenants) : null;
 
   // A real session for alice, through the dev IdP, for the gateway(s) ...
   async function gatewaySession(url, name) {
@@ -232,6 +267,8 @@ async function main() {
   }
   const gwCookie = await gatewaySession(gwUrl, 'gateway');
   const kvCookie = gatewayKv ? await gatewaySession(kvUrl, 'gateway-kv') : null;
+  const t1Cookie = tenants1 ? await gatewaySession(t1Url, 'gateway-t1') : null;
+  const tnCookie = tenantsN ? await gatewaySession(tnUrl, 'gateway-tN') : null;
 
   // ... and for the peer.
   let peer = null;
@@ -257,6 +294,10 @@ async function main() {
     { key: 'floor', label: '(a) floor: pass-through component', url: floor.url, proxied: true, pid: floor.pid },
     { key: 'gateway', label: '(b) edgeauth gateway', url: gateway.url, cookie: gwCookie, proxied: true, pid: gateway.pid },
     ...(gatewayKv ? [{ key: 'gatewaykv', label: `(b') edgeauth gateway, ${fi(opts.kvKeys)} keys in KV`, url: gatewayKv.url, cookie: kvCookie, proxied: true, pid: gatewayKv.pid }] : []),
+    ...(tenants1 ? [
+      { key: 'tenants1', label: '(t1) gateway, its tenant stored in KV, 1 tenant', url: tenants1.url, cookie: t1Cookie, proxied: true, pid: tenants1.pid },
+      { key: 'tenantsN', label: `(tN) gateway, its tenant stored in KV, ${fi(opts.tenants)} tenants`, url: tenantsN.url, cookie: tnCookie, proxied: true, pid: tenantsN.pid },
+    ] : []),
     ...(peer ? [{ key: 'peer', label: '(d) peer: express-openid-connect + proxy', url: peer.url, cookie: peerCookie, proxied: true }] : []),
   ];
   const PATH = '/app/page?x=1';
@@ -313,7 +354,7 @@ async function main() {
     long = { seconds: opts.long, before: beforeLong, after: afterLong, samples, rps, non2xx };
   }
 
-  for (const p of [peer, gateway, gatewayKv, floor, idp, origin]) p?.stop();
+  for (const p of [peer, gateway, gatewayKv, tenants1, tenantsN, floor, idp, origin]) p?.stop();
 
   // ---------------------------------------------------------------- report
   const cpu = os.cpus();
@@ -343,6 +384,11 @@ async function main() {
     if (gatewayKv) {
       lines.push(`| gateway with ${fi(opts.kvKeys)} KV keys / gateway, throughput | ${c} | ${cell(stat(perRound(`gatewaykv/${c}`, g, (x, y) => (100 * x.rps) / y.rps)), (x) => `${f(x, 0)} %`)} | ≈ 100 % |`);
       lines.push(`| gateway with ${fi(opts.kvKeys)} KV keys − gateway, p50 | ${c} | ${cell(stat(perRound(`gatewaykv/${c}`, g, (x, y) => x.p50 - y.p50)), (x) => `${f(x, 3)} ms`)} | ≈ 0 |`);
+    }
+    if (tenants1) {
+      lines.push(`| ${fi(opts.tenants)} stored tenants / 1, throughput | ${c} | ${cell(stat(perRound(`tenantsN/${c}`, `tenants1/${c}`, (x, y) => (100 * x.rps) / y.rps)), (x) => `${f(x, 0)} %`)} | ≈ 100 % |`);
+      lines.push(`| ${fi(opts.tenants)} stored tenants − 1, p50 | ${c} | ${cell(stat(perRound(`tenantsN/${c}`, `tenants1/${c}`, (x, y) => x.p50 - y.p50)), (x) => `${f(x, 3)} ms`)} | ≈ 0 |`);
+      lines.push(`| ${fi(opts.tenants)} stored tenants − 1, p99 | ${c} | ${cell(stat(perRound(`tenantsN/${c}`, `tenants1/${c}`, (x, y) => x.p99 - y.p99)), (x) => `${f(x, 3)} ms`)} | ≈ 0 |`);
     }
     if (peer) lines.push(`| gateway/peer throughput | ${c} | ${cell(stat(perRound(g, `peer/${c}`, (x, y) => x.rps / y.rps)), (x) => `${f(x, 2)}×`)} | ≥ 3× |`);
   }

@@ -21,6 +21,7 @@ import { ROOT, waitFor } from '../lib/procs.mjs';
 import { HOST_BIN, startStack, stopStack } from '../lib/stack.mjs';
 import { SESSION, show, login, loginOk, verifyAssertion, originSaw } from '../lib/gateway-flow.mjs';
 import { walkIdp } from '../lib/idp-flow.mjs';
+import { writeKv } from '../lib/kv.mjs';
 
 const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
 const wasm = (crate) => path.join(TARGET, 'wasm32-unknown-unknown', 'release', `rule_${crate}.wasm`);
@@ -126,11 +127,9 @@ before(async () => {
   });
   // A store whose artifact was tampered with after upload.
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-state-'));
-  fs.mkdirSync(path.join(stateDir, 'kv'));
   const bytes = fs.readFileSync(art['email-domain']);
   bytes[bytes.length - 100] ^= 0x01;
-  fs.writeFileSync(path.join(stateDir, 'kv', 'default.json'),
-    JSON.stringify({ 'rule-artifact:default:email-domain': bytes.toString('base64') }));
+  writeKv(stateDir, { 'rule-artifact:default:email-domain': bytes.toString('base64') });
   gwStore = await stack.startGateway({
     stateDir,
     vars: ruleVars([{ name: 'email-domain', config: { domains: ['example.com'] } }]),

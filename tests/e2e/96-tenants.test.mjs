@@ -18,6 +18,7 @@ import path from 'node:path';
 import { CookieJar, request, rawRequest, setCookie } from '../lib/http.mjs';
 import { ROOT, freePort, waitFor } from '../lib/procs.mjs';
 import { HOST_BIN, startIdp, startOrigin, startGateway } from '../lib/stack.mjs';
+import { spinDefect } from '../lib/runtime.mjs';
 import { SESSION, show, login, loginOk, verifyAssertion, originSaw } from '../lib/gateway-flow.mjs';
 
 const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
@@ -86,13 +87,18 @@ test('a host no tenant has gets 404, for browsers and API clients, and nothing i
     assert.equal(api.status, 404);
     assert.equal(JSON.parse(api.body.toString()).error, 'unknown_host');
   }
+  assert.deepEqual(await origin.requests(), [], 'the origin must see nothing for unknown hosts');
+});
+
+test('two Host headers are refused before any tenant is chosen', spinDefect('duplicateHost'), async () => {
+  await origin.reset();
   // Two Host headers, one of them a tenant's: ambiguous. The host refuses the
   // request (RFC 9112 3.2: 400) before any tenant is chosen (README).
   const port = new URL(acme.url).port;
   const twice = await rawRequest(acme.url, { target: '/app/x', headers: [['Host', `127.0.0.1:${port}`], ['Host', `localhost:${port}`]] });
+  assert.deepEqual(await origin.requests(), [], 'the origin must see nothing');
   assert.equal(twice.status, 400, `duplicate Host: ${twice.status}`);
   assert.match(twice.body.toString(), /^Bad Request/);
-  assert.deepEqual(await origin.requests(), [], 'the origin must see nothing for unknown hosts');
 });
 
 test('each host signs in to its own tenant: own callback, own rules, own audience', async () => {

@@ -1,5 +1,6 @@
 // scripts/demo: IdP + origin + gateway on the well-known ports, until Ctrl-C.
 import { startIdp, startOrigin, startGateway, sessionKey, assertionKey } from './stack.mjs';
+import { RUNTIME, SPIN_BIN } from './runtime.mjs';
 
 const GW_PORT = Number(process.env.GATEWAY_PORT || 3000);
 const gatewayUrl = `http://127.0.0.1:${GW_PORT}`;
@@ -23,7 +24,7 @@ try {
     });
   }
   console.log(`\nOpen ${gatewayUrl}/ — users alice/alice-pw and bob/bob-pw`);
-  console.log('(IdP ' + idp.url + ', origin ' + origin.url + '; Ctrl-C stops all)\n');
+  console.log(`(gateway under ${RUNTIME === 'spin' ? `Spin, ${SPIN_BIN}` : 'the edgeauth host'}; IdP ${idp.url}, origin ${origin.url}; Ctrl-C stops all)\n`);
 } catch (e) {
   console.error(`demo: ${e.message}`);
   process.exit(1);

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT, freePort, onExitSync, startProcess } from './procs.mjs';
+import { RUNTIME, SPIN_BIN } from './runtime.mjs';
 
 const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
 export const HOST_BIN = process.env.EDGEAUTH_HOST_BIN || path.join(TARGET, 'debug', 'edgeauth');
@@ -60,7 +61,10 @@ export async function startOrigin({ env = {}, port, echo = false } = {}) {
 }
 
 export function checkBinaries() {
-  const needed = HOST_BIN.endsWith('.mjs') ? [HOST_BIN] : [HOST_BIN, COMPONENT, MANIFEST]; // .mjs: tests/tools/reference-gateway.mjs
+  if (RUNTIME === 'spin' && !SPIN_BIN) throw new Error('EDGEAUTH_RUNTIME=spin: no spin on PATH (or SPIN_BIN)');
+  // .mjs: tests/tools/reference-gateway.mjs; under Spin the host is only the tests' `rule` CLI.
+  const needed = RUNTIME === 'spin' ? [COMPONENT, MANIFEST]
+    : HOST_BIN.endsWith('.mjs') ? [HOST_BIN] : [HOST_BIN, COMPONENT, MANIFEST];
   const missing = needed.filter((f) => !fs.existsSync(f));
   if (missing.length) {
     throw new Error(`missing build outputs: ${missing.join(', ')} — run scripts/test (or set EDGEAUTH_HOST_BIN / EDGEAUTH_COMPONENT)`);
@@ -68,12 +72,14 @@ export function checkBinaries() {
 }
 
 /**
- * Start one edgeauth host. `vars` are Spin variable overrides (lower-case names
- * like public_url); keys default to a fresh session key and ed25519 assertion key.
+ * Start one edgeauth gateway under the runtime (tests/lib/runtime.mjs). `vars`
+ * are Spin variable overrides (lower-case names like public_url); keys default
+ * to a fresh session key and ed25519 assertion key. `runtimeConfig`: the text
+ * of a Spin runtime config file (Spin only).
  */
 export async function startGateway({ port, originUrl, issuer, clientId = 'edgeauth', clientSecret = CLIENT_SECRET,
   sessionKeys, assertionKeys, allowedEmailDomains = '', vars = {}, env = {}, echo = false, stateDir: givenStateDir,
-  manifest = MANIFEST }) {
+  manifest = MANIFEST, runtimeConfig }) {
   checkBinaries();
   const p = port ?? await freePort('127.0.0.1');
   const publicUrl = `http://127.0.0.1:${p}`;
@@ -81,14 +87,13 @@ export async function startGateway({ port, originUrl, issuer, clientId = 'edgeau
   const ak = assertionKeys ?? [assertionKey('ed25519')];
   // `stateDir`: start from prepared key-value data (removed at stop like a fresh one).
   const stateDir = givenStateDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-state-'));
-  const removeState = () => fs.rmSync(stateDir, { recursive: true, force: true });
+  let cleanup = () => {}; // the runtime's own files (spinUp)
+  const removeState = () => { cleanup(); fs.rmSync(stateDir, { recursive: true, force: true }); };
   const forgetRemoval = onExitSync(removeState); // also when the file is killed before stop()
   const spinVars = {
     public_url: publicUrl,
     origin_url: originUrl,
     oidc_issuer: issuer,
-    // spin.toml: scheme://host[:port] of the IdP for the outbound allow list
-    oidc_outbound_host: new URL(issuer).origin,
     oidc_client_id: clientId,
     oidc_client_secret: clientSecret,
     session_keys: sk.map((k) => k.spec).join(','),
@@ -97,12 +102,25 @@ export async function startGateway({ port, originUrl, issuer, clientId = 'edgeau
     ...vars,
   };
   const varEnv = Object.fromEntries(Object.entries(spinVars).map(([k, v]) => [`SPIN_VARIABLE_${k.toUpperCase()}`, v]));
-  const { proc, match } = await startProcess('gateway', HOST_BIN, [
-    'up', '--manifest', manifest, '--listen', `127.0.0.1:${p}`, '--component', COMPONENT, '--state-dir', stateDir,
-  ], {
+  let cmd; let args; let ready;
+  if (RUNTIME === 'spin') {
+    [cmd, args, ready, cleanup] = spinUp(manifest, p, stateDir);
+    if (runtimeConfig !== undefined) {
+      // Spin's runtime config (e.g. the KV store in Redis), as `spin up --runtime-config-file`.
+      const rc = path.join(stateDir, 'runtime-config.toml');
+      fs.writeFileSync(rc, runtimeConfig);
+      args.push('--runtime-config-file', rc);
+    }
+  } else if (runtimeConfig !== undefined) {
+    removeState(); forgetRemoval();
+    throw new Error('startGateway: runtimeConfig needs EDGEAUTH_RUNTIME=spin (the host reads no runtime config file)');
+  } else {
+    [cmd, args, ready] = [HOST_BIN, ['up', '--manifest', manifest, '--listen', `127.0.0.1:${p}`, '--component', COMPONENT,
+      '--state-dir', stateDir], /edgeauth host listening on (http:\/\/\S+)/];
+  }
+  const { proc, match } = await startProcess('gateway', cmd, args, {
     env: { RUST_BACKTRACE: '1', ...varEnv, ...env },
-    ready: /edgeauth host listening on (http:\/\/\S+)/,
-    timeoutMs: 120000, echo,
+    ready, timeoutMs: 120000, echo,
   }).catch((e) => { removeState(); forgetRemoval(); throw e; });
   return {
     proc, url: publicUrl, listenUrl: match[1], sessionKeys: sk, assertionKeys: ak, stateDir, vars: spinVars,
@@ -112,6 +130,29 @@ export async function startGateway({ port, originUrl, issuer, clientId = 'edgeau
       forgetRemoval();
     },
   };
+}
+
+/**
+ * `spin up` for `manifest` with the component scripts/test built: Spin takes
+ * `source` relative to the manifest, so it gets a copy of the manifest whose
+ * gateway `source` is that wasm's absolute path. The copy sits next to the
+ * manifest when a test wrote its own (its `files` stay relative to it), else
+ * in a temporary directory. KV: Spin's default SQLite store in `stateDir`.
+ */
+function spinUp(manifest, port, stateDir) {
+  const text = fs.readFileSync(manifest, 'utf8');
+  const section = text.indexOf('[component.gateway]');
+  const source = /^source\s*=\s*"[^"\n]*"\s*$/m;
+  const tail = text.slice(section);
+  if (section < 0 || !source.test(tail)) throw new Error(`${manifest}: no [component.gateway] source to point at ${COMPONENT}`);
+  const copy = text.slice(0, section) + tail.replace(source, `source = ${JSON.stringify(COMPONENT)}`);
+  const own = path.resolve(manifest) === path.resolve(MANIFEST);
+  const dir = own ? fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-spin-app-')) : path.dirname(manifest);
+  const file = path.join(dir, `spin-${port}.toml`);
+  fs.writeFileSync(file, copy);
+  const cleanup = () => fs.rmSync(own ? dir : file, { recursive: true, force: true });
+  return [SPIN_BIN, ['up', '--from', file, '--listen', `127.0.0.1:${port}`, '--state-dir', stateDir],
+    /^Serving (http:\/\/\S+)/, cleanup];
 }
 
 /**

@@ -16,7 +16,7 @@ import { request } from '../lib/http.mjs';
 import { startStack, stopStack, startGateway } from '../lib/stack.mjs';
 import { startHostileIdp, generateKeys } from './lib/hostile-idp.mjs';
 import { Failures, pool, hostileSignIn, tokenAnswer, issuesSession, validSignIn, show } from './lib/sec.mjs';
-import { readKv, kvFile } from '../lib/kv.mjs';
+import { readKv, writeKv, kvFile } from '../lib/kv.mjs';
 
 let stack; let op; let A; let B; let gA; let gB; const extra = [];
 
@@ -123,8 +123,7 @@ function agedCopy(stateDir, secs) {
     n++;
   }
   assert.equal(n, 1, `one provider cache entry in ${file}`);
-  // Written back in the older single-object format, which the host still reads.
-  fs.writeFileSync(file, JSON.stringify(kv));
+  writeKv(to, kv);
   return to;
 }
 

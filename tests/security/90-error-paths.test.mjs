@@ -145,9 +145,10 @@ function scenarios() {
     'endpoints missing': () => ({ token_endpoint: undefined, jwks_uri: undefined }),
     'endpoints as numbers': () => ({ token_endpoint: 1, jwks_uri: 2 }),
   })) list.push({ phase: 'discovery', name, setup: (t) => { t.behaviour.discovery = doc(t, over(t)); } });
-  // endpoints the outbound allow list does not cover (another port on loopback)
-  list.push({ phase: 'token', name: 'token endpoint outside the outbound allow list', setup: (t) => { t.behaviour.discovery = doc(t, { token_endpoint: 'http://127.0.0.1:9/token' }); } });
-  list.push({ phase: 'jwks', name: 'jwks_uri outside the outbound allow list', setup: (t) => { t.behaviour.discovery = doc(t, { jwks_uri: 'http://127.0.0.3:9/jwks' }); } });
+  // endpoints on hosts the connection may not call (another port on
+  // loopback): the discovery document is refused, before any call to them
+  list.push({ phase: 'discovery', name: 'token endpoint outside the outbound allow list', setup: (t) => { t.behaviour.discovery = doc(t, { token_endpoint: 'http://127.0.0.1:9/token' }); } });
+  list.push({ phase: 'discovery', name: 'jwks_uri outside the outbound allow list', setup: (t) => { t.behaviour.discovery = doc(t, { jwks_uri: 'http://127.0.0.3:9/jwks' }); } });
   // JWKS that parse but hold nothing usable
   for (const [name, keys] of Object.entries({ 'no keys': [], 'only unusable keys': [{ kty: 'oct', k: 'c2VjcmV0' }, { kty: 'RSA', n: 'AQAB', e: 'AQAB' }], 'keys not an array': 'x', '10000 keys': Array.from({ length: 10000 }, (_, i) => ({ kty: 'OKP', crv: 'Ed25519', x: 'A'.repeat(43), kid: `k${i}` })) })) {
     list.push({ phase: 'jwks', name, setup: (t) => { t.behaviour.jwks = { json: { keys } }; } });

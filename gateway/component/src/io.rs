@@ -2,6 +2,7 @@
 //! (through [`crate::kv`]) and bounded outbound HTTP to the identity provider.
 
 use edgeauth_core::Response;
+use edgeauth_core::connections::Connection;
 use edgeauth_core::id_token::Jwks;
 use edgeauth_core::kv_schema;
 use edgeauth_core::pages;
@@ -181,6 +182,8 @@ pub fn revoke_sessions(settings: &Settings, parts: &Parts, now: u64) -> Result<(
 pub enum FetchError {
     Unreachable(String),
     TooLarge,
+    /// Not a host this connection may call (`Connection::may_call`).
+    NotAllowed(String),
 }
 
 impl std::fmt::Display for FetchError {
@@ -188,8 +191,27 @@ impl std::fmt::Display for FetchError {
         match self {
             FetchError::Unreachable(e) => write!(f, "could not be reached ({e})"),
             FetchError::TooLarge => write!(f, "sent a response that is too large"),
+            FetchError::NotAllowed(uri) => write!(
+                f,
+                "is at {uri}, a host this connection may not call (see `allowed_hosts`)"
+            ),
         }
     }
+}
+
+/// [`fetch`] for a connection's provider: only to hosts the connection
+/// allows, whatever a provider's document says.
+pub async fn fetch_for(
+    connection: &Connection,
+    request: http::Request<Vec<u8>>,
+    limit: usize,
+) -> Result<(u16, Vec<u8>), FetchError> {
+    if !connection.may_call(request.uri()) {
+        return Err(FetchError::NotAllowed(
+            edgeauth_core::connections::uri_host_port(request.uri()).unwrap_or_default(),
+        ));
+    }
+    fetch(request, limit).await
 }
 
 /// Time limits for calls to the identity provider. Set on each request so they
@@ -294,8 +316,9 @@ pub struct ProviderState {
 }
 
 impl ProviderState {
-    pub async fn load(settings: &Settings, now: u64) -> Result<ProviderState, Response> {
-        let key = ProviderCache::key(settings);
+    /// The OIDC `connection`'s provider metadata, from KV unless stale.
+    pub async fn load(connection: &Connection, now: u64) -> Result<ProviderState, Response> {
+        let key = ProviderCache::key(connection);
         let kv = Kv::open()?;
         let cached = kv
             .get_live(&key, now)
@@ -303,28 +326,31 @@ impl ProviderState {
             .flatten()
             .and_then(|bytes| serde_json::from_slice::<ProviderCache>(&bytes).ok());
         if let Some(cache) = &cached
-            && cache.usable(settings, now)
+            && cache.usable(connection, now)
         {
             return Ok(ProviderState {
                 cache: cache.clone(),
             });
         }
-        let url = provider::discovery_url(settings)
+        let url = provider::discovery_url(connection)
             .map_err(|e| pages::idp_unavailable(&e.to_string(), false))?;
-        let (status, body) = fetch(provider::get(&url), MAX_IDP_BODY)
+        let (status, body) = fetch_for(connection, provider::get(&url), MAX_IDP_BODY)
             .await
             .map_err(|e| pages::idp_unavailable(&format!("its discovery document {e}"), false))?;
-        let metadata = provider::parse_discovery(settings, status, &body)
+        let metadata = provider::parse_discovery(connection, status, &body)
             .map_err(|e| pages::idp_unavailable(&e.to_string(), false))?;
         // Keys stay valid across a discovery refresh unless the JWKS moved.
         let (jwks, jwks_fetched_at) = match cached {
-            Some(c) if c.issuer == settings.issuer && c.metadata.jwks_uri == metadata.jwks_uri => {
+            Some(c)
+                if Some(c.issuer.as_str()) == connection.issuer()
+                    && c.metadata.jwks_uri == metadata.jwks_uri =>
+            {
                 (c.jwks, c.jwks_fetched_at)
             }
             _ => (None, 0),
         };
         let cache = ProviderCache {
-            issuer: settings.issuer.clone(),
+            issuer: metadata.issuer.clone(),
             metadata,
             metadata_fetched_at: now,
             jwks,
@@ -337,7 +363,7 @@ impl ProviderState {
     /// The JWKS, from cache unless stale or `refetch` is asked for.
     pub async fn jwks(
         &mut self,
-        settings: &Settings,
+        connection: &Connection,
         now: u64,
         refetch: bool,
     ) -> Result<Jwks, Response> {
@@ -348,9 +374,13 @@ impl ProviderState {
         {
             return Ok(jwks);
         }
-        let (status, body) = fetch(provider::get(&self.cache.metadata.jwks_uri), MAX_IDP_BODY)
-            .await
-            .map_err(|e| pages::idp_unavailable(&format!("its key set (JWKS) {e}"), false))?;
+        let (status, body) = fetch_for(
+            connection,
+            provider::get(&self.cache.metadata.jwks_uri),
+            MAX_IDP_BODY,
+        )
+        .await
+        .map_err(|e| pages::idp_unavailable(&format!("its key set (JWKS) {e}"), false))?;
         if status != 200 {
             return Err(pages::idp_unavailable(
                 &format!("its key set (JWKS) answered HTTP {status}"),
@@ -363,7 +393,7 @@ impl ProviderState {
         self.cache.jwks = Some(String::from_utf8_lossy(&body).into_owned());
         self.cache.jwks_fetched_at = now;
         if let Ok(kv) = Kv::open() {
-            save(&kv, &ProviderCache::key(settings), &self.cache, now);
+            save(&kv, &ProviderCache::key(connection), &self.cache, now);
         }
         Ok(jwks)
     }

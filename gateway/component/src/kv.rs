@@ -87,13 +87,10 @@ impl Kv {
     }
 
     /// Stores a value that never expires (operator configuration).
-    // Only the rules' admin endpoints write and delete directly.
-    #[cfg_attr(not(feature = "rules"), allow(dead_code))]
     pub fn put_permanent(&self, key: &str, value: &[u8]) -> Result<(), Unavailable> {
         self.store.set(key, value).map_err(|_| Unavailable)
     }
 
-    #[cfg_attr(not(feature = "rules"), allow(dead_code))]
     pub fn delete(&self, key: &str) -> Result<(), Unavailable> {
         self.store.delete(key).map_err(|_| Unavailable)
     }

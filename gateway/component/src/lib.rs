@@ -6,19 +6,23 @@ mod io;
 mod kv;
 mod proxy;
 mod rules;
+mod tenant_admin;
 
 use edgeauth_core::Response;
 use edgeauth_core::access::{self, Access};
 use edgeauth_core::callback;
+use edgeauth_core::connections::{Connection, Kind};
 use edgeauth_core::endpoints;
 use edgeauth_core::id_token::IdTokenError;
+use edgeauth_core::identity::Identity;
 use edgeauth_core::login;
 use edgeauth_core::logout;
 use edgeauth_core::pages;
 use edgeauth_core::redirect::return_path_or_root;
 use edgeauth_core::routes::{self, Route, query_param};
 use edgeauth_core::settings::{Settings, VARIABLES};
-use edgeauth_core::tenants::{self, Unserved};
+use edgeauth_core::tenant_docs;
+use edgeauth_core::tenants::{self, DocRules, Served, Unserved};
 use http::Method;
 use http::request::Parts;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
@@ -26,8 +30,10 @@ use spin_sdk::http_component;
 
 use crate::io::{Clock, ProviderState};
 
-/// The settings of the tenant the request's host selects.
-fn load_settings(parts: &Parts) -> Result<Settings, Response> {
+/// The settings of the tenant the request's host selects, and the rules its
+/// document brings (with `tenant_store = "kv"`, one KV read for a host the
+/// `tenants` variable does not have).
+fn load_settings(parts: &Parts) -> Result<Served, Response> {
     // Exactly one Host: with two, which one picks the tenant would depend on
     // the server in front, so the request belongs to no tenant.
     let mut hosts = parts.headers.get_all(http::header::HOST).iter();
@@ -36,13 +42,20 @@ fn load_settings(parts: &Parts) -> Result<Settings, Response> {
         _ => None,
     };
     let get = |name: &str| {
-        debug_assert!(VARIABLES.iter().any(|(n, _)| *n == name));
+        debug_assert!(
+            VARIABLES.iter().any(|(n, _)| *n == name) || tenants::VARIABLES.contains(&name)
+        );
         spin_sdk::variables::get(name).ok()
     };
-    tenants::settings_for_host(get, host).map_err(|unserved| match unserved {
+    let read = |key: &str| {
+        let kv = kv::Kv::open().map_err(|_| ())?;
+        kv.get_raw(key).map_err(|_| ())
+    };
+    tenants::serve(get, host, read).map_err(|unserved| match unserved {
         // Logged with the page's reference by io::respond.
         Unserved::Misconfigured(problem) => pages::misconfigured(&problem.to_string()),
         Unserved::UnknownHost(host) => pages::unknown_host(&host, pages::wants_json(parts)),
+        Unserved::StoreUnavailable => pages::storage_unavailable(),
     })
 }
 
@@ -50,11 +63,18 @@ fn load_settings(parts: &Parts) -> Result<Settings, Response> {
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let clock = Clock::now();
     let mut parts = io::request_parts(&req);
-    let settings = match load_settings(&parts) {
+    // The gateway's own API, on any host (before a tenant is chosen).
+    if tenant_docs::is_admin_path(parts.uri.path()) {
+        return io::respond(out, tenant_admin::handle(&parts, req).await).await;
+    }
+    let Served {
+        settings,
+        rules: doc_rules,
+    } = match load_settings(&parts) {
         Ok(s) => s,
         Err(r) => return io::respond(out, r).await,
     };
-    if let Err(r) = rules::prepare(&settings, &mut parts) {
+    if let Err(r) = rules::prepare(&settings, &doc_rules, &mut parts) {
         return io::respond(out, r).await;
     }
     let route = routes::route(&parts);
@@ -81,41 +101,79 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         Route::Jwks => endpoints::jwks(&settings),
         Route::Userinfo => endpoints::userinfo(&settings, &parts, clock.secs),
         Route::Login => start_login(&settings, &parts, clock.secs).await,
-        Route::Callback => finish_login(&settings, &parts, clock.secs).await,
+        Route::Callback(id) => match settings.connection_for_callback(id.as_deref()) {
+            Some(connection) => {
+                finish_login(&settings, connection, &doc_rules, &parts, clock.secs).await
+            }
+            None => endpoints::not_found(&parts),
+        },
         Route::Logout if matches!(parts.method, Method::GET | Method::POST) => {
+            // Read before the session is revoked: whose provider session to end.
+            let connection = logout::session_connection(&settings, &parts, clock.secs);
             if let Err(r) = io::revoke_sessions(&settings, &parts, clock.secs) {
                 return io::respond(out, r).await;
             }
-            let state = ProviderState::load(&settings, clock.secs).await;
-            let meta = state.as_ref().ok().map(|s| &s.cache.metadata);
-            logout::start(&settings, meta, &parts, clock.secs, &mut io::rng)
+            let state = match connection {
+                Some(c) => ProviderState::load(c, clock.secs)
+                    .await
+                    .ok()
+                    .map(|s| (c, s)),
+                None => None,
+            };
+            let provider = state.as_ref().map(|(c, s)| (*c, &s.cache.metadata));
+            logout::start(&settings, provider, &parts, clock.secs, &mut io::rng)
         }
         Route::Logout => logout::method_not_allowed(),
         Route::LoggedOut => logout::finish(&settings, &parts, clock.secs),
-        Route::UnknownReserved => match rules::reserved(&settings, &parts, req, clock.secs).await {
-            Some(r) => r,
-            None => endpoints::not_found(&parts),
-        },
+        Route::UnknownReserved => {
+            match rules::reserved(&settings, &doc_rules, &parts, req, clock.secs).await {
+                Some(r) => r,
+                None => endpoints::not_found(&parts),
+            }
+        }
     };
     io::respond(out, response).await
 }
 
 async fn start_login(settings: &Settings, parts: &Parts, now: u64) -> Response {
+    let (connection, login_hint) = match login::choose(settings, parts) {
+        login::Choice::Go(c, hint) => (c, hint),
+        login::Choice::Page(page) => return page,
+    };
     let return_to = return_path_or_root(query_param(parts, "rd").as_deref(), &settings.public_url);
-    match ProviderState::load(settings, now).await {
-        Ok(state) => login::start(
-            settings,
-            &state.cache.metadata,
-            return_to,
-            now,
-            &mut io::rng,
-        ),
-        Err(r) => r,
-    }
+    let state;
+    let authorization_endpoint = match &connection.kind {
+        Kind::Oidc { .. } => match ProviderState::load(connection, now).await {
+            Ok(s) => {
+                state = s;
+                &state.cache.metadata.authorization_endpoint
+            }
+            Err(r) => return r,
+        },
+        Kind::OAuth2(o) => &o.authorization_endpoint,
+    };
+    login::start(
+        settings,
+        login::Target {
+            connection,
+            authorization_endpoint,
+        },
+        return_to,
+        // OpenID providers take it as a hint (OIDC Core 3.1.2.1).
+        login_hint.as_deref().filter(|_| connection.is_oidc()),
+        now,
+        &mut io::rng,
+    )
 }
 
-async fn finish_login(settings: &Settings, parts: &Parts, now: u64) -> Response {
-    let start = match callback::begin(settings, parts, now) {
+async fn finish_login(
+    settings: &Settings,
+    connection: &Connection,
+    doc_rules: &DocRules,
+    parts: &Parts,
+    now: u64,
+) -> Response {
+    let start = match callback::begin(settings, connection, parts, now) {
         Ok(s) => s,
         Err(r) => return r,
     };
@@ -126,37 +184,48 @@ async fn finish_login(settings: &Settings, parts: &Parts, now: u64) -> Response 
         Ok(false) => return callback::replayed(settings),
         Err(r) => return r,
     }
-    let mut state = match ProviderState::load(settings, now).await {
-        Ok(s) => s,
-        Err(r) => return r,
+    let (identity, tokens) = match &connection.kind {
+        Kind::Oidc { .. } => match oidc_exchange(settings, connection, &start, now).await {
+            Ok(done) => done,
+            Err(r) => return r,
+        },
+        // TODO(oauth2): the OAuth2 exchange (token, userinfo) lands next.
+        Kind::OAuth2(_) => {
+            return pages::error(
+                http::StatusCode::NOT_IMPLEMENTED,
+                "Sign-in option not available",
+                "This sign-in option is not available yet.",
+                false,
+            );
+        }
     };
-    let request = callback::token_request(settings, &state.cache.metadata, &start);
-    let (status, body) = match io::fetch(request, io::MAX_IDP_BODY).await {
-        Ok(r) => r,
-        Err(e) => return pages::idp_unavailable(&format!("its token endpoint {e}"), false),
-    };
-    let tokens = match callback::parse_token_response(settings, status, &body) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let jwks = match state.jwks(settings, now, false).await {
-        Ok(j) => j,
-        Err(r) => return r,
-    };
-    let identity = match callback::verify(settings, &jwks, &start, &tokens, now) {
+    rules::complete(settings, doc_rules, parts, identity, tokens, &start, now).await
+}
+
+/// Code for tokens at an OpenID provider, then the ID token verified.
+async fn oidc_exchange(
+    settings: &Settings,
+    connection: &Connection,
+    start: &callback::CallbackStart,
+    now: u64,
+) -> Result<(Identity, callback::Tokens), Response> {
+    let mut state = ProviderState::load(connection, now).await?;
+    callback::check_iss_sent(settings, &state.cache.metadata, start)?;
+    let request = callback::token_request(settings, connection, &state.cache.metadata, start);
+    let (status, body) = io::fetch_for(connection, request, io::MAX_IDP_BODY)
+        .await
+        .map_err(|e| pages::idp_unavailable(&format!("its token endpoint {e}"), false))?;
+    let tokens = callback::parse_token_response(settings, status, &body)?;
+    let jwks = state.jwks(connection, now, false).await?;
+    let identity = match callback::verify(connection, &jwks, start, &tokens, now) {
         Ok(id) => id,
         Err(IdTokenError::UnknownKey) if state.cache.may_refetch_jwks(now) => {
             // The IdP may have rotated its keys since we cached them.
-            let fresh = match state.jwks(settings, now, true).await {
-                Ok(j) => j,
-                Err(r) => return r,
-            };
-            match callback::verify(settings, &fresh, &start, &tokens, now) {
-                Ok(id) => id,
-                Err(e) => return callback::verification_failed(settings, &e),
-            }
+            let fresh = state.jwks(connection, now, true).await?;
+            callback::verify(connection, &fresh, start, &tokens, now)
+                .map_err(|e| callback::verification_failed(settings, &e))?
         }
-        Err(e) => return callback::verification_failed(settings, &e),
+        Err(e) => return Err(callback::verification_failed(settings, &e)),
     };
-    rules::complete(settings, parts, identity, tokens, &start, now).await
+    Ok((identity, tokens))
 }

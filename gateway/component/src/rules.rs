@@ -30,15 +30,17 @@ mod disabled {
     use edgeauth_core::callback::{self, CallbackStart, Tokens};
     use edgeauth_core::identity::Identity;
     use edgeauth_core::settings::Settings;
+    use edgeauth_core::tenants::DocRules;
     use http::request::Parts;
     use spin_sdk::http::IncomingRequest;
 
-    pub fn prepare(_: &Settings, _: &mut Parts) -> Result<(), Response> {
+    pub fn prepare(_: &Settings, _: &DocRules, _: &mut Parts) -> Result<(), Response> {
         Ok(())
     }
 
     pub async fn complete(
         settings: &Settings,
+        _: &DocRules,
         _: &Parts,
         identity: Identity,
         tokens: Tokens,
@@ -48,7 +50,13 @@ mod disabled {
         callback::complete(settings, identity, tokens, start, now, &mut crate::io::rng)
     }
 
-    pub async fn reserved(_: &Settings, _: &Parts, _: IncomingRequest, _: u64) -> Option<Response> {
+    pub async fn reserved(
+        _: &Settings,
+        _: &DocRules,
+        _: &Parts,
+        _: IncomingRequest,
+        _: u64,
+    ) -> Option<Response> {
         None
     }
 }

@@ -212,6 +212,7 @@ mod tests {
             email_verified: verified,
             name: None,
             groups: vec![],
+            ..Default::default()
         };
         let mut rng = counter_rng();
         let c = Session::new(id, None, s, 1000)
@@ -344,6 +345,7 @@ mod tests {
             email_verified: false,
             name: None,
             groups: vec![],
+            ..Default::default()
         };
         let mut extras = crate::session::Extras::default();
         extras.claims.insert(

@@ -62,6 +62,12 @@ struct AssertionClaims<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
     groups: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    picture: Option<&'a str>,
+    /// The connection the person signed in with, and the subject as that
+    /// provider knows it (`sub` is namespaced by connection).
+    connection: &'a str,
+    idp_sub: &'a str,
     /// Claims added by tenant rules (never one of the names above).
     #[serde(flatten)]
     extra: serde_json::Map<String, serde_json::Value>,
@@ -139,6 +145,9 @@ impl AssertionKeys {
             email_verified: identity.email_verified,
             name: identity.name.as_deref(),
             groups: &identity.groups,
+            picture: identity.picture.as_deref(),
+            connection: identity.connection_id(),
+            idp_sub: identity.idp_sub(),
             extra: extra
                 .iter()
                 // The same check rules' commands pass (one definition of the

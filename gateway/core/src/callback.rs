@@ -9,6 +9,7 @@ use http::StatusCode;
 use http::request::Parts;
 use serde::Deserialize;
 
+use crate::connections::Connection;
 use crate::cookies::{self, Jar};
 use crate::id_token::{CLOCK_SKEW_SECS, Expectations, IdTokenError, Jwks};
 use crate::identity::Identity;
@@ -31,6 +32,9 @@ const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 pub struct CallbackStart {
     pub login: LoginState,
     pub code: String,
+    /// The authorization response's `iss` (RFC 9207), already checked
+    /// against the connection's issuer when present.
+    pub iss: Option<String>,
 }
 
 fn restart_link() -> String {
@@ -78,9 +82,26 @@ fn printable_code(raw: &str) -> String {
         .collect()
 }
 
-/// Checks the callback against the login cookie (state, expiry, `iss`) and
-/// turns IdP error callbacks into pages a person understands.
-pub fn begin(settings: &Settings, parts: &Parts, now: u64) -> Result<CallbackStart, Response> {
+fn mix_up(settings: &Settings) -> Response {
+    clear_login(
+        settings,
+        fail(
+            StatusCode::BAD_REQUEST,
+            "Sign-in failed",
+            "The sign-in response came from an unexpected identity provider.",
+        ),
+    )
+}
+
+/// Checks the callback of `connection` against the login cookie (state,
+/// expiry, the connection the sign-in started with, `iss`) and turns IdP
+/// error callbacks into pages a person understands.
+pub fn begin(
+    settings: &Settings,
+    connection: &Connection,
+    parts: &Parts,
+    now: u64,
+) -> Result<CallbackStart, Response> {
     if parts.uri.query().is_some_and(|q| q.len() > MAX_QUERY_LEN) {
         return Err(fail(
             StatusCode::BAD_REQUEST,
@@ -114,17 +135,18 @@ pub fn begin(settings: &Settings, parts: &Parts, now: u64) -> Result<CallbackSta
             ),
         ));
     }
-    if let Some(iss) = query_param(parts, "iss") {
-        // RFC 9207: a response naming another issuer is a mix-up attack.
-        if iss != settings.issuer {
-            return Err(clear_login(
-                settings,
-                fail(
-                    StatusCode::BAD_REQUEST,
-                    "Sign-in failed",
-                    "The sign-in response came from an unexpected identity provider.",
-                ),
-            ));
+    // A sign-in started with one provider is completed only at that
+    // provider's callback: an answer arriving at another connection's
+    // callback is a mix-up (RFC 9700 §4.4), whatever it carries.
+    if login.connection != connection.id {
+        return Err(mix_up(settings));
+    }
+    let iss = query_param(parts, "iss");
+    if let Some(iss) = &iss {
+        // RFC 9207 §2.4: a response naming another issuer is a mix-up attack;
+        // so is one from a provider that has no issuer identifier to compare.
+        if connection.issuer() != Some(iss.as_str()) {
+            return Err(mix_up(settings));
         }
     }
     if let Some(error) = query_param(parts, "error") {
@@ -160,7 +182,7 @@ pub fn begin(settings: &Settings, parts: &Parts, now: u64) -> Result<CallbackSta
             ),
         ));
     }
-    Ok(CallbackStart { login, code })
+    Ok(CallbackStart { login, code, iss })
 }
 
 /// KV key marking this login's state as used; its presence means a replay.
@@ -184,23 +206,38 @@ pub fn replayed(settings: &Settings) -> Response {
     )
 }
 
+/// RFC 9207 §2.4: when the provider's metadata says it sends `iss` in
+/// authorization responses, a response without it must be refused (the
+/// response may have been made by another provider).
+pub fn check_iss_sent(
+    settings: &Settings,
+    meta: &ProviderMetadata,
+    start: &CallbackStart,
+) -> Result<(), Response> {
+    if meta.authorization_response_iss_parameter_supported && start.iss.is_none() {
+        return Err(mix_up(settings));
+    }
+    Ok(())
+}
+
 /// The token request (client_secret_basic, RFC 6749 §2.3.1 form-encoding).
 pub fn token_request(
     settings: &Settings,
+    connection: &Connection,
     meta: &ProviderMetadata,
     start: &CallbackStart,
 ) -> http::Request<Vec<u8>> {
     let form = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("grant_type", "authorization_code")
         .append_pair("code", &start.code)
-        .append_pair("redirect_uri", &settings.callback_url())
+        .append_pair("redirect_uri", &settings.callback_url(connection))
         .append_pair("code_verifier", &start.login.verifier)
         .finish();
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let basic = STANDARD.encode(format!(
         "{}:{}",
-        enc(&settings.client_id),
-        enc(&settings.client_secret)
+        enc(&connection.client_id),
+        enc(&connection.client_secret)
     ));
     // Built from parts that are valid by construction: the endpoint was
     // checked as a request URI when discovery was read.
@@ -297,9 +334,10 @@ pub fn parse_token_response(
     Err(clear_login(settings, resp))
 }
 
-/// Validates the ID token and maps its claims.
+/// Validates the ID token and maps its claims, as `connection` vouches for
+/// them (namespaced subject).
 pub fn verify(
-    settings: &Settings,
+    connection: &Connection,
     jwks: &Jwks,
     start: &CallbackStart,
     tokens: &Tokens,
@@ -308,8 +346,8 @@ pub fn verify(
     let claims = jwks.verify_id_token(
         &tokens.id_token,
         &Expectations {
-            issuer: &settings.issuer,
-            client_id: &settings.client_id,
+            issuer: connection.issuer().unwrap_or_default(),
+            client_id: &connection.client_id,
             nonce: &start.login.nonce,
             now,
         },
@@ -323,7 +361,9 @@ pub fn verify(
             .satisfied_by(auth_time, now, CLOCK_SKEW_SECS)
             .map_err(IdTokenError::StepUp)?;
     }
-    Identity::from_claims(&claims).map_err(|_| IdTokenError::MissingClaim("sub"))
+    Identity::from_claims(&claims)
+        .map(|id| id.from_connection(connection))
+        .map_err(|_| IdTokenError::MissingClaim("sub"))
 }
 
 /// Whether this callback completes a step-up: [`verify`] has then checked the
@@ -436,7 +476,7 @@ mod tests {
 
     fn started(s: &Settings, now: u64) -> (LoginState, String) {
         let mut rng = counter_rng();
-        let login = LoginState::new("/app?x=1".into(), now, &mut rng);
+        let login = LoginState::new(&s.connections[0].id, "/app?x=1".into(), now, &mut rng);
         let sealed = s.session_keys.seal(
             Purpose::Login,
             &serde_json::to_vec(&login).unwrap(),
@@ -460,6 +500,7 @@ mod tests {
         let (login, cookie) = started(&s, 1000);
         let ok = begin(
             &s,
+            &s.connections[0],
             &parts(
                 &format!("/.edgeauth/callback?code=c1&state={}", login.state),
                 &cookie,
@@ -477,21 +518,108 @@ mod tests {
                 login.state
             ),
         ] {
-            let r = begin(&s, &parts(&uri, &cookie), 1001).unwrap_err();
+            let r = begin(&s, &s.connections[0], &parts(&uri, &cookie), 1001).unwrap_err();
             assert_eq!(r.status(), 400, "{uri}");
         }
         // No cookie, or too late.
         let uri = format!("/.edgeauth/callback?code=c1&state={}", login.state);
         assert_eq!(
-            begin(&s, &parts(&uri, "x=1"), 1001).unwrap_err().status(),
-            400
-        );
-        assert_eq!(
-            begin(&s, &parts(&uri, &cookie), 1000 + 601)
+            begin(&s, &s.connections[0], &parts(&uri, "x=1"), 1001)
                 .unwrap_err()
                 .status(),
             400
         );
+        assert_eq!(
+            begin(&s, &s.connections[0], &parts(&uri, &cookie), 1000 + 601)
+                .unwrap_err()
+                .status(),
+            400
+        );
+    }
+
+    #[test]
+    fn a_sign_in_completes_only_at_its_connections_callback() {
+        let s = settings_with(&[(
+            "connections",
+            r#"[{"id": "social", "kind": "oidc", "issuer": "http://127.0.0.2:9400", "client_id": "a", "client_secret": "s"},
+                {"id": "corp", "kind": "oidc", "issuer": "http://127.0.0.2:9500", "client_id": "b", "client_secret": "s"}]"#,
+        )]);
+        let (social, corp) = (&s.connections[0], &s.connections[1]);
+        let mut rng = counter_rng();
+        let login = LoginState::new("social", "/".into(), 1000, &mut rng);
+        let cookie = format!(
+            "edgeauth_login={}",
+            s.session_keys.seal(
+                Purpose::Login,
+                &serde_json::to_vec(&login).unwrap(),
+                &mut rng
+            )
+        );
+        let uri = |path: &str, extra: &str| format!("{path}?code=c1&state={}{extra}", login.state);
+        let ok = begin(
+            &s,
+            social,
+            &parts(&uri("/.edgeauth/callback/social", ""), &cookie),
+            1001,
+        );
+        assert!(ok.is_ok());
+        // The same answer at the other connection's callback: a mix-up.
+        let r = begin(
+            &s,
+            corp,
+            &parts(&uri("/.edgeauth/callback/corp", ""), &cookie),
+            1001,
+        )
+        .unwrap_err();
+        assert_eq!(r.status(), 400);
+        assert!(String::from_utf8_lossy(r.body()).contains("unexpected identity provider"));
+        // `iss` naming the other provider, at the right callback.
+        let r = begin(
+            &s,
+            social,
+            &parts(
+                &uri(
+                    "/.edgeauth/callback/social",
+                    "&iss=http%3A%2F%2F127.0.0.2%3A9500",
+                ),
+                &cookie,
+            ),
+            1001,
+        );
+        assert_eq!(r.unwrap_err().status(), 400);
+        let r = begin(
+            &s,
+            social,
+            &parts(
+                &uri(
+                    "/.edgeauth/callback/social",
+                    "&iss=http%3A%2F%2F127.0.0.2%3A9400",
+                ),
+                &cookie,
+            ),
+            1001,
+        );
+        assert_eq!(r.unwrap().iss.as_deref(), Some("http://127.0.0.2:9400"));
+    }
+
+    #[test]
+    fn a_provider_that_promises_iss_must_send_it() {
+        let s = settings_with(&[]);
+        let (login, _) = started(&s, 1000);
+        let mut meta = crate::testutil::provider_meta();
+        let start = CallbackStart {
+            login,
+            code: "c1".into(),
+            iss: None,
+        };
+        assert!(check_iss_sent(&s, &meta, &start).is_ok());
+        meta.authorization_response_iss_parameter_supported = true;
+        assert_eq!(check_iss_sent(&s, &meta, &start).unwrap_err().status(), 400);
+        let with_iss = CallbackStart {
+            iss: Some("http://127.0.0.2:9400".into()),
+            ..start
+        };
+        assert!(check_iss_sent(&s, &meta, &with_iss).is_ok());
     }
 
     #[test]
@@ -500,6 +628,7 @@ mod tests {
         let (login, cookie) = started(&s, 1000);
         let r = begin(
             &s,
+            &s.connections[0],
             &parts(
                 &format!(
                     "/.edgeauth/callback?error=access_denied&state={}",
@@ -521,6 +650,7 @@ mod tests {
         );
         let r = begin(
             &s,
+            &s.connections[0],
             &parts(
                 &format!(
                     "/.edgeauth/callback?error=%3Cscript%3E&state={}",
@@ -546,8 +676,9 @@ mod tests {
         let start = CallbackStart {
             login: login.clone(),
             code: "c1".into(),
+            iss: None,
         };
-        let req = token_request(&s, &meta, &start);
+        let req = token_request(&s, &s.connections[0], &meta, &start);
         assert_eq!(req.method(), "POST");
         let body = String::from_utf8(req.body().clone()).unwrap();
         assert!(body.contains(&format!("code_verifier={}", login.verifier)));
@@ -566,7 +697,8 @@ mod tests {
                     state: "x".into(),
                     ..login
                 },
-                code: "c1".into()
+                code: "c1".into(),
+                iss: None,
             })
         );
     }
@@ -613,6 +745,7 @@ mod tests {
         let start = CallbackStart {
             login,
             code: "c".into(),
+            iss: None,
         };
         let mut rng = counter_rng();
         let alice = Identity {
@@ -621,6 +754,7 @@ mod tests {
             email_verified: true,
             name: None,
             groups: vec![],
+            ..Default::default()
         };
         let r = complete(
             &s,
@@ -654,6 +788,7 @@ mod tests {
             email_verified: false,
             name: None,
             groups: vec![],
+            ..Default::default()
         };
         let r = complete(
             &s,
@@ -713,6 +848,7 @@ mod tests {
             CallbackStart {
                 login,
                 code: "c".into(),
+                iss: None,
             }
         }
 
@@ -727,7 +863,13 @@ mod tests {
             let start = start_with(asked);
             let verify_with = |auth_time| {
                 let (jwks, token) = signed(auth_time, &start.login.nonce);
-                verify(&s, &jwks, &start, &Tokens { id_token: token }, NOW + 5)
+                verify(
+                    &s.connections[0],
+                    &jwks,
+                    &start,
+                    &Tokens { id_token: token },
+                    NOW + 5,
+                )
             };
             assert!(verify_with(Some(json!(NOW + 2))).is_ok());
             assert!(reauthenticated(&start));
@@ -754,7 +896,16 @@ mod tests {
             let s = settings_with(&[]);
             let start = start_with(None);
             let (jwks, token) = signed(None, &start.login.nonce);
-            assert!(verify(&s, &jwks, &start, &Tokens { id_token: token }, NOW + 5).is_ok());
+            assert!(
+                verify(
+                    &s.connections[0],
+                    &jwks,
+                    &start,
+                    &Tokens { id_token: token },
+                    NOW + 5
+                )
+                .is_ok()
+            );
             assert!(!reauthenticated(&start));
         }
     }

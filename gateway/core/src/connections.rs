@@ -270,6 +270,14 @@ impl Connection {
         matches!(self.kind, Kind::Oidc { .. })
     }
 
+    /// PKCE (S256): always for OpenID providers, as configured for OAuth2.
+    pub fn uses_pkce(&self) -> bool {
+        match &self.kind {
+            Kind::Oidc { .. } => true,
+            Kind::OAuth2(o) => o.pkce,
+        }
+    }
+
     /// The issuer an authorization response's `iss` must equal (RFC 9207),
     /// if the provider has one.
     pub fn issuer(&self) -> Option<&str> {

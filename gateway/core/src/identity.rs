@@ -7,10 +7,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::connections::Connection;
+
 const MAX_CLAIM_LEN: usize = 512;
 const MAX_GROUPS: usize = 64;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     pub sub: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -21,6 +23,15 @@ pub struct Identity {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub picture: Option<String>,
+    /// The connection it came from; empty in sessions sealed before
+    /// connections existed, which all came from the legacy one.
+    #[serde(rename = "cx", default, skip_serializing_if = "String::is_empty")]
+    pub connection: String,
+    /// The subject as the provider sent it, when `sub` is namespaced.
+    #[serde(rename = "isub", default, skip_serializing_if = "Option::is_none")]
+    pub idp_subject: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,13 +88,43 @@ impl Identity {
             Some(v @ Value::String(_)) => short_string(Some(v)).into_iter().collect(),
             _ => Vec::new(),
         };
+        let picture = short_string(claims.get("picture"))
+            .filter(|p| p.starts_with("https://") || p.starts_with("http://"));
         Ok(Identity {
             sub,
             email,
             email_verified,
             name,
             groups,
+            picture,
+            connection: String::new(),
+            idp_subject: None,
         })
+    }
+
+    /// The identity as `connection` vouches for it: the subject namespaced
+    /// (`Connection::subject`), the provider's own kept beside it.
+    pub fn from_connection(mut self, connection: &Connection) -> Identity {
+        let namespaced = connection.subject(&self.sub);
+        if namespaced != self.sub {
+            self.idp_subject = Some(std::mem::replace(&mut self.sub, namespaced));
+        }
+        self.connection = connection.id.clone();
+        self
+    }
+
+    /// The id of the connection it came from.
+    pub fn connection_id(&self) -> &str {
+        if self.connection.is_empty() {
+            crate::connections::LEGACY_ID
+        } else {
+            &self.connection
+        }
+    }
+
+    /// The provider's own subject.
+    pub fn idp_sub(&self) -> &str {
+        self.idp_subject.as_deref().unwrap_or(&self.sub)
     }
 
     /// The domain of the email, only when the IdP says it is verified.

@@ -26,6 +26,14 @@
 //!   key and a bounded pass on the first and every [`SWEEP_EVERY`]th new key
 //!   of a bucket; no request ever lists the store, however large it is.
 //!
+//! The exception is *configuration* the operator writes through the admin
+//! API (rule artifacts, tenant documents and their indexes): it must not
+//! expire, so it is stored as written, without an envelope, is never put in
+//! the sweep index, and [`verdict`] never lets a sweep delete it. Tenant
+//! documents are found by host with one read ([`tenant_host`]); the admin
+//! API keeps [`tenant_id`], [`TENANT_INDEX`] and [`TENANT_RULE_HEADERS`]
+//! consistent with them (`crate::tenant_docs`).
+//!
 //! Values written before this schema: revocations (`<expiry>`) and cached
 //! assertions (`<expiry> <jwt>`) already had this form and stay valid.
 //! JSON values (provider cache, paused sign-ins) do not open and count as
@@ -60,6 +68,18 @@ pub const RULE_RESUME_USED: &str = "rule-resume-used";
 /// Rule artifacts uploaded by the operator: configuration, not state, so
 /// stored as uploaded (signed bytes), never expiring and never swept.
 pub const RULE_ARTIFACT: &str = "rule-artifact";
+/// Tenant documents (`crate::tenant_docs`), configuration like rule
+/// artifacts: stored as JSON without an envelope, never expiring, never
+/// indexed or swept. The request path reads only [`tenant_host`].
+pub const TENANT_HOST: &str = "tenant-host";
+/// Which host a stored tenant is filed under, by id (for the admin API).
+pub const TENANT_ID: &str = "tenant-id";
+/// The admin listing of stored tenants (id, host, name, connection ids,
+/// rule headers), so listing never lists the store.
+pub const TENANT_INDEX: &str = "tenant-index";
+/// Every header name any stored tenant's rules may set: stripped from every
+/// client request, as the `rules` variable's are (tenants may share an origin).
+pub const TENANT_RULE_HEADERS: &str = "tenant-rule-headers";
 /// Sweep index: per-bucket counters and entries, and the cursor.
 pub const SWEEP_COUNT: &str = "sweep-count";
 pub const SWEEP_ENTRY: &str = "sweep-entry";
@@ -75,6 +95,10 @@ pub const PREFIXES: &[&str] = &[
     RULE_RESUME,
     RULE_RESUME_USED,
     RULE_ARTIFACT,
+    TENANT_HOST,
+    TENANT_ID,
+    TENANT_INDEX,
+    TENANT_RULE_HEADERS,
     SWEEP_COUNT,
     SWEEP_ENTRY,
     SWEEP_CURSOR,
@@ -139,6 +163,33 @@ pub fn resume_used(nonce: &str, expires_at: u64) -> String {
 
 pub fn rule_artifact(tenant: &str, rule: &str) -> String {
     format!("{RULE_ARTIFACT}:{tenant}:{rule}")
+}
+
+/// `tenant-host:<host[:port]>` (as `crate::tenants::store_host` makes it):
+/// the tenant document a request with that `Host` is served with.
+pub fn tenant_host(host: &str) -> String {
+    format!("{TENANT_HOST}:{host}")
+}
+
+/// `tenant-id:<id>`: the host the stored tenant `id` is filed under.
+pub fn tenant_id(id: &str) -> String {
+    format!("{TENANT_ID}:{id}")
+}
+
+/// Configuration the sweep must never delete, whatever an index entry says.
+fn is_configuration(key: &str) -> bool {
+    [
+        RULE_ARTIFACT,
+        TENANT_HOST,
+        TENANT_ID,
+        TENANT_INDEX,
+        TENANT_RULE_HEADERS,
+    ]
+    .iter()
+    .any(|p| {
+        key.strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+    })
 }
 
 // ------------------------------------------------------------------ values
@@ -296,7 +347,7 @@ pub fn verdict(target: &str, value: Option<&[u8]>, now: u64) -> Verdict {
         };
     }
     // Never delete configuration, whatever an index entry says.
-    if target.starts_with(&format!("{RULE_ARTIFACT}:")) {
+    if is_configuration(target) {
         return Verdict::Forget;
     }
     match value.map(|v| decode(v)) {
@@ -421,6 +472,10 @@ mod tests {
             rule_resume("n"),
             resume_used("n", 1),
             rule_artifact("t", "r"),
+            tenant_host("acme.example:8443"),
+            tenant_id("acme"),
+            TENANT_INDEX.to_owned(),
+            TENANT_RULE_HEADERS.to_owned(),
             index_count(3),
             index_entry(3, 1),
         ] {
@@ -460,6 +515,19 @@ mod tests {
             Verdict::Reindex(now + 1)
         );
         assert_eq!(verdict("rule-artifact:t:r", None, now), Verdict::Forget);
+        for config in [
+            tenant_host("a.example"),
+            tenant_id("a"),
+            TENANT_INDEX.to_owned(),
+            TENANT_RULE_HEADERS.to_owned(),
+        ] {
+            assert_eq!(
+                verdict(&config, Some(b"{}"), now),
+                Verdict::Forget,
+                "{config}"
+            );
+        }
+        assert_eq!(verdict("tenant-hostx", None, now), Verdict::Delete);
     }
 
     #[test]

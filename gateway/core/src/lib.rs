@@ -9,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod access;
+pub mod admin;
 pub mod assertion;
 pub mod assertion_cache;
 pub mod callback;
@@ -34,6 +35,7 @@ pub mod routes;
 pub mod seal;
 pub mod session;
 pub mod settings;
+pub mod tenant_docs;
 pub mod tenants;
 
 #[cfg(test)]

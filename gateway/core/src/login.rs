@@ -8,7 +8,13 @@ use url::Url;
 use crate::cookies::{self, Jar};
 use crate::encoding::{b64url, random_token};
 use crate::pages;
-use crate::provider::ProviderMetadata;
+use http::request::Parts;
+
+use crate::connections::Connection;
+use crate::identity::normalize_email;
+use crate::provider::Endpoint;
+use crate::redirect::return_path_or_root;
+use crate::routes::query_param;
 use crate::seal::Purpose;
 use crate::settings::Settings;
 use crate::{Response, Rng};
@@ -33,6 +39,23 @@ pub struct LoginState {
     /// reports `reauthenticated` only if the ID token proves one.
     #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
     pub step_up: Option<StepUp>,
+    /// The connection this sign-in was started with: only its callback may
+    /// complete it (IdP mix-up, RFC 9700 §4.4).
+    #[serde(rename = "c", default = "legacy_connection")]
+    pub connection: String,
+}
+
+/// Login cookies sealed before connections existed were all the legacy one's.
+fn legacy_connection() -> String {
+    crate::connections::LEGACY_ID.to_owned()
+}
+
+/// Where a sign-in goes: the connection and the authorization endpoint its
+/// provider published (OIDC discovery) or was configured with (OAuth2).
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub connection: &'a Connection,
+    pub authorization_endpoint: &'a Endpoint,
 }
 
 /// A fresh authentication asked of the provider (a rule's `require-reauth`).
@@ -107,8 +130,9 @@ impl std::fmt::Display for StepUpError {
 }
 
 impl LoginState {
-    pub fn new(return_to: String, now: u64, rng: Rng<'_>) -> LoginState {
+    pub fn new(connection: &str, return_to: String, now: u64, rng: Rng<'_>) -> LoginState {
         LoginState {
+            connection: connection.to_owned(),
             state: random_token(rng, 24),
             nonce: random_token(rng, 24),
             verifier: random_token(rng, 32),
@@ -129,19 +153,32 @@ impl LoginState {
 
 pub fn authorization_url(
     settings: &Settings,
-    meta: &ProviderMetadata,
+    target: Target<'_>,
     login: &LoginState,
+    login_hint: Option<&str>,
 ) -> Result<String, url::ParseError> {
-    let mut url = Url::parse(&meta.authorization_endpoint)?;
-    url.query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", &settings.client_id)
-        .append_pair("redirect_uri", &settings.callback_url())
-        .append_pair("scope", &settings.scopes)
-        .append_pair("state", &login.state)
-        .append_pair("nonce", &login.nonce)
-        .append_pair("code_challenge", &login.code_challenge())
-        .append_pair("code_challenge_method", "S256");
+    let connection = target.connection;
+    let mut url = Url::parse(target.authorization_endpoint)?;
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("response_type", "code")
+            .append_pair("client_id", &connection.client_id)
+            .append_pair("redirect_uri", &settings.callback_url(connection));
+        if !connection.scopes.is_empty() {
+            q.append_pair("scope", &connection.scopes);
+        }
+        q.append_pair("state", &login.state);
+        if connection.is_oidc() {
+            q.append_pair("nonce", &login.nonce);
+        }
+        if connection.uses_pkce() {
+            q.append_pair("code_challenge", &login.code_challenge())
+                .append_pair("code_challenge_method", "S256");
+        }
+        if let Some(hint) = login_hint {
+            q.append_pair("login_hint", hint);
+        }
+    }
     if let Some(step_up) = &login.step_up {
         let mut q = url.query_pairs_mut();
         if step_up.prompt_login {
@@ -152,46 +189,60 @@ pub fn authorization_url(
     Ok(url.into())
 }
 
-/// Redirects the browser to the IdP and sets the login cookie.
-/// `return_to` must already be validated (see [`crate::redirect`]).
+/// Redirects the browser to the provider and sets the login cookie.
+/// `return_to` must already be validated (see [`crate::redirect`]);
+/// `login_hint` is the email the person gave on the chooser, if any.
 pub fn start(
     settings: &Settings,
-    meta: &ProviderMetadata,
+    target: Target<'_>,
     return_to: String,
+    login_hint: Option<&str>,
     now: u64,
     rng: Rng<'_>,
 ) -> Response {
-    redirect_to_provider(settings, meta, LoginState::new(return_to, now, rng), rng)
+    let login = LoginState::new(&target.connection.id, return_to, now, rng);
+    redirect_to_provider(settings, target, login, login_hint, rng)
 }
 
 /// [`start`] for a step-up a tenant rule asked for: the provider is asked for
 /// a fresh authentication, and the request is bound into the login cookie so
-/// the callback can check that the provider honoured it.
+/// the callback can check that the provider honoured it. Only OpenID
+/// providers can prove one (`auth_time`); for others the step-up is refused.
 pub fn start_step_up(
     settings: &Settings,
-    meta: &ProviderMetadata,
+    target: Target<'_>,
     return_to: String,
     prompt_login: bool,
     max_age: Option<u32>,
     now: u64,
     rng: Rng<'_>,
 ) -> Response {
-    let mut login = LoginState::new(return_to, now, rng);
+    if !target.connection.is_oidc() {
+        return pages::error(
+            http::StatusCode::FORBIDDEN,
+            "Fresh sign-in not possible",
+            "This site asked you to sign in again, but your sign-in option cannot prove a fresh \
+             sign-in. Sign in with another option or contact the site's administrator.",
+            false,
+        );
+    }
+    let mut login = LoginState::new(&target.connection.id, return_to, now, rng);
     login.step_up = Some(StepUp {
         prompt_login,
         max_age,
         asked_at: now,
     });
-    redirect_to_provider(settings, meta, login, rng)
+    redirect_to_provider(settings, target, login, None, rng)
 }
 
 fn redirect_to_provider(
     settings: &Settings,
-    meta: &ProviderMetadata,
+    target: Target<'_>,
     login: LoginState,
+    login_hint: Option<&str>,
     rng: Rng<'_>,
 ) -> Response {
-    let Ok(location) = authorization_url(settings, meta, &login) else {
+    let Ok(location) = authorization_url(settings, target, &login, login_hint) else {
         return pages::error(
             http::StatusCode::BAD_GATEWAY,
             "Sign-in is unavailable",
@@ -212,16 +263,93 @@ fn redirect_to_provider(
     resp
 }
 
+/// What `/.edgeauth/login` does with a request.
+#[derive(Debug)]
+pub enum Choice<'s> {
+    /// Straight to this connection, with the email the person typed (sent
+    /// as `login_hint` to OpenID providers).
+    Go(&'s Connection, Option<String>),
+    /// The chooser page.
+    Page(Response),
+}
+
+/// Picks the connection a sign-in goes to: `?connection=<id>`, else the one
+/// whose email domains hold `?email=` (home-realm discovery), else the only
+/// one; otherwise the chooser.
+pub fn choose<'s>(settings: &'s Settings, parts: &Parts) -> Choice<'s> {
+    let return_to = return_path_or_root(query_param(parts, "rd").as_deref(), &settings.public_url);
+    if let Some(id) = query_param(parts, "connection") {
+        return match settings.connection(&id) {
+            Some(c) => Choice::Go(c, None),
+            None => Choice::Page(pages::chooser(
+                settings,
+                &return_to,
+                Some(ChooserNotice::UnknownConnection),
+            )),
+        };
+    }
+    if let Some(email) = query_param(parts, "email").filter(|e| !e.trim().is_empty()) {
+        let normalized = normalize_email(&email);
+        let domain = normalized
+            .as_deref()
+            .and_then(|e| e.rsplit_once('@'))
+            .map(|(_, d)| d.to_owned());
+        if let (Some(email), Some(domain)) = (&normalized, &domain)
+            && let Some(c) = settings
+                .connections
+                .iter()
+                .find(|c| c.serves_email_domain(domain))
+        {
+            return Choice::Go(c, Some(email.clone()));
+        }
+        return Choice::Page(pages::chooser(
+            settings,
+            &return_to,
+            Some(match domain {
+                Some(d) => ChooserNotice::NoConnectionForDomain(d),
+                None => ChooserNotice::NotAnEmail,
+            }),
+        ));
+    }
+    match settings.connections.as_slice() {
+        [only] => Choice::Go(only, None),
+        _ => Choice::Page(pages::chooser(settings, &return_to, None)),
+    }
+}
+
+/// Why the chooser is shown again with a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChooserNotice {
+    UnknownConnection,
+    NoConnectionForDomain(String),
+    NotAnEmail,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testutil::{counter_rng, provider_meta as meta, settings_with};
 
+    fn target<'a>(s: &'a Settings, m: &'a crate::provider::ProviderMetadata) -> Target<'a> {
+        Target {
+            connection: &s.connections[0],
+            authorization_endpoint: &m.authorization_endpoint,
+        }
+    }
+
     #[test]
     fn redirects_with_pkce_state_and_nonce() {
         let s = settings_with(&[]);
+        let m = meta();
         let mut rng = counter_rng();
-        let resp = start(&s, &meta(), "/after?x=1".into(), 1000, &mut rng);
+        let resp = start(
+            &s,
+            target(&s, &m),
+            "/after?x=1".into(),
+            None,
+            1000,
+            &mut rng,
+        );
         assert_eq!(resp.status(), 302);
         let loc = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
         let q: std::collections::HashMap<_, _> = loc.query_pairs().into_owned().collect();
@@ -252,8 +380,8 @@ mod tests {
     #[test]
     fn each_login_is_unique_and_expires() {
         let mut rng = counter_rng();
-        let a = LoginState::new("/".into(), 1000, &mut rng);
-        let b = LoginState::new("/".into(), 1000, &mut rng);
+        let a = LoginState::new("default", "/".into(), 1000, &mut rng);
+        let b = LoginState::new("default", "/".into(), 1000, &mut rng);
         assert_ne!(a.state, b.state);
         assert_ne!(a.verifier, b.verifier);
         assert!(!a.expired(1000 + LOGIN_TTL_SECS));
@@ -264,8 +392,9 @@ mod tests {
     #[test]
     fn step_up_is_asked_of_the_provider_and_sealed_into_the_cookie() {
         let s = settings_with(&[]);
+        let m = meta();
         let mut rng = counter_rng();
-        let resp = start_step_up(&s, &meta(), "/h".into(), true, None, 5000, &mut rng);
+        let resp = start_step_up(&s, target(&s, &m), "/h".into(), true, None, 5000, &mut rng);
         let loc = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
         let q: std::collections::HashMap<_, _> = loc.query_pairs().into_owned().collect();
         assert_eq!(q["prompt"], "login");
@@ -284,14 +413,22 @@ mod tests {
         );
 
         // Only max_age: no prompt parameter.
-        let resp = start_step_up(&s, &meta(), "/h".into(), false, Some(300), 5000, &mut rng);
+        let resp = start_step_up(
+            &s,
+            target(&s, &m),
+            "/h".into(),
+            false,
+            Some(300),
+            5000,
+            &mut rng,
+        );
         let loc = Url::parse(resp.headers()["location"].to_str().unwrap()).unwrap();
         let q: std::collections::HashMap<_, _> = loc.query_pairs().into_owned().collect();
         assert!(!q.contains_key("prompt"));
         assert_eq!(q["max_age"], "300");
 
         // A plain login asks for neither, and its cookie has no step-up.
-        let resp = start(&s, &meta(), "/".into(), 5000, &mut rng);
+        let resp = start(&s, target(&s, &m), "/".into(), None, 5000, &mut rng);
         let loc = resp.headers()["location"].to_str().unwrap();
         assert!(!loc.contains("prompt=") && !loc.contains("max_age="));
     }

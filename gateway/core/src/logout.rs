@@ -6,6 +6,7 @@ use http::request::Parts;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::connections::Connection;
 use crate::cookies::{self, Jar};
 use crate::pages;
 use crate::provider::ProviderMetadata;
@@ -41,11 +42,32 @@ fn signed_out_page(return_to: Option<&str>) -> Response {
     )
 }
 
-/// `meta` is `None` when the provider could not be reached: the local session
-/// is still cleared, which is what matters most.
+/// The OIDC connection whose provider session a logout ends: the one the
+/// request's session came from, or without a (valid) session the tenant's
+/// only connection (the provider may still have a session the gateway's
+/// cookie no longer shows). `None` when that is not an OpenID provider
+/// (OAuth2 has no provider logout) or it cannot be told which.
+pub fn session_connection<'s>(
+    settings: &'s Settings,
+    parts: &Parts,
+    now: u64,
+) -> Option<&'s Connection> {
+    let connection = match session::read(settings, &parts.headers, now) {
+        Ok(session) => settings.connection(session.identity.connection_id()),
+        Err(_) => match settings.connections.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        },
+    };
+    connection.filter(|c| c.is_oidc())
+}
+
+/// `provider` is the session's connection and its provider's metadata;
+/// `None` when there is no session or the provider could not be reached: the
+/// local session is still cleared, which is what matters most.
 pub fn start(
     settings: &Settings,
-    meta: Option<&ProviderMetadata>,
+    provider: Option<(&Connection, &ProviderMetadata)>,
     parts: &Parts,
     now: u64,
     rng: Rng<'_>,
@@ -55,11 +77,12 @@ pub fn start(
     let id_token = session::read(settings, &parts.headers, now)
         .ok()
         .and_then(|s| s.id_token);
-    let end_session = meta
-        .and_then(|m| m.end_session_endpoint.as_deref())
-        .and_then(|e| Url::parse(e).ok());
+    let end_session = provider.and_then(|(c, m)| {
+        let url = Url::parse(m.end_session_endpoint.as_deref()?).ok()?;
+        Some((c, url))
+    });
     let mut resp = match end_session {
-        Some(mut url) => {
+        Some((connection, mut url)) => {
             let state = LogoutState { return_to, at: now };
             let sealed = settings.session_keys.seal(
                 Purpose::Logout,
@@ -71,7 +94,7 @@ pub fn start(
                 if let Some(t) = &id_token {
                     q.append_pair("id_token_hint", t);
                 }
-                q.append_pair("client_id", &settings.client_id)
+                q.append_pair("client_id", &connection.client_id)
                     .append_pair("post_logout_redirect_uri", &settings.logged_out_url())
                     .append_pair("state", &sealed);
             }
@@ -132,10 +155,7 @@ mod tests {
         let mut rng = counter_rng();
         let id = Identity {
             sub: "a".into(),
-            email: None,
-            email_verified: false,
-            name: None,
-            groups: vec![],
+            ..Default::default()
         };
         let cookie = Session::new(id, Some("the.id.token".into()), &s, 1000)
             .to_cookie(&s, &mut rng)
@@ -143,7 +163,7 @@ mod tests {
         let pair = cookie.split(';').next().unwrap();
         let r = start(
             &s,
-            Some(&provider_meta()),
+            Some((&s.connections[0], &provider_meta())),
             &parts("/.edgeauth/logout?rd=/bye", Some(pair)),
             1001,
             &mut rng,

@@ -47,6 +47,7 @@ mod tests {
             email_verified: verified,
             name: None,
             groups: vec![],
+            ..Default::default()
         }
     }
 

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::settings::{Settings, is_loopback};
+use crate::connections::{Connection, Kind};
+use crate::settings::is_loopback;
 
 /// Larger documents are refused: real ones are a few KiB.
 pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
@@ -26,6 +27,9 @@ pub struct ProviderMetadata {
     pub jwks_uri: Endpoint,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_session_endpoint: Option<Endpoint>,
+    /// RFC 9207: the provider sends `iss` with every authorization response.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 /// An endpoint URL that is both a WHATWG URL (the browser is redirected to
@@ -130,6 +134,9 @@ struct Discovery {
     jwks_uri: String,
     #[serde(default)]
     end_session_endpoint: Option<String>,
+    /// Only a JSON `true` counts (RFC 8414 metadata values are typed).
+    #[serde(default)]
+    authorization_response_iss_parameter_supported: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,14 +170,25 @@ impl std::fmt::Display for ProviderError {
     }
 }
 
+/// The issuer of an OIDC connection; others have no discovery document.
+fn oidc_issuer(connection: &Connection) -> Result<&str, ProviderError> {
+    match &connection.kind {
+        Kind::Oidc { issuer } => Ok(issuer),
+        Kind::OAuth2(_) => Err(ProviderError::BadEndpoint(
+            "discovery document URL",
+            "an oauth2 connection has no discovery document".into(),
+        )),
+    }
+}
+
 /// Where the discovery document is; an issuer that is no request URI (the
 /// settings check it only as a URL) is reported like an unusable endpoint.
-pub fn discovery_url(settings: &Settings) -> Result<Endpoint, ProviderError> {
+pub fn discovery_url(connection: &Connection) -> Result<Endpoint, ProviderError> {
     Endpoint::parse(
-        "discovery document URL (from oidc_issuer)",
+        "discovery document URL (from the issuer)",
         &format!(
             "{}/.well-known/openid-configuration",
-            settings.issuer.trim_end_matches('/')
+            oidc_issuer(connection)?.trim_end_matches('/')
         ),
     )
 }
@@ -198,32 +216,54 @@ pub(crate) fn check_document(status: u16, body: &[u8]) -> Result<(), ProviderErr
 
 /// Parses and checks a discovery document against the configured issuer
 /// (OIDC Discovery §4.3: the issuer must match exactly).
+///
+/// The endpoints the gateway itself calls (token, JWKS) must be on a host
+/// the connection allows (`Connection::may_call`): a provider's document does
+/// not get to point the gateway at other hosts.
 pub fn parse_discovery(
-    settings: &Settings,
+    connection: &Connection,
     status: u16,
     body: &[u8],
 ) -> Result<ProviderMetadata, ProviderError> {
     check_document(status, body)?;
+    let expected = oidc_issuer(connection)?;
     let doc: Discovery =
         serde_json::from_slice(body).map_err(|e| ProviderError::NotJson(e.to_string()))?;
-    if doc.issuer != settings.issuer {
+    if doc.issuer != expected {
         return Err(ProviderError::IssuerMismatch {
-            expected: settings.issuer.clone(),
+            expected: expected.to_owned(),
             got: doc.issuer,
         });
     }
+    let called = |which: &'static str, raw: &str| -> Result<Endpoint, ProviderError> {
+        let e = Endpoint::parse(which, raw)?;
+        if !connection.may_call(e.uri()) {
+            return Err(ProviderError::BadEndpoint(
+                which,
+                format!(
+                    "its host `{}` is not the issuer's; list it in the connection's \
+                     `allowed_hosts` if the provider really lives there",
+                    crate::connections::uri_host_port(e.uri()).unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(e)
+    };
     Ok(ProviderMetadata {
         authorization_endpoint: Endpoint::parse(
             "authorization_endpoint",
             &doc.authorization_endpoint,
         )?,
-        token_endpoint: Endpoint::parse("token_endpoint", &doc.token_endpoint)?,
-        jwks_uri: Endpoint::parse("jwks_uri", &doc.jwks_uri)?,
+        token_endpoint: called("token_endpoint", &doc.token_endpoint)?,
+        jwks_uri: called("jwks_uri", &doc.jwks_uri)?,
         end_session_endpoint: doc
             .end_session_endpoint
             .as_deref()
             .map(|e| Endpoint::parse("end_session_endpoint", e))
             .transpose()?,
+        authorization_response_iss_parameter_supported: doc
+            .authorization_response_iss_parameter_supported
+            == Some(serde_json::Value::Bool(true)),
         issuer: doc.issuer,
     })
 }
@@ -244,13 +284,13 @@ pub struct ProviderCache {
 impl ProviderCache {
     /// KV key, derived from the issuer so that two configurations never share
     /// keys by accident.
-    pub fn key(settings: &Settings) -> String {
-        crate::kv_schema::provider(&settings.issuer)
+    pub fn key(connection: &Connection) -> String {
+        crate::kv_schema::provider(connection.issuer().unwrap_or_default())
     }
 
     /// A cached entry is used only if it belongs to this issuer and is fresh.
-    pub fn usable(&self, settings: &Settings, now: u64) -> bool {
-        self.issuer == settings.issuer
+    pub fn usable(&self, connection: &Connection, now: u64) -> bool {
+        Some(self.issuer.as_str()) == connection.issuer()
             && now.saturating_sub(self.metadata_fetched_at) < CACHE_TTL_SECS
             && self.metadata_fetched_at <= now
     }
@@ -272,6 +312,10 @@ impl ProviderCache {
 mod tests {
     use super::*;
     use crate::testutil::settings_with;
+
+    fn conn(overrides: &[(&str, &str)]) -> Connection {
+        settings_with(overrides).connections.remove(0)
+    }
     use serde_json::json;
 
     fn doc(issuer: &str) -> Vec<u8> {
@@ -289,7 +333,7 @@ mod tests {
 
     #[test]
     fn accepts_matching_issuer() {
-        let s = settings_with(&[]);
+        let s = conn(&[]);
         let m = parse_discovery(&s, 200, &doc("http://127.0.0.2:9400")).unwrap();
         assert_eq!(m.token_endpoint.as_str(), "http://127.0.0.2:9400/token");
         assert_eq!(m.token_endpoint.uri().path(), "/token");
@@ -300,8 +344,50 @@ mod tests {
     }
 
     #[test]
+    fn the_gateway_calls_only_the_connections_hosts() {
+        let s = conn(&[]);
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&doc("http://127.0.0.2:9400")).unwrap();
+        v["jwks_uri"] = json!("http://127.0.0.1:6379/keys");
+        match parse_discovery(&s, 200, v.to_string().as_bytes()) {
+            Err(ProviderError::BadEndpoint("jwks_uri", why)) => {
+                assert!(why.contains("127.0.0.1:6379"), "{why}")
+            }
+            other => panic!("accepted a JWKS on another host: {other:?}"),
+        }
+        // Listed through oidc_outbound_host (allowed_hosts), it is fine.
+        let listed = conn(&[("oidc_outbound_host", "http://127.0.0.1:6379")]);
+        assert!(parse_discovery(&listed, 200, v.to_string().as_bytes()).is_ok());
+        // The browser-facing endpoints may be elsewhere (the gateway never calls them).
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&doc("http://127.0.0.2:9400")).unwrap();
+        v["authorization_endpoint"] = json!("https://login.example/authorize");
+        assert!(parse_discovery(&s, 200, v.to_string().as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn iss_parameter_support_is_read_strictly() {
+        let s = conn(&[]);
+        for (value, expected) in [
+            (json!(true), true),
+            (json!("true"), false),
+            (json!(1), false),
+            (json!(false), false),
+        ] {
+            let mut v: serde_json::Value =
+                serde_json::from_slice(&doc("http://127.0.0.2:9400")).unwrap();
+            v["authorization_response_iss_parameter_supported"] = value.clone();
+            let m = parse_discovery(&s, 200, v.to_string().as_bytes()).unwrap();
+            assert_eq!(
+                m.authorization_response_iss_parameter_supported, expected,
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
     fn rejects_bad_documents() {
-        let s = settings_with(&[]);
+        let s = conn(&[]);
         assert!(matches!(
             parse_discovery(&s, 200, &doc("http://127.0.0.2:9401")),
             Err(ProviderError::IssuerMismatch { .. })
@@ -331,7 +417,7 @@ mod tests {
     /// trapped the component where the token or JWKS request was built.
     #[test]
     fn endpoints_must_be_request_uris_as_written() {
-        let s = settings_with(&[]);
+        let s = conn(&[]);
         let i = "http://127.0.0.2:9400";
         for field in [
             "authorization_endpoint",
@@ -371,7 +457,7 @@ mod tests {
 
     #[test]
     fn cached_metadata_is_checked_again() {
-        let s = settings_with(&[]);
+        let s = conn(&[]);
         let m = parse_discovery(&s, 200, &doc("http://127.0.0.2:9400")).unwrap();
         let text = serde_json::to_string(&m).unwrap();
         assert_eq!(serde_json::from_str::<ProviderMetadata>(&text).unwrap(), m);
@@ -381,10 +467,10 @@ mod tests {
 
     #[test]
     fn cache_policy() {
-        let s = settings_with(&[]);
+        let s = conn(&[]);
         let meta = parse_discovery(&s, 200, &doc("http://127.0.0.2:9400")).unwrap();
         let c = ProviderCache {
-            issuer: s.issuer.clone(),
+            issuer: s.issuer().unwrap().to_owned(),
             metadata: meta,
             metadata_fetched_at: 1000,
             jwks: Some("{}".into()),
@@ -398,7 +484,7 @@ mod tests {
         );
         assert!(!c.may_refetch_jwks(1000 + JWKS_REFETCH_INTERVAL_SECS - 1));
         assert!(c.may_refetch_jwks(1000 + JWKS_REFETCH_INTERVAL_SECS));
-        let other = settings_with(&[("oidc_issuer", "http://127.0.0.3:9400")]);
+        let other = conn(&[("oidc_issuer", "http://127.0.0.3:9400")]);
         assert!(!c.usable(&other, 1000));
         assert_ne!(ProviderCache::key(&s), ProviderCache::key(&other));
     }

@@ -254,6 +254,7 @@ mod tests {
             email_verified: false,
             name: None,
             groups: vec!["admins".into()],
+            ..Default::default()
         };
         let bob = Identity {
             groups: vec!["users".into()],

@@ -14,7 +14,9 @@ pub const USERINFO: &str = "/.edgeauth/userinfo";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Login,
-    Callback,
+    /// `/.edgeauth/callback` (the legacy connection's) or
+    /// `/.edgeauth/callback/<connection>`.
+    Callback(Option<String>),
     Logout,
     LoggedOut,
     Jwks,
@@ -54,7 +56,15 @@ pub fn route(parts: &Parts) -> Route {
     }
     match path {
         LOGIN => Route::Login,
-        CALLBACK => Route::Callback,
+        CALLBACK => Route::Callback(None),
+        p if p.starts_with(CALLBACK) && p.as_bytes().get(CALLBACK.len()) == Some(&b'/') => {
+            let id = &p[CALLBACK.len() + 1..];
+            if crate::connections::valid_id(id) {
+                Route::Callback(Some(id.to_owned()))
+            } else {
+                Route::UnknownReserved
+            }
+        }
         LOGOUT => Route::Logout,
         LOGGED_OUT => Route::LoggedOut,
         JWKS => Route::Jwks,
@@ -84,7 +94,14 @@ mod tests {
     #[test]
     fn classifies() {
         assert_eq!(r("/.edgeauth/login?rd=/x"), Route::Login);
-        assert_eq!(r("/.edgeauth/callback?code=1"), Route::Callback);
+        assert_eq!(r("/.edgeauth/callback?code=1"), Route::Callback(None));
+        assert_eq!(
+            r("/.edgeauth/callback/github?code=1"),
+            Route::Callback(Some("github".into()))
+        );
+        assert_eq!(r("/.edgeauth/callback/GitHub"), Route::UnknownReserved);
+        assert_eq!(r("/.edgeauth/callback/a/b"), Route::UnknownReserved);
+        assert_eq!(r("/.edgeauth/callback/"), Route::UnknownReserved);
         assert_eq!(r("/.edgeauth/jwks.json"), Route::Jwks);
         assert_eq!(r("/.edgeauth/nope"), Route::UnknownReserved);
         assert_eq!(r("/.edgeauth"), Route::UnknownReserved);

@@ -133,6 +133,7 @@ mod tests {
             email_verified: true,
             name: None,
             groups: vec!["admins".into()],
+            ..Default::default()
         }
     }
 

@@ -9,6 +9,7 @@ use http::HeaderName;
 use url::{Host, Url};
 
 use crate::assertion::AssertionKeys;
+use crate::connections::{self, Connection};
 use crate::seal::KeyRing;
 
 /// Names of the plain identity headers sent to the origin; `None` disables one.
@@ -37,10 +38,11 @@ pub struct Settings {
     /// False only for plain-http loopback development.
     pub secure_cookies: bool,
     pub origin: Url,
-    pub issuer: String,
-    pub client_id: String,
-    pub client_secret: String,
-    pub scopes: String,
+    /// The identity providers people sign in with, in the tenant's order;
+    /// never empty (`crate::connections`).
+    pub connections: Vec<Connection>,
+    /// The tenant's name as people see it (the sign-in chooser's heading).
+    pub tenant_name: String,
     pub allowed_email_domains: Vec<String>,
     pub session_lifetime_secs: u64,
     /// How long the origin may take to start answering.
@@ -80,10 +82,14 @@ fn err(variable: &'static str, problem: impl Into<String>) -> ConfigError {
 pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("public_url", None),
     ("origin_url", None),
-    ("oidc_issuer", None),
-    ("oidc_client_id", None),
-    ("oidc_client_secret", None),
+    // The one connection of a gateway without `connections`; required then.
+    ("oidc_issuer", Some("")),
+    ("oidc_client_id", Some("")),
+    ("oidc_client_secret", Some("")),
     ("oidc_scopes", Some("openid email profile")),
+    ("oidc_outbound_host", Some("")),
+    ("connections", Some("")),
+    ("name", Some("")),
     ("session_keys", None),
     ("assertion_keys", None),
     ("allowed_email_domains", Some("")),
@@ -213,31 +219,34 @@ impl Settings {
         let secure_cookies = public_url.scheme() == "https";
         let origin = base_url("origin_url", &var("origin_url")?)?;
 
-        let issuer = var("oidc_issuer")?.trim().to_owned();
-        let issuer_url =
-            Url::parse(&issuer).map_err(|e| err("oidc_issuer", format!("not a URL ({e})")))?;
-        match issuer_url.scheme() {
-            "https" => {}
-            "http" if is_loopback(issuer_url.host()) => {}
+        let connections = match connections::parse(&var("connections")?)? {
+            listed if !listed.is_empty() => listed,
             _ => {
-                return Err(err(
-                    "oidc_issuer",
-                    "must be an https URL (http only on loopback)",
-                ));
+                let needed = |name: &'static str| -> Result<String, ConfigError> {
+                    let v = var(name)?;
+                    if v.trim().is_empty() {
+                        return Err(err(
+                            name,
+                            "is required but has no value (or list the tenant's `connections`)",
+                        ));
+                    }
+                    Ok(v)
+                };
+                vec![Connection::legacy(
+                    &needed("oidc_issuer")?,
+                    &needed("oidc_client_id")?,
+                    &needed("oidc_client_secret")?,
+                    &var("oidc_scopes")?,
+                    Some(&var("oidc_outbound_host")?),
+                )?]
             }
-        }
-        if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
-            return Err(err("oidc_issuer", "must not contain a query or fragment"));
-        }
-
-        let client_id = var("oidc_client_id")?.trim().to_owned();
-        let client_secret = var("oidc_client_secret")?.trim().to_owned();
-        let scopes = var("oidc_scopes")?
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        if !scopes.split(' ').any(|s| s == "openid") {
-            return Err(err("oidc_scopes", "must include `openid`"));
+        };
+        let tenant_name = var("name")?.trim().to_owned();
+        if tenant_name.chars().count() > 80 || tenant_name.chars().any(char::is_control) {
+            return Err(err(
+                "name",
+                "must be at most 80 characters without control characters",
+            ));
         }
 
         let mut allowed_email_domains = Vec::new();
@@ -305,10 +314,8 @@ impl Settings {
             public_url,
             secure_cookies,
             origin,
-            issuer,
-            client_id,
-            client_secret,
-            scopes,
+            connections,
+            tenant_name,
             allowed_email_domains,
             session_lifetime_secs,
             origin_timeout_secs,
@@ -324,8 +331,32 @@ impl Settings {
         self.public_url.origin().ascii_serialization()
     }
 
-    pub fn callback_url(&self) -> String {
-        format!("{}{}", self.public_origin(), crate::routes::CALLBACK)
+    /// The redirect URI of `connection`, to register at its provider.
+    pub fn callback_url(&self, connection: &Connection) -> String {
+        format!("{}{}", self.public_origin(), connection.callback_path())
+    }
+
+    /// The connection with this id.
+    pub fn connection(&self, id: &str) -> Option<&Connection> {
+        self.connections.iter().find(|c| c.id == id)
+    }
+
+    /// The connection whose callback this is: `None` is the legacy path
+    /// `/.edgeauth/callback`, which only the legacy connection has.
+    pub fn connection_for_callback(&self, id: Option<&str>) -> Option<&Connection> {
+        match id {
+            None => self.connections.iter().find(|c| c.legacy),
+            Some(id) => self.connection(id).filter(|c| !c.legacy),
+        }
+    }
+
+    /// The name people see: the tenant's `name`, else its id.
+    pub fn display_name(&self) -> &str {
+        if self.tenant_name.is_empty() {
+            &self.tenant
+        } else {
+            &self.tenant_name
+        }
     }
 
     pub fn logged_out_url(&self) -> String {
@@ -344,7 +375,10 @@ mod tests {
         assert_eq!(s.public_origin(), "http://127.0.0.1:3000");
         assert!(!s.secure_cookies);
         assert_eq!(s.assertion_audience, "http://127.0.0.1:3001");
-        assert_eq!(s.callback_url(), "http://127.0.0.1:3000/.edgeauth/callback");
+        assert_eq!(
+            s.callback_url(&s.connections[0]),
+            "http://127.0.0.1:3000/.edgeauth/callback"
+        );
     }
 
     fn problem(overrides: &[(&str, &str)]) -> ConfigError {

@@ -66,6 +66,7 @@ pub fn provider_meta() -> crate::provider::ProviderMetadata {
         token_endpoint: e("http://127.0.0.2:9400/token"),
         jwks_uri: e("http://127.0.0.2:9400/jwks"),
         end_session_endpoint: Some(e("http://127.0.0.2:9400/session/end")),
+        authorization_response_iss_parameter_supported: false,
     }
 }
 
@@ -77,5 +78,6 @@ pub fn alice() -> crate::identity::Identity {
         email_verified: true,
         name: Some("Alice".into()),
         groups: vec!["admins".into(), "devs".into()],
+        ..Default::default()
     }
 }

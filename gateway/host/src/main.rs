@@ -12,6 +12,7 @@ mod pool;
 mod problem;
 mod rule_cmd;
 mod server;
+mod tenant_cmd;
 mod variables;
 
 use std::collections::HashSet;
@@ -34,6 +35,7 @@ USAGE:
     edgeauth up    [OPTIONS]   serve the app's HTTP triggers
     edgeauth check [OPTIONS]   validate spin.toml and print resolved variables
     edgeauth rule ...          tenant rule tooling (see `edgeauth rule help`)
+    edgeauth tenant ...        tenant documents (see `edgeauth tenant help`)
 
 OPTIONS:
     --manifest PATH        spin.toml to read [default: ./spin.toml]
@@ -421,6 +423,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         "rule" => rule_cmd::main(&args[1..]),
+        "tenant" => tenant_cmd::main(&args[1..]),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

@@ -535,6 +535,43 @@ mod tests {
         p.decide(&url.parse().unwrap())
     }
 
+    /// The project's own spin.toml, read as `edgeauth up` reads it: any host
+    /// over https, plain http on loopback only (what the settings accept,
+    /// gateway/core/src/settings.rs), as the real Spin decides for it.
+    #[test]
+    fn the_project_manifest_allows_https_anywhere_and_http_on_loopback_only() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let m = crate::manifest::Manifest::load(&dir.join("spin.toml")).unwrap();
+        let raw = &m.components["gateway"].allowed_outbound_hosts;
+        let p = OutboundPolicy {
+            component_id: "gateway".into(),
+            allowed: AllowedHosts::resolve(raw, &app(&[])).unwrap(),
+            self_authority: "127.0.0.1:3000".into(),
+            timeouts: Timeouts::default(),
+        };
+        for url in [
+            "https://idp.example/token",
+            "https://idp.example:8443/jwks",
+            "https://10.0.0.5/",
+            "http://127.0.0.1:3001/",
+            "http://127.0.0.2:9400/.well-known/openid-configuration",
+            "http://127.255.0.1/",
+            "http://[::1]:8080/",
+            "http://localhost:3001/",
+        ] {
+            assert_eq!(allowed(&p, url), Decision::Allow, "{url}");
+        }
+        for url in [
+            "http://idp.example/",
+            "http://10.0.0.5:8080/",
+            "http://128.0.0.1/",
+            "http://[::2]/",
+            "http://localhost.example/",
+        ] {
+            assert_eq!(allowed(&p, url), Decision::Deny, "{url}");
+        }
+    }
+
     #[test]
     fn credentials_are_refused_without_being_echoed() {
         for entry in ["http://user:s3cret@127.0.0.1:3001", "user:s3cret@127.0.0.1"] {

@@ -122,6 +122,8 @@ pub enum Step {
     /// A fresh login with these parameters (carried out by the component).
     Reauth {
         rule: String,
+        /// The connection the person signed in with: asked again.
+        connection: String,
         prompt_login: bool,
         max_age: Option<u32>,
         return_to: String,
@@ -171,6 +173,7 @@ pub fn finish(
             let start = CallbackStart {
                 login: fin.login,
                 code: String::new(),
+                iss: None,
             };
             let response = callback::complete_with_extras(
                 settings,
@@ -250,6 +253,7 @@ pub fn finish(
         } => Step::Reauth {
             audit: Line::Audit(audit("login-reauth", &fin, &rule)),
             rule,
+            connection: fin.identity.connection_id().to_owned(),
             prompt_login,
             max_age,
             return_to: fin.login.return_to,

@@ -108,10 +108,12 @@ pub fn base_event(settings: &Settings, parts: &Parts, tenant: &str, who: SignIn<
         correlation_id,
     } = who;
     let mut claims = id_token_claims(id_token);
-    let picture = claims
-        .get("picture")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let picture = identity.picture.clone().or_else(|| {
+        claims
+            .get("picture")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
     // Protocol values, not facts about the person.
     for protocol in ["nonce", "at_hash", "c_hash"] {
         claims.remove(protocol);
@@ -129,20 +131,28 @@ pub fn base_event(settings: &Settings, parts: &Parts, tenant: &str, who: SignIn<
             picture,
             groups: identity.groups.clone(),
             identities: vec![LinkedIdentity {
-                connection: "default".into(),
-                user_id: identity.sub.clone(),
+                connection: identity.connection_id().to_owned(),
+                user_id: identity.idp_sub().to_owned(),
                 profile: Value::Object(claims),
             }],
             app_metadata: record.app.clone(),
             user_metadata: record.user.clone(),
         },
-        connection: Connection {
-            id: "default".into(),
-            kind: ConnectionKind::Oidc,
-            display_name: url::Url::parse(&settings.issuer)
-                .ok()
-                .and_then(|u| u.host_str().map(str::to_owned))
-                .unwrap_or_else(|| settings.issuer.clone()),
+        connection: match settings.connection(identity.connection_id()) {
+            Some(c) => Connection {
+                id: c.id.clone(),
+                kind: match c.kind {
+                    edgeauth_core::connections::Kind::Oidc { .. } => ConnectionKind::Oidc,
+                    edgeauth_core::connections::Kind::OAuth2(_) => ConnectionKind::Oauth2,
+                },
+                display_name: c.name.clone(),
+            },
+            // The session's connection was removed from the configuration.
+            None => Connection {
+                id: identity.connection_id().to_owned(),
+                kind: ConnectionKind::Oidc,
+                display_name: identity.connection_id().to_owned(),
+            },
         },
         request: RequestInfo {
             ip: client_ip(parts),

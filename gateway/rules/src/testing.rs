@@ -48,6 +48,7 @@ pub fn alice() -> Identity {
         email_verified: true,
         name: Some("Alice".into()),
         groups: vec!["admins".into()],
+        ..Default::default()
     }
 }
 

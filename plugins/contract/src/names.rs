@@ -140,6 +140,10 @@ pub const RESERVED_CLAIMS: &[&str] = &[
     "groups",
     "roles",
     "tenant",
+    // The gateway's connection claims: which provider, and its own subject.
+    "connection",
+    "idp_sub",
+    "profile_id",
 ];
 
 /// Longest claim name a rule may set.

@@ -97,6 +97,7 @@ fn alice() -> Identity {
         email_verified: true,
         name: Some("Alice Example".into()),
         groups: vec!["admins".into(), "devs".into()],
+        ..Default::default()
     }
 }
 
@@ -170,6 +171,7 @@ fn main() {
         authorization_endpoint: endpoint("/auth"),
         token_endpoint: endpoint("/token"),
         jwks_uri: endpoint("/jwks"),
+        authorization_response_iss_parameter_supported: false,
         end_session_endpoint: Some(endpoint("/session/end")),
     };
     let provider_cache = json!({
@@ -179,7 +181,7 @@ fn main() {
     .to_string();
 
     // ---- hot path: one protected GET with a session like a real login leaves
-    let login = LoginState::new("/".into(), now, &mut rng);
+    let login = LoginState::new(&s.connections[0].id, "/".into(), now, &mut rng);
     let rs_token = id_token(|c| rsa.sign(c).expect("sign"), &login.nonce, now);
     let set_cookie = Session::new(alice(), Some(rs_token.clone()), &s, now)
         .to_cookie(&s, &mut rng)
@@ -270,7 +272,8 @@ fn main() {
             ("cookie", &format!("edgeauth_login={sealed}")),
         ],
     );
-    let start: CallbackStart = callback::begin(&s, &cb, now).expect("callback state matches");
+    let start: CallbackStart =
+        callback::begin(&s, &s.connections[0], &cb, now).expect("callback state matches");
     let tokens_for = |tok: &str| {
         json!({"access_token": "a".repeat(43), "expires_in": 3600, "id_token": tok, "scope": "openid email profile", "token_type": "Bearer"})
             .to_string()
@@ -281,9 +284,12 @@ fn main() {
     let rs_tokens = Tokens {
         id_token: rs_token.clone(),
     };
-    callback::verify(&s, &jwks, &start, &rs_tokens, now).expect("RS256 verifies");
+    callback::verify(&s.connections[0], &jwks, &start, &rs_tokens, now).expect("RS256 verifies");
 
-    put("cb_begin", time(budget, || callback::begin(&s, &cb, now)));
+    put(
+        "cb_begin",
+        time(budget, || callback::begin(&s, &s.connections[0], &cb, now)),
+    );
     put(
         "cb_replay_key",
         time(budget, || callback::replay_key(&start)),
@@ -296,7 +302,9 @@ fn main() {
     );
     put(
         "cb_token_request",
-        time(budget, || callback::token_request(&s, &meta, &start)),
+        time(budget, || {
+            callback::token_request(&s, &s.connections[0], &meta, &start)
+        }),
     );
     let body = tokens_for(&rs_token);
     put(
@@ -317,10 +325,12 @@ fn main() {
         let t = Tokens {
             id_token: tok.clone(),
         };
-        callback::verify(&s, &jwks, &start, &t, now).expect("id token verifies");
+        callback::verify(&s.connections[0], &jwks, &start, &t, now).expect("id token verifies");
         put(
             &format!("cb_verify_{name}"),
-            time(budget, || callback::verify(&s, &jwks, &start, &t, now)),
+            time(budget, || {
+                callback::verify(&s.connections[0], &jwks, &start, &t, now)
+            }),
         );
     }
     put(
@@ -333,13 +343,19 @@ fn main() {
         "callback_total_rs256",
         time(budget, || {
             let s = parse_settings(&vars);
-            let start = callback::begin(&s, &cb, now).expect("begin");
+            let start = callback::begin(&s, &s.connections[0], &cb, now).expect("begin");
             black_box(callback::replay_key(&start));
             black_box(serde_json::from_str::<ProviderCache>(&provider_cache).expect("cache"));
-            black_box(callback::token_request(&s, &meta, &start));
+            black_box(callback::token_request(
+                &s,
+                &s.connections[0],
+                &meta,
+                &start,
+            ));
             let tokens = callback::parse_token_response(&s, 200, body.as_bytes()).expect("tokens");
             let jwks = Jwks::parse(jwks_doc.as_bytes()).expect("jwks");
-            let id = callback::verify(&s, &jwks, &start, &tokens, now).expect("verify");
+            let id =
+                callback::verify(&s.connections[0], &jwks, &start, &tokens, now).expect("verify");
             callback::complete(&s, id, tokens, &start, now, &mut rng)
         }),
     );

@@ -14,6 +14,7 @@ use std::time::Instant;
 use edgeauth_core::Response;
 use edgeauth_core::pages;
 use edgeauth_core::settings::Settings;
+use edgeauth_core::tenants::DocRules;
 use edgeauth_rules::admin::{self, Endpoint, stats};
 use edgeauth_rules::artifact::{self, MAX_ARTIFACT};
 use edgeauth_rules::config::{self, Source};
@@ -75,6 +76,7 @@ async fn body(req: IncomingRequest, limit: usize) -> Result<Vec<u8>, Response> {
 
 pub async fn handle(
     settings: &Settings,
+    doc: &DocRules,
     parts: &Parts,
     req: IncomingRequest,
     rest: &str,
@@ -88,8 +90,8 @@ pub async fn handle(
         Some(true) => {}
     }
     match admin::endpoint(&parts.method, rest) {
-        Endpoint::List { tenant } => list(settings, tenant),
-        Endpoint::DryRun { tenant } => dry_run(settings, parts, req, tenant).await,
+        Endpoint::List { tenant } => list(settings, doc, tenant),
+        Endpoint::DryRun { tenant } => dry_run(settings, doc, parts, req, tenant).await,
         Endpoint::Put { tenant, rule } => put(tenant, rule, req).await,
         Endpoint::Delete { tenant, rule } => delete(tenant, rule),
         Endpoint::NotFound => problem(StatusCode::NOT_FOUND, "no such admin endpoint"),
@@ -175,8 +177,8 @@ fn delete(tenant: &str, rule: &str) -> Response {
     )
 }
 
-fn list(settings: &Settings, tenant: &str) -> Response {
-    let rules = match chain::load(settings) {
+fn list(settings: &Settings, doc: &DocRules, tenant: &str) -> Response {
+    let rules = match chain::load(settings, doc) {
         Ok(r) => r,
         Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
@@ -207,11 +209,12 @@ fn list(settings: &Settings, tenant: &str) -> Response {
 
 async fn dry_run(
     settings: &Settings,
+    doc: &DocRules,
     parts: &Parts,
     req: IncomingRequest,
     tenant: &str,
 ) -> Response {
-    let rules = match chain::load(settings) {
+    let rules = match chain::load(settings, doc) {
         Ok(Some(r)) => r,
         Ok(None) => return problem(StatusCode::CONFLICT, "no rules are configured"),
         Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e),

@@ -6,12 +6,15 @@ use std::time::Instant;
 
 use edgeauth_core::Response;
 use edgeauth_core::callback::{self, CallbackStart, Tokens};
+use edgeauth_core::connections::Connection;
 use edgeauth_core::identity::Identity;
 use edgeauth_core::kv_schema;
 use edgeauth_core::login;
 use edgeauth_core::pages;
 use edgeauth_core::policy;
 use edgeauth_core::settings::Settings;
+use edgeauth_core::tenant_docs;
+use edgeauth_core::tenants::{self, DocRules};
 use edgeauth_rules::artifact::{self, TrustedKeys};
 use edgeauth_rules::chain::{self as pure, End, Line, Progress, RunRule, Timing};
 use edgeauth_rules::command::Command;
@@ -40,22 +43,37 @@ pub(super) struct Rules {
     pub secrets: pure::Secrets,
 }
 
-/// The rules configuration, `None` if no tenant has rules.
-pub(super) fn load(settings: &Settings) -> Result<Option<Rules>, String> {
+/// The rules configuration, `None` if no tenant has rules: the `rules` and
+/// `rule_secrets` variables, where the request's tenant document's own
+/// chain and secrets (`doc`) replace the variables' for that tenant.
+pub(super) fn load(settings: &Settings, doc: &DocRules) -> Result<Option<Rules>, String> {
     let text = variable("rules");
-    if text.trim().is_empty() {
+    if text.trim().is_empty() && doc.chain.is_none() {
         return Ok(None);
     }
     let own = |h: &str| settings.headers.configured().any(|c| c.as_str() == h);
-    let config = config::parse(&text, own).map_err(|e| format!("variable `rules`: {e}"))?;
+    let mut config = config::parse(&text, own).map_err(|e| format!("variable `rules`: {e}"))?;
+    if let Some(chain) = &doc.chain {
+        let tenant = settings.tenant.as_str();
+        let mine = config::parse(
+            &serde_json::json!({"tenants": {tenant: chain}}).to_string(),
+            own,
+        )
+        .map_err(|e| format!("tenant `{tenant}`'s document, `rules`: {e}"))?;
+        config.tenants.extend(mine.tenants);
+    }
     if config.is_empty() {
         return Ok(None);
+    }
+    let mut secrets = config::parse_secrets(&variable("rule_secrets"))
+        .map_err(|e| format!("variable `rule_secrets`: {e}"))?;
+    if let Some(own_secrets) = &doc.secrets {
+        secrets.insert(settings.tenant.clone(), own_secrets.clone());
     }
     Ok(Some(Rules {
         config,
         keys: keys()?,
-        secrets: config::parse_secrets(&variable("rule_secrets"))
-            .map_err(|e| format!("variable `rule_secrets`: {e}"))?,
+        secrets,
     }))
 }
 
@@ -70,8 +88,8 @@ pub(super) fn keys() -> Result<TrustedKeys, String> {
 
 /// Every request: refuses to serve with a broken rules configuration and
 /// strips the names rules may set from what the client sent.
-pub fn prepare(settings: &Settings, parts: &mut Parts) -> Result<(), Response> {
-    let rules = load(settings).map_err(|problem| {
+pub fn prepare(settings: &Settings, doc: &DocRules, parts: &mut Parts) -> Result<(), Response> {
+    let rules = load(settings, doc).map_err(|problem| {
         eprintln!("edgeauth: refusing to serve: {problem}");
         pages::misconfigured(&problem)
     })?;
@@ -87,6 +105,23 @@ pub fn prepare(settings: &Settings, parts: &mut Parts) -> Result<(), Response> {
             // Every spelling (case, `_` for `-` anywhere, duplicates): servers
             // that read them as one name must not see a client's lookalike.
             edgeauth_core::forward::remove_every_spelling(&mut parts.headers, name);
+        }
+    }
+    // And every stored tenant's (kept in one small KV value by the admin API,
+    // so this does not read their documents).
+    if tenants::store_enabled(|n| spin_sdk::variables::get(n).ok()).unwrap_or(false) {
+        let stored = Kv::open()?
+            .get_raw(kv_schema::TENANT_RULE_HEADERS)
+            .map_err(|_| pages::storage_unavailable())?;
+        if let Some(bytes) = stored {
+            let names = tenant_docs::decode_rule_headers(&bytes).map_err(|e| {
+                pages::misconfigured(&format!(
+                    "the stored tenants' rule headers are unreadable: {e}"
+                ))
+            })?;
+            for name in &names {
+                edgeauth_core::forward::remove_every_spelling(&mut parts.headers, name);
+            }
         }
     }
     Ok(())
@@ -323,11 +358,25 @@ async fn finish(
         }
         Step::Reauth {
             rule: _,
+            connection,
             prompt_login,
             max_age,
             return_to,
             audit,
-        } => reauth(settings, prompt_login, max_age, return_to, audit, now).await,
+        } => {
+            let Some(connection) = settings.connection(&connection) else {
+                return pages::misconfigured("the sign-in's connection is no longer configured");
+            };
+            reauth(
+                settings,
+                connection,
+                (prompt_login, max_age),
+                return_to,
+                audit,
+                now,
+            )
+            .await
+        }
     }
 }
 
@@ -335,20 +384,23 @@ async fn finish(
 /// login cookie, and the callback checks the ID token's `auth_time` against it.
 async fn reauth(
     settings: &Settings,
-    prompt_login: bool,
-    max_age: Option<u32>,
+    connection: &Connection,
+    (prompt_login, max_age): (bool, Option<u32>),
     return_to: String,
     audit: Line,
     now: u64,
 ) -> Response {
-    let state = match io::ProviderState::load(settings, now).await {
+    let state = match io::ProviderState::load(connection, now).await {
         Ok(s) => s,
         Err(r) => return r,
     };
     log(audit);
     login::start_step_up(
         settings,
-        &state.cache.metadata,
+        login::Target {
+            connection,
+            authorization_endpoint: &state.cache.metadata.authorization_endpoint,
+        },
         return_to,
         prompt_login,
         max_age,
@@ -360,13 +412,14 @@ async fn reauth(
 /// The end of the callback: the tenant's chain, then the session.
 pub async fn complete(
     settings: &Settings,
+    doc: &DocRules,
     parts: &Parts,
     identity: Identity,
     tokens: Tokens,
     start: &CallbackStart,
     now: u64,
 ) -> Response {
-    let rules = match load(settings) {
+    let rules = match load(settings, doc) {
         Ok(Some(r)) => r,
         Ok(None) => {
             return callback::complete(settings, identity, tokens, start, now, &mut io::rng);
@@ -419,7 +472,7 @@ pub async fn complete(
 }
 
 /// `GET /.edgeauth/continue?state=...&<fields>`: resumes a paused sign-in.
-async fn resume(settings: &Settings, parts: &Parts, now: u64) -> Response {
+async fn resume(settings: &Settings, doc: &DocRules, parts: &Parts, now: u64) -> Response {
     let request = match resume::parse_continue(settings, parts, now) {
         Ok(c) => c,
         Err(e) => return outcome::resume_error(e),
@@ -448,7 +501,7 @@ async fn resume(settings: &Settings, parts: &Parts, now: u64) -> Response {
     let Some(pending) = pending else {
         return outcome::resume_error(ResumeError::Used);
     };
-    let rules = match load(settings) {
+    let rules = match load(settings, doc) {
         Ok(r) => r,
         Err(problem) => return pages::misconfigured(&problem),
     };
@@ -485,13 +538,14 @@ async fn resume(settings: &Settings, parts: &Parts, now: u64) -> Response {
 /// Reserved paths this module serves; `None` for anything else.
 pub async fn reserved(
     settings: &Settings,
+    doc: &DocRules,
     parts: &Parts,
     req: IncomingRequest,
     now: u64,
 ) -> Option<Response> {
     let path = parts.uri.path();
     // Without rules the continue endpoint does not exist (404 as before).
-    if path == CONTINUE && matches!(load(settings), Ok(Some(_))) {
+    if path == CONTINUE && matches!(load(settings, doc), Ok(Some(_))) {
         if parts.method != http::Method::GET {
             return Some(pages::error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -500,10 +554,10 @@ pub async fn reserved(
                 false,
             ));
         }
-        return Some(resume(settings, parts, now).await);
+        return Some(resume(settings, doc, parts, now).await);
     }
     if let Some(rest) = path.strip_prefix(super::admin::PREFIX) {
-        return Some(super::admin::handle(settings, parts, req, rest).await);
+        return Some(super::admin::handle(settings, doc, parts, req, rest).await);
     }
     None
 }
