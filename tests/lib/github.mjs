@@ -2,12 +2,9 @@
 // sign-in page as a browser would, and describe it as a tenant's `github`
 // connection (the preset with its endpoints pointed at the test server).
 
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { ROOT, freePort, onExitSync, startProcess } from './procs.mjs';
+import { ROOT, freePort, startProcess } from './procs.mjs';
 import { request } from './http.mjs';
-import { MANIFEST } from './stack.mjs';
 
 export const GH_CLIENT_ID = 'Iv1.edgeauth-test';
 export const GH_CLIENT_SECRET = 'github-test-secret';
@@ -54,21 +51,6 @@ export function githubConnection(gh, { id = 'github', clientSecret = GH_CLIENT_S
     emails_endpoint: `${gh.url}/user/emails?per_page=100`,
     ...extra,
   };
-}
-
-/**
- * A copy of spin.toml whose gateway may also call `origins` (Spin allows only
- * the hosts in `allowed_outbound_hosts`). Removed when the test process ends.
- */
-export function manifestAllowing(origins) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-manifest-'));
-  onExitSync(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const text = fs.readFileSync(MANIFEST, 'utf8');
-  const marker = /(\[component\.gateway\][^[]*?allowed_outbound_hosts = \[)/s;
-  if (!marker.test(text)) throw new Error('manifestAllowing: no allowed_outbound_hosts for the gateway in spin.toml');
-  const file = path.join(dir, 'spin.toml');
-  fs.writeFileSync(file, text.replace(marker, `$1${origins.map((o) => JSON.stringify(o)).join(', ')}, `));
-  return file;
 }
 
 /**

@@ -263,7 +263,17 @@ pub fn token_request(
 
 #[derive(Debug, Clone)]
 pub struct Tokens {
+    /// Empty for connections without ID tokens (`oauth2`).
     pub id_token: String,
+}
+
+impl Tokens {
+    /// What an `oauth2` connection's sign-in leaves: no ID token.
+    pub fn none() -> Tokens {
+        Tokens {
+            id_token: String::new(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -448,7 +458,8 @@ pub fn complete_with_extras(
             ),
         );
     }
-    let session = Session::new(identity, Some(tokens.id_token), settings, now).with_extras(extras);
+    let id_token = Some(tokens.id_token).filter(|t| !t.is_empty());
+    let session = Session::new(identity, id_token, settings, now).with_extras(extras);
     let Some(cookie) = session.to_cookie(settings, rng) else {
         return clear_login(
             settings,

@@ -1,9 +1,12 @@
 //! OAuth 2.0 connections without OpenID Connect: the presets for known
-//! providers, the authorization URL, and the sign-in exchange after the
-//! callback (token endpoint, userinfo, GitHub's email list), as a state
+//! providers and the sign-in exchange after the callback (token endpoint, userinfo, GitHub's email list), as a state
 //! machine the component drives: [`Exchange::start`] gives the first request,
 //! [`Exchange::receive`] takes each answer and gives the next request or the
-//! identity. No I/O here; every branch is tested with plain values.
+//! identity. No I/O here; every branch is tested with plain values. (The
+//! authorization request is `login::authorization_url`'s: no `nonce`, PKCE
+//! S256 when `pkce`, and GitHub documents `client_id`, `redirect_uri`,
+//! `scope`, `state` and, since 2025-07-14, `code_challenge` with
+//! `code_challenge_method=S256`.)
 //!
 //! GitHub's rules, as GitHub documents them (cited where they are applied):
 //! - "Authorizing OAuth apps", section "Web application flow"
@@ -20,12 +23,12 @@
 
 use http::StatusCode;
 use serde_json::{Map, Value};
-use url::Url;
 
 use crate::connections::{ClaimMap, Connection, Kind, OAuth2, Preset, TokenAuth};
+use crate::cookies::Jar;
 use crate::identity::Identity;
-use crate::login::LoginState;
 use crate::provider::{Endpoint, MAX_DOCUMENT_BYTES};
+use crate::settings::Settings;
 
 /// What a preset fills in when the connection does not say otherwise.
 pub struct PresetDefaults {
@@ -100,37 +103,6 @@ pub fn settings_of(connection: &Connection) -> Option<&OAuth2> {
     }
 }
 
-/// Where the browser is sent to sign in (RFC 6749 §4.1.1): no `nonce` and no
-/// `openid` (there is no ID token to bind them to); PKCE S256 (RFC 7636)
-/// when the connection uses it. GitHub documents `client_id`,
-/// `redirect_uri`, `scope` (space-delimited) and `state` ("Web application
-/// flow", step 1) and, since 2025-07-14, `code_challenge` with
-/// `code_challenge_method=S256`. `response_type=code` is RFC 6749's and
-/// harmless where a provider does not need it.
-pub fn authorization_url(
-    connection: &Connection,
-    o: &OAuth2,
-    login: &LoginState,
-    redirect_uri: &str,
-) -> Result<String, url::ParseError> {
-    let mut url = Url::parse(&o.authorization_endpoint)?;
-    {
-        let mut q = url.query_pairs_mut();
-        q.append_pair("response_type", "code")
-            .append_pair("client_id", &connection.client_id)
-            .append_pair("redirect_uri", redirect_uri);
-        if !connection.scopes.is_empty() {
-            q.append_pair("scope", &connection.scopes);
-        }
-        q.append_pair("state", &login.state);
-        if o.pkce {
-            q.append_pair("code_challenge", &login.code_challenge())
-                .append_pair("code_challenge_method", "S256");
-        }
-    }
-    Ok(url.into())
-}
-
 /// What the callback hands to the exchange.
 #[derive(Clone, Copy)]
 pub struct Grant<'a> {
@@ -142,21 +114,14 @@ pub struct Grant<'a> {
     pub redirect_uri: &'a str,
 }
 
-/// The outcome of a completed exchange.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedIn {
-    /// `sub` is the connection's namespaced subject (`github|12345`).
-    pub identity: Identity,
-    /// The subject exactly as the provider gave it (`12345`).
-    pub idp_subject: String,
-}
-
 /// What the component does next.
 #[derive(Debug)]
 pub enum Step {
     /// Send this request and pass its answer to [`Exchange::receive`].
     Fetch(http::Request<Vec<u8>>),
-    Done(SignedIn),
+    /// The identity, as the connection vouches for it (`sub` namespaced,
+    /// `idp_subject` as the provider sent it).
+    Done(Identity),
 }
 
 /// An access token: never printed, never logged.
@@ -433,7 +398,7 @@ impl<'c> Exchange<'c> {
         &self,
         user: &Map<String, Value>,
         verified: Option<Option<String>>,
-    ) -> Result<SignedIn, SigninError> {
+    ) -> Result<Identity, SigninError> {
         let claims = &self.o.claims;
         let idp_subject = subject_of(claims, user)?;
         let mut normalized = Map::new();
@@ -467,19 +432,23 @@ impl<'c> Exchange<'c> {
         if self.is_github() && !name.is_some_and(Value::is_string) {
             name = field(user, "login");
         }
-        if let Some(v) = name {
-            normalized.insert("name".into(), v.clone());
+        for (to, value) in [
+            ("name", name),
+            (
+                "picture",
+                claims.picture.as_deref().and_then(|f| field(user, f)),
+            ),
+        ] {
+            if let Some(v) = value {
+                normalized.insert(to.into(), v.clone());
+            }
         }
-        let mut identity =
-            Identity::from_claims(&normalized).map_err(|_| SigninError::NoSubject {
+        Identity::from_claims(&normalized)
+            .map(|identity| identity.from_connection(self.connection))
+            .map_err(|_| SigninError::NoSubject {
                 field: claims.subject.clone(),
                 why: "is unusable",
-            })?;
-        identity.sub = self.connection.subject(&idp_subject);
-        Ok(SignedIn {
-            identity,
-            idp_subject,
-        })
+            })
     }
 }
 
@@ -634,7 +603,17 @@ fn parse_token_response(status: u16, body: &[u8]) -> Result<AccessToken, SigninE
 
 /// The page for a failed exchange. The person sees a short reason; the
 /// operator's detail ([`SigninError`]'s `Display`) goes to the log only.
-pub fn failure_page(connection: &Connection, error: &SigninError) -> crate::Response {
+pub fn failure_page(
+    settings: &Settings,
+    connection: &Connection,
+    error: &SigninError,
+) -> crate::Response {
+    let mut page = failure_page_for(connection, error);
+    crate::pages::add_cookie(&mut page, &crate::cookies::clear(settings, Jar::Login));
+    page
+}
+
+fn failure_page_for(connection: &Connection, error: &SigninError) -> crate::Response {
     let restart = format!("{}?rd=/", crate::routes::LOGIN);
     let link = (restart.as_str(), "Sign in again");
     let name = &connection.name;
@@ -712,6 +691,7 @@ pub fn failure_page(connection: &Connection, error: &SigninError) -> crate::Resp
 mod tests {
     use super::*;
     use crate::connections;
+    use crate::login::LoginState;
     use crate::testutil::counter_rng;
     use serde_json::json;
 
@@ -760,7 +740,7 @@ mod tests {
     }
 
     /// Runs a whole exchange against canned answers (status, body).
-    fn run(c: &Connection, answers: &[(u16, &[u8])]) -> Result<SignedIn, SigninError> {
+    fn run(c: &Connection, answers: &[(u16, &[u8])]) -> Result<Identity, SigninError> {
         let (mut ex, mut _req) = Exchange::start(c, grant())?;
         for (status, body) in answers {
             match ex.receive(*status, body)? {
@@ -808,18 +788,35 @@ mod tests {
 
     #[test]
     fn authorization_url_has_pkce_and_no_oidc_parameters() {
-        let c = github();
-        let mut rng = counter_rng();
-        let login = LoginState::new("/".into(), 1000, &mut rng);
-        let url = authorization_url(
-            &c,
-            settings_of(&c).unwrap(),
-            &login,
-            "http://127.0.0.1:3000/.edgeauth/callback/github",
-        )
-        .unwrap();
-        let u = Url::parse(&url).unwrap();
-        assert_eq!(u.path(), "/login/oauth/authorize");
+        let s = crate::testutil::settings_with(&[(
+            "connections",
+            &serde_json::to_string(&json!([{
+                "id": "github", "kind": "oauth2", "preset": "github",
+                "client_id": "Iv1.abc", "client_secret": "s"
+            }, {
+                "id": "plain", "kind": "oauth2", "pkce": false, "client_id": "p", "client_secret": "s",
+                "authorization_endpoint": "https://auth.acme.example/authorize",
+                "token_endpoint": "https://auth.acme.example/token",
+                "userinfo_endpoint": "https://auth.acme.example/me", "claims": {"subject": "id"}
+            }]))
+            .unwrap(),
+        )]);
+        let url_of = |id: &str| {
+            let c = s.connection(id).unwrap();
+            let mut rng = counter_rng();
+            let login = LoginState::new(id, "/".into(), 1000, &mut rng);
+            let target = crate::login::Target {
+                connection: c,
+                authorization_endpoint: &settings_of(c).unwrap().authorization_endpoint,
+            };
+            let url = crate::login::authorization_url(&s, target, &login, None).unwrap();
+            (url::Url::parse(&url).unwrap(), login)
+        };
+        let (u, login) = url_of("github");
+        assert_eq!(
+            u.as_str().split('?').next(),
+            Some("https://github.com/login/oauth/authorize")
+        );
         let q: Vec<(String, String)> = u.query_pairs().into_owned().collect();
         assert_eq!(param(&q, "client_id"), Some("Iv1.abc"));
         assert_eq!(param(&q, "scope"), Some("read:user user:email"));
@@ -834,13 +831,14 @@ mod tests {
             Some("http://127.0.0.1:3000/.edgeauth/callback/github")
         );
         assert_eq!(param(&q, "nonce"), None);
-        assert!(!url.contains("openid"));
+        assert!(!u.as_str().contains("openid"));
 
-        let plain = generic(r#""pkce": false, "claims": {"subject": "id"}"#);
-        let url = authorization_url(&plain, settings_of(&plain).unwrap(), &login, "https://x/cb")
-            .unwrap();
-        assert!(!url.contains("code_challenge"));
-        assert!(!url.contains("scope="), "no scopes configured: none sent");
+        let (u, _) = url_of("plain");
+        assert!(!u.as_str().contains("code_challenge"));
+        assert!(
+            !u.as_str().contains("scope="),
+            "no scopes configured: none sent"
+        );
     }
 
     #[test]
@@ -926,11 +924,12 @@ mod tests {
         else {
             panic!("done expected")
         };
-        assert_eq!(done.idp_subject, "583231");
-        assert_eq!(done.identity.sub, "github|583231");
-        assert_eq!(done.identity.email.as_deref(), Some("octocat@github.com"));
-        assert!(done.identity.email_verified);
-        assert_eq!(done.identity.name.as_deref(), Some("The Octocat"));
+        assert_eq!(done.idp_subject.as_deref(), Some("583231"));
+        assert_eq!(done.connection, "github");
+        assert_eq!(done.sub, "github|583231");
+        assert_eq!(done.email.as_deref(), Some("octocat@github.com"));
+        assert!(done.email_verified);
+        assert_eq!(done.name.as_deref(), Some("The Octocat"));
         assert!(matches!(ex.receive(200, b"{}"), Err(SigninError::Finished)));
     }
 
@@ -962,15 +961,15 @@ mod tests {
             ),
         ] {
             let done = run(&c, &[(200, TOKEN_FORM), (200, &u), (200, &user(emails))]).unwrap();
-            assert_eq!(done.identity.email, None, "{why}");
-            assert!(!done.identity.email_verified, "{why}");
-            assert_eq!(done.identity.verified_email_domain(), None, "{why}");
+            assert_eq!(done.email, None, "{why}");
+            assert!(!done.email_verified, "{why}");
+            assert_eq!(done.verified_email_domain(), None, "{why}");
             assert_eq!(
-                done.identity.name.as_deref(),
+                done.name.as_deref(),
                 Some("mona"),
                 "login shown without a name"
             );
-            assert_eq!(done.identity.sub, "github|2");
+            assert_eq!(done.sub, "github|2");
         }
     }
 
@@ -983,7 +982,6 @@ mod tests {
         assert_eq!(
             run(&c, &[(200, ok_json), (200, &u), (200, &e)])
                 .unwrap()
-                .identity
                 .sub,
             "github|7"
         );
@@ -1128,8 +1126,8 @@ mod tests {
             match expected {
                 Ok(sub) => {
                     let done = got.unwrap();
-                    assert_eq!(done.idp_subject, sub);
-                    assert_eq!(done.identity.sub, format!("github|{sub}"));
+                    assert_eq!(done.idp_subject.as_deref(), Some(sub));
+                    assert_eq!(done.sub, format!("github|{sub}"));
                 }
                 Err(why) => assert_eq!(
                     got,
@@ -1159,8 +1157,8 @@ mod tests {
         let after = user(json!({"id": 99, "login": "new-name", "name": null}));
         let a = run(&c, &[(200, TOKEN_FORM), (200, &before), (200, b"[]")]).unwrap();
         let b = run(&c, &[(200, TOKEN_FORM), (200, &after), (200, b"[]")]).unwrap();
-        assert_eq!(a.identity.sub, b.identity.sub);
-        assert_ne!(a.identity.name, b.identity.name);
+        assert_eq!(a.sub, b.sub);
+        assert_ne!(a.name, b.name);
     }
 
     #[test]
@@ -1190,11 +1188,11 @@ mod tests {
         else {
             panic!("no emails endpoint: done after userinfo")
         };
-        assert_eq!(done.identity.sub, "acme|u-1");
-        assert_eq!(done.identity.email.as_deref(), Some("una@acme.example"));
-        assert!(done.identity.email_verified);
-        assert_eq!(done.identity.name.as_deref(), Some("Una"));
-        assert_eq!(done.identity.groups, ["ops", "dev"]);
+        assert_eq!(done.sub, "acme|u-1");
+        assert_eq!(done.email.as_deref(), Some("una@acme.example"));
+        assert!(done.email_verified);
+        assert_eq!(done.name.as_deref(), Some("Una"));
+        assert_eq!(done.groups, ["ops", "dev"]);
 
         // Without an `email_verified` mapping an email is never verified.
         let c = generic(r#""claims": {"subject": "id", "email": "mail"}"#);
@@ -1209,8 +1207,8 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(done.identity.email.as_deref(), Some("x@acme.example"));
-        assert!(!done.identity.email_verified);
+        assert_eq!(done.email.as_deref(), Some("x@acme.example"));
+        assert!(!done.email_verified);
     }
 
     #[test]
@@ -1230,6 +1228,7 @@ mod tests {
         let c = github();
         let body = |r: &crate::Response| String::from_utf8(r.body().clone()).unwrap();
         let code = failure_page(
+            &crate::testutil::settings_with(&[]),
             &c,
             &SigninError::TokenRefused {
                 status: 200,
@@ -1238,7 +1237,15 @@ mod tests {
         );
         assert_eq!(code.status(), 400);
         assert!(body(&code).contains("already used"));
-        let creds = failure_page(
+        assert!(
+            code.headers()
+                .get_all(http::header::SET_COOKIE)
+                .iter()
+                .any(|v| v.to_str().unwrap().starts_with("edgeauth_login=")
+                    && v.to_str().unwrap().contains("Max-Age=0")),
+            "the login cookie is cleared"
+        );
+        let creds = failure_page_for(
             &c,
             &SigninError::TokenRefused {
                 status: 200,
@@ -1277,14 +1284,14 @@ mod tests {
                 502,
             ),
         ] {
-            let r = failure_page(&c, &e);
+            let r = failure_page_for(&c, &e);
             assert_eq!(r.status(), status, "{e}");
             assert!(
                 body(&r).contains("GitHub"),
                 "{e}: the person sees which provider"
             );
         }
-        let r = failure_page(&c, &SigninError::HostNotAllowed(EMAILS_ENDPOINT));
+        let r = failure_page_for(&c, &SigninError::HostNotAllowed(EMAILS_ENDPOINT));
         assert_eq!(r.status(), 500);
         assert!(
             !body(&r).contains("emails"),
