@@ -92,8 +92,6 @@ const GITHUB_API_VERSION: &str = "2022-11-28";
 /// Token responses are a few hundred bytes.
 const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
 const MAX_ACCESS_TOKEN_LEN: usize = 4096;
-/// Subjects longer than this are refused (as `identity` does for `sub`).
-const MAX_SUBJECT_LEN: usize = 512;
 
 /// The OAuth2 part of `connection`, if it is of that kind.
 pub fn settings_of(connection: &Connection) -> Option<&OAuth2> {
@@ -312,17 +310,7 @@ impl<'c> Exchange<'c> {
                     .append_pair("client_secret", &self.connection.client_secret);
             }
             TokenAuth::ClientSecretBasic => {
-                // RFC 6749 §2.3.1: each part form-encoded, then Basic.
-                use base64::Engine as _;
-                let enc = |s: &str| {
-                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
-                };
-                let basic = base64::engine::general_purpose::STANDARD.encode(format!(
-                    "{}:{}",
-                    enc(&self.connection.client_id),
-                    enc(&self.connection.client_secret)
-                ));
-                if let Ok(v) = http::HeaderValue::from_str(&format!("Basic {basic}")) {
+                if let Some(v) = self.connection.client_secret_basic() {
                     headers.insert(http::header::AUTHORIZATION, v);
                 }
             }
@@ -490,7 +478,11 @@ fn subject_of(claims: &ClaimMap, user: &Map<String, Value>) -> Result<String, Si
     if s.is_empty() {
         return Err(bad("is empty"));
     }
-    if s.len() > MAX_SUBJECT_LEN || s.chars().any(char::is_control) {
+    // `identity` would trim it: " 1" and "1" must not become one person.
+    if s.trim() != s {
+        return Err(bad("has surrounding whitespace"));
+    }
+    if s.len() > crate::identity::MAX_CLAIM_LEN || s.chars().any(char::is_control) {
         return Err(bad("is too long or contains control characters"));
     }
     Ok(s)
@@ -529,14 +521,6 @@ fn json_document(endpoint: &'static str, status: u16, body: &[u8]) -> Result<Val
         endpoint,
         why: "is not valid JSON",
     })
-}
-
-/// Only short, plain OAuth error codes reach a page or a log line.
-fn printable_code(raw: &str) -> String {
-    raw.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .take(64)
-        .collect()
 }
 
 /// RFC 6750 §2.1 `b64token`: what may follow `Bearer `.
@@ -580,7 +564,7 @@ fn parse_token_response(status: u16, body: &[u8]) -> Result<AccessToken, SigninE
     if let Some(error) = get("error") {
         return Err(SigninError::TokenRefused {
             status,
-            code: printable_code(&error),
+            code: crate::callback::printable_code(&error),
         });
     }
     if status != 200 {
@@ -614,7 +598,7 @@ pub fn failure_page(
 }
 
 fn failure_page_for(connection: &Connection, error: &SigninError) -> crate::Response {
-    let restart = format!("{}?rd=/", crate::routes::LOGIN);
+    let restart = crate::callback::restart_link();
     let link = (restart.as_str(), "Sign in again");
     let name = &connection.name;
     let logged = |status, class, title: &str, message: &str| {
@@ -1111,6 +1095,7 @@ mod tests {
             (json!(true), Err("is neither a string nor an integer")),
             (json!([1]), Err("is neither a string nor an integer")),
             (json!(""), Err("is empty")),
+            (json!(" 7"), Err("has surrounding whitespace")),
             (json!(null), Err("is missing")),
             (
                 json!("a\nb"),
