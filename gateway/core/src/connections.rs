@@ -219,13 +219,14 @@ fn scopes_of(raw: Option<&str>, default: &str) -> String {
 }
 
 impl Connection {
-    /// The connection the `oidc_*` variables describe.
+    /// The connection the `oidc_*` variables describe. Its requests go to the
+    /// issuer's host only (before connections, Spin's allow list named that
+    /// one host, so every working setup has its endpoints there).
     pub fn legacy(
         issuer: &str,
         client_id: &str,
         client_secret: &str,
         scopes: &str,
-        outbound_host: Option<&str>,
     ) -> Result<Connection, ConfigError> {
         let var = |variable: &'static str, p: String| ConfigError {
             variable,
@@ -236,19 +237,6 @@ impl Connection {
         if !scopes.split(' ').any(|s| s == "openid") {
             return Err(var("oidc_scopes", "must include `openid`".into()));
         }
-        let allowed_hosts = outbound_host
-            .map(str::trim)
-            .filter(|h| !h.is_empty())
-            .map(|h| {
-                Url::parse(h)
-                    .ok()
-                    .as_ref()
-                    .and_then(host_port)
-                    .ok_or_else(|| var("oidc_outbound_host", "not a URL".into()))
-            })
-            .transpose()?
-            .into_iter()
-            .collect();
         let name = Url::parse(&issuer)
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
@@ -260,7 +248,7 @@ impl Connection {
             client_secret: client_secret.trim().to_owned(),
             scopes,
             email_domains: Vec::new(),
-            allowed_hosts,
+            allowed_hosts: Vec::new(),
             legacy: true,
             kind: Kind::Oidc { issuer },
         })
@@ -588,8 +576,7 @@ mod tests {
 
     #[test]
     fn legacy_keeps_raw_subjects_and_the_old_callback() {
-        let c =
-            Connection::legacy("http://127.0.0.2:9400", "gw", "s", "openid email", None).unwrap();
+        let c = Connection::legacy("http://127.0.0.2:9400", "gw", "s", "openid email").unwrap();
         assert_eq!(c.id, LEGACY_ID);
         assert_eq!(c.subject("abc"), "abc");
         assert_eq!(c.callback_path(), "/.edgeauth/callback");

@@ -27,6 +27,7 @@ pub mod oauth2;
 pub mod pages;
 pub mod paths;
 pub mod policy;
+pub mod profiles;
 pub mod provider;
 pub mod redirect;
 pub mod revocation;

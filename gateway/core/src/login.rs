@@ -377,6 +377,99 @@ mod tests {
         );
     }
 
+    fn two_connections() -> Settings {
+        settings_with(&[
+            (
+                "connections",
+                r#"[{"id": "social", "name": "Social", "kind": "oidc", "issuer": "http://127.0.0.2:9400", "client_id": "a", "client_secret": "s"},
+                    {"id": "corp", "name": "Corp <SSO>", "kind": "oidc", "issuer": "http://127.0.0.2:9500", "client_id": "b", "client_secret": "s",
+                     "email_domains": ["corp.example", "b\u00fccher.example"]}]"#,
+            ),
+            ("name", "Acme"),
+        ])
+    }
+
+    fn choice(s: &Settings, uri: &str) -> Result<(String, Option<String>), Response> {
+        let (parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
+        match choose(s, &parts) {
+            Choice::Go(c, hint) => Ok((c.id.clone(), hint)),
+            Choice::Page(p) => Err(p),
+        }
+    }
+
+    #[test]
+    fn one_connection_goes_straight_to_it() {
+        let s = settings_with(&[]);
+        assert_eq!(
+            choice(&s, "/.edgeauth/login?rd=/x").unwrap(),
+            ("default".into(), None)
+        );
+    }
+
+    #[test]
+    fn several_connections_show_the_chooser() {
+        let s = two_connections();
+        let page = choice(&s, "/.edgeauth/login?rd=/after%3Fq%3D1").unwrap_err();
+        assert_eq!(page.status(), 200);
+        let html = String::from_utf8(page.body().clone()).unwrap();
+        assert!(html.contains("Acme"));
+        assert!(html.contains("Corp &lt;SSO&gt;"), "names are escaped");
+        assert!(html.contains("value=\"/after?q=1\""), "{html}");
+        assert!(
+            html.find("social") < html.find("corp"),
+            "the tenant's order"
+        );
+        // An open redirect is not carried through.
+        let page = choice(&s, "/.edgeauth/login?rd=//evil.example").unwrap_err();
+        let html = String::from_utf8(page.body().clone()).unwrap();
+        assert!(!html.contains("evil.example"));
+    }
+
+    #[test]
+    fn connection_parameter_and_home_realm_discovery() {
+        let s = two_connections();
+        assert_eq!(
+            choice(&s, "/.edgeauth/login?connection=corp").unwrap().0,
+            "corp"
+        );
+        assert_eq!(
+            choice(&s, "/.edgeauth/login?connection=nope")
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            choice(&s, "/.edgeauth/login?email=Staff%40CORP.example").unwrap(),
+            ("corp".into(), Some("Staff@corp.example".into()))
+        );
+        assert_eq!(
+            choice(&s, "/.edgeauth/login?email=x%40B%C3%9CCHER.example")
+                .unwrap()
+                .0,
+            "corp"
+        );
+        let page = choice(&s, "/.edgeauth/login?email=x%40gmail.com").unwrap_err();
+        assert_eq!(page.status(), 200);
+        assert!(String::from_utf8_lossy(page.body()).contains("gmail.com"));
+        // Look-alikes of the domain are not it.
+        for email in [
+            "x%40corp.example.evil",
+            "x%40evilcorp.example",
+            "x%40corp.example%40evil.example",
+        ] {
+            assert!(
+                choice(&s, &format!("/.edgeauth/login?email={email}")).is_err(),
+                "{email}"
+            );
+        }
+        assert_eq!(
+            choice(&s, "/.edgeauth/login?email=nonsense")
+                .unwrap_err()
+                .status(),
+            400
+        );
+    }
+
     #[test]
     fn each_login_is_unique_and_expires() {
         let mut rng = counter_rng();

@@ -362,6 +362,66 @@ pub fn storage_unavailable() -> Response {
     )
 }
 
+/// The sign-in chooser: one button per connection, in the tenant's order,
+/// and an email field for home-realm discovery. Plain forms (GET to the
+/// login endpoint), so it works without JavaScript; `return_to` is already
+/// validated and is carried through as `rd`.
+pub fn chooser(
+    settings: &crate::settings::Settings,
+    return_to: &str,
+    notice: Option<crate::login::ChooserNotice>,
+) -> Response {
+    use crate::login::ChooserNotice;
+    let rd = escape(return_to);
+    let action = crate::routes::LOGIN;
+    let (status, message) = match &notice {
+        None => (StatusCode::OK, None),
+        Some(ChooserNotice::UnknownConnection) => (
+            StatusCode::BAD_REQUEST,
+            Some("That sign-in option does not exist here. Choose one below.".to_owned()),
+        ),
+        Some(ChooserNotice::NoConnectionForDomain(d)) => (
+            StatusCode::OK,
+            Some(format!(
+                "No single sign-in is set up for {d}; choose how to sign in."
+            )),
+        ),
+        Some(ChooserNotice::NotAnEmail) => (
+            StatusCode::BAD_REQUEST,
+            Some("That is not an email address. Enter your work email or choose below.".into()),
+        ),
+    };
+    let mut body = String::new();
+    if let Some(m) = message {
+        body.push_str(&format!("<p role=\"alert\">{}</p>", escape(&m)));
+    }
+    for c in &settings.connections {
+        body.push_str(&format!(
+            "<form method=\"get\" action=\"{action}\"><input type=\"hidden\" name=\"rd\" value=\"{rd}\">\
+             <input type=\"hidden\" name=\"connection\" value=\"{id}\">\
+             <button type=\"submit\">Continue with {name}</button></form>",
+            id = escape(&c.id),
+            name = escape(&c.name),
+        ));
+    }
+    if settings
+        .connections
+        .iter()
+        .any(|c| !c.email_domains.is_empty())
+    {
+        body.push_str(&format!(
+            "<form method=\"get\" action=\"{action}\"><input type=\"hidden\" name=\"rd\" value=\"{rd}\">\
+             <label for=\"email\">Work email</label> <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"email\">\
+             <button type=\"submit\">Continue</button></form>"
+        ));
+    }
+    base(
+        status,
+        "text/html; charset=utf-8",
+        html_page(&format!("Sign in to {}", settings.display_name()), &body),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,64 +557,4 @@ mod tests {
         assert_eq!(body(&after), expected);
         assert_eq!(after.status(), 404);
     }
-}
-
-/// The sign-in chooser: one button per connection, in the tenant's order,
-/// and an email field for home-realm discovery. Plain forms (GET to the
-/// login endpoint), so it works without JavaScript; `return_to` is already
-/// validated and is carried through as `rd`.
-pub fn chooser(
-    settings: &crate::settings::Settings,
-    return_to: &str,
-    notice: Option<crate::login::ChooserNotice>,
-) -> Response {
-    use crate::login::ChooserNotice;
-    let rd = escape(return_to);
-    let action = crate::routes::LOGIN;
-    let (status, message) = match &notice {
-        None => (StatusCode::OK, None),
-        Some(ChooserNotice::UnknownConnection) => (
-            StatusCode::BAD_REQUEST,
-            Some("That sign-in option does not exist here. Choose one below.".to_owned()),
-        ),
-        Some(ChooserNotice::NoConnectionForDomain(d)) => (
-            StatusCode::OK,
-            Some(format!(
-                "No single sign-in is set up for {d}; choose how to sign in."
-            )),
-        ),
-        Some(ChooserNotice::NotAnEmail) => (
-            StatusCode::BAD_REQUEST,
-            Some("That is not an email address. Enter your work email or choose below.".into()),
-        ),
-    };
-    let mut body = String::new();
-    if let Some(m) = message {
-        body.push_str(&format!("<p role=\"alert\">{}</p>", escape(&m)));
-    }
-    for c in &settings.connections {
-        body.push_str(&format!(
-            "<form method=\"get\" action=\"{action}\"><input type=\"hidden\" name=\"rd\" value=\"{rd}\">\
-             <input type=\"hidden\" name=\"connection\" value=\"{id}\">\
-             <button type=\"submit\">Continue with {name}</button></form>",
-            id = escape(&c.id),
-            name = escape(&c.name),
-        ));
-    }
-    if settings
-        .connections
-        .iter()
-        .any(|c| !c.email_domains.is_empty())
-    {
-        body.push_str(&format!(
-            "<form method=\"get\" action=\"{action}\"><input type=\"hidden\" name=\"rd\" value=\"{rd}\">\
-             <label for=\"email\">Work email</label> <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"email\">\
-             <button type=\"submit\">Continue</button></form>"
-        ));
-    }
-    base(
-        status,
-        "text/html; charset=utf-8",
-        html_page(&format!("Sign in to {}", settings.display_name()), &body),
-    )
 }

@@ -355,8 +355,9 @@ mod tests {
             }
             other => panic!("accepted a JWKS on another host: {other:?}"),
         }
-        // Listed through oidc_outbound_host (allowed_hosts), it is fine.
-        let listed = conn(&[("oidc_outbound_host", "http://127.0.0.1:6379")]);
+        // Listed in the connection's allowed_hosts, it is fine.
+        let mut listed = conn(&[]);
+        listed.allowed_hosts.push("127.0.0.1:6379".into());
         assert!(parse_discovery(&listed, 200, v.to_string().as_bytes()).is_ok());
         // The browser-facing endpoints may be elsewhere (the gateway never calls them).
         let mut v: serde_json::Value =

@@ -87,7 +87,6 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("oidc_client_id", Some("")),
     ("oidc_client_secret", Some("")),
     ("oidc_scopes", Some("openid email profile")),
-    ("oidc_outbound_host", Some("")),
     ("connections", Some("")),
     ("name", Some("")),
     ("session_keys", None),
@@ -237,7 +236,6 @@ impl Settings {
                     &needed("oidc_client_id")?,
                     &needed("oidc_client_secret")?,
                     &var("oidc_scopes")?,
-                    Some(&var("oidc_outbound_host")?),
                 )?]
             }
         };

@@ -1,0 +1,475 @@
+//! One profile per person and tenant, across the connections they sign in
+//! with (the "360 view"), and the account-linking decision.
+//!
+//! Storage (Spin KV, keys in [`crate::kv_schema`]), per tenant:
+//! - `profile:<tenant>:<profile id>` → the [`Profile`] (the truth);
+//! - `profile-identity:<tenant>:<hash of connection|subject>` → profile id;
+//! - `profile-email:<tenant>:<hash of the verified email>` → profile id.
+//!
+//! Consistency rules (no transactions across keys in Spin KV, and several
+//! gateway instances may share the store): the profile is written first,
+//! its indexes after; an index entry is only a pointer and is trusted only
+//! if the profile it names lists that identity or verified email
+//! ([`Profile::has_identity`], [`Profile::has_verified_email`]). A crash
+//! between the writes leaves at worst a missing index (the next sign-in
+//! writes it) or a stale one (ignored, then overwritten).
+//!
+//! Linking is the account-takeover path, so it is narrow on purpose
+//! ([`resolve`]): only by an email the provider says is verified, only from
+//! a connection the tenant trusts to vouch for emails, only within the
+//! tenant (keys are per tenant), and the email must match exactly: the
+//! domain as DNS resolves it (lower case, IDNA), the local part byte for
+//! byte, so case variants, plus-addressing and Unicode look-alikes of a
+//! victim's address are other addresses, never a link.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::identity::Identity;
+
+/// Bounds, so a profile always fits one KV value.
+pub const MAX_IDENTITIES: usize = 16;
+pub const MAX_EMAILS: usize = 16;
+const MAX_CLAIMS_BYTES: usize = 8 * 1024;
+const MAX_USER_AGENT_CHARS: usize = 256;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Linking {
+    /// Every connection's identity is its own profile.
+    #[default]
+    Off,
+    /// A new identity whose verified email a profile already has joins it.
+    VerifiedEmail,
+    /// Same, but only after the person also signs in with a connection the
+    /// profile already has (proof they own it).
+    VerifiedEmailWithProof,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkedIdentity {
+    pub connection: String,
+    /// The subject as the provider sent it.
+    pub subject: String,
+    /// What the provider said at the last sign-in (bounded).
+    #[serde(default)]
+    pub claims: Map<String, Value>,
+    pub linked_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Email {
+    pub address: String,
+    pub verified: bool,
+    /// The connection that reported it.
+    pub connection: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginMark {
+    pub at: u64,
+    pub connection: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub id: String,
+    pub created_at: u64,
+    pub identities: Vec<LinkedIdentity>,
+    #[serde(default)]
+    pub emails: Vec<Email>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub picture: Option<String>,
+    #[serde(default)]
+    pub user_metadata: Map<String, Value>,
+    #[serde(default)]
+    pub app_metadata: Map<String, Value>,
+    pub logins: u64,
+    pub first_login: LoginMark,
+    pub last_login: LoginMark,
+    #[serde(default)]
+    pub last_ip: Option<String>,
+    #[serde(default)]
+    pub last_user_agent: Option<String>,
+}
+
+/// Where a sign-in's identity belongs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// The identity is already in this profile.
+    Known(String),
+    /// Link it to this profile (same verified email, linking on).
+    Link(String),
+    /// This profile has the same verified email, but linking needs proof:
+    /// until the person signs in with one of its connections, the identity
+    /// gets its own profile.
+    NeedsProof(String),
+    /// A new profile.
+    New,
+}
+
+/// The form in which verified emails are indexed and compared: the domain
+/// as DNS resolves it (lower case, IDNA; [`crate::identity::normalize_email`]
+/// already did that), the local part exactly as sent. `None` for anything
+/// that is not a plain address.
+pub fn email_key(email: &str) -> Option<String> {
+    let normalized = crate::identity::normalize_email(email)?;
+    // normalize_email keeps the local part as written and lower-cases the
+    // domain; a second pass must not change it (idempotent form).
+    (crate::identity::normalize_email(&normalized).as_deref() == Some(&normalized))
+        .then_some(normalized)
+}
+
+/// Decides where `identity` belongs. `by_identity` is the profile the
+/// identity index names (already checked to list the identity), `by_email`
+/// the profile the email index names for the identity's email (already
+/// checked to list that email as verified). `vouches` says whether the
+/// tenant trusts this connection's verified emails for linking.
+pub fn resolve(
+    linking: Linking,
+    vouches: bool,
+    identity: &Identity,
+    by_identity: Option<&Profile>,
+    by_email: Option<&Profile>,
+) -> Resolution {
+    if let Some(p) = by_identity {
+        return Resolution::Known(p.id.clone());
+    }
+    if linking == Linking::Off || !vouches || !identity.email_verified {
+        return Resolution::New;
+    }
+    let (Some(email), Some(profile)) = (identity.email.as_deref().and_then(email_key), by_email)
+    else {
+        return Resolution::New;
+    };
+    if !profile.has_verified_email(&email)
+        // A second account at the same provider with the same address is
+        // not the same person's other way in: never merged silently.
+        || profile
+            .identities
+            .iter()
+            .any(|i| i.connection == identity.connection_id())
+        || profile.identities.len() >= MAX_IDENTITIES
+    {
+        return Resolution::New;
+    }
+    match linking {
+        Linking::VerifiedEmailWithProof => Resolution::NeedsProof(profile.id.clone()),
+        _ => Resolution::Link(profile.id.clone()),
+    }
+}
+
+fn bounded_claims(claims: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    let mut size = 0;
+    for (k, v) in claims {
+        // Protocol values, not facts about the person.
+        if matches!(
+            k.as_str(),
+            "nonce" | "at_hash" | "c_hash" | "aud" | "azp" | "exp" | "iat" | "nbf" | "jti" | "sid"
+        ) {
+            continue;
+        }
+        let len = k.len() + v.to_string().len();
+        if size + len > MAX_CLAIMS_BYTES {
+            break;
+        }
+        size += len;
+        out.insert(k.clone(), v.clone());
+    }
+    out
+}
+
+/// What a sign-in tells the profile besides the identity.
+#[derive(Debug, Clone, Default)]
+pub struct SignInFacts<'a> {
+    pub claims: Option<&'a Map<String, Value>>,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+impl Profile {
+    /// A first sign-in's profile. `id` is random (see [`new_id`]).
+    pub fn new(id: String, identity: &Identity, facts: &SignInFacts<'_>, now: u64) -> Profile {
+        let mark = LoginMark {
+            at: now,
+            connection: identity.connection_id().to_owned(),
+        };
+        let mut p = Profile {
+            id,
+            created_at: now,
+            identities: Vec::new(),
+            emails: Vec::new(),
+            name: None,
+            picture: None,
+            user_metadata: Map::new(),
+            app_metadata: Map::new(),
+            logins: 0,
+            first_login: mark.clone(),
+            last_login: mark,
+            last_ip: None,
+            last_user_agent: None,
+        };
+        p.record_sign_in(identity, facts, now);
+        p
+    }
+
+    pub fn has_identity(&self, connection: &str, subject: &str) -> bool {
+        self.identities
+            .iter()
+            .any(|i| i.connection == connection && i.subject == subject)
+    }
+
+    pub fn has_verified_email(&self, key: &str) -> bool {
+        self.emails.iter().any(|e| e.verified && e.address == key)
+    }
+
+    /// The verified emails, in the indexed form.
+    pub fn verified_emails(&self) -> impl Iterator<Item = &str> {
+        self.emails
+            .iter()
+            .filter(|e| e.verified)
+            .map(|e| e.address.as_str())
+    }
+
+    /// Updates the profile with a sign-in through `identity` (linking it if
+    /// it is new to the profile). An email's verified flag comes only from
+    /// the connection that reported it: another connection saying
+    /// "unverified" does not take a verification away, and saying "verified"
+    /// about an address first seen unverified elsewhere adds its own entry.
+    pub fn record_sign_in(&mut self, identity: &Identity, facts: &SignInFacts<'_>, now: u64) {
+        let connection = identity.connection_id().to_owned();
+        let subject = identity.idp_sub().to_owned();
+        let claims = facts.claims.map(bounded_claims).unwrap_or_default();
+        let known = self
+            .identities
+            .iter()
+            .position(|i| i.connection == connection && i.subject == subject);
+        match known {
+            Some(n) => self.identities[n].claims = claims,
+            None if self.identities.len() < MAX_IDENTITIES => {
+                self.identities.push(LinkedIdentity {
+                    connection: connection.clone(),
+                    subject,
+                    claims,
+                    linked_at: now,
+                })
+            }
+            None => {}
+        }
+        if let Some(address) = identity.email.as_deref().and_then(email_key) {
+            let known = self
+                .emails
+                .iter()
+                .position(|e| e.address == address && e.connection == connection);
+            match known {
+                Some(n) => self.emails[n].verified = identity.email_verified,
+                None if self.emails.len() < MAX_EMAILS => self.emails.push(Email {
+                    address,
+                    verified: identity.email_verified,
+                    connection: connection.clone(),
+                }),
+                None => {}
+            }
+        }
+        if self.name.is_none() {
+            self.name = identity.name.clone();
+        }
+        if identity.picture.is_some() {
+            self.picture = identity.picture.clone();
+        }
+        self.logins += 1;
+        self.last_login = LoginMark {
+            at: now,
+            connection,
+        };
+        if let Some(ip) = facts.ip {
+            self.last_ip = Some(ip.to_owned());
+        }
+        if let Some(ua) = facts.user_agent {
+            self.last_user_agent = Some(ua.chars().take(MAX_USER_AGENT_CHARS).collect());
+        }
+    }
+}
+
+/// A new profile id: `p_` and 26 base32 characters of 128 random bits.
+pub fn new_id(rng: crate::Rng<'_>) -> String {
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut bytes = [0u8; 16];
+    rng(&mut bytes);
+    let mut bits: u32 = 0;
+    let mut have = 0;
+    let mut out = String::from("p_");
+    for b in bytes {
+        bits = (bits << 8) | u32::from(b);
+        have += 8;
+        while have >= 5 {
+            have -= 5;
+            out.push(ALPHABET[((bits >> have) & 31) as usize] as char);
+        }
+    }
+    if have > 0 {
+        out.push(ALPHABET[((bits << (5 - have)) & 31) as usize] as char);
+    }
+    out
+}
+
+/// Whether `s` has the form [`new_id`] produces (ids from requests).
+pub fn valid_id(s: &str) -> bool {
+    s.strip_prefix("p_").is_some_and(|r| {
+        r.len() == 26
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::counter_rng;
+
+    fn id(connection: &str, sub: &str, email: Option<&str>, verified: bool) -> Identity {
+        Identity {
+            sub: format!("{connection}|{sub}"),
+            idp_subject: Some(sub.into()),
+            connection: connection.into(),
+            email: email.map(str::to_owned),
+            email_verified: verified,
+            ..Default::default()
+        }
+    }
+
+    fn victim() -> Profile {
+        Profile::new(
+            new_id(&mut counter_rng()),
+            &id("corp", "v1", Some("victim@example.com"), true),
+            &SignInFacts::default(),
+            1000,
+        )
+    }
+
+    #[test]
+    fn ids_are_random_and_checkable() {
+        let mut rng = counter_rng();
+        let (a, b) = (new_id(&mut rng), new_id(&mut rng));
+        assert_ne!(a, b);
+        assert!(valid_id(&a) && valid_id(&b), "{a} {b}");
+        for bad in [
+            "",
+            "p_",
+            "p_ABC",
+            "x_aaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "p_aaaaaaaaaaaaaaaaaaaaaaaaa1",
+        ] {
+            assert!(!valid_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn links_only_a_vouched_verified_exact_email() {
+        let v = victim();
+        let same = id("github", "42", Some("victim@example.com"), true);
+        let r = |linking, vouches, who: &Identity| resolve(linking, vouches, who, None, Some(&v));
+        assert_eq!(
+            r(Linking::VerifiedEmail, true, &same),
+            Resolution::Link(v.id.clone())
+        );
+        assert_eq!(
+            r(Linking::VerifiedEmailWithProof, true, &same),
+            Resolution::NeedsProof(v.id.clone())
+        );
+        assert_eq!(r(Linking::Off, true, &same), Resolution::New, "linking off");
+        assert_eq!(
+            r(Linking::VerifiedEmail, false, &same),
+            Resolution::New,
+            "connection does not vouch"
+        );
+        // The attacks: an unverified copy, case and Unicode variants, plus-addressing.
+        for (email, verified) in [
+            ("victim@example.com", false),
+            ("Victim@example.com", true),
+            ("VICTIM@EXAMPLE.COM", true),
+            ("victim+x@example.com", true),
+            ("vi\u{441}tim@example.com", true),
+            ("victim@ex\u{430}mple.com", true),
+        ] {
+            let attacker = id("social", "evil", Some(email), verified);
+            let got = r(Linking::VerifiedEmail, true, &attacker);
+            // The index is keyed by email_key: a variant finds no profile
+            // there, and even if handed the victim's it is not linked.
+            let key = email_key(email);
+            assert!(
+                key.as_deref() != Some("victim@example.com") || !verified,
+                "{email:?} indexes as the victim's address"
+            );
+            if key.as_deref() != Some("victim@example.com") {
+                assert_eq!(got, Resolution::New, "{email:?}");
+            }
+        }
+        // The domain's letter case and root dot are DNS's business: those
+        // are the same address (only its owner can have it verified).
+        for same in [
+            "victim@EXAMPLE.com",
+            "victim@example.com.",
+            " victim@example.com",
+        ] {
+            assert_eq!(
+                email_key(same).as_deref(),
+                Some("victim@example.com"),
+                "{same}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_known_identity_stays_and_same_connection_accounts_never_merge() {
+        let v = victim();
+        let again = id("corp", "v1", Some("victim@example.com"), true);
+        assert_eq!(
+            resolve(Linking::VerifiedEmail, true, &again, Some(&v), Some(&v)),
+            Resolution::Known(v.id.clone())
+        );
+        let second_account = id("corp", "v2", Some("victim@example.com"), true);
+        assert_eq!(
+            resolve(
+                Linking::VerifiedEmail,
+                true,
+                &second_account,
+                None,
+                Some(&v)
+            ),
+            Resolution::New
+        );
+    }
+
+    #[test]
+    fn sign_ins_update_the_profile_without_losing_verification() {
+        let mut p = victim();
+        let facts = SignInFacts {
+            ip: Some("203.0.113.9"),
+            user_agent: Some("Firefox"),
+            ..Default::default()
+        };
+        p.record_sign_in(
+            &id("github", "42", Some("victim@example.com"), false),
+            &facts,
+            2000,
+        );
+        assert_eq!(p.identities.len(), 2);
+        assert_eq!(p.logins, 2);
+        assert_eq!(p.last_login.connection, "github");
+        assert_eq!(p.first_login.connection, "corp");
+        assert!(
+            p.has_verified_email("victim@example.com"),
+            "corp's verification stays"
+        );
+        assert_eq!(p.last_ip.as_deref(), Some("203.0.113.9"));
+        // The same identity again: no duplicate.
+        p.record_sign_in(&id("github", "42", None, false), &facts, 3000);
+        assert_eq!(p.identities.len(), 2);
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<Profile>(&json).unwrap(), p);
+    }
+}
