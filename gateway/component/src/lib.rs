@@ -4,6 +4,7 @@
 
 mod io;
 mod kv;
+mod profile_store;
 mod proxy;
 mod rules;
 mod tenant_admin;
@@ -194,6 +195,10 @@ async fn finish_login(
             Ok(done) => done,
             Err(r) => return r,
         },
+    };
+    let identity = match profile_store::record(settings, parts, identity, now) {
+        Ok(id) => id,
+        Err(r) => return r,
     };
     rules::complete(settings, doc_rules, parts, identity, tokens, &start, now).await
 }

@@ -68,6 +68,8 @@ struct AssertionClaims<'a> {
     /// provider knows it (`sub` is namespaced by connection).
     connection: &'a str,
     idp_sub: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile_id: Option<&'a str>,
     /// Claims added by tenant rules (never one of the names above).
     #[serde(flatten)]
     extra: serde_json::Map<String, serde_json::Value>,
@@ -148,6 +150,7 @@ impl AssertionKeys {
             picture: identity.picture.as_deref(),
             connection: identity.connection_id(),
             idp_sub: identity.idp_sub(),
+            profile_id: identity.profile_id.as_deref(),
             extra: extra
                 .iter()
                 // The same check rules' commands pass (one definition of the

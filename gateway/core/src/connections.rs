@@ -49,6 +49,11 @@ pub struct Connection {
     pub allowed_hosts: Vec<String>,
     /// Made from the `oidc_*` variables: today's callback path and raw subjects.
     pub legacy: bool,
+    /// The tenant trusts this provider's *verified* emails enough to link a
+    /// new identity to the profile that has the same address
+    /// (`crate::profiles`). Off unless configured: an IdP that lets people
+    /// type any address and marks it verified must never link.
+    pub trust_email: bool,
     pub kind: Kind,
 }
 
@@ -146,6 +151,8 @@ struct Raw {
     token_auth: Option<TokenAuth>,
     #[serde(default)]
     claims: Option<ClaimMap>,
+    #[serde(default)]
+    trust_email: Option<bool>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -250,6 +257,7 @@ impl Connection {
             email_domains: Vec::new(),
             allowed_hosts: Vec::new(),
             legacy: true,
+            trust_email: false,
             kind: Kind::Oidc { issuer },
         })
     }
@@ -540,6 +548,7 @@ fn one(r: Raw) -> Result<Connection, String> {
         email_domains,
         allowed_hosts,
         legacy: false,
+        trust_email: r.trust_email.unwrap_or(false),
         kind,
     })
 }

@@ -180,6 +180,7 @@ pub fn origin_headers(
             .collect();
         put(&h.groups, (!plain.is_empty()).then(|| plain.join(",")));
         put(&h.name, identity.name.clone());
+        put(&h.profile, identity.profile_id.clone());
         put(&Some(h.assertion.clone()), Some(assertion.to_owned()));
     }
     let public = &settings.public_url;

@@ -32,6 +32,10 @@ pub struct Identity {
     /// The subject as the provider sent it, when `sub` is namespaced.
     #[serde(rename = "isub", default, skip_serializing_if = "Option::is_none")]
     pub idp_subject: Option<String>,
+    /// The person's profile (`crate::profiles`): one id whatever connection
+    /// they used. Absent in sessions from before profiles.
+    #[serde(rename = "pid", default, skip_serializing_if = "Option::is_none")]
+    pub profile_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +103,7 @@ impl Identity {
             picture,
             connection: String::new(),
             idp_subject: None,
+            profile_id: None,
         })
     }
 

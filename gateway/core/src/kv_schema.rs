@@ -81,6 +81,14 @@ pub const TENANT_INDEX: &str = "tenant-index";
 /// client request, as the `rules` variable's are (tenants may share an origin).
 pub const TENANT_RULE_HEADERS: &str = "tenant-rule-headers";
 /// Sweep index: per-bucket counters and entries, and the cursor.
+/// People's profiles (`crate::profiles`) and their indexes: records the
+/// tenant keeps until it erases them, so stored as JSON without an envelope
+/// and never swept, like configuration.
+pub const PROFILE: &str = "profile";
+/// `connection|subject` → profile id.
+pub const PROFILE_IDENTITY: &str = "profile-identity";
+/// Verified email (`crate::profiles::email_key`) → profile id.
+pub const PROFILE_EMAIL: &str = "profile-email";
 pub const SWEEP_COUNT: &str = "sweep-count";
 pub const SWEEP_ENTRY: &str = "sweep-entry";
 pub const SWEEP_CURSOR: &str = "sweep-cursor";
@@ -99,6 +107,9 @@ pub const PREFIXES: &[&str] = &[
     TENANT_ID,
     TENANT_INDEX,
     TENANT_RULE_HEADERS,
+    PROFILE,
+    PROFILE_IDENTITY,
+    PROFILE_EMAIL,
     SWEEP_COUNT,
     SWEEP_ENTRY,
     SWEEP_CURSOR,
@@ -176,7 +187,26 @@ pub fn tenant_id(id: &str) -> String {
     format!("{TENANT_ID}:{id}")
 }
 
-/// Configuration the sweep must never delete, whatever an index entry says.
+/// `profile:<tenant>:<profile id>`.
+pub fn profile(tenant: &str, id: &str) -> String {
+    format!("{PROFILE}:{tenant}:{id}")
+}
+
+/// `profile-identity:<tenant>:<hash of connection|subject>`.
+pub fn profile_identity(tenant: &str, connection: &str, subject: &str) -> String {
+    format!(
+        "{PROFILE_IDENTITY}:{tenant}:{}",
+        hashed(&format!("{connection}|{subject}"))
+    )
+}
+
+/// `profile-email:<tenant>:<hash of the email key>`.
+pub fn profile_email(tenant: &str, email_key: &str) -> String {
+    format!("{PROFILE_EMAIL}:{tenant}:{}", hashed(email_key))
+}
+
+/// Configuration (and people's profiles) the sweep must never delete,
+/// whatever an index entry says.
 fn is_configuration(key: &str) -> bool {
     [
         RULE_ARTIFACT,
@@ -184,6 +214,9 @@ fn is_configuration(key: &str) -> bool {
         TENANT_ID,
         TENANT_INDEX,
         TENANT_RULE_HEADERS,
+        PROFILE,
+        PROFILE_IDENTITY,
+        PROFILE_EMAIL,
     ]
     .iter()
     .any(|p| {

@@ -325,6 +325,94 @@ pub fn valid_id(s: &str) -> bool {
     })
 }
 
+/// What a sign-in found in the store: the profile the identity index names,
+/// and (for an identity with a verified email) the one the email index names.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub by_identity: Option<Profile>,
+    pub by_email: Option<Profile>,
+}
+
+/// A stored profile, if `bytes` is one; `None` for junk.
+pub fn decode(bytes: Option<&[u8]>) -> Option<Profile> {
+    serde_json::from_slice(bytes?).ok()
+}
+
+/// Writes a sign-in makes, in order: the profile first, then its indexes
+/// (see the consistency rules above).
+#[derive(Debug)]
+pub struct Plan {
+    pub profile: Profile,
+    pub resolution: Resolution,
+    pub writes: Vec<(String, Vec<u8>)>,
+}
+
+/// The profile this sign-in lands in, and what to write.
+pub fn sign_in(
+    tenant: &str,
+    (linking, vouches): (Linking, bool),
+    identity: &Identity,
+    found: Found,
+    facts: &SignInFacts<'_>,
+    now: u64,
+    rng: crate::Rng<'_>,
+) -> Plan {
+    let connection = identity.connection_id();
+    let subject = identity.idp_sub();
+    let by_identity = found
+        .by_identity
+        .filter(|p| p.has_identity(connection, subject));
+    let email = identity.email.as_deref().and_then(email_key);
+    let by_email = found
+        .by_email
+        .filter(|p| email.as_deref().is_some_and(|e| p.has_verified_email(e)));
+    let resolution = resolve(
+        linking,
+        vouches,
+        identity,
+        by_identity.as_ref(),
+        by_email.as_ref(),
+    );
+    let existing = match &resolution {
+        Resolution::Known(_) => by_identity,
+        Resolution::Link(_) => by_email.clone(),
+        Resolution::NeedsProof(_) | Resolution::New => None,
+    };
+    let mut profile = match existing {
+        Some(mut p) => {
+            p.record_sign_in(identity, facts, now);
+            p
+        }
+        None => Profile::new(new_id(rng), identity, facts, now),
+    };
+    // A profile that grew past its bounds stays readable: never write more.
+    profile.identities.truncate(MAX_IDENTITIES);
+    let mut writes = vec![(
+        crate::kv_schema::profile(tenant, &profile.id),
+        serde_json::to_vec(&profile).unwrap_or_default(),
+    )];
+    writes.push((
+        crate::kv_schema::profile_identity(tenant, connection, subject),
+        profile.id.as_bytes().to_vec(),
+    ));
+    // The verified email's index names the first profile that has it
+    // verified; it moves only when that one no longer does (stale).
+    if let Some(e) = &email
+        && profile.has_verified_email(e)
+        && by_email.as_ref().is_none_or(|p| p.id == profile.id)
+    {
+        writes.push((
+            crate::kv_schema::profile_email(tenant, e),
+            profile.id.as_bytes().to_vec(),
+        ));
+    }
+    Plan {
+        profile,
+        resolution,
+        writes,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,6 +530,83 @@ mod tests {
             ),
             Resolution::New
         );
+    }
+
+    #[test]
+    fn sign_in_plans_write_the_profile_first_and_keep_the_first_email_owner() {
+        let mut rng = counter_rng();
+        let corp = id("corp", "v1", Some("victim@example.com"), true);
+        let first = sign_in(
+            "acme",
+            (Linking::VerifiedEmail, true),
+            &corp,
+            Found::default(),
+            &SignInFacts::default(),
+            1000,
+            &mut rng,
+        );
+        assert_eq!(first.resolution, Resolution::New);
+        let keys: Vec<&str> = first.writes.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(keys[0].starts_with("profile:acme:p_"), "{keys:?}");
+        assert!(keys[1].starts_with("profile-identity:acme:"));
+        assert!(keys[2].starts_with("profile-email:acme:"));
+        // GitHub with the same verified address: linked, same id, two identities.
+        let gh = id("github", "42", Some("victim@example.com"), true);
+        let found = Found {
+            by_identity: None,
+            by_email: Some(first.profile.clone()),
+        };
+        let linked = sign_in(
+            "acme",
+            (Linking::VerifiedEmail, true),
+            &gh,
+            found,
+            &SignInFacts::default(),
+            2000,
+            &mut rng,
+        );
+        assert_eq!(
+            linked.resolution,
+            Resolution::Link(first.profile.id.clone())
+        );
+        assert_eq!(linked.profile.id, first.profile.id);
+        assert_eq!(linked.profile.identities.len(), 2);
+        // Linking off: a separate profile, and the email index stays with the first.
+        let found = Found {
+            by_identity: None,
+            by_email: Some(first.profile.clone()),
+        };
+        let apart = sign_in(
+            "acme",
+            (Linking::Off, true),
+            &gh,
+            found,
+            &SignInFacts::default(),
+            2000,
+            &mut rng,
+        );
+        assert_ne!(apart.profile.id, first.profile.id);
+        assert!(
+            !apart
+                .writes
+                .iter()
+                .any(|(k, _)| k.starts_with("profile-email:"))
+        );
+        // An index naming a profile that does not list the identity is not trusted.
+        let found = Found {
+            by_identity: Some(first.profile.clone()),
+            by_email: None,
+        };
+        let stranger = sign_in(
+            "acme",
+            (Linking::Off, true),
+            &id("social", "x", None, false),
+            found,
+            &SignInFacts::default(),
+            3000,
+            &mut rng,
+        );
+        assert_ne!(stranger.profile.id, first.profile.id);
     }
 
     #[test]

@@ -19,15 +19,23 @@ pub struct IdentityHeaders {
     pub email: Option<HeaderName>,
     pub groups: Option<HeaderName>,
     pub name: Option<HeaderName>,
+    /// The person's profile id (`crate::profiles`).
+    pub profile: Option<HeaderName>,
     pub assertion: HeaderName,
 }
 
 impl IdentityHeaders {
     pub fn configured(&self) -> impl Iterator<Item = &HeaderName> {
-        [&self.user, &self.email, &self.groups, &self.name]
-            .into_iter()
-            .flatten()
-            .chain(std::iter::once(&self.assertion))
+        [
+            &self.user,
+            &self.email,
+            &self.groups,
+            &self.name,
+            &self.profile,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(std::iter::once(&self.assertion))
     }
 }
 
@@ -53,6 +61,8 @@ pub struct Settings {
     pub headers: IdentityHeaders,
     /// Per-route rules, first match wins.
     pub routes: Vec<crate::route_rules::RouteRule>,
+    /// Whether a new identity joins the profile that has its verified email.
+    pub account_linking: crate::profiles::Linking,
     /// The tenant these settings are for (`crate::tenants`).
     pub tenant: String,
 }
@@ -99,8 +109,10 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("header_email", Some("X-Auth-Request-Email")),
     ("header_groups", Some("X-Auth-Request-Groups")),
     ("header_name", Some("")),
+    ("header_profile", Some("X-Auth-Request-Profile")),
     ("assertion_header", Some("X-Edgeauth-Assertion")),
     ("routes", Some("")),
+    ("account_linking", Some("off")),
     ("tenants", Some("")),
 ];
 
@@ -300,15 +312,30 @@ impl Settings {
             email: header_name("header_email", &var("header_email")?)?,
             groups: header_name("header_groups", &var("header_groups")?)?,
             name: header_name("header_name", &var("header_name")?)?,
+            profile: header_name("header_profile", &var("header_profile")?)?,
             assertion: header_name("assertion_header", &var("assertion_header")?)?
                 .ok_or_else(|| err("assertion_header", "must name a header"))?,
         };
 
         let routes = crate::route_rules::parse(&var("routes")?).map_err(|p| err("routes", p))?;
+        let account_linking = match var("account_linking")?.trim() {
+            "" | "off" => crate::profiles::Linking::Off,
+            "verified_email" => crate::profiles::Linking::VerifiedEmail,
+            "verified_email_with_proof" => crate::profiles::Linking::VerifiedEmailWithProof,
+            other => {
+                return Err(err(
+                    "account_linking",
+                    format!(
+                        "`{other}` is not one of off, verified_email, verified_email_with_proof"
+                    ),
+                ));
+            }
+        };
 
         Ok(Settings {
             tenant: crate::tenants::DEFAULT_TENANT.to_owned(),
             routes,
+            account_linking,
             public_url,
             secure_cookies,
             origin,

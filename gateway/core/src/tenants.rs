@@ -60,6 +60,7 @@ pub const OVERRIDABLE: &[&str] = &[
     "session_lifetime_secs",
     "assertion_audience",
     "routes",
+    "account_linking",
     "connections",
     "name",
 ];
