@@ -18,6 +18,7 @@ use edgeauth_core::id_token::IdTokenError;
 use edgeauth_core::identity::Identity;
 use edgeauth_core::login;
 use edgeauth_core::logout;
+use edgeauth_core::oauth2;
 use edgeauth_core::pages;
 use edgeauth_core::redirect::return_path_or_root;
 use edgeauth_core::routes::{self, Route, query_param};
@@ -190,21 +191,46 @@ async fn finish_login(
             Ok(done) => done,
             Err(r) => return r,
         },
-        // TODO(oauth2): the OAuth2 exchange (token, userinfo) lands next.
-        Kind::OAuth2(_) => {
-            return pages::error(
-                http::StatusCode::NOT_IMPLEMENTED,
-                "Sign-in option not available",
-                "This sign-in option is not available yet.",
-                false,
-            );
-        }
+        Kind::OAuth2(_) => match oauth2_exchange(settings, connection, &start).await {
+            Ok(done) => done,
+            Err(r) => return r,
+        },
     };
     let identity = match profile_store::record(settings, parts, identity, now) {
         Ok(id) => id,
         Err(r) => return r,
     };
     rules::complete(settings, doc_rules, parts, identity, tokens, &start, now).await
+}
+
+/// Code for an access token, then the profile (and, for GitHub, the email
+/// list): the requests, their order and every decision are the core's
+/// (`oauth2::Exchange`); this only carries them.
+async fn oauth2_exchange(
+    settings: &Settings,
+    connection: &Connection,
+    start: &callback::CallbackStart,
+) -> Result<(Identity, callback::Tokens), Response> {
+    let redirect_uri = settings.callback_url(connection);
+    let grant = oauth2::Grant {
+        code: &start.code,
+        verifier: &start.login.verifier,
+        redirect_uri: &redirect_uri,
+    };
+    let failed = |e: oauth2::SigninError| oauth2::failure_page(settings, connection, &e);
+    let (mut exchange, mut request) = oauth2::Exchange::start(connection, grant).map_err(failed)?;
+    loop {
+        let (status, body) = io::fetch_for(connection, request, io::MAX_IDP_BODY)
+            .await
+            .map_err(|e| {
+                pages::idp_unavailable(&format!("its {} {e}", exchange.waiting_for()), false)
+            })?;
+        match exchange.receive(status, &body).map_err(failed)? {
+            oauth2::Step::Fetch(next) => request = next,
+            // No ID token: nothing to keep for logout's `id_token_hint`.
+            oauth2::Step::Done(identity) => return Ok((identity, callback::Tokens::none())),
+        }
+    }
 }
 
 /// Code for tokens at an OpenID provider, then the ID token verified.

@@ -3,8 +3,6 @@
 //! [`parse_token_response`] → [`verify`] (with a JWKS refetch on
 //! [`IdTokenError::UnknownKey`]) → [`complete`] (policy, session, redirect).
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use http::StatusCode;
 use http::request::Parts;
 use serde::Deserialize;
@@ -37,7 +35,7 @@ pub struct CallbackStart {
     pub iss: Option<String>,
 }
 
-fn restart_link() -> String {
+pub(crate) fn restart_link() -> String {
     format!("{}?rd=/", routes::LOGIN)
 }
 
@@ -75,7 +73,7 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
 }
 
 /// Only short, plain OAuth error codes are echoed back to the person.
-fn printable_code(raw: &str) -> String {
+pub(crate) fn printable_code(raw: &str) -> String {
     raw.chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
         .take(64)
@@ -261,12 +259,6 @@ pub fn token_request(
         .append_pair("redirect_uri", &settings.callback_url(connection))
         .append_pair("code_verifier", &start.login.verifier)
         .finish();
-    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let basic = STANDARD.encode(format!(
-        "{}:{}",
-        enc(&connection.client_id),
-        enc(&connection.client_secret)
-    ));
     // Built from parts that are valid by construction: the endpoint was
     // checked as a request URI when discovery was read.
     let mut request = http::Request::new(form.into_bytes());
@@ -281,9 +273,7 @@ pub fn token_request(
         http::header::ACCEPT,
         http::HeaderValue::from_static("application/json"),
     );
-    // Base64 is always a valid header value; were it not, the provider
-    // would refuse the unauthenticated request with a clear error.
-    if let Ok(v) = http::HeaderValue::from_str(&format!("Basic {basic}")) {
+    if let Some(v) = connection.client_secret_basic() {
         headers.insert(http::header::AUTHORIZATION, v);
     }
     request
@@ -291,7 +281,17 @@ pub fn token_request(
 
 #[derive(Debug, Clone)]
 pub struct Tokens {
+    /// Empty for connections without ID tokens (`oauth2`).
     pub id_token: String,
+}
+
+impl Tokens {
+    /// What an `oauth2` connection's sign-in leaves: no ID token.
+    pub fn none() -> Tokens {
+        Tokens {
+            id_token: String::new(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -476,7 +476,8 @@ pub fn complete_with_extras(
             ),
         );
     }
-    let session = Session::new(identity, Some(tokens.id_token), settings, now).with_extras(extras);
+    let id_token = Some(tokens.id_token).filter(|t| !t.is_empty());
+    let session = Session::new(identity, id_token, settings, now).with_extras(extras);
     let Some(cookie) = session.to_cookie(settings, rng) else {
         return clear_login(
             settings,
@@ -500,6 +501,8 @@ pub fn complete_with_extras(
 mod tests {
     use super::*;
     use crate::testutil::{counter_rng, settings_with};
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
     use http::header::{COOKIE, LOCATION, SET_COOKIE};
 
     fn started(s: &Settings, now: u64) -> (LoginState, String) {

@@ -267,6 +267,23 @@ impl Connection {
     }
 
     /// PKCE (S256): always for OpenID providers, as configured for OAuth2.
+    /// `Authorization` for `client_secret_basic` (RFC 6749 §2.3.1: the id
+    /// and the secret are each form-encoded, then joined and base64-encoded).
+    /// `None` never happens in practice (base64 is always a valid header
+    /// value); the provider would then refuse the request with a clear error.
+    pub fn client_secret_basic(&self) -> Option<http::HeaderValue> {
+        use base64::Engine as _;
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            enc(&self.client_id),
+            enc(&self.client_secret)
+        ));
+        let mut v = http::HeaderValue::from_str(&format!("Basic {basic}")).ok()?;
+        v.set_sensitive(true);
+        Some(v)
+    }
+
     pub fn uses_pkce(&self) -> bool {
         match &self.kind {
             Kind::Oidc { .. } => true,

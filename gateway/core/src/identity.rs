@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::connections::Connection;
 
-const MAX_CLAIM_LEN: usize = 512;
+pub(crate) const MAX_CLAIM_LEN: usize = 512;
 const MAX_GROUPS: usize = 64;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
