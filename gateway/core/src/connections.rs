@@ -548,7 +548,9 @@ fn one(r: Raw) -> Result<Connection, String> {
         email_domains,
         allowed_hosts,
         legacy: false,
-        trust_email: r.trust_email.unwrap_or(false),
+        // GitHub's verified primary address is one GitHub has confirmed the
+        // person receives mail at (the only email the preset ever reports).
+        trust_email: r.trust_email.unwrap_or(r.preset == Some(Preset::Github)),
         kind,
     })
 }
