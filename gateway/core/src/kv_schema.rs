@@ -80,6 +80,17 @@ pub const TENANT_INDEX: &str = "tenant-index";
 /// Every header name any stored tenant's rules may set: stripped from every
 /// client request, as the `rules` variable's are (tenants may share an origin).
 pub const TENANT_RULE_HEADERS: &str = "tenant-rule-headers";
+/// Login events' webhook outbox, per tenant (`crate::webhooks`): the
+/// counter numbering its entries (a counter without expiry, never swept),
+/// the entries (envelopes: a delivery, or empty once finished), the scan
+/// cursor (an envelope), and the count of deliveries given up (a counter).
+pub const WEBHOOK_SEQ: &str = "webhook-seq";
+pub const WEBHOOK_OUT: &str = "webhook-out";
+pub const WEBHOOK_CURSOR: &str = "webhook-cursor";
+pub const WEBHOOK_EXPIRED: &str = "webhook-expired";
+/// Per tenant and subject: the person has signed in before (a counter
+/// without expiry; tells a first login, `signup`, without rules).
+pub const LOGIN_SEEN: &str = "login-seen";
 /// Sweep index: per-bucket counters and entries, and the cursor.
 pub const SWEEP_COUNT: &str = "sweep-count";
 pub const SWEEP_ENTRY: &str = "sweep-entry";
@@ -99,6 +110,11 @@ pub const PREFIXES: &[&str] = &[
     TENANT_ID,
     TENANT_INDEX,
     TENANT_RULE_HEADERS,
+    WEBHOOK_SEQ,
+    WEBHOOK_OUT,
+    WEBHOOK_CURSOR,
+    WEBHOOK_EXPIRED,
+    LOGIN_SEEN,
     SWEEP_COUNT,
     SWEEP_ENTRY,
     SWEEP_CURSOR,
@@ -174,6 +190,30 @@ pub fn tenant_host(host: &str) -> String {
 /// `tenant-id:<id>`: the host the stored tenant `id` is filed under.
 pub fn tenant_id(id: &str) -> String {
     format!("{TENANT_ID}:{id}")
+}
+
+/// The counter numbering `tenant`'s webhook outbox entries.
+pub fn webhook_seq(tenant: &str) -> String {
+    format!("{WEBHOOK_SEQ}:{tenant}")
+}
+
+/// Outbox entry `n` of `tenant`.
+pub fn webhook_out(tenant: &str, n: u64) -> String {
+    format!("{WEBHOOK_OUT}:{tenant}:{n}")
+}
+
+pub fn webhook_cursor(tenant: &str) -> String {
+    format!("{WEBHOOK_CURSOR}:{tenant}")
+}
+
+/// How many of `tenant`'s deliveries expired undelivered (a counter).
+pub fn webhook_expired(tenant: &str) -> String {
+    format!("{WEBHOOK_EXPIRED}:{tenant}")
+}
+
+/// Whether `sub` has signed in to `tenant` before (a counter).
+pub fn login_seen(tenant: &str, sub: &str) -> String {
+    format!("{LOGIN_SEEN}:{tenant}:{}", hashed(sub))
 }
 
 /// Configuration the sweep must never delete, whatever an index entry says.
@@ -478,6 +518,11 @@ mod tests {
             TENANT_RULE_HEADERS.to_owned(),
             index_count(3),
             index_entry(3, 1),
+            webhook_seq("t"),
+            webhook_out("t", 1),
+            webhook_cursor("t"),
+            webhook_expired("t"),
+            login_seen("t", "alice"),
         ] {
             let prefix = k.split(':').next().unwrap();
             assert!(PREFIXES.contains(&prefix), "{k}");

@@ -53,6 +53,8 @@ pub struct Settings {
     pub headers: IdentityHeaders,
     /// Per-route rules, first match wins.
     pub routes: Vec<crate::route_rules::RouteRule>,
+    /// Endpoints login events are pushed to (`crate::webhooks`).
+    pub webhooks: Vec<crate::webhooks::Endpoint>,
     /// The tenant these settings are for (`crate::tenants`).
     pub tenant: String,
 }
@@ -101,6 +103,7 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("header_name", Some("")),
     ("assertion_header", Some("X-Edgeauth-Assertion")),
     ("routes", Some("")),
+    ("webhooks", Some("")),
     ("tenants", Some("")),
 ];
 
@@ -306,9 +309,12 @@ impl Settings {
 
         let routes = crate::route_rules::parse(&var("routes")?).map_err(|p| err("routes", p))?;
 
+        let webhooks = crate::webhooks::parse(&var("webhooks")?).map_err(|p| err("webhooks", p))?;
+
         Ok(Settings {
             tenant: crate::tenants::DEFAULT_TENANT.to_owned(),
             routes,
+            webhooks,
             public_url,
             secure_cookies,
             origin,
