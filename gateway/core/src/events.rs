@@ -88,6 +88,39 @@ pub struct Event {
     pub rule: Option<String>,
 }
 
+/// The client's address as the platform reports it (`spin-client-addr`,
+/// which the platform sets and clients cannot), without the port.
+pub fn client_ip(parts: &http::request::Parts) -> Option<String> {
+    let raw = parts.headers.get("spin-client-addr")?.to_str().ok()?;
+    raw.parse::<std::net::SocketAddr>()
+        .map(|s| s.ip().to_string())
+        .or_else(|_| raw.parse::<std::net::IpAddr>().map(|i| i.to_string()))
+        .ok()
+}
+
+/// The context of a request about `identity` (sign-in or sign-out).
+pub fn context(
+    tenant: &str,
+    identity: &crate::identity::Identity,
+    parts: &http::request::Parts,
+    correlation_id: String,
+) -> Context {
+    Context {
+        tenant: tenant.to_owned(),
+        subject: identity.sub.clone(),
+        connection: identity.connection_id().to_owned(),
+        ip: client_ip(parts),
+        user_agent: None,
+        correlation_id,
+    }
+    .with_user_agent(
+        parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    )
+}
+
 /// A fresh event id from 16 random bytes.
 pub fn new_id(rng: crate::Rng<'_>) -> String {
     let mut b = [0u8; 16];
@@ -235,6 +268,27 @@ mod tests {
             correlation_id: "cid-1".into(),
         }
         .with_user_agent(Some(&"x".repeat(2000)))
+    }
+
+    #[test]
+    fn the_request_gives_ip_and_user_agent() {
+        let parts = http::Request::get("/.edgeauth/callback")
+            .header("spin-client-addr", "[2001:db8::1]:4431")
+            .header("user-agent", "UA/1")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let mut id = crate::identity::Identity::from_claims(
+            serde_json::json!({"sub": "alice"}).as_object().unwrap(),
+        )
+        .unwrap();
+        id.connection = "corp".into();
+        let c = context("acme", &id, &parts, "cid".into());
+        assert_eq!(c.ip.as_deref(), Some("2001:db8::1"));
+        assert_eq!(c.user_agent.as_deref(), Some("UA/1"));
+        assert_eq!(c.connection, "corp");
+        assert_eq!(c.subject, "alice");
     }
 
     #[test]

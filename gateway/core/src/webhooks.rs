@@ -37,6 +37,8 @@ use crate::events::{Event, EventType};
 use crate::settings::is_loopback;
 
 pub const MAX_ENDPOINTS: usize = 10;
+/// The operator's drain: `POST` with `Authorization: Bearer <admin_token>`.
+pub const DRAIN_PATH: &str = "/.edgeauth/admin/events/drain";
 /// How long undelivered events are retried unless an endpoint says otherwise.
 pub const DEFAULT_RETRY_FOR_SECS: u64 = 24 * 3600;
 pub const MAX_RETRY_FOR_SECS: u64 = 7 * 24 * 3600;
