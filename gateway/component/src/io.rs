@@ -219,7 +219,7 @@ pub async fn fetch_for(
 const IDP_CONNECT_TIMEOUT_NS: u64 = 5_000_000_000;
 const IDP_RESPONSE_TIMEOUT_NS: u64 = 10_000_000_000;
 
-fn outgoing(request: &http::Request<Vec<u8>>) -> Option<OutgoingRequest> {
+pub(crate) fn outgoing(request: &http::Request<Vec<u8>>) -> Option<OutgoingRequest> {
     let entries: Vec<(String, Vec<u8>)> = request
         .headers()
         .iter()

@@ -95,7 +95,8 @@ impl Kv {
         self.store.delete(key).map_err(|_| Unavailable)
     }
 
-    fn increment(&self, key: &str, delta: i64) -> Result<i64, Unavailable> {
+    /// Atomic add (`delta` 0 reads the counter).
+    pub(crate) fn increment(&self, key: &str, delta: i64) -> Result<i64, Unavailable> {
         atomics::increment(self.bucket()?, key, delta).map_err(|e| {
             eprintln!("edgeauth: key-value increment failed: {e:?}");
             Unavailable

@@ -2,6 +2,7 @@
 //! the I/O the core asks for (IdP calls, KV, the origin) and streams the
 //! origin's answer back. Decisions are all made in `edgeauth_core`.
 
+mod events;
 mod io;
 mod kv;
 mod profile_store;
@@ -80,6 +81,12 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         return io::respond(out, r).await;
     }
     let route = routes::route(&parts);
+    // Login events are written and retried on sign-in and sign-out requests
+    // only, never on the authenticated hot path.
+    let events_retry = matches!(
+        route,
+        Route::Login | Route::Callback(_) | Route::Logout | Route::UnknownReserved
+    );
     let kv = match io::SessionKv::load(&settings, &mut parts, matches!(route, Route::Protected(_)))
     {
         Ok(kv) => kv,
@@ -111,6 +118,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         },
         Route::Logout if matches!(parts.method, Method::GET | Method::POST) => {
             // Read before the session is revoked: whose provider session to end.
+            events::logging_out(&settings, &parts, clock.secs);
             let connection = logout::session_connection(&settings, &parts, clock.secs);
             if let Err(r) = io::revoke_sessions(&settings, &parts, clock.secs) {
                 return io::respond(out, r).await;
@@ -127,14 +135,15 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         }
         Route::Logout => logout::method_not_allowed(),
         Route::LoggedOut => logout::finish(&settings, &parts, clock.secs),
-        Route::UnknownReserved => {
-            match rules::reserved(&settings, &doc_rules, &parts, req, clock.secs).await {
+        Route::UnknownReserved => match events::reserved(&settings, &parts, clock.secs).await {
+            Some(r) => r,
+            None => match rules::reserved(&settings, &doc_rules, &parts, req, clock.secs).await {
                 Some(r) => r,
                 None => endpoints::not_found(&parts),
-            }
-        }
+            },
+        },
     };
-    io::respond(out, response).await
+    events::respond(&settings, out, response, events_retry, clock.secs).await
 }
 
 async fn start_login(settings: &Settings, parts: &Parts, now: u64) -> Response {
@@ -200,7 +209,10 @@ async fn finish_login(
         Ok(id) => id,
         Err(r) => return r,
     };
-    rules::complete(settings, doc_rules, parts, identity, tokens, &start, now).await
+    let sign_in = events::signing_in(settings, &identity, parts);
+    let response = rules::complete(settings, doc_rules, parts, identity, tokens, &start, now).await;
+    events::signed_in(settings, sign_in, now);
+    response
 }
 
 /// Code for an access token, then the profile (and, for GitHub, the email

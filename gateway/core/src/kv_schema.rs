@@ -80,6 +80,17 @@ pub const TENANT_INDEX: &str = "tenant-index";
 /// Every header name any stored tenant's rules may set: stripped from every
 /// client request, as the `rules` variable's are (tenants may share an origin).
 pub const TENANT_RULE_HEADERS: &str = "tenant-rule-headers";
+/// Login events' webhook outbox, per tenant (`crate::webhooks`): the
+/// counter numbering its entries (a counter without expiry, never swept),
+/// the entries (envelopes: a delivery, or empty once finished), the scan
+/// cursor (an envelope), and the count of deliveries given up (a counter).
+pub const WEBHOOK_SEQ: &str = "webhook-seq";
+pub const WEBHOOK_OUT: &str = "webhook-out";
+pub const WEBHOOK_CURSOR: &str = "webhook-cursor";
+pub const WEBHOOK_EXPIRED: &str = "webhook-expired";
+/// Per tenant and subject: the person has signed in before (a counter
+/// without expiry; tells a first login, `signup`, without rules).
+pub const LOGIN_SEEN: &str = "login-seen";
 /// Sweep index: per-bucket counters and entries, and the cursor.
 /// People's profiles (`crate::profiles`) and their indexes: records the
 /// tenant keeps until it erases them, so stored as JSON without an envelope
@@ -110,6 +121,11 @@ pub const PREFIXES: &[&str] = &[
     PROFILE,
     PROFILE_IDENTITY,
     PROFILE_EMAIL,
+    WEBHOOK_SEQ,
+    WEBHOOK_OUT,
+    WEBHOOK_CURSOR,
+    WEBHOOK_EXPIRED,
+    LOGIN_SEEN,
     SWEEP_COUNT,
     SWEEP_ENTRY,
     SWEEP_CURSOR,
@@ -203,6 +219,30 @@ pub fn profile_identity(tenant: &str, connection: &str, subject: &str) -> String
 /// `profile-email:<tenant>:<hash of the email key>`.
 pub fn profile_email(tenant: &str, email_key: &str) -> String {
     format!("{PROFILE_EMAIL}:{tenant}:{}", hashed(email_key))
+}
+
+/// The counter numbering `tenant`'s webhook outbox entries.
+pub fn webhook_seq(tenant: &str) -> String {
+    format!("{WEBHOOK_SEQ}:{tenant}")
+}
+
+/// Outbox entry `n` of `tenant`.
+pub fn webhook_out(tenant: &str, n: u64) -> String {
+    format!("{WEBHOOK_OUT}:{tenant}:{n}")
+}
+
+pub fn webhook_cursor(tenant: &str) -> String {
+    format!("{WEBHOOK_CURSOR}:{tenant}")
+}
+
+/// How many of `tenant`'s deliveries expired undelivered (a counter).
+pub fn webhook_expired(tenant: &str) -> String {
+    format!("{WEBHOOK_EXPIRED}:{tenant}")
+}
+
+/// Whether `sub` has signed in to `tenant` before (a counter).
+pub fn login_seen(tenant: &str, sub: &str) -> String {
+    format!("{LOGIN_SEEN}:{tenant}:{}", hashed(sub))
 }
 
 /// Configuration (and people's profiles) the sweep must never delete,
@@ -511,6 +551,11 @@ mod tests {
             TENANT_RULE_HEADERS.to_owned(),
             index_count(3),
             index_entry(3, 1),
+            webhook_seq("t"),
+            webhook_out("t", 1),
+            webhook_cursor("t"),
+            webhook_expired("t"),
+            login_seen("t", "alice"),
         ] {
             let prefix = k.split(':').next().unwrap();
             assert!(PREFIXES.contains(&prefix), "{k}");

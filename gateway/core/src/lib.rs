@@ -19,6 +19,7 @@ pub mod connections;
 pub mod cookies;
 pub mod encoding;
 pub mod endpoints;
+pub mod events;
 pub mod forward;
 pub mod id_token;
 pub mod identity;
@@ -40,6 +41,7 @@ pub mod session;
 pub mod settings;
 pub mod tenant_docs;
 pub mod tenants;
+pub mod webhooks;
 
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -63,6 +63,8 @@ pub struct Settings {
     pub routes: Vec<crate::route_rules::RouteRule>,
     /// Whether a new identity joins the profile that has its verified email.
     pub account_linking: crate::profiles::Linking,
+    /// Endpoints login events are pushed to (`crate::webhooks`).
+    pub webhooks: Vec<crate::webhooks::Endpoint>,
     /// The tenant these settings are for (`crate::tenants`).
     pub tenant: String,
 }
@@ -113,6 +115,7 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("assertion_header", Some("X-Edgeauth-Assertion")),
     ("routes", Some("")),
     ("account_linking", Some("off")),
+    ("webhooks", Some("")),
     ("tenants", Some("")),
 ];
 
@@ -332,10 +335,13 @@ impl Settings {
             }
         };
 
+        let webhooks = crate::webhooks::parse(&var("webhooks")?).map_err(|p| err("webhooks", p))?;
+
         Ok(Settings {
             tenant: crate::tenants::DEFAULT_TENANT.to_owned(),
             routes,
             account_linking,
+            webhooks,
             public_url,
             secure_cookies,
             origin,

@@ -339,6 +339,10 @@ pub fn merge_secrets(
         new.insert("connections".into(), Value::Array(merged));
     }
 
+    // Webhook endpoints' secrets, by url (crate::webhooks).
+    crate::webhooks::merge_doc_secrets(new, old)
+        .map_err(|(field, problem)| AdminError::invalid(FieldError::new(field, problem)))?;
+
     // Rule secrets, by name; the whole map when the document leaves it out.
     let old_secrets = old
         .and_then(|o| o.get("rule_secrets"))
@@ -396,6 +400,7 @@ pub fn assume_kept_secrets(doc: &mut Map<String, Value>) {
     if let Some(Value::Object(secrets)) = doc.get_mut("rule_secrets") {
         secrets.values_mut().for_each(fill);
     }
+    crate::webhooks::assume_kept_doc_secrets(doc);
 }
 
 /// A document as the admin API shows it: every secret as `{"set": true}`.
@@ -426,6 +431,7 @@ pub fn redact(doc: &Map<String, Value>) -> Map<String, Value> {
             *v = set_marker();
         }
     }
+    crate::webhooks::redact_doc(&mut out);
     out
 }
 
@@ -893,6 +899,14 @@ mod tests {
                 "name",
             ),
             (
+                json!({"public_url": "https://a.example", "webhooks": [{"url": "http://crm.example/h", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "events": ["login"]}]}),
+                "webhooks[0].url",
+            ),
+            (
+                json!({"public_url": "https://a.example", "webhooks": [{"url": "https://crm.example/h", "secret": {"set": true}, "events": ["login"]}]}),
+                "webhooks[0].secret",
+            ),
+            (
                 json!({"public_url": "https://a.example", "id": "other"}),
                 "id",
             ),
@@ -955,7 +969,8 @@ mod tests {
                 {"id": "social", "kind": "oidc", "issuer": "https://social.example", "client_id": "s", "client_secret": "s-secret"},
                 {"id": "corp", "kind": "oidc", "issuer": "https://corp.example", "client_id": "c", "client_secret": "c-secret"}
             ],
-            "rule_secrets": {"crm": "crm-token", "other": "o"}
+            "rule_secrets": {"crm": "crm-token", "other": "o"},
+            "webhooks": [{"url": "https://crm.example/hooks", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "events": ["login"]}]
         }))
     }
 
@@ -964,7 +979,13 @@ mod tests {
         let old = stored_doc();
         let shown = redact(&old);
         let text = Value::Object(shown.clone()).to_string();
-        for secret in ["top", "s-secret", "c-secret", "crm-token"] {
+        for secret in [
+            "top",
+            "s-secret",
+            "c-secret",
+            "crm-token",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        ] {
             assert!(!text.contains(&format!("\"{secret}\"")), "{text}");
         }
         assert_eq!(shown["oidc_client_secret"], json!({"set": true}));

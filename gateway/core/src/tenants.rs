@@ -63,11 +63,12 @@ pub const OVERRIDABLE: &[&str] = &[
     "account_linking",
     "connections",
     "name",
+    "webhooks",
 ];
 
 /// Overridable variables whose value is JSON itself: a nested array or
 /// object is passed on as JSON text (saves quoting it in a string).
-const NESTED_JSON: &[&str] = &["routes", "connections"];
+const NESTED_JSON: &[&str] = &["routes", "connections", "webhooks"];
 
 /// Document fields that are not variables: the rule chain and its secrets
 /// (read by the rules, not by [`Settings`]), and the id (checked against the key).

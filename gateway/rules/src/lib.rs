@@ -24,6 +24,7 @@ pub mod command;
 pub mod config;
 pub mod event;
 pub mod failure;
+pub mod login_event;
 pub mod merge;
 pub mod outcome;
 pub mod record;

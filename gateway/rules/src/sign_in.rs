@@ -89,11 +89,7 @@ pub fn languages(raw: Option<&str>) -> Vec<String> {
 /// The client's address as the platform reports it (`spin-client-addr`,
 /// which the platform sets and clients cannot).
 pub fn client_ip(parts: &Parts) -> Option<String> {
-    let raw = header(parts, "spin-client-addr")?;
-    raw.parse::<std::net::SocketAddr>()
-        .map(|s| s.ip().to_string())
-        .or_else(|_| raw.parse::<std::net::IpAddr>().map(|i| i.to_string()))
-        .ok()
+    edgeauth_core::events::client_ip(parts)
 }
 
 /// The event before any rule ran: rule name, config and secrets are filled

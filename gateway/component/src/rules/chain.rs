@@ -312,6 +312,8 @@ async fn finish(
     progress: Progress,
     now: u64,
 ) -> Response {
+    let event = edgeauth_rules::login_event::outcome(&fin, &end);
+    crate::events::record_chain(&event, &edgeauth_rules::login_event::context(&fin), now);
     match outcome::finish(settings, fin, end, progress, now, &mut io::rng) {
         Step::Respond { response, audit } => {
             if let Some(line) = audit {
