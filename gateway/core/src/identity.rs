@@ -72,9 +72,13 @@ pub fn normalize_email(raw: &str) -> Option<String> {
 impl Identity {
     pub fn from_claims(claims: &Map<String, Value>) -> Result<Identity, ClaimsError> {
         let sub = short_string(claims.get("sub")).ok_or(ClaimsError::MissingSubject)?;
+        // An address with blanks around it is not one a provider verified
+        // as written: dropped, not trimmed into someone else's (linking
+        // compares addresses exactly, `crate::profiles`).
         let email = claims
             .get("email")
             .and_then(Value::as_str)
+            .filter(|e| e.trim() == *e)
             .and_then(normalize_email);
         let email_verified = email.is_some()
             && match claims.get("email_verified") {
@@ -223,6 +227,22 @@ mod tests {
         for good in ["a@Example.COM", "a@b\u{fc}cher.example", "a@x-1.example."] {
             let once = normalize_email(good).unwrap();
             assert_eq!(normalize_email(&once).as_ref(), Some(&once), "{good}");
+        }
+    }
+
+    #[test]
+    fn blanks_around_an_email_drop_it() {
+        for email in [
+            "a@example.com ",
+            " a@example.com",
+            "a@example.com\n",
+            "\ta@example.com",
+        ] {
+            let id = Identity::from_claims(&map(json!({
+                "sub": "s", "email": email, "email_verified": true
+            })))
+            .unwrap();
+            assert_eq!(id.email, None, "{email:?}");
         }
     }
 
