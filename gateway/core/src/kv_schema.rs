@@ -100,6 +100,14 @@ pub const PROFILE: &str = "profile";
 pub const PROFILE_IDENTITY: &str = "profile-identity";
 /// Verified email (`crate::profiles::email_key`) → profile id.
 pub const PROFILE_EMAIL: &str = "profile-email";
+/// The tenant's append-only list of the profiles it created, for export
+/// (Spin KV cannot list keys cheaply): a counter without expiry numbering
+/// the entries ([`profile_seq`], by `increment`), and entry `n` holding the
+/// id of the `n`th profile created ([`profile_list`]). Entries are never
+/// rewritten or removed; an erased profile's entry names a profile that is
+/// gone and the export skips it.
+pub const PROFILE_SEQ: &str = "profile-seq";
+pub const PROFILE_LIST: &str = "profile-list";
 pub const SWEEP_COUNT: &str = "sweep-count";
 pub const SWEEP_ENTRY: &str = "sweep-entry";
 pub const SWEEP_CURSOR: &str = "sweep-cursor";
@@ -121,6 +129,8 @@ pub const PREFIXES: &[&str] = &[
     PROFILE,
     PROFILE_IDENTITY,
     PROFILE_EMAIL,
+    PROFILE_SEQ,
+    PROFILE_LIST,
     WEBHOOK_SEQ,
     WEBHOOK_OUT,
     WEBHOOK_CURSOR,
@@ -221,6 +231,16 @@ pub fn profile_email(tenant: &str, email_key: &str) -> String {
     format!("{PROFILE_EMAIL}:{tenant}:{}", hashed(email_key))
 }
 
+/// `profile-seq:<tenant>`: the counter numbering [`profile_list`] entries.
+pub fn profile_seq(tenant: &str) -> String {
+    format!("{PROFILE_SEQ}:{tenant}")
+}
+
+/// `profile-list:<tenant>:<n>` (1-based): the id of the `n`th profile created.
+pub fn profile_list(tenant: &str, n: u64) -> String {
+    format!("{PROFILE_LIST}:{tenant}:{n}")
+}
+
 /// The counter numbering `tenant`'s webhook outbox entries.
 pub fn webhook_seq(tenant: &str) -> String {
     format!("{WEBHOOK_SEQ}:{tenant}")
@@ -257,6 +277,8 @@ fn is_configuration(key: &str) -> bool {
         PROFILE,
         PROFILE_IDENTITY,
         PROFILE_EMAIL,
+        PROFILE_SEQ,
+        PROFILE_LIST,
     ]
     .iter()
     .any(|p| {

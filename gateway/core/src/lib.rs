@@ -30,6 +30,7 @@ pub mod oauth2;
 pub mod pages;
 pub mod paths;
 pub mod policy;
+pub mod profile_admin;
 pub mod profiles;
 pub mod provider;
 pub mod redirect;

@@ -14,6 +14,19 @@
 //! between the writes leaves at worst a missing index (the next sign-in
 //! writes it) or a stale one (ignored, then overwritten).
 //!
+//! For export (`crate::profile_admin`), each tenant also keeps an
+//! append-only list of the profiles it created:
+//! `profile-seq:<tenant>` (a counter, `increment`) numbers the entries
+//! `profile-list:<tenant>:<n>` → profile id. A new profile's entry is
+//! written before the profile ([`Plan::creates`]): a crash in between
+//! leaves an entry naming no profile, which the export skips (as it skips
+//! erased profiles), never a profile the export misses. Erasure deletes the
+//! profile and the index entries that name it; unlinking rewrites the
+//! profile first, then drops the indexes of what it no longer lists.
+//! Admin patches and sign-ins both read, change and write the whole
+//! profile (Spin KV has no compare-and-swap): two at the same instant may
+//! lose one's change.
+//!
 //! Linking is the account-takeover path, so it is narrow on purpose
 //! ([`resolve`]): only by an email the provider says is verified, only from
 //! a connection the tenant trusts to vouch for emails, only within the
@@ -345,6 +358,15 @@ pub struct Plan {
     pub profile: Profile,
     pub resolution: Resolution,
     pub writes: Vec<(String, Vec<u8>)>,
+}
+
+impl Plan {
+    /// Whether the sign-in creates a profile: the caller then adds its id
+    /// to the tenant's profile list (`kv_schema::profile_list`) before the
+    /// writes, so an export never misses a profile that exists.
+    pub fn creates(&self) -> bool {
+        matches!(self.resolution, Resolution::New | Resolution::NeedsProof(_))
+    }
 }
 
 /// The profile this sign-in lands in, and what to write.

@@ -1,0 +1,664 @@
+//! The profiles' admin API (`/.edgeauth/admin/profiles/<tenant>/...`):
+//! which request is which, metadata patches, and what unlinking and erasure
+//! change, in the order the consistency rules of [`crate::profiles`] need.
+//! The component does the KV I/O (`profile_admin` there).
+//!
+//! Credentials: the operator's `admin_token` (as for tenant documents);
+//! tenant-scoped tokens are a follow-up. Every key is per tenant, and the
+//! tenant in the path must exist, so no call reaches another tenant's data.
+
+use http::Method;
+use serde_json::{Map, Value};
+
+use crate::kv_schema;
+use crate::profiles::{self, Profile};
+use crate::tenant_docs::AdminError;
+
+pub const PREFIX: &str = "/.edgeauth/admin/profiles";
+/// A `PATCH` body is at most this many bytes.
+pub const MAX_PATCH_BODY: usize = 32 * 1024;
+/// Each of `user_metadata` and `app_metadata`, serialized, after a patch.
+pub const MAX_METADATA: usize = 16 * 1024;
+/// Export page sizes.
+pub const DEFAULT_LIMIT: u64 = 100;
+pub const MAX_LIMIT: u64 = 500;
+
+pub fn is_admin_path(path: &str) -> bool {
+    path.strip_prefix(PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// The admin request a method, path and query name. Tenant ids are checked
+/// (form only: existence is the caller's), profile ids have their form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Get {
+        tenant: String,
+        id: String,
+    },
+    FindEmail {
+        tenant: String,
+        email: String,
+    },
+    FindIdentity {
+        tenant: String,
+        connection: String,
+        subject: String,
+    },
+    Export {
+        tenant: String,
+        cursor: u64,
+        limit: u64,
+    },
+    Patch {
+        tenant: String,
+        id: String,
+    },
+    Delete {
+        tenant: String,
+        id: String,
+    },
+    Unlink {
+        tenant: String,
+        id: String,
+        connection: String,
+        subject: String,
+    },
+    MethodNotAllowed(&'static str),
+}
+
+fn bad(error: &'static str, message: impl Into<String>) -> AdminError {
+    AdminError::new(400, error, message)
+}
+
+fn not_found(message: impl Into<String>) -> AdminError {
+    AdminError::new(404, "not_found", message)
+}
+
+fn segment(raw: &str) -> Result<String, AdminError> {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| {
+            bad(
+                "invalid_path",
+                "path segments must be UTF-8 (percent-encoded)",
+            )
+        })
+}
+
+fn tenant_of(raw: &str) -> Result<String, AdminError> {
+    let t = segment(raw)?;
+    crate::tenant_docs::check_id(&t)?;
+    Ok(t)
+}
+
+fn profile_of(raw: &str) -> Result<String, AdminError> {
+    let id = segment(raw)?;
+    if profiles::valid_id(&id) {
+        Ok(id)
+    } else {
+        Err(bad(
+            "invalid_profile_id",
+            "profile ids are `p_` and 26 of a-z 2-7",
+        ))
+    }
+}
+
+fn number(name: &str, v: &str, min: u64, max: u64) -> Result<u64, AdminError> {
+    v.parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            bad(
+                "invalid_query",
+                format!("`{name}` must be a whole number from {min} to {max}"),
+            )
+        })
+}
+
+/// The query of `GET .../<tenant>`: a find by email, by identity, or an
+/// export page.
+fn listing(tenant: String, query: &str) -> Result<Endpoint, AdminError> {
+    let (mut email, mut connection, mut subject, mut cursor, mut limit) =
+        (None, None, None, None, None);
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        let slot = match k.as_ref() {
+            "email" => &mut email,
+            "connection" => &mut connection,
+            "subject" => &mut subject,
+            "cursor" => &mut cursor,
+            "limit" => &mut limit,
+            other => {
+                return Err(bad(
+                    "invalid_query",
+                    format!(
+                        "unknown parameter `{other}` (use email, connection and subject, or cursor and limit)"
+                    ),
+                ));
+            }
+        };
+        if slot.replace(v.into_owned()).is_some() {
+            return Err(bad("invalid_query", format!("`{k}` is given twice")));
+        }
+    }
+    let finding = email.is_some() || connection.is_some() || subject.is_some();
+    if finding && (cursor.is_some() || limit.is_some()) {
+        return Err(bad(
+            "invalid_query",
+            "a find (email, connection, subject) takes no cursor or limit",
+        ));
+    }
+    match (email, connection, subject) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(bad(
+            "invalid_query",
+            "find by `email`, or by `connection` and `subject`, not both",
+        )),
+        (Some(email), None, None) => {
+            let email = profiles::email_key(&email)
+                .ok_or_else(|| bad("invalid_query", "`email` is not a plain email address"))?;
+            Ok(Endpoint::FindEmail { tenant, email })
+        }
+        (None, Some(connection), Some(subject))
+            if !connection.is_empty() && !subject.is_empty() =>
+        {
+            Ok(Endpoint::FindIdentity {
+                tenant,
+                connection,
+                subject,
+            })
+        }
+        (None, Some(_), _) | (None, _, Some(_)) => Err(bad(
+            "invalid_query",
+            "a find by identity needs both `connection` and `subject` (non-empty)",
+        )),
+        (None, None, None) => Ok(Endpoint::Export {
+            tenant,
+            cursor: cursor
+                .map(|c| number("cursor", &c, 1, u64::MAX))
+                .transpose()?
+                .unwrap_or(1),
+            limit: limit
+                .map(|l| number("limit", &l, 1, MAX_LIMIT))
+                .transpose()?
+                .unwrap_or(DEFAULT_LIMIT),
+        }),
+    }
+}
+
+pub fn endpoint(method: &Method, path: &str, query: Option<&str>) -> Result<Endpoint, AdminError> {
+    let no_endpoint = || not_found("no such admin endpoint");
+    let rest = path.strip_prefix(PREFIX).ok_or_else(no_endpoint)?;
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let segments: Vec<&str> = rest.split('/').collect();
+    match segments.as_slice() {
+        [t] if !t.is_empty() => match *method {
+            Method::GET => listing(tenant_of(t)?, query.unwrap_or("")),
+            _ => Ok(Endpoint::MethodNotAllowed("GET")),
+        },
+        [t, p] => {
+            let (tenant, id) = (tenant_of(t)?, profile_of(p)?);
+            Ok(match *method {
+                Method::GET => Endpoint::Get { tenant, id },
+                Method::PATCH => Endpoint::Patch { tenant, id },
+                Method::DELETE => Endpoint::Delete { tenant, id },
+                _ => Endpoint::MethodNotAllowed("GET, PATCH, DELETE"),
+            })
+        }
+        [t, p, "identities", c, s] => {
+            let (tenant, id) = (tenant_of(t)?, profile_of(p)?);
+            let (connection, subject) = (segment(c)?, segment(s)?);
+            if connection.is_empty() || subject.is_empty() {
+                return Err(no_endpoint());
+            }
+            Ok(match *method {
+                Method::DELETE => Endpoint::Unlink {
+                    tenant,
+                    id,
+                    connection,
+                    subject,
+                },
+                _ => Endpoint::MethodNotAllowed("DELETE"),
+            })
+        }
+        _ => Err(no_endpoint()),
+    }
+}
+
+/// Whether tenant `id` exists: with neither a `tenants` variable nor a
+/// tenant store the gateway has the one default tenant; otherwise a tenant
+/// of the variable, or (store on) one stored (`stored` asks the store).
+pub fn tenant_exists(
+    fixed: &crate::tenants::Tenants,
+    store: bool,
+    id: &str,
+    stored: impl FnOnce() -> Result<bool, AdminError>,
+) -> Result<bool, AdminError> {
+    if fixed.is_empty() && !store {
+        return Ok(id == crate::tenants::DEFAULT_TENANT);
+    }
+    if fixed.get(id).is_some() {
+        return Ok(true);
+    }
+    if store { stored() } else { Ok(false) }
+}
+
+/// Whether an index value names profile `id` (only then is it erased or
+/// dropped with it: an entry another profile took over since stays).
+pub fn names(value: Option<&[u8]>, id: &str) -> bool {
+    value == Some(id.as_bytes())
+}
+
+/// The profile an index entry leads to, if it lists what was looked up
+/// (the consistency rule: an index is only a pointer).
+pub fn trusted_by_email(found: Option<Profile>, email_key: &str) -> Option<Profile> {
+    found.filter(|p| p.has_verified_email(email_key))
+}
+
+pub fn trusted_by_identity(
+    found: Option<Profile>,
+    connection: &str,
+    subject: &str,
+) -> Option<Profile> {
+    found.filter(|p| p.has_identity(connection, subject))
+}
+
+/// The profile id an index value names, if it has the form of one.
+pub fn index_target(value: Option<&[u8]>) -> Option<&str> {
+    value
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .filter(|id| profiles::valid_id(id))
+}
+
+/// RFC 7396 JSON merge patch of `target` by `patch`.
+fn merge(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
+    for (k, v) in patch {
+        match v {
+            Value::Null => {
+                target.remove(k);
+            }
+            Value::Object(p) => {
+                let slot = target
+                    .entry(k.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if !slot.is_object() {
+                    *slot = Value::Object(Map::new());
+                }
+                if let Value::Object(t) = slot {
+                    merge(t, p);
+                }
+            }
+            other => {
+                target.insert(k.clone(), other.clone());
+            }
+        }
+    }
+}
+
+/// Applies a `PATCH` body (`{"user_metadata": {...}, "app_metadata": {...}}`,
+/// each a JSON merge patch) to `profile`.
+pub fn apply_patch(profile: &mut Profile, body: &[u8]) -> Result<(), AdminError> {
+    if body.len() > MAX_PATCH_BODY {
+        return Err(AdminError::new(
+            413,
+            "too_large",
+            format!("a patch is at most {MAX_PATCH_BODY} bytes"),
+        ));
+    }
+    let Ok(Value::Object(doc)) = serde_json::from_slice::<Value>(body) else {
+        return Err(bad(
+            "invalid_patch",
+            "the body must be a JSON object: {\"user_metadata\": {...}, \"app_metadata\": {...}}",
+        ));
+    };
+    if doc.is_empty() {
+        return Err(bad(
+            "invalid_patch",
+            "nothing to patch: give `user_metadata` and/or `app_metadata`",
+        ));
+    }
+    // On copies: a refused patch changes nothing.
+    let (mut user, mut app) = (profile.user_metadata.clone(), profile.app_metadata.clone());
+    for (field, patch) in &doc {
+        let target = match field.as_str() {
+            "user_metadata" => &mut user,
+            "app_metadata" => &mut app,
+            _ => {
+                let mut e = bad(
+                    "invalid_patch",
+                    format!("`{field}` cannot be patched (only user_metadata and app_metadata)"),
+                );
+                e.field = Some(field.clone());
+                return Err(e);
+            }
+        };
+        let Value::Object(patch) = patch else {
+            let mut e = bad("invalid_patch", format!("`{field}` must be a JSON object"));
+            e.field = Some(field.clone());
+            return Err(e);
+        };
+        merge(target, patch);
+        let size = Value::Object(target.clone()).to_string().len();
+        if size > MAX_METADATA {
+            let mut e = bad(
+                "too_large",
+                format!("`{field}` would be {size} bytes; at most {MAX_METADATA}"),
+            );
+            e.field = Some(field.clone());
+            return Err(e);
+        }
+    }
+    profile.user_metadata = user;
+    profile.app_metadata = app;
+    Ok(())
+}
+
+/// Every index key that may name `profile` (its identities and verified
+/// emails): erasure deletes those that do, then the profile.
+pub fn index_keys(tenant: &str, profile: &Profile) -> Vec<String> {
+    let mut keys: Vec<String> = profile
+        .identities
+        .iter()
+        .map(|i| kv_schema::profile_identity(tenant, &i.connection, &i.subject))
+        .collect();
+    keys.extend(
+        profile
+            .verified_emails()
+            .map(|e| kv_schema::profile_email(tenant, e)),
+    );
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// What unlinking an identity changes: the profile without it (written
+/// first), then the index keys to drop if they still name the profile.
+#[derive(Debug)]
+pub struct Unlink {
+    pub profile: Profile,
+    pub drop_indexes: Vec<String>,
+}
+
+/// Removes the identity `connection`/`subject` from `profile`, with the
+/// emails its connection reported (unless another identity of that
+/// connection stays). Its next sign-in finds no index and no profile listing
+/// it, so it creates a new profile. The last identity cannot be unlinked:
+/// erase the profile instead.
+pub fn unlink(
+    tenant: &str,
+    mut profile: Profile,
+    connection: &str,
+    subject: &str,
+) -> Result<Unlink, AdminError> {
+    if !profile.has_identity(connection, subject) {
+        return Err(not_found(format!(
+            "profile `{}` has no identity `{connection}`/`{subject}`",
+            profile.id
+        )));
+    }
+    if profile.identities.len() == 1 {
+        return Err(AdminError::new(
+            409,
+            "last_identity",
+            "this is the profile's only identity: erase the profile (DELETE) instead",
+        ));
+    }
+    let before: Vec<String> = profile.verified_emails().map(str::to_owned).collect();
+    profile
+        .identities
+        .retain(|i| !(i.connection == connection && i.subject == subject));
+    if !profile
+        .identities
+        .iter()
+        .any(|i| i.connection == connection)
+    {
+        profile.emails.retain(|e| e.connection != connection);
+    }
+    let mut drop_indexes = vec![kv_schema::profile_identity(tenant, connection, subject)];
+    drop_indexes.extend(
+        before
+            .iter()
+            .filter(|e| !profile.has_verified_email(e))
+            .map(|e| kv_schema::profile_email(tenant, e)),
+    );
+    Ok(Unlink {
+        profile,
+        drop_indexes,
+    })
+}
+
+/// The list entries an export page reads: numbers `cursor ..` up to `limit`
+/// of them, not past `count` (the counter's value), and the cursor of the
+/// next page (`None` at the end).
+pub fn export_page(
+    cursor: u64,
+    limit: u64,
+    count: u64,
+) -> (std::ops::RangeInclusive<u64>, Option<u64>) {
+    let last = cursor.saturating_add(limit - 1).min(count);
+    let next = (last < count).then(|| last + 1);
+    (cursor..=last, next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use crate::profiles::SignInFacts;
+    use serde_json::json;
+
+    const P: &str = "p_aaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    fn ident(connection: &str, sub: &str, email: &str) -> Identity {
+        Identity {
+            sub: format!("{connection}|{sub}"),
+            idp_subject: Some(sub.into()),
+            connection: connection.into(),
+            email: Some(email.into()),
+            email_verified: true,
+            ..Default::default()
+        }
+    }
+
+    fn two_identities() -> Profile {
+        let mut p = Profile::new(
+            P.into(),
+            &ident("corp", "v1", "v@example.com"),
+            &SignInFacts::default(),
+            1,
+        );
+        p.record_sign_in(
+            &ident("github", "42", "gh@example.com"),
+            &SignInFacts::default(),
+            2,
+        );
+        p
+    }
+
+    fn ep(m: Method, path: &str, q: Option<&str>) -> Result<Endpoint, AdminError> {
+        endpoint(&m, &format!("{PREFIX}{path}"), q)
+    }
+
+    #[test]
+    fn paths_and_queries_name_endpoints_or_say_what_is_wrong() {
+        assert_eq!(
+            ep(Method::GET, &format!("/acme/{P}"), None).unwrap(),
+            Endpoint::Get {
+                tenant: "acme".into(),
+                id: P.into()
+            }
+        );
+        assert_eq!(
+            ep(Method::GET, "/acme", Some("email=Bob@EXAMPLE.com")).unwrap(),
+            Endpoint::FindEmail {
+                tenant: "acme".into(),
+                email: "Bob@example.com".into()
+            }
+        );
+        assert_eq!(
+            ep(
+                Method::GET,
+                "/acme",
+                Some("connection=gh&subject=a%7Cb%2Fc")
+            )
+            .unwrap(),
+            Endpoint::FindIdentity {
+                tenant: "acme".into(),
+                connection: "gh".into(),
+                subject: "a|b/c".into()
+            }
+        );
+        assert_eq!(
+            ep(Method::GET, "/acme", None).unwrap(),
+            Endpoint::Export {
+                tenant: "acme".into(),
+                cursor: 1,
+                limit: DEFAULT_LIMIT
+            }
+        );
+        assert_eq!(
+            ep(
+                Method::DELETE,
+                &format!("/acme/{P}/identities/gh/a%2Fb"),
+                None
+            )
+            .unwrap(),
+            Endpoint::Unlink {
+                tenant: "acme".into(),
+                id: P.into(),
+                connection: "gh".into(),
+                subject: "a/b".into()
+            }
+        );
+        assert_eq!(
+            ep(Method::PUT, &format!("/acme/{P}"), None).unwrap(),
+            Endpoint::MethodNotAllowed("GET, PATCH, DELETE")
+        );
+        for (path, q, error) in [
+            ("/ACME", None, "invalid_id"),
+            ("/acme/p_nope", None, "invalid_profile_id"),
+            ("/acme", Some("limit=0"), "invalid_query"),
+            ("/acme", Some("limit=501"), "invalid_query"),
+            ("/acme", Some("cursor=x"), "invalid_query"),
+            ("/acme", Some("email=not-an-email"), "invalid_query"),
+            ("/acme", Some("connection=gh"), "invalid_query"),
+            ("/acme", Some("email=a@b.c&subject=x"), "invalid_query"),
+            ("/acme", Some("sort=asc"), "invalid_query"),
+            ("/acme", Some("email=a@b.c&limit=3"), "invalid_query"),
+            ("/acme/x/y/z", None, "not_found"),
+        ] {
+            assert_eq!(
+                ep(Method::GET, path, q).unwrap_err().error,
+                error,
+                "{path} {q:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn patches_merge_metadata_within_bounds() {
+        let mut p = two_identities();
+        p.app_metadata.insert("plan".into(), json!("free"));
+        apply_patch(
+            &mut p,
+            br#"{"user_metadata": {"lang": "fr", "a": {"b": 1}}, "app_metadata": {"plan": null, "roles": ["x"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(p.user_metadata.clone()),
+            json!({"lang": "fr", "a": {"b": 1}})
+        );
+        assert_eq!(
+            Value::Object(p.app_metadata.clone()),
+            json!({"roles": ["x"]})
+        );
+        apply_patch(
+            &mut p,
+            br#"{"user_metadata": {"a": {"c": 2}, "lang": null}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(p.user_metadata.clone()),
+            json!({"a": {"b": 1, "c": 2}})
+        );
+        for (body, field) in [
+            (&br#"{"name": "x"}"#[..], Some("name")),
+            (br#"{"user_metadata": [1]}"#, Some("user_metadata")),
+            (br#"[]"#, None),
+            (br#"{}"#, None),
+            (b"nope", None),
+        ] {
+            let e = apply_patch(&mut p, body).unwrap_err();
+            assert_eq!(e.status, 400);
+            assert_eq!(
+                e.field.as_deref(),
+                field,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let big = format!(
+            r#"{{"app_metadata": {{"x": "{}"}}}}"#,
+            "y".repeat(MAX_METADATA)
+        );
+        let e = apply_patch(&mut p, big.as_bytes()).unwrap_err();
+        assert_eq!((e.status, e.error), (400, "too_large"));
+        assert!(
+            !p.app_metadata.contains_key("x"),
+            "a refused patch is not kept"
+        );
+    }
+
+    #[test]
+    fn unlinking_drops_the_identity_its_emails_and_their_indexes() {
+        let p = two_identities();
+        let u = unlink("acme", p.clone(), "github", "42").unwrap();
+        assert!(!u.profile.has_identity("github", "42"));
+        assert!(!u.profile.has_verified_email("gh@example.com"));
+        assert!(u.profile.has_verified_email("v@example.com"));
+        assert_eq!(
+            u.drop_indexes,
+            vec![
+                kv_schema::profile_identity("acme", "github", "42"),
+                kv_schema::profile_email("acme", "gh@example.com"),
+            ]
+        );
+        assert_eq!(unlink("acme", p, "github", "43").unwrap_err().status, 404);
+        assert_eq!(
+            unlink("acme", u.profile, "corp", "v1").unwrap_err().status,
+            409,
+            "the last identity"
+        );
+    }
+
+    #[test]
+    fn erasure_covers_every_index_and_only_entries_naming_the_profile() {
+        let keys = index_keys("acme", &two_identities());
+        assert_eq!(keys.len(), 4);
+        assert!(keys.iter().all(|k| k.contains(":acme:")));
+        assert!(names(Some(P.as_bytes()), P));
+        assert!(!names(Some(b"p_bbbbbbbbbbbbbbbbbbbbbbbbbb"), P));
+        assert!(!names(None, P));
+    }
+
+    #[test]
+    fn export_pages_cover_the_list_once() {
+        assert_eq!(export_page(1, 3, 7), (1..=3, Some(4)));
+        assert_eq!(export_page(4, 3, 7), (4..=6, Some(7)));
+        assert_eq!(export_page(7, 3, 7), (7..=7, None));
+        assert_eq!(export_page(1, 3, 0).1, None);
+        assert!(export_page(1, 3, 0).0.is_empty());
+        assert_eq!(export_page(9, 3, 7).1, None);
+        assert_eq!(export_page(u64::MAX, 500, u64::MAX).1, None);
+    }
+
+    #[test]
+    fn only_existing_tenants_are_served() {
+        let none = crate::tenants::Tenants::default();
+        let asked = |r: bool| move || Ok(r);
+        assert!(tenant_exists(&none, false, "default", asked(false)).unwrap());
+        assert!(!tenant_exists(&none, false, "acme", asked(true)).unwrap());
+        assert!(tenant_exists(&none, true, "acme", asked(true)).unwrap());
+        assert!(!tenant_exists(&none, true, "default", asked(false)).unwrap());
+    }
+}
