@@ -5,6 +5,7 @@
 mod events;
 mod io;
 mod kv;
+mod profile_admin;
 mod profile_store;
 mod proxy;
 mod rules;
@@ -67,6 +68,9 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let clock = Clock::now();
     let mut parts = io::request_parts(&req);
     // The gateway's own API, on any host (before a tenant is chosen).
+    if edgeauth_core::profile_admin::is_admin_path(parts.uri.path()) {
+        return io::respond(out, crate::profile_admin::handle(&parts, req).await).await;
+    }
     if tenant_docs::is_admin_path(parts.uri.path()) {
         return io::respond(out, tenant_admin::handle(&parts, req).await).await;
     }

@@ -25,20 +25,20 @@ use spin_sdk::http::IncomingRequest;
 
 use crate::kv::Kv;
 
-fn variable(name: &str) -> Option<String> {
+pub(crate) fn variable(name: &str) -> Option<String> {
     spin_sdk::variables::get(name).ok()
 }
 
-fn reply(status: StatusCode, body: Value) -> Response {
+pub(crate) fn reply(status: StatusCode, body: Value) -> Response {
     pages::json(status, body.to_string())
 }
 
-fn refuse(e: AdminError) -> Response {
+pub(crate) fn refuse(e: AdminError) -> Response {
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
     pages::json(status, e.body())
 }
 
-fn store_down() -> AdminError {
+pub(crate) fn store_down() -> AdminError {
     AdminError::new(
         503,
         "storage_unavailable",
@@ -47,20 +47,22 @@ fn store_down() -> AdminError {
 }
 
 /// One audit line, in a single write (lines of concurrent requests never interleave).
-fn audit(fields: Value) {
+pub(crate) fn audit(fields: Value) {
     use std::io::Write as _;
     // Same form as the rules' audit lines.
     let line = format!("edgeauth-audit: {fields}\n");
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
-pub async fn handle(parts: &Parts, req: IncomingRequest) -> Response {
+/// The admin token check every admin endpoint starts with: `Some` answer
+/// (404 without an `admin_token`, 401 for a wrong or absent one) refuses.
+pub(crate) fn gate(parts: &Parts) -> Option<Response> {
     let given = parts
         .headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     match admin::authorized(given, &variable("admin_token").unwrap_or_default()) {
-        None => return endpoints::not_found(parts),
+        None => Some(endpoints::not_found(parts)),
         Some(false) => {
             audit(json!({"event": "admin-denied", "path": parts.uri.path()}));
             let mut r = refuse(AdminError::new(
@@ -72,9 +74,15 @@ pub async fn handle(parts: &Parts, req: IncomingRequest) -> Response {
                 http::header::WWW_AUTHENTICATE,
                 http::HeaderValue::from_static("Bearer"),
             );
-            return r;
+            Some(r)
         }
-        Some(true) => {}
+        Some(true) => None,
+    }
+}
+
+pub async fn handle(parts: &Parts, req: IncomingRequest) -> Response {
+    if let Some(refused) = gate(parts) {
+        return refused;
     }
     match serve(parts, req).await {
         Ok(r) => r,

@@ -1,0 +1,250 @@
+//! The profiles' admin API (`/.edgeauth/admin/profiles/<tenant>/...`, see
+//! `edgeauth_core::profile_admin`): reads the body, reads and writes KV and
+//! answers; every decision is the core's. Same credentials and errors as
+//! the tenant documents' API (`tenant_admin`).
+
+use edgeauth_core::Response;
+use edgeauth_core::kv_schema;
+use edgeauth_core::profile_admin::{self as decide, Endpoint, MAX_PATCH_BODY};
+use edgeauth_core::profiles::{self, Profile};
+use edgeauth_core::tenant_docs::AdminError;
+use edgeauth_core::tenants::{self, Tenants};
+use futures::StreamExt;
+use http::StatusCode;
+use http::request::Parts;
+use serde_json::{Value, json};
+use spin_sdk::http::IncomingRequest;
+
+use crate::kv::Kv;
+use crate::tenant_admin::{audit, gate, refuse, reply, store_down, variable};
+
+pub async fn handle(parts: &Parts, req: IncomingRequest) -> Response {
+    if let Some(refused) = gate(parts) {
+        return refused;
+    }
+    match serve(parts, req).await {
+        Ok(r) => r,
+        Err(e) => refuse(e),
+    }
+}
+
+fn get(kv: &Kv, key: &str) -> Result<Option<Vec<u8>>, AdminError> {
+    kv.get_raw(key).map_err(|_| store_down())
+}
+
+fn profile_at(kv: &Kv, tenant: &str, id: &str) -> Result<Option<Profile>, AdminError> {
+    Ok(profiles::decode(
+        get(kv, &kv_schema::profile(tenant, id))?.as_deref(),
+    ))
+}
+
+fn existing(kv: &Kv, tenant: &str, id: &str) -> Result<Profile, AdminError> {
+    profile_at(kv, tenant, id)?.ok_or_else(|| {
+        AdminError::new(
+            404,
+            "not_found",
+            format!("no profile `{id}` in tenant `{tenant}`"),
+        )
+    })
+}
+
+/// The profile an index key names, if the index is trusted (`trust`).
+fn through_index(
+    kv: &Kv,
+    tenant: &str,
+    key: &str,
+    trust: impl FnOnce(Option<Profile>) -> Option<Profile>,
+) -> Result<Response, AdminError> {
+    let value = get(kv, key)?;
+    let found = match decide::index_target(value.as_deref()) {
+        Some(id) => trust(profile_at(kv, tenant, id)?),
+        None => None,
+    };
+    match found {
+        Some(p) => Ok(shown(StatusCode::OK, &p)),
+        None => Err(AdminError::new(
+            404,
+            "not_found",
+            format!("no profile in tenant `{tenant}` matches"),
+        )),
+    }
+}
+
+fn shown(status: StatusCode, p: &Profile) -> Response {
+    reply(status, serde_json::to_value(p).unwrap_or(Value::Null))
+}
+
+fn save(kv: &Kv, tenant: &str, p: &Profile) -> Result<(), AdminError> {
+    let bytes = serde_json::to_vec(p).map_err(|_| store_down())?;
+    kv.put_permanent(&kv_schema::profile(tenant, &p.id), &bytes)
+        .map_err(|_| store_down())
+}
+
+/// Deletes the index entries among `keys` that still name profile `id`.
+fn drop_indexes(kv: &Kv, keys: &[String], id: &str) -> Result<(), AdminError> {
+    for key in keys {
+        if decide::names(get(kv, key)?.as_deref(), id) {
+            kv.delete(key).map_err(|_| store_down())?;
+        }
+    }
+    Ok(())
+}
+
+fn not_allowed(allow: &'static str) -> Response {
+    let mut r = refuse(AdminError::new(
+        405,
+        "method_not_allowed",
+        format!("use {allow}"),
+    ));
+    r.headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+    r
+}
+
+fn tenant_id(e: &Endpoint) -> Option<&str> {
+    match e {
+        Endpoint::Get { tenant, .. }
+        | Endpoint::FindEmail { tenant, .. }
+        | Endpoint::FindIdentity { tenant, .. }
+        | Endpoint::Export { tenant, .. }
+        | Endpoint::Patch { tenant, .. }
+        | Endpoint::Delete { tenant, .. }
+        | Endpoint::Unlink { tenant, .. } => Some(tenant),
+        Endpoint::MethodNotAllowed(_) => None,
+    }
+}
+
+async fn serve(parts: &Parts, req: IncomingRequest) -> Result<Response, AdminError> {
+    let endpoint = decide::endpoint(&parts.method, parts.uri.path(), parts.uri.query())?;
+    if let Endpoint::MethodNotAllowed(allow) = endpoint {
+        return Ok(not_allowed(allow));
+    }
+    let tenant = tenant_id(&endpoint).unwrap_or_default().to_owned();
+    let fixed = Tenants::parse(&variable("tenants").unwrap_or_default())
+        .map_err(|_| AdminError::new(500, "misconfigured", "the `tenants` variable is invalid"))?;
+    let store = tenants::store_enabled(variable)
+        .map_err(|e| AdminError::new(500, "misconfigured", e.to_string()))?;
+    let kv = Kv::open().map_err(|_| store_down())?;
+    let known = decide::tenant_exists(&fixed, store, &tenant, || {
+        kv.exists(&kv_schema::tenant_id(&tenant))
+            .map_err(|_| store_down())
+    })?;
+    if !known {
+        return Err(AdminError::new(
+            404,
+            "not_found",
+            format!("no tenant `{tenant}`"),
+        ));
+    }
+    let t = tenant.as_str();
+    match endpoint {
+        Endpoint::Get { id, .. } => Ok(shown(StatusCode::OK, &existing(&kv, t, &id)?)),
+        Endpoint::FindEmail { email, .. } => {
+            through_index(&kv, t, &kv_schema::profile_email(t, &email), |p| {
+                decide::trusted_by_email(p, &email)
+            })
+        }
+        Endpoint::FindIdentity {
+            connection,
+            subject,
+            ..
+        } => through_index(
+            &kv,
+            t,
+            &kv_schema::profile_identity(t, &connection, &subject),
+            |p| decide::trusted_by_identity(p, &connection, &subject),
+        ),
+        Endpoint::Patch { id, .. } => {
+            let body = body(req).await?;
+            let mut p = existing(&kv, t, &id)?;
+            decide::apply_patch(&mut p, &body)?;
+            save(&kv, t, &p)?;
+            audit(json!({"event": "profile-patched", "tenant": t, "profile": id}));
+            Ok(shown(StatusCode::OK, &p))
+        }
+        Endpoint::Delete { id, .. } => {
+            let p = existing(&kv, t, &id)?;
+            // Indexes first: a failed erasure leaves the profile, and
+            // repeating the DELETE finds every index again.
+            drop_indexes(&kv, &decide::index_keys(t, &p), &id)?;
+            kv.delete(&kv_schema::profile(t, &id))
+                .map_err(|_| store_down())?;
+            audit(json!({"event": "profile-erased", "tenant": t, "profile": id}));
+            Ok(reply(
+                StatusCode::OK,
+                json!({"id": id, "tenant": t, "erased": true}),
+            ))
+        }
+        Endpoint::Unlink {
+            id,
+            connection,
+            subject,
+            ..
+        } => {
+            let u = decide::unlink(t, existing(&kv, t, &id)?, &connection, &subject)?;
+            // The profile first: from then on the index is untrusted.
+            save(&kv, t, &u.profile)?;
+            drop_indexes(&kv, &u.drop_indexes, &id)?;
+            audit(json!({
+                "event": "profile-unlinked", "tenant": t, "profile": id, "connection": connection,
+            }));
+            Ok(shown(StatusCode::OK, &u.profile))
+        }
+        Endpoint::Export { cursor, limit, .. } => export(&kv, t, cursor, limit),
+        Endpoint::MethodNotAllowed(allow) => Ok(not_allowed(allow)),
+    }
+}
+
+/// One export page: JSON lines, at most `limit` list entries read (two KV
+/// reads each), erased profiles skipped; the next page's cursor in the
+/// `edgeauth-next-cursor` header (absent on the last page).
+fn export(kv: &Kv, tenant: &str, cursor: u64, limit: u64) -> Result<Response, AdminError> {
+    let count = kv
+        .increment(&kv_schema::profile_seq(tenant), 0)
+        .map_err(|_| store_down())?;
+    let (range, next) = decide::export_page(cursor, limit, count.max(0) as u64);
+    let mut body = Vec::new();
+    for n in range {
+        let entry = get(kv, &kv_schema::profile_list(tenant, n))?;
+        let Some(id) = decide::index_target(entry.as_deref()) else {
+            continue;
+        };
+        if let Some(p) = profile_at(kv, tenant, id)? {
+            serde_json::to_writer(&mut body, &p).map_err(|_| store_down())?;
+            body.push(b'\n');
+        }
+    }
+    let mut r = http::Response::new(body);
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-ndjson"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    if let Some(next) = next {
+        h.insert("edgeauth-next-cursor", http::HeaderValue::from(next));
+    }
+    Ok(r)
+}
+
+/// The request body, at most [`MAX_PATCH_BODY`] bytes (read no further).
+async fn body(req: IncomingRequest) -> Result<Vec<u8>, AdminError> {
+    let mut stream = req.into_body_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|_| AdminError::new(400, "bad_body", "reading the request body failed"))?;
+        if out.len() + chunk.len() > MAX_PATCH_BODY {
+            return Err(AdminError::new(
+                413,
+                "too_large",
+                format!("a patch is at most {MAX_PATCH_BODY} bytes"),
+            ));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
