@@ -196,15 +196,20 @@ async fn serve(parts: &Parts, req: IncomingRequest) -> Result<Response, AdminErr
 }
 
 /// One export page: JSON lines, at most `limit` list entries read (two KV
-/// reads each), erased profiles skipped; the next page's cursor in the
+/// reads each) and about [`decide::MAX_PAGE_BYTES`], erased profiles skipped; the next page's cursor in the
 /// `edgeauth-next-cursor` header (absent on the last page).
 fn export(kv: &Kv, tenant: &str, cursor: u64, limit: u64) -> Result<Response, AdminError> {
     let count = kv
         .increment(&kv_schema::profile_seq(tenant), 0)
         .map_err(|_| store_down())?;
-    let (range, next) = decide::export_page(cursor, limit, count.max(0) as u64);
+    let count = count.max(0) as u64;
+    let (range, mut next) = decide::export_page(cursor, limit, count);
     let mut body = Vec::new();
     for n in range {
+        if body.len() >= decide::MAX_PAGE_BYTES {
+            next = Some(n);
+            break;
+        }
         let entry = get(kv, &kv_schema::profile_list(tenant, n))?;
         let Some(id) = decide::index_target(entry.as_deref()) else {
             continue;

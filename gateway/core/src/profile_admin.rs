@@ -22,6 +22,10 @@ pub const MAX_METADATA: usize = 16 * 1024;
 /// Export page sizes.
 pub const DEFAULT_LIMIT: u64 = 100;
 pub const MAX_LIMIT: u64 = 500;
+/// An export page stops after the profile that takes it past this many
+/// bytes (the next page starts after it): memory stays bounded whatever
+/// the profiles hold, and pages fit the CLI's 64 KiB responses.
+pub const MAX_PAGE_BYTES: usize = 48 * 1024;
 
 pub fn is_admin_path(path: &str) -> bool {
     path.strip_prefix(PREFIX)

@@ -10,6 +10,7 @@ mod manifest;
 mod outbound;
 mod pool;
 mod problem;
+mod profiles_cmd;
 mod rule_cmd;
 mod server;
 mod tenant_cmd;
@@ -36,6 +37,7 @@ USAGE:
     edgeauth check [OPTIONS]   validate spin.toml and print resolved variables
     edgeauth rule ...          tenant rule tooling (see `edgeauth rule help`)
     edgeauth tenant ...        tenant documents (see `edgeauth tenant help`)
+    edgeauth profiles ...      people's profiles (see `edgeauth profiles help`)
 
 OPTIONS:
     --manifest PATH        spin.toml to read [default: ./spin.toml]
@@ -424,6 +426,7 @@ fn main() -> ExitCode {
         },
         "rule" => rule_cmd::main(&args[1..]),
         "tenant" => tenant_cmd::main(&args[1..]),
+        "profiles" => profiles_cmd::main(&args[1..]),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
