@@ -221,11 +221,14 @@ test('erasure removes the profile and every index naming it; the next sign-in st
   const naming = (kv) => Object.entries(kv)
     .filter(([k, v]) => /^profile-(identity|email):/.test(k) && Buffer.from(v, 'base64').toString() === aliceAcme);
   assert.equal(naming(before).length, 2, 'alice has an identity and an email index');
+  const seen = `login-seen:acme:${hashed('alice')}`;
+  assert.ok(before[seen], 'the first-login marker of alice');
   const r = await admin('DELETE', `/acme/${aliceAcme}`);
   assert.equal(r.status, 200, r.body);
   const kv = readKv(gw.stateDir);
   assert.equal(kv[`profile:acme:${aliceAcme}`], undefined);
   assert.deepEqual(naming(kv), []);
+  assert.equal(kv[seen], undefined, 'the first-login marker goes too');
   assert.equal((await admin('GET', `/acme/${aliceAcme}`)).status, 404);
   assert.equal((await admin('GET', '/acme?email=alice%40example.com')).status, 404);
   assert.equal((await admin('GET', `/globex/${aliceGlobex}`)).status, 200, 'globex\'s alice stays');

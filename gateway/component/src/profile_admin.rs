@@ -167,6 +167,9 @@ async fn serve(parts: &Parts, req: IncomingRequest) -> Result<Response, AdminErr
             // Indexes first: a failed erasure leaves the profile, and
             // repeating the DELETE finds every index again.
             drop_indexes(&kv, &decide::index_keys(t, &p), &id)?;
+            for key in decide::person_records(t, &p) {
+                kv.delete(&key).map_err(|_| store_down())?;
+            }
             kv.delete(&kv_schema::profile(t, &id))
                 .map_err(|_| store_down())?;
             audit(json!({"event": "profile-erased", "tenant": t, "profile": id}));

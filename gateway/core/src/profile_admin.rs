@@ -375,6 +375,33 @@ pub fn index_keys(tenant: &str, profile: &Profile) -> Vec<String> {
     keys
 }
 
+/// The session subjects an identity signs in as: the connection's id and
+/// the provider's subject (`crate::connections::Connection::subject`), or
+/// for the legacy connection the provider's subject alone.
+fn session_subjects(connection: &str, subject: &str) -> Vec<String> {
+    let mut out = vec![format!("{connection}|{subject}")];
+    if connection == crate::connections::LEGACY_ID {
+        out.push(subject.to_owned());
+    }
+    out
+}
+
+/// What is kept about the person beside the profile, per identity: rule
+/// records (`rule-user`) and the first-login marker (`login-seen`). Erasure
+/// deletes them with the profile (their next sign-in is a first one).
+pub fn person_records(tenant: &str, profile: &Profile) -> Vec<String> {
+    let mut keys = Vec::new();
+    for i in &profile.identities {
+        for sub in session_subjects(&i.connection, &i.subject) {
+            keys.push(kv_schema::rule_user(tenant, &sub));
+            keys.push(kv_schema::login_seen(tenant, &sub));
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 /// What unlinking an identity changes: the profile without it (written
 /// first), then the index keys to drop if they still name the profile.
 #[derive(Debug)]
@@ -643,6 +670,17 @@ mod tests {
         assert!(names(Some(P.as_bytes()), P));
         assert!(!names(Some(b"p_bbbbbbbbbbbbbbbbbbbbbbbbbb"), P));
         assert!(!names(None, P));
+        let records = person_records("acme", &two_identities());
+        assert!(records.contains(&kv_schema::rule_user("acme", "github|42")));
+        assert!(records.contains(&kv_schema::login_seen("acme", "corp|v1")));
+        assert!(
+            !records.contains(&kv_schema::rule_user("acme", "42")),
+            "a raw subject is another connection's person, unless legacy"
+        );
+        let mut legacy = two_identities();
+        legacy.identities[0].connection = crate::connections::LEGACY_ID.into();
+        let records = person_records("acme", &legacy);
+        assert!(records.contains(&kv_schema::rule_user("acme", "v1")));
     }
 
     #[test]
