@@ -42,10 +42,15 @@ before(async () => {
 after(async () => { await stopStack(stack); await op?.stop(); });
 
 // ------------------------------------------------------------ email / domain
-/** The domain the README promises to compare: trimmed, trailing dot dropped, IDNA-mapped, lower case; null if not a domain. */
+/**
+ * The domain the README promises to compare: trailing dot dropped,
+ * IDNA-mapped, lower case; null if not a domain. An address with blanks
+ * around it is not one the provider verified as written: it is dropped,
+ * never trimmed into another (account linking compares addresses exactly).
+ */
 function expectedDomain(email) {
-  if (typeof email !== 'string') return null;
-  const e = email.trim();
+  if (typeof email !== 'string' || email.trim() !== email) return null;
+  const e = email;
   const at = e.indexOf('@');
   if (at <= 0 || e.indexOf('@', at + 1) >= 0) return null;
   const local = e.slice(0, at);
