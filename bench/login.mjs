@@ -16,17 +16,23 @@
 //
 // Phase `first`: each user's first login (profile created, signup + login
 // events); phase `again`: the same users again (profile found and updated).
+// Per phase, the host process's CPU time (user + system, /proc/<pid>/stat)
+// divided by the logins: what one login costs the gateway in CPU, end to
+// end (its three requests: protected page, login start, callback; with
+// `+hooks`, the deliveries after answering too), I/O waits excluded.
 // Then `--requests` authenticated GETs per gateway with the last session:
 // their latency and how many bytes the KV journal grew (the host fsyncs one
 // record per write, key_value.rs; reads leave no trace), so a hot path that
 // wrote a profile or an event would show here.
 //
-// Host runtime only (EDGEAUTH_RUNTIME=host, the default); needs the host
-// binary (EDGEAUTH_HOST_BIN or the target dir's debug build).
+// Runtime: EDGEAUTH_RUNTIME=host (the default; the host binary from
+// EDGEAUTH_HOST_BIN or the target dir's debug build) or spin (SPIN_BIN or
+// `spin` on PATH; KV is then Spin's SQLite file, whose size moves by pages).
 
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { freePort } from '../tests/lib/procs.mjs';
 import { startGateway, startIdp, startOrigin } from '../tests/lib/stack.mjs';
@@ -62,12 +68,32 @@ const stats = (xs) => {
 };
 const ms = (v) => v.toFixed(2);
 
+const TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+/**
+ * CPU milliseconds (user + system, and of reaped children) used so far by
+ * the processes of group `pgid`: the gateway's (startProcess makes it a group
+ * leader; `spin up` runs its trigger as a child in the same group).
+ */
+function cpuMs(pgid) {
+  let ticks = 0;
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    let stat;
+    try { stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8'); } catch { continue; } // exited meanwhile
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // After the command: state, ppid, pgrp (field 5), ..., utime, stime, cutime, cstime (14–17).
+    if (Number(f[2]) === pgid) ticks += Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  }
+  return (ticks * 1000) / TICKS;
+}
+
 /** Bytes under `dir` (the gateway's KV journal lives there). */
 function bytesUnder(dir) {
   let n = 0;
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
     const p = path.join(dir, e.name);
-    n += e.isDirectory() ? bytesUnder(p) : fs.statSync(p).size;
+    if (e.isDirectory()) n += bytesUnder(p);
+    else n += fs.statSync(p, { throwIfNoEntry: false })?.size ?? 0; // SQLite's -journal comes and goes
   }
   return n;
 }
@@ -122,14 +148,15 @@ async function main() {
         port: ports[i], originUrl: origin.url, issuer: idp.issuer, allowedEmailDomains: 'example.com', vars, component: g.wasm,
       });
       running.push(gw);
-      Object.assign(g, { url: gw.url, stateDir: gw.stateDir });
+      Object.assign(g, { url: gw.url, stateDir: gw.stateDir, pid: gw.proc.pid });
     }
     // One throw-away login per gateway: provider discovery and JWKS fetched
     // and cached, instances warm (the IdP's `u0` is then not a first login
     // there; the `first` phase starts at u1 for every gateway alike).
     for (const g of opts.gateways) await login(g, 'u0');
-    const results = Object.fromEntries(opts.gateways.map((g) => [g.name, { first: [], again: [], kv: { first: [], again: [] }, jar: null }]));
+    const results = Object.fromEntries(opts.gateways.map((g) => [g.name, { first: [], again: [], kv: { first: [], again: [] }, cpu: {}, jar: null }]));
     for (const phase of ['first', 'again']) {
+      const cpu0 = opts.gateways.map((g) => cpuMs(g.pid));
       for (let i = 1; i < opts.logins; i++) {
         for (const g of opts.gateways) {
           const r = await login(g, `u${i}`);
@@ -138,6 +165,9 @@ async function main() {
           results[g.name].jar = r.jar;
         }
       }
+      // Deliveries run after the answer: let them finish before reading CPU.
+      await new Promise((r) => setTimeout(r, 1000));
+      opts.gateways.forEach((g, j) => { results[g.name].cpu[phase] = (cpuMs(g.pid) - cpu0[j]) / (opts.logins - 1); });
     }
     const hot = {};
     for (const g of opts.gateways) {
@@ -155,13 +185,13 @@ async function main() {
       }
       hot[g.name] = { ...stats(times), kvBytes: bytesUnder(g.stateDir) - before };
     }
-    console.log(`| gateway | phase | logins | callback p50 ms | p90 ms | min–max ms | KV journal bytes per callback (median) |`);
-    console.log('|---|---|---:|---:|---:|---:|---:|');
+    console.log(`| gateway | phase | logins | callback p50 ms | p90 ms | min–max ms | host CPU ms per login | KV journal bytes per callback (median) |`);
+    console.log('|---|---|---:|---:|---:|---:|---:|---:|');
     for (const g of opts.gateways) {
       for (const phase of ['first', 'again']) {
         const s = stats(results[g.name][phase]);
         const kv = stats(results[g.name].kv[phase]);
-        console.log(`| ${g.name} | ${phase} | ${s.n} | ${ms(s.p50)} | ${ms(s.p90)} | ${ms(s.min)}–${ms(s.max)} | ${kv.p50} |`);
+        console.log(`| ${g.name} | ${phase} | ${s.n} | ${ms(s.p50)} | ${ms(s.p90)} | ${ms(s.min)}–${ms(s.max)} | ${ms(results[g.name].cpu[phase])} | ${kv.p50} |`);
       }
     }
     console.log('');
