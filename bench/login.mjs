@@ -3,7 +3,7 @@
 // of the component side by side (e.g. before and after profiles and login
 // events), and what an authenticated request writes to KV afterwards.
 //
-//   node bench/login.mjs --gateway before=/path/a.wasm --gateway now=/path/b.wasm[+hooks] [--logins 30] [--requests 200]
+//   node bench/login.mjs --gateway before=/path/a.wasm --gateway now=/path/b.wasm[+hooks|+idle-hooks] [--logins 30] [--requests 200]
 //
 // One dev IdP (node-oidc-provider) and one origin serve every gateway; each
 // gateway has its own KV state. Logins interleave the gateways (user i on
@@ -12,7 +12,9 @@
 // checks, then whatever the build does at sign-in: profile reads and writes,
 // outbox writes) is timed, from the client. `+hooks` gives that gateway a
 // webhook endpoint (a local receiver answering 204), so every login also
-// writes its events to the outbox and delivers them after answering.
+// writes its events to the outbox and delivers them after answering;
+// `+idle-hooks` one subscribed to logouts only (logins then only pay for
+// the outbox retry scan that login and callback requests run).
 //
 // Phase `first`: each user's first login (profile created, signup + login
 // events); phase `again`: the same users again (profile found and updated).
@@ -48,10 +50,10 @@ function parseArgs(argv) {
       return argv[++i];
     };
     if (a === '--gateway') {
-      const m = /^([\w.-]+)=(.+?)(\+hooks)?$/.exec(next());
-      if (!m) throw new Error('--gateway NAME=WASM[+hooks]');
+      const m = /^([\w.-]+)=(.+?)(?:\+(hooks|idle-hooks))?$/.exec(next());
+      if (!m) throw new Error('--gateway NAME=WASM[+hooks|+idle-hooks]');
       if (!fs.existsSync(m[2])) throw new Error(`--gateway ${m[1]}: no file ${m[2]}`);
-      o.gateways.push({ name: m[1], wasm: path.resolve(m[2]), hooks: Boolean(m[3]) });
+      o.gateways.push({ name: m[1], wasm: path.resolve(m[2]), hooks: m[3] ?? null });
     } else if (a === '--logins') o.logins = Number(next());
     else if (a === '--requests') o.requests = Number(next());
     else throw new Error(`unknown argument ${a}`);
@@ -141,8 +143,11 @@ async function main() {
       startOrigin(),
     ]);
     for (const [i, g] of opts.gateways.entries()) {
+      // `idle-hooks`: an endpoint for logouts only, so logins write no
+      // outbox entry but still run the retry scan.
+      const events = g.hooks === 'idle-hooks' ? ['logout'] : ['*'];
       const vars = g.hooks
-        ? { webhooks: JSON.stringify([{ url: hooksUrl, secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', events: ['*'] }]) }
+        ? { webhooks: JSON.stringify([{ url: hooksUrl, secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', events }]) }
         : {};
       const gw = await startGateway({
         port: ports[i], originUrl: origin.url, issuer: idp.issuer, allowedEmailDomains: 'example.com', vars, component: g.wasm,
