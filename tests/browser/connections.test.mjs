@@ -2,7 +2,9 @@
 // origin URL, gets the chooser (screenshots: desktop, narrow mobile, with a
 // notice), chooses each connection in turn (one with the keyboard only) and
 // ends on the origin page as the right namespaced person; home-realm
-// discovery by typing a work email. Two real providers (tests/lib/federation.mjs).
+// discovery by typing a work email. Two real providers (tests/lib/federation.mjs)
+// plus a GitHub-style connection (the `github` preset pointed at the
+// GitHub-compatible test server, tests/lib/github.mjs).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +13,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { WORK } from '../lib/procs.mjs';
-import { ENTERPRISE_DOMAIN, TENANT_NAME, startFederation } from '../lib/federation.mjs';
+import { ENTERPRISE_DOMAIN, TENANT_NAME, connectionsFor, startFederation } from '../lib/federation.mjs';
+import { githubConnection } from '../lib/github.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const SHOTS = path.join(WORK, 'screenshots');
@@ -20,7 +23,10 @@ let fed; let context; let profile;
 
 before(async () => {
   fs.mkdirSync(SHOTS, { recursive: true });
-  fed = await startFederation();
+  fed = await startFederation({
+    github: true,
+    connections: (f) => [...connectionsFor(f), githubConnection(f.github, { name: 'GitHub' })],
+  });
   profile = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-chromium-'));
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -29,7 +35,8 @@ before(async () => {
     args: [
       '--no-sandbox', '--disable-background-networking', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-component-update', '--disable-sync',
-      '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE 127.0.0.2, EXCLUDE 127.0.0.3',
+      // GitHub's test server shares 127.0.0.2 with the social provider.
+    '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE 127.0.0.2, EXCLUDE 127.0.0.3',
     ],
     timeout: 60000,
   });
@@ -69,7 +76,7 @@ test('the chooser looks like a product: screenshots at desktop and mobile widths
   assert.equal(await page.getAttribute('html', 'lang'), 'en');
   assert.equal(await page.locator('main').count(), 1);
   assert.deepEqual(await page.locator('button.conn').allTextContents(), [
-    'SContinue with Social Login', 'AContinue with Acme Corp SSO',
+    'SContinue with Social Login', 'AContinue with Acme Corp SSO', 'GContinue with GitHub',
   ]);
   // The email field has a visible label bound to it.
   assert.equal(await page.getByLabel('Work email').getAttribute('type'), 'email');
@@ -97,10 +104,19 @@ test('the chooser looks like a product: screenshots at desktop and mobile widths
   await page.close();
 });
 
+/** On the GitHub test server's sign-in page, continue as `user` (#user-<key>). */
+async function signInAtGithub(page, user) {
+  await page.waitForSelector(`#user-${user}`);
+  assert.equal(new URL(page.url()).origin, fed.github.url, `expected GitHub's sign-in page, at ${page.url()}`);
+}
+
 test('each connection, chosen in the browser, ends on the origin page as its own person', async () => {
-  for (const [id, idp, name, keyboard] of [
-    ['social', fed.social, 'Alice Example', true],
-    ['enterprise', fed.enterprise, 'Alice Acme', false],
+  // [connection, how to sign in there, the origin's greeting, the namespaced user, keyboard only]
+  for (const [id, signIn, name, user, keyboard] of [
+    ['social', (page) => signInAtIdp(page, fed.social, 'alice'), 'Alice Example', 'social|alice', true],
+    ['enterprise', (page) => signInAtIdp(page, fed.enterprise, 'alice'), 'Alice Acme', 'enterprise|alice', false],
+    // GitHub's stable subject is the numeric id, not the login (which can change).
+    ['github', (page) => signInAtGithub(page, 'octo'), 'The Octocat', 'github|583231', false],
   ]) {
     const page = await freshPage();
     const target = `${fed.gateway.url}/dashboard?tab=${id}`;
@@ -114,13 +130,15 @@ test('each connection, chosen in the browser, ends on the origin page as its own
     } else {
       await page.click(`#connection-${id}`);
     }
-    await signInAtIdp(page, idp, 'alice');
-    await Promise.all([page.waitForURL((u) => u.href === target, { timeout: 30000 }), page.click('#submit')]);
+    await signIn(page);
+    const submit = id === 'github' ? '#user-octo' : '#submit';
+    await Promise.all([page.waitForURL((u) => u.href === target, { timeout: 30000 }), page.click(submit)]);
     await page.waitForSelector('#who');
     assert.equal(await page.textContent('#who'), name);
-    assert.equal(await page.textContent('#user'), `${id}|alice`);
+    assert.equal(await page.textContent('#user'), user);
     const decoded = JSON.parse(await page.textContent('#assertion'));
-    assert.equal(decoded.payload.sub, `${id}|alice`);
+    assert.equal(decoded.payload.sub, user);
+    assert.equal(decoded.payload.connection, id);
     assert.equal(await page.textContent('#request'), `GET /dashboard?tab=${id}`);
     if (id === 'enterprise') await page.screenshot({ path: path.join(SHOTS, 'connections-origin.png'), fullPage: true });
     assert.deepEqual(page.offsite, []);

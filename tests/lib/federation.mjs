@@ -10,6 +10,7 @@ import { freePort } from './procs.mjs';
 import { CLIENT_SECRET, startGateway, startIdp, startOrigin } from './stack.mjs';
 import { request } from './http.mjs';
 import { walkIdp } from './idp-flow.mjs';
+import { startGithub } from './github.mjs';
 
 export const TENANT_NAME = 'Acme Corp';
 export const ENTERPRISE_DOMAIN = 'acme.test';
@@ -49,18 +50,23 @@ export function connectionsFor({ social, enterprise }, { clientId = 'edgeauth' }
  * Both providers, the origin and one gateway whose tenant lists both
  * connections. `connections(fed)` may return another list; `vars` are more
  * Spin variables; `idpEnv.social` / `idpEnv.enterprise` more provider env.
+ * `github: true` also starts the GitHub-compatible server (tests/lib/github.mjs)
+ * as `fed.github`, with every gateway's callback registered, for a
+ * `connections` that lists it (githubConnection(fed.github)).
  * (spin.toml allows plain http to all of 127.0.0.0/8, so no manifest of its own.)
  */
-export async function startFederation({ connections = connectionsFor, vars = {}, idpEnv = {}, tenantName = TENANT_NAME, gateways = 1 } = {}) {
+export async function startFederation({ connections = connectionsFor, vars = {}, idpEnv = {}, tenantName = TENANT_NAME, gateways = 1, github = false } = {}) {
   const ports = [];
   for (let i = 0; i < gateways; i++) ports.push(await freePort('127.0.0.1'));
   const gatewayUrls = ports.map((p) => `http://127.0.0.1:${p}`);
   const fed = { ports, gateways: [] };
   fed.stop = async () => {
-    await Promise.all([...fed.gateways.map((g) => g.stop()), fed.social?.stop(), fed.enterprise?.stop(), fed.origin?.stop()]);
+    await Promise.all([
+      ...fed.gateways.map((g) => g.stop()), fed.social?.stop(), fed.enterprise?.stop(), fed.origin?.stop(), fed.github?.stop(),
+    ]);
   };
   try {
-    [fed.social, fed.enterprise, fed.origin] = await Promise.all([
+    [fed.social, fed.enterprise, fed.origin, fed.github] = await Promise.all([
       startIdp({
         gatewayUrls,
         env: { IDP_NAME: 'Social IdP', IDP_CALLBACK_PATHS: `${callbackPath('social')},${callbackPath(null)}`, ...idpEnv.social },
@@ -74,6 +80,9 @@ export async function startFederation({ connections = connectionsFor, vars = {},
         },
       }),
       startOrigin(),
+      // GitHub accepts redirect URIs below the registered callback URL, so
+      // /.edgeauth/callback covers /.edgeauth/callback/github.
+      github ? startGithub({ callbackUrls: gatewayUrls.map((u) => `${u}/.edgeauth/callback`) }) : undefined,
     ]);
     fed.connections = connections(fed);
     let next = 0;

@@ -75,11 +75,12 @@ export function checkBinaries() {
  * Start one edgeauth gateway under the runtime (tests/lib/runtime.mjs). `vars`
  * are Spin variable overrides (lower-case names like public_url); keys default
  * to a fresh session key and ed25519 assertion key. `runtimeConfig`: the text
- * of a Spin runtime config file (Spin only).
+ * of a Spin runtime config file (Spin only). `component`: another build of
+ * the gateway's wasm (bench/login.mjs compares two).
  */
 export async function startGateway({ port, originUrl, issuer, clientId = 'edgeauth', clientSecret = CLIENT_SECRET,
   sessionKeys, assertionKeys, allowedEmailDomains = '', vars = {}, env = {}, echo = false, stateDir: givenStateDir,
-  manifest = MANIFEST, runtimeConfig }) {
+  manifest = MANIFEST, runtimeConfig, component = COMPONENT }) {
   checkBinaries();
   const p = port ?? await freePort('127.0.0.1');
   const publicUrl = `http://127.0.0.1:${p}`;
@@ -104,7 +105,7 @@ export async function startGateway({ port, originUrl, issuer, clientId = 'edgeau
   const varEnv = Object.fromEntries(Object.entries(spinVars).map(([k, v]) => [`SPIN_VARIABLE_${k.toUpperCase()}`, v]));
   let cmd; let args; let ready;
   if (RUNTIME === 'spin') {
-    [cmd, args, ready, cleanup] = spinUp(manifest, p, stateDir);
+    [cmd, args, ready, cleanup] = spinUp(manifest, p, stateDir, component);
     if (runtimeConfig !== undefined) {
       // Spin's runtime config (e.g. the KV store in Redis), as `spin up --runtime-config-file`.
       const rc = path.join(stateDir, 'runtime-config.toml');
@@ -115,7 +116,7 @@ export async function startGateway({ port, originUrl, issuer, clientId = 'edgeau
     removeState(); forgetRemoval();
     throw new Error('startGateway: runtimeConfig needs EDGEAUTH_RUNTIME=spin (the host reads no runtime config file)');
   } else {
-    [cmd, args, ready] = [HOST_BIN, ['up', '--manifest', manifest, '--listen', `127.0.0.1:${p}`, '--component', COMPONENT,
+    [cmd, args, ready] = [HOST_BIN, ['up', '--manifest', manifest, '--listen', `127.0.0.1:${p}`, '--component', component,
       '--state-dir', stateDir], /edgeauth host listening on (http:\/\/\S+)/];
   }
   const { proc, match } = await startProcess('gateway', cmd, args, {
@@ -139,13 +140,13 @@ export async function startGateway({ port, originUrl, issuer, clientId = 'edgeau
  * manifest when a test wrote its own (its `files` stay relative to it), else
  * in a temporary directory. KV: Spin's default SQLite store in `stateDir`.
  */
-function spinUp(manifest, port, stateDir) {
+function spinUp(manifest, port, stateDir, component = COMPONENT) {
   const text = fs.readFileSync(manifest, 'utf8');
   const section = text.indexOf('[component.gateway]');
   const source = /^source\s*=\s*"[^"\n]*"\s*$/m;
   const tail = text.slice(section);
-  if (section < 0 || !source.test(tail)) throw new Error(`${manifest}: no [component.gateway] source to point at ${COMPONENT}`);
-  const copy = text.slice(0, section) + tail.replace(source, `source = ${JSON.stringify(COMPONENT)}`);
+  if (section < 0 || !source.test(tail)) throw new Error(`${manifest}: no [component.gateway] source to point at ${component}`);
+  const copy = text.slice(0, section) + tail.replace(source, `source = ${JSON.stringify(component)}`);
   const own = path.resolve(manifest) === path.resolve(MANIFEST);
   const dir = own ? fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-spin-app-')) : path.dirname(manifest);
   const file = path.join(dir, `spin-${port}.toml`);

@@ -15,14 +15,17 @@ type Duration = std::time::Duration;
 use edgeauth_core::access::{self, Access};
 use edgeauth_core::callback::{self, CallbackStart, Tokens};
 use edgeauth_core::encoding::b64url;
+use edgeauth_core::events::{self, LoginOutcome};
 use edgeauth_core::id_token::Jwks;
 use edgeauth_core::identity::Identity;
 use edgeauth_core::login::LoginState;
+use edgeauth_core::profiles::{self, Found, Linking, SignInFacts};
 use edgeauth_core::provider::{Endpoint, ProviderCache, ProviderMetadata};
 use edgeauth_core::routes::{self, Route};
 use edgeauth_core::seal::Purpose;
 use edgeauth_core::session::{self, Session};
 use edgeauth_core::settings::Settings;
+use edgeauth_core::webhooks;
 use edgeauth_core::{forward, policy};
 use http::request::Parts;
 use jwt_simple::prelude::*;
@@ -357,6 +360,128 @@ fn main() {
             let id =
                 callback::verify(&s.connections[0], &jwks, &start, &tokens, now).expect("verify");
             callback::complete(&s, id, tokens, &start, now, &mut rng)
+        }),
+    );
+
+    // ---- what a callback does after the identity is known (issue 10):
+    // the profile decision and its planned writes, then the login events,
+    // their outbox entries and one signed delivery per entry. KV and
+    // network I/O excluded (the end-to-end figure covers them).
+    let verified =
+        callback::verify(&s.connections[0], &jwks, &start, &rs_tokens, now).expect("verify");
+    let hooks = r#"[{"url": "http://127.0.0.1:9/hooks", "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "events": ["*"]}]"#;
+    let endpoints = webhooks::parse(hooks).expect("a valid webhooks setting");
+    let facts = SignInFacts {
+        claims: None,
+        ip: Some("127.0.0.1"),
+        user_agent: Some(
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
+        ),
+    };
+    let policy_of = (Linking::VerifiedEmail, true);
+    let first = |rng: &mut dyn FnMut(&mut [u8])| {
+        profiles::sign_in(
+            &s.tenant,
+            policy_of,
+            &verified,
+            Found::default(),
+            &facts,
+            now,
+            rng,
+        )
+    };
+    let existing = first(&mut rng).profile;
+    let stored = serde_json::to_vec(&existing).expect("json");
+    // What a returning person's callback finds: the identity index and the
+    // email index both name their profile (two reads, two decodes).
+    let found = || Found {
+        by_identity: profiles::decode(Some(&stored)),
+        by_email: profiles::decode(Some(&stored)),
+    };
+    let mut signed_in = verified.clone();
+    signed_in.profile_id = Some(existing.id.clone());
+    let outcome = |first_login| LoginOutcome::SignedIn { first_login };
+    let login_events = |first_login, rng: &mut dyn FnMut(&mut [u8])| {
+        let ctx = events::context(&s.tenant, &signed_in, &cb, "corr-0123456789abcdef".into());
+        events::for_login(&outcome(first_login), &ctx, now, rng)
+    };
+    // Outbox values and the signed POSTs of every delivery the events need.
+    let outbox_and_sign = |list: &[events::Event]| {
+        let ds = webhooks::deliveries(&endpoints, list, now);
+        for d in &ds {
+            black_box(webhooks::encode_entry(d));
+            black_box(webhooks::request(&endpoints[0], d, now));
+        }
+        ds.len()
+    };
+    let signup = login_events(true, &mut rng);
+    let deliveries = webhooks::deliveries(&endpoints, &signup, now);
+    put("profile_bytes", stored.len() as f64);
+    put(
+        "profile_decode",
+        time(budget, || profiles::decode(Some(&stored))),
+    );
+    put("profile_sign_in_first", time(budget, || first(&mut rng)));
+    put(
+        "profile_sign_in_returning",
+        time(budget, || {
+            profiles::sign_in(
+                &s.tenant,
+                policy_of,
+                &verified,
+                found(),
+                &facts,
+                now,
+                &mut rng,
+            )
+        }),
+    );
+    put(
+        "event_build_first_login",
+        time(budget, || login_events(true, &mut rng)),
+    );
+    put(
+        "outbox_deliveries",
+        time(budget, || webhooks::deliveries(&endpoints, &signup, now)),
+    );
+    put(
+        "outbox_encode_entry",
+        time(budget, || webhooks::encode_entry(&deliveries[0])),
+    );
+    put(
+        "webhook_sign_request",
+        time(budget, || {
+            webhooks::request(&endpoints[0], &deliveries[0], now)
+        }),
+    );
+    put(
+        "webhooks_setting_parse",
+        time(budget, || webhooks::parse(hooks)),
+    );
+    put(
+        "login_added_first",
+        time(budget, || {
+            let plan = first(&mut rng);
+            black_box(&plan.writes);
+            let list = login_events(true, &mut rng);
+            outbox_and_sign(&list)
+        }),
+    );
+    put(
+        "login_added_returning",
+        time(budget, || {
+            let plan = profiles::sign_in(
+                &s.tenant,
+                policy_of,
+                &verified,
+                found(),
+                &facts,
+                now,
+                &mut rng,
+            );
+            black_box(&plan.writes);
+            let list = login_events(false, &mut rng);
+            outbox_and_sign(&list)
         }),
     );
     println!("{}", serde_json::Value::Object(out));
