@@ -42,7 +42,12 @@ fuzz_target!(|input: Input| {
     let mut real = None;
     if let Some(l) = input.login {
         let mut rng = seeded_rng(u64::from(l.started_ago));
-        let state = LoginState::new(l.return_to, NOW - u64::from(l.started_ago), &mut rng);
+        let state = LoginState::new(
+            &settings.connections[0].id,
+            l.return_to,
+            NOW - u64::from(l.started_ago),
+            &mut rng,
+        );
         let plain = l
             .raw_plaintext
             .unwrap_or_else(|| serde_json::to_vec(&state).unwrap());
@@ -58,7 +63,7 @@ fuzz_target!(|input: Input| {
     };
     let (mut parts, ()) = req.into_parts();
     parts.headers = cookie_headers(&cookies);
-    match begin(settings, &parts, NOW) {
+    match begin(settings, &settings.connections[0], &parts, NOW) {
         Ok(start) => {
             let real = real.expect("accepted without a genuine login cookie");
             assert_eq!(start.login, real);

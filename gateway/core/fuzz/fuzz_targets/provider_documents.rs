@@ -37,9 +37,11 @@ enum Input {
 
 fuzz_target!(|input: Input| {
     let settings = &*SETTINGS;
+    let connection = &settings.connections[0];
+    let issuer = connection.issuer().unwrap_or_default();
     match input {
         Input::Raw { status, body } => {
-            if let Ok(meta) = parse_discovery(settings, status, &body) {
+            if let Ok(meta) = parse_discovery(connection, status, &body) {
                 usable(&meta);
             }
         }
@@ -52,14 +54,10 @@ fuzz_target!(|input: Input| {
             extra,
         } => {
             let at = |rel: bool, s: String| {
-                if rel {
-                    format!("{}{s}", settings.issuer)
-                } else {
-                    s
-                }
+                if rel { format!("{issuer}{s}") } else { s }
             };
             let mut doc = json!({
-                "issuer": settings.issuer,
+                "issuer": issuer,
                 "authorization_endpoint": at(relative[0], authorization),
                 "token_endpoint": at(relative[1], token),
                 "jwks_uri": at(relative[2], jwks),
@@ -70,7 +68,7 @@ fuzz_target!(|input: Input| {
             if let Some((k, v)) = extra {
                 doc[k] = json!(v);
             }
-            if let Ok(meta) = parse_discovery(settings, 200, doc.to_string().as_bytes()) {
+            if let Ok(meta) = parse_discovery(connection, 200, doc.to_string().as_bytes()) {
                 usable(&meta);
             }
         }
@@ -81,15 +79,17 @@ fuzz_target!(|input: Input| {
 });
 
 fn usable(meta: &ProviderMetadata) {
-    assert_eq!(meta.issuer, SETTINGS.issuer);
+    let connection = &SETTINGS.connections[0];
+    assert_eq!(Some(meta.issuer.as_str()), connection.issuer());
     let jwks = get(&meta.jwks_uri);
     assert_eq!(jwks.uri(), meta.jwks_uri.uri());
-    let login = LoginState::new("/".into(), NOW, &mut seeded_rng(1));
+    let login = LoginState::new(&connection.id, "/".into(), NOW, &mut seeded_rng(1));
     let start = CallbackStart {
         login,
         code: "c".into(),
+        iss: None,
     };
-    let token = token_request(&SETTINGS, meta, &start);
+    let token = token_request(&SETTINGS, connection, meta, &start);
     assert_eq!(token.uri(), meta.token_endpoint.uri());
     assert_eq!(token.method(), http::Method::POST);
     for endpoint in [
@@ -112,7 +112,11 @@ fn usable(meta: &ProviderMetadata) {
             url.host_str()
         );
     }
-    authorization_url(&SETTINGS, meta, &start.login).expect("authorization URL builds");
+    let target = edgeauth_core::login::Target {
+        connection,
+        authorization_endpoint: &meta.authorization_endpoint,
+    };
+    authorization_url(&SETTINGS, target, &start.login, None).expect("authorization URL builds");
     let cached = serde_json::to_vec(meta).expect("metadata serializes");
     let back: ProviderMetadata =
         serde_json::from_slice(&cached).expect("cached metadata reads back");

@@ -45,7 +45,13 @@ fuzz_target!(|input: Input| {
         assert!(url.username().is_empty() && url.password().is_none());
     }
     assert_eq!(s.secure_cookies, s.public_url.scheme() == "https");
-    assert!(s.scopes.split(' ').any(|x| x == "openid"));
+    assert!(!s.connections.is_empty());
+    for c in &s.connections {
+        if c.is_oidc() {
+            assert!(c.scopes.split(' ').any(|x| x == "openid"));
+        }
+        assert!(s.callback_url(c).starts_with(&s.public_origin()));
+    }
     assert!((60..=30 * 24 * 3600).contains(&s.session_lifetime_secs));
     for d in &s.allowed_email_domains {
         assert!(d.contains('.') && *d == d.to_ascii_lowercase(), "{d:?}");
@@ -56,6 +62,5 @@ fuzz_target!(|input: Input| {
             "host" | "cookie" | "content-length" | "connection"
         ));
     }
-    assert!(s.callback_url().starts_with(&s.public_origin()));
     let _ = (s.logged_out_url(), format!("{s:?}"));
 });
