@@ -66,7 +66,9 @@ export async function startFederation({ connections = connectionsFor, vars = {},
     ]);
   };
   try {
-    [fed.social, fed.enterprise, fed.origin, fed.github] = await Promise.all([
+    // allSettled: whatever started is stopped by fed.stop() when another fails
+    // (a live child keeps the test file's process from ending).
+    const settled = await Promise.allSettled([
       startIdp({
         gatewayUrls,
         env: { IDP_NAME: 'Social IdP', IDP_CALLBACK_PATHS: `${callbackPath('social')},${callbackPath(null)}`, ...idpEnv.social },
@@ -84,6 +86,8 @@ export async function startFederation({ connections = connectionsFor, vars = {},
       // /.edgeauth/callback covers /.edgeauth/callback/github.
       github ? startGithub({ callbackUrls: gatewayUrls.map((u) => `${u}/.edgeauth/callback`) }) : undefined,
     ]);
+    [fed.social, fed.enterprise, fed.origin, fed.github] = settled.map((r) => r.value);
+    for (const r of settled) if (r.status === 'rejected') throw r.reason;
     fed.connections = connections(fed);
     let next = 0;
     fed.startGateway = async (opts = {}) => {

@@ -33,12 +33,25 @@ export function assertionKey(alg = 'ed25519', kid = `a${crypto.randomBytes(3).to
 
 // ---------------------------------------------------------------- services
 export async function startIdp({ gatewayUrls, env = {}, port, echo = false } = {}) {
-  const p = port ?? await freePort(IDP_HOST);
-  const { proc, match } = await startProcess('idp', process.execPath, [path.join(ROOT, 'tests/idp/idp.mjs')], {
-    env: { IDP_HOST, IDP_PORT: String(p), GATEWAY_URL: gatewayUrls.join(','), ...env },
+  const host = env.IDP_HOST || IDP_HOST;
+  const start = async (p) => startProcess('idp', process.execPath, [path.join(ROOT, 'tests/idp/idp.mjs')], {
+    env: { IDP_HOST, GATEWAY_URL: gatewayUrls.join(','), ...env, IDP_PORT: String(p) },
     ready: /idp listening on (http:\/\/\S+)/,
-    timeoutMs: 30000, echo,
+    timeoutMs: 20000, echo,
   });
+  let started;
+  try {
+    started = await start(port ?? env.IDP_PORT ?? await freePort(host));
+  } catch (e) {
+    // Seen in CI on a busy machine: a provider process occasionally stalls
+    // before listening (it prints oidc-provider's import warning, then
+    // nothing) and never recovers. It is killed (startProcess) and one fresh
+    // provider on a new port is started instead; a second stall fails.
+    if (!/not ready after/.test(e.message)) throw e;
+    console.log(`# idp stalled before listening; starting another (${e.message.split('\n')[0]})`);
+    started = await start(await freePort(host));
+  }
+  const { proc, match } = started;
   return { proc, url: match[1], issuer: env.IDP_ISSUER || match[1], stop: () => proc.stop() };
 }
 
@@ -167,12 +180,16 @@ export async function startStack({ gateways = 1, gatewayOptions = {}, idpEnv = {
   const started = [];
   const stack = { ports, gateways: started };
   try {
-    const [idp, origin] = await Promise.all([
+    // allSettled: when one fails, the other may still start, and must be
+    // stopped too (a live child keeps the test file's process from ending).
+    const [idpR, originR] = await Promise.allSettled([
       startIdp({ gatewayUrls: ports.map((p) => `http://127.0.0.1:${p}`), env: idpEnv }),
       startOrigin(),
     ]);
-    stack.idp = idp;
-    stack.origin = origin;
+    stack.idp = idpR.value;
+    stack.origin = originR.value;
+    for (const r of [idpR, originR]) if (r.status === 'rejected') throw r.reason;
+    const { idp, origin } = stack;
     let next = 0;
     stack.startGateway = async (opts = {}) => {
       if (next >= ports.length) throw new Error('startStack: no gateway port left; raise `gateways`');
