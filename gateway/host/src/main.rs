@@ -1,6 +1,7 @@
 //! `edgeauth`: serves the gateway component from `spin.toml` with Spin's
 //! semantics on machines without Spin (tests, demo, benchmarks).
 
+mod admin_cli;
 mod bindings;
 mod cache;
 mod client;

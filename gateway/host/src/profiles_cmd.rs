@@ -2,14 +2,13 @@
 //! admin API (`/.edgeauth/admin/profiles`, see edgeauth_core::profile_admin).
 
 use std::io::Write as _;
-use std::time::Duration;
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, bail};
 use edgeauth_core::profile_admin;
-use edgeauth_rules::event::{HttpRequest, HttpResponse};
+use edgeauth_rules::event::HttpResponse;
 use serde_json::Value;
 
-use crate::client;
+use crate::admin_cli::{self, Args};
 
 pub const USAGE: &str = "\
 edgeauth profiles: people's profiles (README, \"Profile admin API\")
@@ -28,66 +27,6 @@ read from EDGEAUTH_ADMIN_TOKEN. A patch is
 {\"user_metadata\": {...}, \"app_metadata\": {...}}, each a JSON merge patch
 (null removes a key).
 ";
-
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-struct Args {
-    positional: Vec<String>,
-    flags: Vec<(String, String)>,
-}
-
-impl Args {
-    fn parse(args: &[String], allowed: &[&str]) -> Result<Args> {
-        let mut positional = Vec::new();
-        let mut flags = Vec::new();
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            match a.strip_prefix("--") {
-                Some(f) => {
-                    let (flag, inline) = match f.split_once('=') {
-                        Some((f, v)) => (format!("--{f}"), Some(v.to_owned())),
-                        None => (format!("--{f}"), None),
-                    };
-                    if flag != "--gateway" && !allowed.contains(&flag.as_str()) {
-                        bail!("unknown option {flag}\n\n{USAGE}");
-                    }
-                    let v = match inline {
-                        Some(v) => v,
-                        None => it
-                            .next()
-                            .cloned()
-                            .with_context(|| format!("{flag} needs a value"))?,
-                    };
-                    flags.push((flag, v));
-                }
-                None => positional.push(a.clone()),
-            }
-        }
-        Ok(Args { positional, flags })
-    }
-
-    fn value(&self, flag: &str) -> Option<&str> {
-        self.flags
-            .iter()
-            .rev()
-            .find(|(f, _)| f == flag)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn exactly<const N: usize>(&self, what: &str) -> Result<[&str; N]> {
-        let v: Vec<&str> = self.positional.iter().map(String::as_str).collect();
-        v.try_into()
-            .map_err(|_| anyhow!("expected {what}\n\n{USAGE}"))
-    }
-
-    fn gateway(&self) -> Result<String> {
-        self.value("--gateway")
-            .map(str::to_owned)
-            .or_else(|| std::env::var("EDGEAUTH_GATEWAY").ok())
-            .map(|g| g.trim_end_matches('/').to_owned())
-            .context("give the gateway's URL with --gateway URL or EDGEAUTH_GATEWAY")
-    }
-}
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (path
 /// segments and query values: subjects may hold `/`, `|`, `@`, `+`).
@@ -111,7 +50,7 @@ pub fn main(args: &[String]) -> Result<()> {
     let rest = &args[1..];
     match cmd.as_str() {
         "get" => {
-            let a = Args::parse(rest, &[])?;
+            let a = parse_args(rest, &[])?;
             let [t, id] = a.exactly("TENANT PROFILE_ID")?;
             print_json(&call(
                 &a.gateway()?,
@@ -121,7 +60,7 @@ pub fn main(args: &[String]) -> Result<()> {
             )?)
         }
         "find" => {
-            let a = Args::parse(rest, &["--email", "--connection", "--subject"])?;
+            let a = parse_args(rest, &["--email", "--connection", "--subject"])?;
             let [t] = a.exactly("TENANT")?;
             let query = match (
                 a.value("--email"),
@@ -140,7 +79,7 @@ pub fn main(args: &[String]) -> Result<()> {
             )?)
         }
         "patch" => {
-            let a = Args::parse(rest, &[])?;
+            let a = parse_args(rest, &[])?;
             let [t, id, file] = a.exactly("TENANT PROFILE_ID PATCH.json")?;
             let body = if file == "-" {
                 let mut b = Vec::new();
@@ -153,7 +92,7 @@ pub fn main(args: &[String]) -> Result<()> {
             print_json(&call(&a.gateway()?, "PATCH", &path, Some(body))?)
         }
         "unlink" => {
-            let a = Args::parse(rest, &[])?;
+            let a = parse_args(rest, &[])?;
             let [t, id, c, s] = a.exactly("TENANT PROFILE_ID CONNECTION SUBJECT")?;
             let path = format!("/{}/{}/identities/{}/{}", enc(t), enc(id), enc(c), enc(s));
             call(&a.gateway()?, "DELETE", &path, None)?;
@@ -161,7 +100,7 @@ pub fn main(args: &[String]) -> Result<()> {
             Ok(())
         }
         "delete" => {
-            let a = Args::parse(rest, &[])?;
+            let a = parse_args(rest, &[])?;
             let [t, id] = a.exactly("TENANT PROFILE_ID")?;
             call(
                 &a.gateway()?,
@@ -173,7 +112,7 @@ pub fn main(args: &[String]) -> Result<()> {
             Ok(())
         }
         "export" => {
-            let a = Args::parse(rest, &["--limit"])?;
+            let a = parse_args(rest, &["--limit"])?;
             let [t] = a.exactly("TENANT")?;
             let limit = a.value("--limit").unwrap_or("50");
             let gateway = a.gateway()?;
@@ -213,39 +152,12 @@ fn print_json(resp: &HttpResponse) -> Result<()> {
     Ok(())
 }
 
-/// One admin API call; the response for 2xx, else the API's error.
+fn parse_args(rest: &[String], flags: &[&str]) -> Result<Args> {
+    let mut allowed = vec!["--gateway"];
+    allowed.extend_from_slice(flags);
+    Args::parse(rest, &allowed, USAGE)
+}
+
 fn call(gateway: &str, method: &str, path: &str, body: Option<Vec<u8>>) -> Result<HttpResponse> {
-    let token = std::env::var("EDGEAUTH_ADMIN_TOKEN")
-        .context("set EDGEAUTH_ADMIN_TOKEN to the gateway's admin_token")?;
-    let url = format!("{gateway}{}{path}", profile_admin::PREFIX);
-    let mut headers = vec![("authorization".to_owned(), format!("Bearer {token}"))];
-    if body.is_some() {
-        headers.push(("content-type".into(), "application/json".into()));
-    }
-    let req = HttpRequest {
-        method: method.into(),
-        url: url.clone(),
-        headers,
-        body,
-        timeout_ms: TIMEOUT.as_millis() as u32,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let resp = rt
-        .block_on(client::send(&req, TIMEOUT))
-        .map_err(|e| anyhow!("{method} {url}: {e}"))?;
-    if !(200..300).contains(&resp.status) {
-        let body: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
-        let message = body["message"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| String::from_utf8_lossy(&resp.body).trim().to_owned());
-        let field = body["field"]
-            .as_str()
-            .map(|f| format!(" [field {f}]"))
-            .unwrap_or_default();
-        bail!("{method} {url}: HTTP {}: {message}{field}", resp.status);
-    }
-    Ok(resp)
+    admin_cli::call(gateway, profile_admin::PREFIX, method, path, body)
 }

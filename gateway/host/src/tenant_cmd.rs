@@ -3,15 +3,13 @@
 //! or checked offline with the gateway's own validation.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use edgeauth_core::settings::Settings;
 use edgeauth_core::tenant_docs;
-use edgeauth_rules::event::HttpRequest;
 use serde_json::{Map, Value, json};
 
-use crate::client;
+use crate::admin_cli::{self, Args};
 use crate::manifest::Manifest;
 use crate::variables::ENV_PREFIX;
 
@@ -36,66 +34,6 @@ then the manifest's defaults, with placeholders for the gateway-wide keys;
 with --gateway it asks that gateway (which also checks hosts in use).
 ";
 
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-struct Args {
-    positional: Vec<String>,
-    flags: Vec<(String, String)>,
-}
-
-impl Args {
-    fn parse(args: &[String], allowed: &[&str]) -> Result<Args> {
-        let mut positional = Vec::new();
-        let mut flags = Vec::new();
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            if let Some(f) = a.strip_prefix("--") {
-                let (flag, inline) = match f.split_once('=') {
-                    Some((f, v)) => (format!("--{f}"), Some(v.to_owned())),
-                    None => (format!("--{f}"), None),
-                };
-                if !allowed.contains(&flag.as_str()) {
-                    bail!("unknown option {flag}\n\n{USAGE}");
-                }
-                let v = match inline {
-                    Some(v) => v,
-                    None => it
-                        .next()
-                        .cloned()
-                        .with_context(|| format!("{flag} needs a value"))?,
-                };
-                flags.push((flag, v));
-            } else {
-                positional.push(a.clone());
-            }
-        }
-        Ok(Args { positional, flags })
-    }
-
-    fn value(&self, flag: &str) -> Option<&str> {
-        self.flags
-            .iter()
-            .rev()
-            .find(|(f, _)| f == flag)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn one(&self, what: &str) -> Result<&str> {
-        match self.positional.as_slice() {
-            [one] => Ok(one),
-            _ => bail!("expected one {what}\n\n{USAGE}"),
-        }
-    }
-
-    fn gateway(&self) -> Result<String> {
-        self.value("--gateway")
-            .map(str::to_owned)
-            .or_else(|| std::env::var("EDGEAUTH_GATEWAY").ok())
-            .map(|g| g.trim_end_matches('/').to_owned())
-            .context("give the gateway's URL with --gateway URL or EDGEAUTH_GATEWAY")
-    }
-}
-
 pub fn main(args: &[String]) -> Result<()> {
     let Some(cmd) = args.first() else {
         print!("{USAGE}");
@@ -104,8 +42,8 @@ pub fn main(args: &[String]) -> Result<()> {
     let rest = &args[1..];
     match cmd.as_str() {
         "put" => {
-            let a = Args::parse(rest, &["--id", "--gateway"])?;
-            let path = PathBuf::from(a.one("tenant document (.json)")?);
+            let a = Args::parse(rest, &["--id", "--gateway"], USAGE)?;
+            let path = PathBuf::from(a.exactly::<1>("one tenant document (.json)")?[0]);
             let doc = read_doc(&path)?;
             let id = id_of(&a, &doc, &path)?;
             let out = call(&a.gateway()?, "PUT", &format!("/{id}"), Some(&doc))?;
@@ -115,8 +53,8 @@ pub fn main(args: &[String]) -> Result<()> {
             Ok(())
         }
         "get" => {
-            let a = Args::parse(rest, &["--gateway"])?;
-            let id = a.one("tenant id")?;
+            let a = Args::parse(rest, &["--gateway"], USAGE)?;
+            let id = a.exactly::<1>("one tenant id")?[0];
             println!(
                 "{}",
                 pretty(&call(&a.gateway()?, "GET", &format!("/{id}"), None)?.1)
@@ -124,7 +62,7 @@ pub fn main(args: &[String]) -> Result<()> {
             Ok(())
         }
         "list" => {
-            let a = Args::parse(rest, &["--gateway"])?;
+            let a = Args::parse(rest, &["--gateway"], USAGE)?;
             if !a.positional.is_empty() {
                 bail!("`list` takes no arguments\n\n{USAGE}");
             }
@@ -154,15 +92,15 @@ pub fn main(args: &[String]) -> Result<()> {
             Ok(())
         }
         "delete" => {
-            let a = Args::parse(rest, &["--gateway"])?;
-            let id = a.one("tenant id")?;
+            let a = Args::parse(rest, &["--gateway"], USAGE)?;
+            let id = a.exactly::<1>("one tenant id")?[0];
             call(&a.gateway()?, "DELETE", &format!("/{id}"), None)?;
             println!("tenant `{id}` deleted");
             Ok(())
         }
         "validate" => {
-            let a = Args::parse(rest, &["--id", "--gateway", "--manifest"])?;
-            let path = PathBuf::from(a.one("tenant document (.json)")?);
+            let a = Args::parse(rest, &["--id", "--gateway", "--manifest"], USAGE)?;
+            let path = PathBuf::from(a.exactly::<1>("one tenant document (.json)")?[0]);
             let doc = read_doc(&path)?;
             let id = id_of(&a, &doc, &path)?;
             if a.value("--gateway").is_some() {
@@ -216,37 +154,11 @@ fn call(
     path: &str,
     doc: Option<&Map<String, Value>>,
 ) -> Result<(u16, Value)> {
-    let token = std::env::var("EDGEAUTH_ADMIN_TOKEN")
-        .context("set EDGEAUTH_ADMIN_TOKEN to the gateway's admin_token")?;
-    let url = format!("{gateway}{}{path}", tenant_docs::PREFIX);
-    let mut headers = vec![("authorization".to_owned(), format!("Bearer {token}"))];
-    if doc.is_some() {
-        headers.push(("content-type".into(), "application/json".into()));
-    }
-    let req = HttpRequest {
-        method: method.into(),
-        url: url.clone(),
-        headers,
-        body: doc.map(|d| serde_json::to_vec(d).unwrap_or_default()),
-        timeout_ms: TIMEOUT.as_millis() as u32,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let resp = rt
-        .block_on(client::send(&req, TIMEOUT))
-        .map_err(|e| anyhow!("{method} {url}: {e}"))?;
+    let body = doc.map(|d| serde_json::to_vec(d).unwrap_or_default());
+    let resp = admin_cli::call(gateway, tenant_docs::PREFIX, method, path, body)?;
     let body: Value = serde_json::from_slice(&resp.body).unwrap_or_else(
         |_| json!({"message": String::from_utf8_lossy(&resp.body).trim().to_owned()}),
     );
-    if !(200..300).contains(&resp.status) {
-        let message = body["message"].as_str().unwrap_or("(no message)");
-        let field = body["field"]
-            .as_str()
-            .map(|f| format!(" [field {f}]"))
-            .unwrap_or_default();
-        bail!("{method} {url}: HTTP {}: {message}{field}", resp.status);
-    }
     Ok((resp.status, body))
 }
 
