@@ -209,12 +209,18 @@ async fn finish_login(
             Err(r) => return r,
         },
     };
-    let identity = match profile_store::record(settings, parts, identity, now) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
+    let (identity, person) =
+        match profile_store::record(settings, parts, identity, &tokens.id_token, now) {
+            Ok(found) => found,
+            Err(r) => return r,
+        };
     let sign_in = events::signing_in(settings, &identity, parts);
-    let response = rules::complete(settings, doc_rules, parts, identity, tokens, &start, now).await;
+    let signed_in = rules::SignedIn {
+        identity,
+        person,
+        tokens,
+    };
+    let response = rules::complete(settings, doc_rules, parts, signed_in, &start, now).await;
     events::signed_in(settings, sign_in, now);
     response
 }

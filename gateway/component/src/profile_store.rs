@@ -35,13 +35,16 @@ fn named_by(kv: &Kv, tenant: &str, key: &str) -> Result<Option<profiles::Profile
 }
 
 /// Creates or updates the profile of the person signing in and returns the
-/// identity carrying its id. Without the store the sign-in fails closed.
+/// identity carrying its id, with the profile as stored. `id_token` is the
+/// verified ID token (empty for OAuth2 connections): its claims are the
+/// identity's in the profile. Without the store the sign-in fails closed.
 pub fn record(
     settings: &Settings,
     parts: &Parts,
     mut identity: Identity,
+    id_token: &str,
     now: u64,
-) -> Result<Identity, Response> {
+) -> Result<(Identity, profiles::Profile), Response> {
     let kv = Kv::open()?;
     let tenant = &settings.tenant;
     let by_identity = named_by(
@@ -66,12 +69,13 @@ pub fn record(
             .map(|s| s.ip().to_string())
             .unwrap_or_else(|_| a.to_owned())
     });
+    let claims = profiles::sign_in_claims(&identity, id_token);
     let facts = SignInFacts {
-        claims: None,
+        claims: Some(&claims),
         ip: ip.as_deref(),
         user_agent: header(parts, "user-agent"),
     };
-    let plan = profiles::sign_in(
+    let mut plan = profiles::sign_in(
         tenant,
         (settings.account_linking, vouches),
         &identity,
@@ -83,6 +87,16 @@ pub fn record(
         now,
         &mut crate::io::rng,
     );
+    // Rules kept metadata per subject before profiles existed: a new
+    // profile starts from it, and the old record goes once that is stored.
+    let legacy_key = kv_schema::rule_user(tenant, &identity.sub);
+    let legacy = match plan.creates() {
+        true => kv.get_raw(&legacy_key).ok().flatten(),
+        false => None,
+    };
+    if let Some(stored) = &legacy {
+        plan.adopt_rule_record(stored, now);
+    }
     if plan.creates() {
         // Listed before it is written: an export never misses a profile.
         let n = kv
@@ -98,6 +112,29 @@ pub fn record(
         kv.put_permanent(key, value)
             .map_err(|_| pages::storage_unavailable())?;
     }
-    identity.profile_id = Some(plan.profile.id);
-    Ok(identity)
+    if legacy.is_some() {
+        let _ = kv.delete(&legacy_key);
+    }
+    identity.profile_id = Some(plan.profile.id.clone());
+    Ok((identity, plan.profile))
+}
+
+/// Writes what the tenant's rules left in the person's metadata into their
+/// profile, read afresh (a paused chain may resume minutes later).
+#[cfg_attr(not(feature = "rules"), allow(dead_code))]
+pub fn set_rule_metadata(
+    settings: &Settings,
+    profile_id: &str,
+    app: &serde_json::Value,
+    user: &serde_json::Value,
+) -> Result<(), Response> {
+    let kv = Kv::open()?;
+    let key = kv_schema::profile(&settings.tenant, profile_id);
+    let stored = kv.get_raw(&key).map_err(|_| pages::storage_unavailable())?;
+    // Erased while the chain was paused: nothing to write into.
+    let mut profile = profiles::decode(stored.as_deref()).ok_or_else(pages::storage_unavailable)?;
+    profile.set_rule_metadata(app, user);
+    let value = serde_json::to_vec(&profile).unwrap_or_default();
+    kv.put_permanent(&key, &value)
+        .map_err(|_| pages::storage_unavailable())
 }
