@@ -223,8 +223,19 @@ test('erasure removes the profile and every index naming it; the next sign-in st
   assert.equal(naming(before).length, 2, 'alice has an identity and an email index');
   const seen = `login-seen:acme:${hashed('alice')}`;
   assert.ok(before[seen], 'the first-login marker of alice');
+  // Alice is signed in (two browsers) when her profile is erased.
+  const browsers = [new CookieJar(), new CookieJar()];
+  for (const jar of browsers) {
+    await loginOk(acme, idp, jar, '/start');
+    const live = await request(`${acme.url}/private`, { jar });
+    assert.equal(live.status, 200, show(live));
+  }
   const r = await admin('DELETE', `/acme/${aliceAcme}`);
   assert.equal(r.status, 200, r.body);
+  for (const jar of browsers) {
+    const after = await request(`${acme.url}/private`, { jar, accept: 'application/json' });
+    assert.equal(after.status, 401, `an erased person's session is refused: ${show(after)}`);
+  }
   const kv = readKv(gw.stateDir);
   assert.equal(kv[`profile:acme:${aliceAcme}`], undefined);
   assert.deepEqual(naming(kv), []);

@@ -119,6 +119,7 @@ impl SessionKv {
         settings: &Settings,
         parts: &mut Parts,
         want_assertion: bool,
+        now: u64,
     ) -> Result<SessionKv, Response> {
         let keys = revocation::keys_to_check(settings, &parts.headers);
         let mut kv = SessionKv {
@@ -139,6 +140,18 @@ impl SessionKv {
                     return Ok(kv);
                 }
                 Err(_) => return Err(pages::storage_unavailable()),
+            }
+        }
+        // Every session of an erased (or logged-out-everywhere) person.
+        if let Some((key, issued_at)) =
+            revocation::person_key_to_check(settings, &parts.headers, now)
+        {
+            let stored = store
+                .get_raw(&key)
+                .map_err(|_| pages::storage_unavailable())?;
+            if revocation::person_revoked(stored.as_deref(), issued_at, now) {
+                revocation::drop_session_cookie(settings, &mut parts.headers);
+                return Ok(kv);
             }
         }
         if want_assertion {

@@ -91,8 +91,8 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         route,
         Route::Login | Route::Callback(_) | Route::Logout | Route::UnknownReserved
     );
-    let kv = match io::SessionKv::load(&settings, &mut parts, matches!(route, Route::Protected(_)))
-    {
+    let want_assertion = matches!(route, Route::Protected(_));
+    let kv = match io::SessionKv::load(&settings, &mut parts, want_assertion, clock.secs) {
         Ok(kv) => kv,
         Err(r) => return io::respond(out, r).await,
     };

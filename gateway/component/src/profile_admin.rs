@@ -7,6 +7,7 @@ use edgeauth_core::Response;
 use edgeauth_core::kv_schema;
 use edgeauth_core::profile_admin::{self as decide, Endpoint, MAX_PATCH_BODY};
 use edgeauth_core::profiles::{self, Profile};
+use edgeauth_core::revocation;
 use edgeauth_core::tenant_docs::AdminError;
 use edgeauth_core::tenants::{self, Tenants};
 use futures::StreamExt;
@@ -164,7 +165,12 @@ async fn serve(parts: &Parts, req: IncomingRequest) -> Result<Response, AdminErr
         }
         Endpoint::Delete { id, .. } => {
             let p = existing(&kv, t, &id)?;
-            // Indexes first: a failed erasure leaves the profile, and
+            // The person's sessions end first, wherever they are used.
+            let now = crate::io::Clock::now().secs;
+            let (key, value, expires_at) = revocation::person_entry(t, &id, now);
+            kv.put(&key, &value, expires_at, now)
+                .map_err(|_| store_down())?;
+            // Indexes next: a failed erasure leaves the profile, and
             // repeating the DELETE finds every index again.
             drop_indexes(&kv, &decide::index_keys(t, &p), &id)?;
             for key in decide::person_records(t, &p) {

@@ -55,6 +55,10 @@ use crate::encoding::b64url;
 pub const USED_STATE: &str = "used-state";
 /// Logged-out sessions; the envelope's payload is empty.
 pub const REVOKED_SESSION: &str = "revoked-session";
+/// Every session of one person (by profile id) issued up to a time is
+/// revoked (erasure; an admin's "log out everywhere"); the envelope's
+/// payload is that time, and it expires when those sessions would have.
+pub const REVOKED_PROFILE: &str = "revoked-profile";
 /// Signed assertions reused across a session's requests.
 pub const ASSERTION: &str = "assertion";
 /// Discovery document and JWKS per issuer.
@@ -116,6 +120,7 @@ pub const SWEEP_CURSOR: &str = "sweep-cursor";
 pub const PREFIXES: &[&str] = &[
     USED_STATE,
     REVOKED_SESSION,
+    REVOKED_PROFILE,
     ASSERTION,
     PROVIDER,
     RULE_USER,
@@ -172,6 +177,10 @@ pub fn used_state(state: &str, expires_at: u64) -> String {
 /// `revoked-session:<tenant>:<digest of the cookie>` (digest made by the caller).
 pub fn revoked_session(tenant: &str, digest: &str) -> String {
     format!("{REVOKED_SESSION}:{tenant}:{digest}")
+}
+
+pub fn revoked_profile(tenant: &str, profile_id: &str) -> String {
+    format!("{REVOKED_PROFILE}:{tenant}:{profile_id}")
 }
 
 /// `assertion:<tenant>:<digest of what the assertion depends on>`.

@@ -57,6 +57,53 @@ pub fn entries_for_logout(
         .collect()
 }
 
+/// The person-wide revocation to look up for the request's session (see
+/// [`kv_schema::REVOKED_PROFILE`]): its key and the session's issue time.
+/// `None` for a request without a live session, or a session from before
+/// profiles (it carries no profile id; it ends with its lifetime).
+pub fn person_key_to_check(
+    settings: &Settings,
+    headers: &HeaderMap,
+    now: u64,
+) -> Option<(String, u64)> {
+    let s = crate::session::read(settings, headers, now).ok()?;
+    let profile = s.identity.profile_id.as_deref()?;
+    Some((
+        kv_schema::revoked_profile(&settings.tenant, profile),
+        s.issued_at,
+    ))
+}
+
+/// Whether the stored person-wide revocation covers a session issued at
+/// `issued_at`. A session issued in the very second of the revocation is
+/// covered too (the clock has whole seconds): fail closed. An unreadable
+/// entry under the key revokes as well.
+pub fn person_revoked(stored: Option<&[u8]>, issued_at: u64, now: u64) -> bool {
+    let Some(stored) = stored else {
+        return false;
+    };
+    match kv_schema::open(stored, now) {
+        Ok(payload) => std::str::from_utf8(payload)
+            .ok()
+            .and_then(|t| t.parse::<u64>().ok())
+            .is_none_or(|revoked_at| issued_at <= revoked_at),
+        Err(kv_schema::Unusable::Expired) => false,
+        Err(kv_schema::Unusable::Malformed) => true,
+    }
+}
+
+/// The entry that revokes every session of `profile_id` issued up to
+/// `now`, as `(key, value, expires_at)`: kept as long as the longest
+/// session the settings allow could still live.
+pub fn person_entry(tenant: &str, profile_id: &str, now: u64) -> (String, Vec<u8>, u64) {
+    let expires_at = now + crate::settings::MAX_SESSION_LIFETIME_SECS;
+    (
+        kv_schema::revoked_profile(tenant, profile_id),
+        kv_schema::encode(expires_at, now.to_string().as_bytes()),
+        expires_at,
+    )
+}
+
 /// Removes the session cookie from the request, which then goes on as one
 /// without a session (login redirect, 401, or anonymous on public paths).
 pub fn drop_session_cookie(settings: &Settings, headers: &mut HeaderMap) {
@@ -73,6 +120,39 @@ mod tests {
     use super::*;
     use crate::session;
     use crate::testutil::{alice, cookie_header as with_cookie, counter_rng, settings_with};
+
+    #[test]
+    fn a_person_wide_revocation_ends_the_sessions_issued_before_it() {
+        let s = settings_with(&[]);
+        let mut person = alice();
+        person.profile_id = Some("p_aaaaaaaaaaaaaaaaaaaaaaaaaa".into());
+        let cookie = Session::new(person, None, &s, 1000)
+            .to_cookie(&s, &mut counter_rng())
+            .unwrap();
+        let headers = with_cookie(cookie.split(';').next().unwrap());
+        let (key, issued) = person_key_to_check(&s, &headers, 1500).unwrap();
+        assert_eq!(issued, 1000);
+        let (entry_key, value, expires_at) =
+            person_entry(&s.tenant, "p_aaaaaaaaaaaaaaaaaaaaaaaaaa", 1200);
+        assert_eq!(key, entry_key);
+        assert!(expires_at >= 1200 + s.session_lifetime_secs);
+        assert!(person_revoked(Some(&value), 1000, 1500), "issued before");
+        assert!(person_revoked(Some(&value), 1200, 1500), "the same second");
+        assert!(!person_revoked(Some(&value), 1201, 1500), "a later login");
+        assert!(!person_revoked(None, 1000, 1500));
+        assert!(!person_revoked(Some(&value), 1000, expires_at), "expired");
+        assert!(
+            person_revoked(Some(b"junk"), 1000, 1500),
+            "unreadable: closed"
+        );
+        // No session, or one from before profiles: nothing to look up.
+        assert!(person_key_to_check(&s, &HeaderMap::new(), 1500).is_none());
+        let old = Session::new(alice(), None, &s, 1000)
+            .to_cookie(&s, &mut counter_rng())
+            .unwrap();
+        let old = with_cookie(old.split(';').next().unwrap());
+        assert!(person_key_to_check(&s, &old, 1500).is_none());
+    }
 
     #[test]
     fn logout_entries_match_later_lookups_and_expire_with_the_session() {
