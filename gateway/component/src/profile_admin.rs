@@ -6,7 +6,7 @@
 use edgeauth_core::Response;
 use edgeauth_core::kv_schema;
 use edgeauth_core::profile_admin::{self as decide, Endpoint, MAX_PATCH_BODY};
-use edgeauth_core::profiles::{self, Profile};
+use edgeauth_core::profiles::{self, MergeWrite, Profile};
 use edgeauth_core::revocation;
 use edgeauth_core::tenant_docs::AdminError;
 use edgeauth_core::tenants::{self, Tenants};
@@ -110,7 +110,8 @@ fn tenant_id(e: &Endpoint) -> Option<&str> {
         | Endpoint::Export { tenant, .. }
         | Endpoint::Patch { tenant, .. }
         | Endpoint::Delete { tenant, .. }
-        | Endpoint::Unlink { tenant, .. } => Some(tenant),
+        | Endpoint::Unlink { tenant, .. }
+        | Endpoint::Merge { tenant, .. } => Some(tenant),
         Endpoint::MethodNotAllowed(_) => None,
     }
 }
@@ -156,7 +157,7 @@ async fn serve(parts: &Parts, req: IncomingRequest) -> Result<Response, AdminErr
             |p| decide::trusted_by_identity(p, &connection, &subject),
         ),
         Endpoint::Patch { id, .. } => {
-            let body = body(req).await?;
+            let body = body(req, MAX_PATCH_BODY, "a patch").await?;
             let mut p = existing(&kv, t, &id)?;
             decide::apply_patch(&mut p, &body)?;
             save(&kv, t, &p)?;
@@ -199,9 +200,43 @@ async fn serve(parts: &Parts, req: IncomingRequest) -> Result<Response, AdminErr
             }));
             Ok(shown(StatusCode::OK, &u.profile))
         }
+        Endpoint::Merge { id, .. } => {
+            let from = decide::merge_source(&body(req, MAX_PATCH_BODY, "a merge").await?, &id)?;
+            let target = existing(&kv, t, &id)?;
+            let source = existing(&kv, t, &from)?;
+            let merged = profiles::merge(t, target, source).map_err(decide::merge_refused)?;
+            apply_merge(&kv, t, &merged)?;
+            audit(json!({"event": "profile-merged", "tenant": t, "profile": id, "from": from}));
+            Ok(shown(StatusCode::OK, &merged.profile))
+        }
         Endpoint::Export { cursor, limit, .. } => export(&kv, t, cursor, limit),
         Endpoint::MethodNotAllowed(allow) => Ok(not_allowed(allow)),
     }
+}
+
+/// A merge's writes, in the core's order, stopping at the first failure
+/// (repeating the merge finishes it: `profiles::merge`).
+fn apply_merge(kv: &Kv, tenant: &str, m: &profiles::Merged) -> Result<(), AdminError> {
+    let down = |_| store_down();
+    for w in &m.writes {
+        match w {
+            MergeWrite::Put(key, value) => kv.put_permanent(key, value).map_err(down)?,
+            MergeWrite::EmailIndex { key, email } => {
+                let value = get(kv, key)?;
+                let owner = match decide::index_target(value.as_deref()).filter(|id| !m.involves(id))
+                {
+                    Some(other) => profile_at(kv, tenant, other)?,
+                    None => None,
+                };
+                if profiles::email_index_free(owner.as_ref(), email) {
+                    kv.put_permanent(key, m.profile.id.as_bytes())
+                        .map_err(down)?;
+                }
+            }
+            MergeWrite::Delete(key) => kv.delete(key).map_err(down)?,
+        }
+    }
+    Ok(())
 }
 
 /// One export page: JSON lines, at most `limit` list entries read (two KV
@@ -244,18 +279,19 @@ fn export(kv: &Kv, tenant: &str, cursor: u64, limit: u64) -> Result<Response, Ad
     Ok(r)
 }
 
-/// The request body, at most [`MAX_PATCH_BODY`] bytes (read no further).
-async fn body(req: IncomingRequest) -> Result<Vec<u8>, AdminError> {
+/// The request body, at most `max` bytes (read no further); `what` names
+/// the body in the refusal.
+async fn body(req: IncomingRequest, max: usize, what: &str) -> Result<Vec<u8>, AdminError> {
     let mut stream = req.into_body_stream();
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk
             .map_err(|_| AdminError::new(400, "bad_body", "reading the request body failed"))?;
-        if out.len() + chunk.len() > MAX_PATCH_BODY {
+        if out.len() + chunk.len() > max {
             return Err(AdminError::new(
                 413,
                 "too_large",
-                format!("a patch is at most {MAX_PATCH_BODY} bytes"),
+                format!("{what} is at most {max} bytes"),
             ));
         }
         out.extend_from_slice(&chunk);

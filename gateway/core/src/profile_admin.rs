@@ -18,7 +18,7 @@ pub const PREFIX: &str = "/.edgeauth/admin/profiles";
 /// A `PATCH` body is at most this many bytes.
 pub const MAX_PATCH_BODY: usize = 32 * 1024;
 /// Each of `user_metadata` and `app_metadata`, serialized, after a patch.
-pub const MAX_METADATA: usize = 16 * 1024;
+pub use crate::profiles::MAX_METADATA;
 /// Export page sizes.
 pub const DEFAULT_LIMIT: u64 = 100;
 pub const MAX_LIMIT: u64 = 500;
@@ -67,6 +67,12 @@ pub enum Endpoint {
         id: String,
         connection: String,
         subject: String,
+    },
+    /// `POST .../<tenant>/<id>/merge` with `{"from": "<source id>"}`: the
+    /// source profile is merged into `id` ([`profiles::merge`]).
+    Merge {
+        tenant: String,
+        id: String,
     },
     MethodNotAllowed(&'static str),
 }
@@ -225,8 +231,57 @@ pub fn endpoint(method: &Method, path: &str, query: Option<&str>) -> Result<Endp
                 _ => Endpoint::MethodNotAllowed("DELETE"),
             })
         }
+        [t, p, "merge"] => {
+            let (tenant, id) = (tenant_of(t)?, profile_of(p)?);
+            Ok(match *method {
+                Method::POST => Endpoint::Merge { tenant, id },
+                _ => Endpoint::MethodNotAllowed("POST"),
+            })
+        }
         _ => Err(no_endpoint()),
     }
+}
+
+/// The source profile id of a merge body, `{"from": "<profile id>"}`;
+/// merging a profile into itself (`into`) is refused before anything is read.
+pub fn merge_source(body: &[u8], into: &str) -> Result<String, AdminError> {
+    let from = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.as_object().filter(|o| o.len() == 1)?.get("from").cloned());
+    let Some(Value::String(from)) = from else {
+        return Err(bad(
+            "invalid_merge",
+            "the body must be {\"from\": \"<id of the profile to merge into this one>\"}",
+        ));
+    };
+    if !profiles::valid_id(&from) {
+        let mut e = bad(
+            "invalid_profile_id",
+            "`from`: profile ids are `p_` and 26 of a-z 2-7",
+        );
+        e.field = Some("from".into());
+        return Err(e);
+    }
+    if from == into {
+        return Err(merge_refused(profiles::MergeError::SameProfile));
+    }
+    Ok(from)
+}
+
+/// A merge the profiles' bounds or ids refuse, as the API says it.
+pub fn merge_refused(e: profiles::MergeError) -> AdminError {
+    use profiles::MergeError as M;
+    let error = match e {
+        M::SameProfile => "same_profile",
+        M::TooManyIdentities { .. } => "too_many_identities",
+        M::TooManyEmails { .. } => "too_many_emails",
+        M::MetadataTooLarge { .. } => "too_large",
+    };
+    let mut out = bad(error, e.to_string());
+    if let M::MetadataTooLarge { field, .. } = e {
+        out.field = Some(field.into());
+    }
+    out
 }
 
 /// Whether tenant `id` exists: with neither a `tenants` variable nor a
@@ -681,6 +736,46 @@ mod tests {
         legacy.identities[0].connection = crate::connections::LEGACY_ID.into();
         let records = person_records("acme", &legacy);
         assert!(records.contains(&kv_schema::rule_user("acme", "v1")));
+    }
+
+    #[test]
+    fn a_merge_names_its_source_in_the_body() {
+        const S: &str = "p_ssssssssssssssssssssssssss";
+        assert_eq!(
+            ep(Method::POST, &format!("/acme/{P}/merge"), None).unwrap(),
+            Endpoint::Merge {
+                tenant: "acme".into(),
+                id: P.into()
+            }
+        );
+        assert_eq!(
+            ep(Method::GET, &format!("/acme/{P}/merge"), None).unwrap(),
+            Endpoint::MethodNotAllowed("POST")
+        );
+        assert_eq!(
+            merge_source(format!(r#"{{"from": "{S}"}}"#).as_bytes(), P).unwrap(),
+            S
+        );
+        for (body, error) in [
+            (format!(r#"{{"from": "{P}"}}"#), "same_profile"),
+            (r#"{"from": "p_x"}"#.into(), "invalid_profile_id"),
+            (
+                format!(r#"{{"from": "{S}", "into": "x"}}"#),
+                "invalid_merge",
+            ),
+            (format!(r#"["{S}"]"#), "invalid_merge"),
+            ("{}".into(), "invalid_merge"),
+        ] {
+            let e = merge_source(body.as_bytes(), P).unwrap_err();
+            assert_eq!((e.status, e.error), (400, error), "{body}");
+        }
+        let e = merge_refused(profiles::MergeError::TooManyIdentities { count: 17 });
+        assert_eq!((e.status, e.error), (400, "too_many_identities"));
+        assert!(
+            e.message.contains("17") && e.message.contains("16"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -529,9 +529,215 @@ pub fn sign_in(
     }
 }
 
+/// Why two profiles cannot be merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeError {
+    /// A profile merged into itself.
+    SameProfile,
+    /// The union would have `count` identities, more than [`MAX_IDENTITIES`].
+    TooManyIdentities { count: usize },
+    /// The union would have `count` emails, more than [`MAX_EMAILS`].
+    TooManyEmails { count: usize },
+    /// `field` (`user_metadata` or `app_metadata`) would be `size` bytes,
+    /// more than [`MAX_METADATA`].
+    MetadataTooLarge { field: &'static str, size: usize },
+}
+
+impl std::fmt::Display for MergeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MergeError::SameProfile => f.write_str("a profile cannot be merged into itself"),
+            MergeError::TooManyIdentities { count } => write!(
+                f,
+                "the merged profile would have {count} identities; at most {MAX_IDENTITIES} (unlink some first)"
+            ),
+            MergeError::TooManyEmails { count } => write!(
+                f,
+                "the merged profile would have {count} emails; at most {MAX_EMAILS}"
+            ),
+            MergeError::MetadataTooLarge { field, size } => write!(
+                f,
+                "the merged `{field}` would be {size} bytes; at most {MAX_METADATA}"
+            ),
+        }
+    }
+}
+
+/// One store operation of a merge, in [`Merged::writes`] order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeWrite {
+    /// Write `value` under `key`.
+    Put(String, Vec<u8>),
+    /// Point the verified-email index `key` (of `email`) at the merged
+    /// profile, unless it names a third profile that has `email` verified:
+    /// that one was first and keeps it, as at sign-in
+    /// ([`email_index_free`] decides, from the profile the index names).
+    EmailIndex {
+        key: String,
+        email: String,
+    },
+    Delete(String),
+}
+
+/// A merge: the profile that results (the target's id) and what to write.
+#[derive(Debug)]
+pub struct Merged {
+    pub profile: Profile,
+    /// The id of the profile merged in, deleted last.
+    pub source: String,
+    pub writes: Vec<MergeWrite>,
+}
+
+impl Merged {
+    /// Whether `id` is one of the two merged profiles (an index naming
+    /// either is the merge's to repoint).
+    pub fn involves(&self, id: &str) -> bool {
+        id == self.profile.id || id == self.source
+    }
+}
+
+/// Whether an email index whose current value names `owner` (already read;
+/// `None`: it names nothing, junk, or one of the merged profiles) may be
+/// pointed at the merged profile: only if that owner does not list the
+/// address as verified (a stale pointer).
+pub fn email_index_free(owner: Option<&Profile>, email: &str) -> bool {
+    owner.is_none_or(|p| !p.has_verified_email(email))
+}
+
+/// The top-level keys of `from` that `into` lacks are added; `into`'s own
+/// values win.
+fn merge_keys(
+    into: &mut Map<String, Value>,
+    from: Map<String, Value>,
+    field: &'static str,
+) -> Result<(), MergeError> {
+    for (k, v) in from {
+        into.entry(k).or_insert(v);
+    }
+    let size = Value::Object(into.clone()).to_string().len();
+    if size > MAX_METADATA {
+        return Err(MergeError::MetadataTooLarge { field, size });
+    }
+    Ok(())
+}
+
+/// Merges `source` into `target` (both of `tenant`): one profile with the
+/// target's id, creation time and metadata values, the source's metadata
+/// keys the target lacks, both profiles' identities and emails (refused past
+/// [`MAX_IDENTITIES`] / [`MAX_EMAILS`]), their logins added up, the earlier
+/// first login and the later last login (with that sign-in's IP and user
+/// agent). Used by the admin API's merge and meant for linking with proof
+/// (source: the profile a sign-in just created; target: the one proven).
+///
+/// The writes, in order, keep the consistency rules at the top of this
+/// module (an index entry is trusted only if the profile it names lists
+/// what was looked up), whatever prefix of them a crash leaves done:
+/// 1. the merged profile under the target's id: it now lists the source's
+///    identities and emails too, while the source, still stored, lists them
+///    as well, so every index (still naming the source) stays trusted and a
+///    sign-in lands where it did before;
+/// 2. each of the source's identity indexes, then each of its verified
+///    emails' indexes (see [`MergeWrite::EmailIndex`]), pointed at the
+///    target: each is trusted from the moment it is written, since the
+///    target lists that identity or email;
+/// 3. the source profile deleted, last (a failed write stops the merge
+///    before it), when every index that named it names the target; an
+///    entry nothing repointed (a stale one) then names no profile and is
+///    ignored, like an erased profile's. Its export list entry stays and is
+///    skipped, as an erased profile's.
+///
+/// After a crash before step 3 both profiles exist and repeating the merge
+/// finishes it (identities and emails are a union, so nothing doubles but
+/// the login count). Two merges or a merge and a sign-in of the same person
+/// at the same instant can lose one's change (no compare-and-swap in Spin
+/// KV), as for patches.
+pub fn merge(tenant: &str, target: Profile, source: Profile) -> Result<Merged, MergeError> {
+    if target.id == source.id {
+        return Err(MergeError::SameProfile);
+    }
+    let mut p = target;
+    let source_id = source.id.clone();
+    let identity_keys: Vec<String> = source
+        .identities
+        .iter()
+        .map(|i| crate::kv_schema::profile_identity(tenant, &i.connection, &i.subject))
+        .collect();
+    let source_emails: Vec<String> = source.verified_emails().map(str::to_owned).collect();
+    for i in source.identities {
+        if !p.has_identity(&i.connection, &i.subject) {
+            p.identities.push(i);
+        }
+    }
+    if p.identities.len() > MAX_IDENTITIES {
+        return Err(MergeError::TooManyIdentities {
+            count: p.identities.len(),
+        });
+    }
+    for e in source.emails {
+        match p
+            .emails
+            .iter_mut()
+            .find(|m| m.address == e.address && m.connection == e.connection)
+        {
+            // The same connection vouched for it in either profile.
+            Some(m) => m.verified |= e.verified,
+            None => p.emails.push(e),
+        }
+    }
+    if p.emails.len() > MAX_EMAILS {
+        return Err(MergeError::TooManyEmails {
+            count: p.emails.len(),
+        });
+    }
+    merge_keys(&mut p.user_metadata, source.user_metadata, "user_metadata")?;
+    merge_keys(&mut p.app_metadata, source.app_metadata, "app_metadata")?;
+    if p.name.is_none() {
+        p.name = source.name;
+    }
+    if p.picture.is_none() {
+        p.picture = source.picture;
+    }
+    p.logins = p.logins.saturating_add(source.logins);
+    if source.first_login.at < p.first_login.at {
+        p.first_login = source.first_login;
+    }
+    if source.last_login.at > p.last_login.at {
+        p.last_login = source.last_login;
+        p.last_ip = source.last_ip.or(p.last_ip);
+        p.last_user_agent = source.last_user_agent.or(p.last_user_agent);
+    }
+    let id = p.id.as_bytes().to_vec();
+    let mut writes = vec![MergeWrite::Put(
+        crate::kv_schema::profile(tenant, &p.id),
+        serde_json::to_vec(&p).unwrap_or_default(),
+    )];
+    writes.extend(
+        identity_keys
+            .into_iter()
+            .map(|k| MergeWrite::Put(k, id.clone())),
+    );
+    writes.extend(
+        source_emails
+            .into_iter()
+            .map(|email| MergeWrite::EmailIndex {
+                key: crate::kv_schema::profile_email(tenant, &email),
+                email,
+            }),
+    );
+    writes.push(MergeWrite::Delete(crate::kv_schema::profile(
+        tenant, &source_id,
+    )));
+    Ok(Merged {
+        profile: p,
+        source: source_id,
+        writes,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv_schema;
     use crate::testutil::counter_rng;
 
     fn id(connection: &str, sub: &str, email: Option<&str>, verified: bool) -> Identity {
@@ -752,5 +958,184 @@ mod tests {
         assert_eq!(p.identities.len(), 2);
         let json = serde_json::to_string(&p).unwrap();
         assert_eq!(serde_json::from_str::<Profile>(&json).unwrap(), p);
+    }
+    fn profile_with(id_: &str, identities: &[(&str, &str, &str)], at: u64) -> Profile {
+        let mut p: Option<Profile> = None;
+        for (n, (c, sub, email)) in identities.iter().enumerate() {
+            let who = id(c, sub, Some(email), true);
+            let t = at + n as u64;
+            match &mut p {
+                None => p = Some(Profile::new(id_.into(), &who, &SignInFacts::default(), t)),
+                Some(p) => p.record_sign_in(&who, &SignInFacts::default(), t),
+            }
+        }
+        p.unwrap()
+    }
+
+    const T: &str = "p_tttttttttttttttttttttttttt";
+    const S: &str = "p_ssssssssssssssssssssssssss";
+
+    #[test]
+    fn a_merge_keeps_the_target_and_adds_what_the_source_has() {
+        let mut target = profile_with(T, &[("corp", "v1", "v@corp.example")], 2000);
+        target.user_metadata.insert("lang".into(), "fr".into());
+        target.app_metadata.insert("plan".into(), "pro".into());
+        target.last_ip = Some("192.0.2.1".into());
+        let mut source = profile_with(
+            S,
+            &[
+                ("github", "42", "v@gh.example"),
+                ("social", "7", "v@corp.example"),
+            ],
+            1000,
+        );
+        source.user_metadata.insert("lang".into(), "de".into());
+        source.user_metadata.insert("theme".into(), "dark".into());
+        source.last_login.at = 5000;
+        source.last_ip = Some("198.51.100.2".into());
+        source.name = Some("Source".into());
+        let m = merge("acme", target.clone(), source.clone()).unwrap();
+        let p = &m.profile;
+        assert_eq!(
+            (p.id.as_str(), p.created_at),
+            (T, 2000),
+            "the target's id and creation"
+        );
+        assert_eq!(p.user_metadata["lang"], "fr", "the target's values win");
+        assert_eq!(
+            p.user_metadata["theme"], "dark",
+            "the source's other keys join"
+        );
+        assert_eq!(p.app_metadata["plan"], "pro");
+        let ids: Vec<_> = p
+            .identities
+            .iter()
+            .map(|i| (i.connection.as_str(), i.subject.as_str()))
+            .collect();
+        assert_eq!(ids, [("corp", "v1"), ("github", "42"), ("social", "7")]);
+        assert!(p.has_verified_email("v@gh.example") && p.has_verified_email("v@corp.example"));
+        assert_eq!(
+            p.emails.len(),
+            3,
+            "(address, connection) pairs: corp's and social's v@corp both stay"
+        );
+        assert_eq!(p.logins, target.logins + source.logins);
+        assert_eq!(p.first_login.at, 1000, "the earlier first login");
+        assert_eq!(
+            (p.last_login.at, p.last_ip.as_deref()),
+            (5000, Some("198.51.100.2")),
+            "the later last login, with its IP"
+        );
+        assert_eq!(p.name.as_deref(), Some("Source"), "the target had none");
+        // The writes: the target first, the source's indexes repointed, the source deleted last.
+        let w = &m.writes;
+        assert_eq!(
+            w[0],
+            MergeWrite::Put(
+                kv_schema::profile("acme", T),
+                serde_json::to_vec(p).unwrap()
+            )
+        );
+        assert_eq!(
+            w[1],
+            MergeWrite::Put(
+                kv_schema::profile_identity("acme", "github", "42"),
+                T.as_bytes().to_vec()
+            )
+        );
+        assert_eq!(
+            w[2],
+            MergeWrite::Put(
+                kv_schema::profile_identity("acme", "social", "7"),
+                T.as_bytes().to_vec()
+            )
+        );
+        let emails: Vec<_> = w[3..5]
+            .iter()
+            .map(|x| match x {
+                MergeWrite::EmailIndex { key, email } => {
+                    assert_eq!(key, &kv_schema::profile_email("acme", email));
+                    email.as_str()
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(emails, ["v@gh.example", "v@corp.example"]);
+        assert_eq!(w[5], MergeWrite::Delete(kv_schema::profile("acme", S)));
+        assert_eq!(w.len(), 6);
+        assert!(m.involves(T) && m.involves(S) && !m.involves("p_x"));
+    }
+
+    #[test]
+    fn an_email_index_stays_with_a_third_profile_that_has_it_verified() {
+        let other = profile_with(
+            "p_oooooooooooooooooooooooooo",
+            &[("corp", "o", "v@corp.example")],
+            1,
+        );
+        assert!(
+            !email_index_free(Some(&other), "v@corp.example"),
+            "its first owner keeps it"
+        );
+        assert!(
+            email_index_free(Some(&other), "w@corp.example"),
+            "a stale pointer is taken over"
+        );
+        assert!(email_index_free(None, "v@corp.example"));
+    }
+
+    #[test]
+    fn merges_past_the_bounds_or_into_itself_are_refused() {
+        let target = profile_with(T, &[("corp", "v1", "v@corp.example")], 1);
+        assert_eq!(
+            merge("acme", target.clone(), target.clone()).unwrap_err(),
+            MergeError::SameProfile
+        );
+        let many: Vec<(String, String)> = (0..MAX_IDENTITIES)
+            .map(|n| (format!("c{n}"), format!("s{n}")))
+            .collect();
+        let refs: Vec<(&str, &str, &str)> = many
+            .iter()
+            .map(|(c, s)| (c.as_str(), s.as_str(), "x@example.com"))
+            .collect();
+        let full = profile_with(S, &refs, 1);
+        assert_eq!(full.identities.len(), MAX_IDENTITIES);
+        let e = merge("acme", target.clone(), full.clone()).unwrap_err();
+        assert_eq!(
+            e,
+            MergeError::TooManyIdentities {
+                count: MAX_IDENTITIES + 1
+            }
+        );
+        assert!(e.to_string().contains("at most 16"), "{e}");
+        // Identities both have count once: a full source with the target's own identity fits.
+        let mut shared = full.clone();
+        shared.identities[0] = target.identities[0].clone();
+        shared.emails.clear();
+        assert!(merge("acme", target.clone(), shared).is_ok());
+        let mut emails = profile_with(S, &[("gh", "1", "a@example.com")], 1);
+        emails.emails = (0..MAX_EMAILS)
+            .map(|n| Email {
+                address: format!("e{n}@example.com"),
+                verified: true,
+                connection: "gh".into(),
+            })
+            .collect();
+        assert_eq!(
+            merge("acme", target.clone(), emails).unwrap_err(),
+            MergeError::TooManyEmails {
+                count: MAX_EMAILS + 1
+            }
+        );
+        let mut big = profile_with(S, &[("gh", "1", "a@example.com")], 1);
+        big.app_metadata
+            .insert("x".into(), "y".repeat(MAX_METADATA).into());
+        assert!(matches!(
+            merge("acme", target, big).unwrap_err(),
+            MergeError::MetadataTooLarge {
+                field: "app_metadata",
+                ..
+            }
+        ));
     }
 }

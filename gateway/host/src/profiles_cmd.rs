@@ -20,6 +20,7 @@ USAGE:
     edgeauth profiles patch  TENANT PROFILE_ID PATCH.json   (`-`: standard input)
     edgeauth profiles unlink TENANT PROFILE_ID CONNECTION SUBJECT
     edgeauth profiles delete TENANT PROFILE_ID              (erasure)
+    edgeauth profiles merge  TENANT TARGET_ID SOURCE_ID     (SOURCE merged into TARGET, then gone)
     edgeauth profiles export TENANT [--limit N]             (JSON lines, every page)
 
 Every command takes --gateway URL (or EDGEAUTH_GATEWAY); the admin token is
@@ -110,6 +111,13 @@ pub fn main(args: &[String]) -> Result<()> {
             )?;
             println!("profile `{id}` erased from tenant `{t}`");
             Ok(())
+        }
+        "merge" => {
+            let a = parse_args(rest, &[])?;
+            let [t, target, source] = a.exactly("TENANT TARGET_ID SOURCE_ID")?;
+            let body = serde_json::to_vec(&serde_json::json!({ "from": source }))?;
+            let path = format!("/{}/{}/merge", enc(t), enc(target));
+            print_json(&call(&a.gateway()?, "POST", &path, Some(body))?)
         }
         "export" => {
             let a = parse_args(rest, &["--limit"])?;
