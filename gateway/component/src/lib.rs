@@ -18,6 +18,7 @@ use edgeauth_core::connections::{Connection, Kind};
 use edgeauth_core::endpoints;
 use edgeauth_core::id_token::IdTokenError;
 use edgeauth_core::identity::Identity;
+use edgeauth_core::linking;
 use edgeauth_core::login;
 use edgeauth_core::logout;
 use edgeauth_core::oauth2;
@@ -113,6 +114,12 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         Route::Health => endpoints::health(),
         Route::Jwks => endpoints::jwks(&settings),
         Route::Userinfo => endpoints::userinfo(&settings, &parts, clock.secs),
+        Route::Link => linking::page(
+            &settings,
+            &parts.headers,
+            routes::query_param(&parts, "skip").as_deref() == Some("1"),
+            clock.secs,
+        ),
         Route::Login => start_login(&settings, &parts, clock.secs).await,
         Route::Callback(id) => match settings.connection_for_callback(id.as_deref()) {
             Some(connection) => {
@@ -151,8 +158,8 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
 }
 
 async fn start_login(settings: &Settings, parts: &Parts, now: u64) -> Response {
-    let (connection, login_hint) = match login::choose(settings, parts) {
-        login::Choice::Go(c, hint) => (c, hint),
+    let (connection, (login_hint, link_proof)) = match login::choose(settings, parts) {
+        login::Choice::Go(c, hint, link_proof) => (c, (hint, link_proof)),
         login::Choice::Page(page) => return page,
     };
     let return_to = return_path_or_root(query_param(parts, "rd").as_deref(), &settings.public_url);
@@ -175,7 +182,10 @@ async fn start_login(settings: &Settings, parts: &Parts, now: u64) -> Response {
         },
         return_to,
         // OpenID providers take it as a hint (OIDC Core 3.1.2.1).
-        login_hint.as_deref().filter(|_| connection.is_oidc()),
+        (
+            login_hint.as_deref().filter(|_| connection.is_oidc()),
+            link_proof,
+        ),
         now,
         &mut io::rng,
     )
@@ -209,19 +219,47 @@ async fn finish_login(
             Err(r) => return r,
         },
     };
-    let (identity, person) =
+    let (identity, plan) =
         match profile_store::record(settings, parts, identity, &tokens.id_token, now) {
             Ok(found) => found,
             Err(r) => return r,
         };
+    // Linking with proof (`edgeauth_core::linking`): this sign-in may prove
+    // the offer the browser holds, or need one itself.
+    let proven = linking::proven(settings, &start.login, &identity, &parts.headers, now);
+    let mut person = plan.profile.clone();
+    if let Some(offer) = &proven {
+        match profile_store::link_proven(settings, offer, now) {
+            Ok(Some(merged)) => {
+                events::linked(settings, &identity, parts, offer, now);
+                person = merged.profile;
+            }
+            Ok(None) => {}
+            Err(r) => return r,
+        }
+    }
+    let offer = linking::offer(
+        settings,
+        &identity,
+        &plan,
+        &start.login.return_to,
+        now,
+        &mut io::rng,
+    );
     let sign_in = events::signing_in(settings, &identity, parts);
     let signed_in = rules::SignedIn {
         identity,
         person,
         tokens,
     };
-    let response = rules::complete(settings, doc_rules, parts, signed_in, &start, now).await;
+    let mut response = rules::complete(settings, doc_rules, parts, signed_in, &start, now).await;
     events::signed_in(settings, sign_in, now);
+    if let Some(offer) = &offer {
+        response = linking::redirect_to_offer(settings, response, offer, &mut io::rng);
+    }
+    if proven.is_some() {
+        linking::forget(settings, &mut response);
+    }
     response
 }
 

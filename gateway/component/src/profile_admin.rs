@@ -216,18 +216,18 @@ async fn serve(parts: &Parts, req: IncomingRequest) -> Result<Response, AdminErr
 
 /// A merge's writes, in the core's order, stopping at the first failure
 /// (repeating the merge finishes it: `profiles::merge`).
-fn apply_merge(kv: &Kv, tenant: &str, m: &profiles::Merged) -> Result<(), AdminError> {
+pub(crate) fn apply_merge(kv: &Kv, tenant: &str, m: &profiles::Merged) -> Result<(), AdminError> {
     let down = |_| store_down();
     for w in &m.writes {
         match w {
             MergeWrite::Put(key, value) => kv.put_permanent(key, value).map_err(down)?,
             MergeWrite::EmailIndex { key, email } => {
                 let value = get(kv, key)?;
-                let owner = match decide::index_target(value.as_deref()).filter(|id| !m.involves(id))
-                {
-                    Some(other) => profile_at(kv, tenant, other)?,
-                    None => None,
-                };
+                let owner =
+                    match decide::index_target(value.as_deref()).filter(|id| !m.involves(id)) {
+                        Some(other) => profile_at(kv, tenant, other)?,
+                        None => None,
+                    };
                 if profiles::email_index_free(owner.as_ref(), email) {
                     kv.put_permanent(key, m.profile.id.as_bytes())
                         .map_err(down)?;

@@ -5,8 +5,10 @@
 use edgeauth_core::Response;
 use edgeauth_core::identity::Identity;
 use edgeauth_core::kv_schema;
+use edgeauth_core::linking;
 use edgeauth_core::pages;
 use edgeauth_core::profiles::{self, Found, SignInFacts};
+use edgeauth_core::revocation;
 use edgeauth_core::settings::Settings;
 use http::request::Parts;
 
@@ -35,7 +37,8 @@ fn named_by(kv: &Kv, tenant: &str, key: &str) -> Result<Option<profiles::Profile
 }
 
 /// Creates or updates the profile of the person signing in and returns the
-/// identity carrying its id, with the profile as stored. `id_token` is the
+/// identity carrying its id, with the plan carried out (the profile as
+/// stored, and how the identity was resolved). `id_token` is the
 /// verified ID token (empty for OAuth2 connections): its claims are the
 /// identity's in the profile. Without the store the sign-in fails closed.
 pub fn record(
@@ -44,7 +47,7 @@ pub fn record(
     mut identity: Identity,
     id_token: &str,
     now: u64,
-) -> Result<(Identity, profiles::Profile), Response> {
+) -> Result<(Identity, profiles::Plan), Response> {
     let kv = Kv::open()?;
     let tenant = &settings.tenant;
     let by_identity = named_by(
@@ -116,7 +119,7 @@ pub fn record(
         let _ = kv.delete(&legacy_key);
     }
     identity.profile_id = Some(plan.profile.id.clone());
-    Ok((identity, plan.profile))
+    Ok((identity, plan))
 }
 
 /// Writes what the tenant's rules left in the person's metadata into their
@@ -137,4 +140,47 @@ pub fn set_rule_metadata(
     let value = serde_json::to_vec(&profile).unwrap_or_default();
     kv.put_permanent(&key, &value)
         .map_err(|_| pages::storage_unavailable())
+}
+
+/// Links the identity a proven offer names into the profile this sign-in
+/// proved (`edgeauth_core::linking`), at most once per offer: the profile
+/// the identity had until now is merged in and goes, and its sessions end.
+/// `Ok(None)` when there is nothing (left) to link.
+pub fn link_proven(
+    settings: &Settings,
+    offer: &linking::Offer,
+    now: u64,
+) -> Result<Option<profiles::Merged>, Response> {
+    let unavailable = |_| pages::storage_unavailable();
+    let kv = Kv::open()?;
+    let t = &settings.tenant;
+    if !kv
+        .first_use(&kv_schema::link_used(&offer.nonce, offer.expires_at), now)
+        .map_err(unavailable)?
+    {
+        return Ok(None);
+    }
+    let read = |id: &str| -> Result<Option<profiles::Profile>, Response> {
+        let stored = kv
+            .get_raw(&kv_schema::profile(t, id))
+            .map_err(unavailable)?;
+        Ok(profiles::decode(stored.as_deref()))
+    };
+    let (Some(target), Some(from)) = (read(&offer.target)?, read(&offer.from)?) else {
+        return Ok(None);
+    };
+    if !linking::still_linkable(offer, &target, &from) {
+        return Ok(None);
+    }
+    let merged = match profiles::merge(t, target, from) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("edgeauth: accounts not linked: {e}");
+            return Ok(None);
+        }
+    };
+    crate::profile_admin::apply_merge(&kv, t, &merged).map_err(|_| pages::storage_unavailable())?;
+    let (key, value, expires_at) = revocation::person_entry(t, &merged.source, now);
+    kv.put(&key, &value, expires_at, now).map_err(unavailable)?;
+    Ok(Some(merged))
 }

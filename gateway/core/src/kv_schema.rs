@@ -69,6 +69,8 @@ pub const RULE_USER: &str = "rule-user";
 pub const RULE_RESUME: &str = "rule-resume";
 /// Single-use markers of paused sign-ins (counters; expiry in the key).
 pub const RULE_RESUME_USED: &str = "rule-resume-used";
+/// Single-use markers of offers to link accounts (counters; expiry in the key).
+pub const LINK_USED: &str = "link-used";
 /// Rule artifacts uploaded by the operator: configuration, not state, so
 /// stored as uploaded (signed bytes), never expiring and never swept.
 pub const RULE_ARTIFACT: &str = "rule-artifact";
@@ -126,6 +128,7 @@ pub const PREFIXES: &[&str] = &[
     RULE_USER,
     RULE_RESUME,
     RULE_RESUME_USED,
+    LINK_USED,
     RULE_ARTIFACT,
     TENANT_HOST,
     TENANT_ID,
@@ -203,6 +206,11 @@ pub fn rule_resume(nonce: &str) -> String {
 }
 
 /// The counter that makes resuming a paused sign-in single-use.
+/// The single-use marker of an offer to link accounts (`crate::linking`).
+pub fn link_used(nonce: &str, expires_at: u64) -> String {
+    format!("{LINK_USED}:{expires_at}:{}", hashed(nonce))
+}
+
 pub fn resume_used(nonce: &str, expires_at: u64) -> String {
     format!("{RULE_RESUME_USED}:{expires_at}:{}", hashed(nonce))
 }
@@ -348,7 +356,7 @@ pub fn open(value: &[u8], now: u64) -> Result<&[u8], Unusable> {
 pub fn key_expiry(key: &str) -> Option<u64> {
     let mut parts = key.splitn(3, ':');
     let prefix = parts.next()?;
-    if prefix != USED_STATE && prefix != RULE_RESUME_USED {
+    if prefix != USED_STATE && prefix != RULE_RESUME_USED && prefix != LINK_USED {
         return None;
     }
     parts.next()?.parse().ok()

@@ -24,6 +24,7 @@ pub mod forward;
 pub mod id_token;
 pub mod identity;
 pub mod kv_schema;
+pub mod linking;
 pub mod login;
 pub mod logout;
 pub mod oauth2;

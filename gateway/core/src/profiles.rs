@@ -439,6 +439,10 @@ pub struct Plan {
     pub profile: Profile,
     pub resolution: Resolution,
     pub writes: Vec<(String, Vec<u8>)>,
+    /// For [`Resolution::NeedsProof`]: the connections the profile with the
+    /// same verified email signs in with (what the person may prove it with;
+    /// `crate::linking`).
+    pub prove_with: Vec<String>,
 }
 
 impl Plan {
@@ -489,6 +493,12 @@ pub fn sign_in(
         by_identity.as_ref(),
         by_email.as_ref(),
     );
+    let prove_with = match (&resolution, &by_email) {
+        (Resolution::NeedsProof(_), Some(p)) => {
+            p.identities.iter().map(|i| i.connection.clone()).collect()
+        }
+        _ => Vec::new(),
+    };
     let existing = match &resolution {
         Resolution::Known(_) => by_identity,
         Resolution::Link(_) => by_email.clone(),
@@ -526,6 +536,7 @@ pub fn sign_in(
         profile,
         resolution,
         writes,
+        prove_with,
     }
 }
 

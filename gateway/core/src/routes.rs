@@ -10,6 +10,7 @@ pub const LOGGED_OUT: &str = "/.edgeauth/logged-out";
 pub const JWKS: &str = "/.edgeauth/jwks.json";
 pub const HEALTH: &str = "/.edgeauth/health";
 pub const USERINFO: &str = "/.edgeauth/userinfo";
+pub const LINK: &str = "/.edgeauth/link";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -22,6 +23,8 @@ pub enum Route {
     Jwks,
     Health,
     Userinfo,
+    /// The offer to link accounts by proof (`crate::linking`).
+    Link,
     /// Under the reserved prefix but not a known endpoint: never forwarded.
     UnknownReserved,
     /// Anything else: needs a session (unless a rule makes it public), then
@@ -70,6 +73,7 @@ pub fn route(parts: &Parts) -> Route {
         JWKS => Route::Jwks,
         HEALTH => Route::Health,
         USERINFO => Route::Userinfo,
+        LINK => Route::Link,
         _ => Route::UnknownReserved,
     }
 }

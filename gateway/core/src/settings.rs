@@ -328,18 +328,13 @@ impl Settings {
         let account_linking = match var("account_linking")?.trim() {
             "" | "off" => crate::profiles::Linking::Off,
             "verified_email" => crate::profiles::Linking::VerifiedEmail,
-            // The proof sign-in is not built yet: refused rather than
-            // quietly treated as something else.
-            "verified_email_with_proof" => {
-                return Err(err(
-                    "account_linking",
-                    "`verified_email_with_proof` is not available yet; use off or verified_email",
-                ));
-            }
+            "verified_email_with_proof" => crate::profiles::Linking::VerifiedEmailWithProof,
             other => {
                 return Err(err(
                     "account_linking",
-                    format!("`{other}` is not one of off, verified_email"),
+                    format!(
+                        "`{other}` is not one of off, verified_email, verified_email_with_proof"
+                    ),
                 ));
             }
         };
