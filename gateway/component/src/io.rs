@@ -143,13 +143,11 @@ impl SessionKv {
             }
         }
         // Every session of an erased (or logged-out-everywhere) person.
-        if let Some((key, issued_at)) =
-            revocation::person_key_to_check(settings, &parts.headers, now)
-        {
+        if let Some((key, epoch)) = revocation::person_key_to_check(settings, &parts.headers, now) {
             let stored = store
                 .get_raw(&key)
                 .map_err(|_| pages::storage_unavailable())?;
-            if revocation::person_revoked(stored.as_deref(), issued_at, now) {
+            if revocation::person_revoked(stored.as_deref(), epoch) {
                 revocation::drop_session_cookie(settings, &mut parts.headers);
                 return Ok(kv);
             }

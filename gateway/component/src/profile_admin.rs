@@ -7,7 +7,6 @@ use edgeauth_core::Response;
 use edgeauth_core::kv_schema;
 use edgeauth_core::profile_admin::{self as decide, Endpoint, MAX_PATCH_BODY};
 use edgeauth_core::profiles::{self, MergeWrite, Profile};
-use edgeauth_core::revocation;
 use edgeauth_core::tenant_docs::AdminError;
 use edgeauth_core::tenants::{self, Tenants};
 use futures::StreamExt;
@@ -167,10 +166,7 @@ async fn serve(parts: &Parts, req: IncomingRequest) -> Result<Response, AdminErr
         Endpoint::Delete { id, .. } => {
             let p = existing(&kv, t, &id)?;
             // The person's sessions end first, wherever they are used.
-            let now = crate::io::Clock::now().secs;
-            let (key, value, expires_at) = revocation::person_entry(t, &id, now);
-            kv.put(&key, &value, expires_at, now)
-                .map_err(|_| store_down())?;
+            crate::profile_store::revoke_person(&kv, t, &id).map_err(|_| store_down())?;
             // Indexes next: a failed erasure leaves the profile, and
             // repeating the DELETE finds every index again.
             drop_indexes(&kv, &decide::index_keys(t, &p), &id)?;

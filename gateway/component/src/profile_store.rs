@@ -118,6 +118,18 @@ pub fn record(
     if legacy.is_some() {
         let _ = kv.delete(&legacy_key);
     }
+    // The session to be issued carries the person's revocation epoch (a new
+    // profile has none yet).
+    identity.profile_epoch = if plan.creates() {
+        0
+    } else {
+        let stored = kv
+            .get_raw(&kv_schema::revoked_profile(tenant, &plan.profile.id))
+            .map_err(|_| pages::storage_unavailable())?;
+        // Unreadable: 0, so the session is refused until an admin revocation
+        // rewrites the entry (fail closed, and still revocable).
+        revocation::person_epoch(stored.as_deref()).unwrap_or(0)
+    };
     identity.profile_id = Some(plan.profile.id.clone());
     Ok((identity, plan))
 }
@@ -180,7 +192,16 @@ pub fn link_proven(
         }
     };
     crate::profile_admin::apply_merge(&kv, t, &merged).map_err(|_| pages::storage_unavailable())?;
-    let (key, value, expires_at) = revocation::person_entry(t, &merged.source, now);
-    kv.put(&key, &value, expires_at, now).map_err(unavailable)?;
+    revoke_person(&kv, t, &merged.source)?;
     Ok(Some(merged))
+}
+
+/// Ends every session of the person with `profile_id`, on every instance
+/// (`revocation::person_entry`).
+pub fn revoke_person(kv: &Kv, tenant: &str, profile_id: &str) -> Result<(), Response> {
+    let unavailable = |_| pages::storage_unavailable();
+    let key = kv_schema::revoked_profile(tenant, profile_id);
+    let stored = kv.get_raw(&key).map_err(unavailable)?;
+    let (key, value) = revocation::person_entry(tenant, profile_id, stored.as_deref());
+    kv.put_permanent(&key, &value).map_err(unavailable)
 }

@@ -55,9 +55,10 @@ use crate::encoding::b64url;
 pub const USED_STATE: &str = "used-state";
 /// Logged-out sessions; the envelope's payload is empty.
 pub const REVOKED_SESSION: &str = "revoked-session";
-/// Every session of one person (by profile id) issued up to a time is
-/// revoked (erasure; an admin's "log out everywhere"); the envelope's
-/// payload is that time, and it expires when those sessions would have.
+/// Per person (by profile id): how many times every session of theirs was
+/// revoked (erasure; an admin's "log out everywhere"), as decimal text
+/// without envelope, never expiring (`crate::revocation::person_entry`).
+/// Sessions carry the count they were signed in under.
 pub const REVOKED_PROFILE: &str = "revoked-profile";
 /// Signed assertions reused across a session's requests.
 pub const ASSERTION: &str = "assertion";

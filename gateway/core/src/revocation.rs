@@ -58,9 +58,10 @@ pub fn entries_for_logout(
 }
 
 /// The person-wide revocation to look up for the request's session (see
-/// [`kv_schema::REVOKED_PROFILE`]): its key and the session's issue time.
-/// `None` for a request without a live session, or a session from before
-/// profiles (it carries no profile id; it ends with its lifetime).
+/// [`kv_schema::REVOKED_PROFILE`]): its key and the revocation epoch the
+/// session was issued in. `None` for a request without a live session, or a
+/// session from before profiles (it carries no profile id; it ends with its
+/// lifetime).
 pub fn person_key_to_check(
     settings: &Settings,
     headers: &HeaderMap,
@@ -70,37 +71,38 @@ pub fn person_key_to_check(
     let profile = s.identity.profile_id.as_deref()?;
     Some((
         kv_schema::revoked_profile(&settings.tenant, profile),
-        s.issued_at,
+        s.identity.profile_epoch,
     ))
 }
 
-/// Whether the stored person-wide revocation covers a session issued at
-/// `issued_at`. A session issued in the very second of the revocation is
-/// covered too (the clock has whole seconds): fail closed. An unreadable
-/// entry under the key revokes as well.
-pub fn person_revoked(stored: Option<&[u8]>, issued_at: u64, now: u64) -> bool {
-    let Some(stored) = stored else {
-        return false;
-    };
-    match kv_schema::open(stored, now) {
-        Ok(payload) => std::str::from_utf8(payload)
-            .ok()
-            .and_then(|t| t.parse::<u64>().ok())
-            .is_none_or(|revoked_at| issued_at <= revoked_at),
-        Err(kv_schema::Unusable::Expired) => false,
-        Err(kv_schema::Unusable::Malformed) => true,
+/// The person's revocation epoch as stored: how many times every session
+/// of theirs was revoked (0 when never). `None` for an unreadable entry,
+/// which revokes everything ([`person_revoked`]).
+pub fn person_epoch(stored: Option<&[u8]>) -> Option<u64> {
+    match stored {
+        None => Some(0),
+        Some(v) => std::str::from_utf8(v).ok()?.trim().parse().ok(),
     }
 }
 
-/// The entry that revokes every session of `profile_id` issued up to
-/// `now`, as `(key, value, expires_at)`: kept as long as the longest
-/// session the settings allow could still live.
-pub fn person_entry(tenant: &str, profile_id: &str, now: u64) -> (String, Vec<u8>, u64) {
-    let expires_at = now + crate::settings::MAX_SESSION_LIFETIME_SECS;
+/// Whether the stored person-wide revocation ends a session issued in
+/// `epoch`: a revocation after its sign-in raised the stored epoch past it.
+/// An unreadable entry under the key revokes as well (fail closed).
+pub fn person_revoked(stored: Option<&[u8]>, epoch: u64) -> bool {
+    person_epoch(stored).is_none_or(|current| current > epoch)
+}
+
+/// The entry that revokes every session of `profile_id` so far, as
+/// `(key, value)`, from what is stored now. Epochs rather than times: a
+/// sign-in in the same second as the revocation is not caught by it, and
+/// one just before is. Kept for good (one small entry per person ever
+/// revoked): a session signed in under an epoch must never meet the count
+/// restarted from zero.
+pub fn person_entry(tenant: &str, profile_id: &str, stored: Option<&[u8]>) -> (String, Vec<u8>) {
+    let next = person_epoch(stored).unwrap_or(0).saturating_add(1);
     (
         kv_schema::revoked_profile(tenant, profile_id),
-        kv_schema::encode(expires_at, now.to_string().as_bytes()),
-        expires_at,
+        next.to_string().into_bytes(),
     )
 }
 
@@ -122,29 +124,32 @@ mod tests {
     use crate::testutil::{alice, cookie_header as with_cookie, counter_rng, settings_with};
 
     #[test]
-    fn a_person_wide_revocation_ends_the_sessions_issued_before_it() {
+    fn a_person_wide_revocation_ends_the_sessions_signed_in_before_it() {
         let s = settings_with(&[]);
-        let mut person = alice();
-        person.profile_id = Some("p_aaaaaaaaaaaaaaaaaaaaaaaaaa".into());
-        let cookie = Session::new(person, None, &s, 1000)
-            .to_cookie(&s, &mut counter_rng())
-            .unwrap();
-        let headers = with_cookie(cookie.split(';').next().unwrap());
-        let (key, issued) = person_key_to_check(&s, &headers, 1500).unwrap();
-        assert_eq!(issued, 1000);
-        let (entry_key, value, expires_at) =
-            person_entry(&s.tenant, "p_aaaaaaaaaaaaaaaaaaaaaaaaaa", 1200);
+        let session_in = |epoch: u64| {
+            let mut person = alice();
+            person.profile_id = Some("p_aaaaaaaaaaaaaaaaaaaaaaaaaa".into());
+            person.profile_epoch = epoch;
+            let set = Session::new(person, None, &s, 1000)
+                .to_cookie(&s, &mut counter_rng())
+                .unwrap();
+            with_cookie(set.split(';').next().unwrap())
+        };
+        let (key, epoch) = person_key_to_check(&s, &session_in(0), 1500).unwrap();
+        assert_eq!(epoch, 0);
+        let (entry_key, first) = person_entry(&s.tenant, "p_aaaaaaaaaaaaaaaaaaaaaaaaaa", None);
         assert_eq!(key, entry_key);
-        assert!(expires_at >= 1200 + s.session_lifetime_secs);
-        assert!(person_revoked(Some(&value), 1000, 1500), "issued before");
-        assert!(person_revoked(Some(&value), 1200, 1500), "the same second");
-        assert!(!person_revoked(Some(&value), 1201, 1500), "a later login");
-        assert!(!person_revoked(None, 1000, 1500));
-        assert!(!person_revoked(Some(&value), 1000, expires_at), "expired");
-        assert!(
-            person_revoked(Some(b"junk"), 1000, 1500),
-            "unreadable: closed"
-        );
+        assert_eq!(first, b"1");
+        assert!(!person_revoked(None, 0), "never revoked");
+        assert!(person_revoked(Some(&first), 0), "signed in before");
+        assert!(!person_revoked(Some(&first), 1), "signed in after");
+        let (_, second) = person_entry(&s.tenant, "p_aaaaaaaaaaaaaaaaaaaaaaaaaa", Some(&first));
+        assert_eq!(second, b"2");
+        assert!(person_revoked(Some(&second), 1));
+        assert!(person_revoked(Some(b"junk"), 5), "unreadable: closed");
+        let (_, after_junk) = person_entry(&s.tenant, "p_a", Some(b"junk"));
+        assert_eq!(after_junk, b"1");
+        assert_eq!(person_key_to_check(&s, &session_in(2), 1500).unwrap().1, 2);
         // No session, or one from before profiles: nothing to look up.
         assert!(person_key_to_check(&s, &HeaderMap::new(), 1500).is_none());
         let old = Session::new(alice(), None, &s, 1000)
