@@ -1,9 +1,13 @@
 //! The profiles' admin API (`/.edgeauth/admin/profiles/<tenant>/...`, see
 //! `edgeauth_core::profile_admin`): reads the body, reads and writes KV and
-//! answers; every decision is the core's. Same credentials and errors as
-//! the tenant documents' API (`tenant_admin`).
+//! answers; every decision is the core's. Credentials: the operator's
+//! `admin_token` or one of the path's tenant's own tokens
+//! (`edgeauth_core::admin::profiles_caller`); errors as the tenant
+//! documents' API (`tenant_admin`).
 
 use edgeauth_core::Response;
+use edgeauth_core::admin::{self, ProfilesCaller, TokenHash};
+use edgeauth_core::endpoints;
 use edgeauth_core::kv_schema;
 use edgeauth_core::profile_admin::{self as decide, Endpoint, MAX_PATCH_BODY};
 use edgeauth_core::profiles::{self, MergeWrite, Profile};
@@ -16,16 +20,64 @@ use serde_json::{Value, json};
 use spin_sdk::http::IncomingRequest;
 
 use crate::kv::Kv;
-use crate::tenant_admin::{audit, gate, refuse, reply, store_down, variable};
+use crate::tenant_admin::{audit, open, refuse, reply, store_down, stored, unauthorized, variable};
 
 pub async fn handle(parts: &Parts, req: IncomingRequest) -> Response {
-    if let Some(refused) = gate(parts) {
-        return refused;
+    // Whose tokens to check: the path's tenant's (none when it does not
+    // exist, so its existence shows only to a caller allowed to know).
+    let site = decide::path_tenant(parts.uri.path()).map(|t| {
+        let tokens = tenant_site(&t);
+        (t, tokens)
+    });
+    let tokens = match &site {
+        Some((_, Ok(Some(tokens)))) => tokens.as_slice(),
+        _ => &[],
+    };
+    let given = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let operator = variable("admin_token").unwrap_or_default();
+    match admin::profiles_caller(given, &operator, tokens) {
+        ProfilesCaller::NoApi => return endpoints::not_found(parts),
+        ProfilesCaller::Unauthorized => return unauthorized(parts),
+        ProfilesCaller::Operator | ProfilesCaller::Tenant => {}
     }
-    match serve(parts, req).await {
+    // Only the operator gets here without the tenant's tokens: a tenant
+    // token matched, so its tenant exists.
+    if let Some((t, found)) = &site {
+        match found {
+            Err(e) => return refuse(e.clone()),
+            Ok(None) => {
+                return refuse(AdminError::new(
+                    404,
+                    "not_found",
+                    format!("no tenant `{t}`"),
+                ));
+            }
+            Ok(Some(_)) => {}
+        }
+    }
+    let checked = site.as_ref().map(|(t, _)| t.as_str());
+    match serve(parts, req, checked).await {
         Ok(r) => r,
         Err(e) => refuse(e),
     }
+}
+
+/// Whether tenant `id` exists, and its admin token hashes (`None`: no such
+/// tenant).
+fn tenant_site(id: &str) -> Result<Option<Vec<TokenHash>>, AdminError> {
+    let fixed = Tenants::parse(&variable("tenants").unwrap_or_default())
+        .map_err(|_| AdminError::new(500, "misconfigured", "the `tenants` variable is invalid"))?;
+    let store = tenants::store_enabled(variable)
+        .map_err(|e| AdminError::new(500, "misconfigured", e.to_string()))?;
+    decide::tenant_tokens(&fixed, store, id, || {
+        // A stored document that no longer parses still names its tenant;
+        // its tokens are then unknown, so only the operator's opens it.
+        Ok(stored(&open()?, id)?
+            .map(|(_, s)| s.tenant().map(|t| t.admin_tokens).unwrap_or_default()))
+    })
 }
 
 fn get(kv: &Kv, key: &str) -> Result<Option<Vec<u8>>, AdminError> {
@@ -115,28 +167,22 @@ fn tenant_id(e: &Endpoint) -> Option<&str> {
     }
 }
 
-async fn serve(parts: &Parts, req: IncomingRequest) -> Result<Response, AdminError> {
+/// Serves `parts` for `checked`, the tenant whose credentials were checked.
+async fn serve(
+    parts: &Parts,
+    req: IncomingRequest,
+    checked: Option<&str>,
+) -> Result<Response, AdminError> {
     let endpoint = decide::endpoint(&parts.method, parts.uri.path(), parts.uri.query())?;
     if let Endpoint::MethodNotAllowed(allow) = endpoint {
         return Ok(not_allowed(allow));
     }
     let tenant = tenant_id(&endpoint).unwrap_or_default().to_owned();
-    let fixed = Tenants::parse(&variable("tenants").unwrap_or_default())
-        .map_err(|_| AdminError::new(500, "misconfigured", "the `tenants` variable is invalid"))?;
-    let store = tenants::store_enabled(variable)
-        .map_err(|e| AdminError::new(500, "misconfigured", e.to_string()))?;
-    let kv = Kv::open().map_err(|_| store_down())?;
-    let known = decide::tenant_exists(&fixed, store, &tenant, || {
-        kv.exists(&kv_schema::tenant_id(&tenant))
-            .map_err(|_| store_down())
-    })?;
-    if !known {
-        return Err(AdminError::new(
-            404,
-            "not_found",
-            format!("no tenant `{tenant}`"),
-        ));
+    // Both come from the path's first segment; never serve another.
+    if checked != Some(tenant.as_str()) {
+        return Err(AdminError::new(404, "not_found", "no such admin endpoint"));
     }
+    let kv = Kv::open().map_err(|_| store_down())?;
     let t = tenant.as_str();
     match endpoint {
         Endpoint::Get { id, .. } => Ok(shown(StatusCode::OK, &existing(&kv, t, &id)?)),

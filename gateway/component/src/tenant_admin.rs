@@ -63,21 +63,24 @@ pub(crate) fn gate(parts: &Parts) -> Option<Response> {
         .and_then(|v| v.to_str().ok());
     match admin::authorized(given, &variable("admin_token").unwrap_or_default()) {
         None => Some(endpoints::not_found(parts)),
-        Some(false) => {
-            audit(json!({"event": "admin-denied", "path": parts.uri.path()}));
-            let mut r = refuse(AdminError::new(
-                401,
-                "unauthorized",
-                "a valid admin token is required",
-            ));
-            r.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Bearer"),
-            );
-            Some(r)
-        }
+        Some(false) => Some(unauthorized(parts)),
         Some(true) => None,
     }
+}
+
+/// The 401 of a request without a valid token (audited).
+pub(crate) fn unauthorized(parts: &Parts) -> Response {
+    audit(json!({"event": "admin-denied", "path": parts.uri.path()}));
+    let mut r = refuse(AdminError::new(
+        401,
+        "unauthorized",
+        "a valid admin token is required",
+    ));
+    r.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer"),
+    );
+    r
 }
 
 pub async fn handle(parts: &Parts, req: IncomingRequest) -> Response {
@@ -199,7 +202,7 @@ fn set(kv: &Kv, key: &str, value: &[u8]) -> Result<(), AdminError> {
 }
 
 /// Where tenant `id` is stored, and its stored form.
-fn stored(kv: &Kv, id: &str) -> Result<Option<(String, Stored)>, AdminError> {
+pub(crate) fn stored(kv: &Kv, id: &str) -> Result<Option<(String, Stored)>, AdminError> {
     let Some(host) = get(kv, &kv_schema::tenant_id(id))? else {
         return Ok(None);
     };
@@ -216,7 +219,7 @@ fn owner_of(kv: &Kv, host: &str) -> Result<Option<String>, AdminError> {
         .map(|s| s.id))
 }
 
-fn open() -> Result<Kv, AdminError> {
+pub(crate) fn open() -> Result<Kv, AdminError> {
     Kv::open().map_err(|_| store_down())
 }
 

@@ -3,13 +3,17 @@
 //! change, in the order the consistency rules of [`crate::profiles`] need.
 //! The component does the KV I/O (`profile_admin` there).
 //!
-//! Credentials: the operator's `admin_token` (as for tenant documents);
-//! tenant-scoped tokens are a follow-up. Every key is per tenant, and the
-//! tenant in the path must exist, so no call reaches another tenant's data.
+//! Credentials ([`crate::admin::profiles_caller`]): the operator's
+//! `admin_token` opens every tenant's profiles; a tenant's own tokens
+//! (`admin_token_sha256`) open that tenant's and nothing else. The tenant is
+//! the path's first segment ([`path_tenant`]), read before any other part
+//! of the request. Every key is per tenant, and the tenant in the path must
+//! exist, so no call reaches another tenant's data.
 
 use http::Method;
 use serde_json::{Map, Value};
 
+use crate::admin::TokenHash;
 use crate::kv_schema;
 use crate::profiles::{self, Profile};
 use crate::tenant_docs::AdminError;
@@ -284,22 +288,32 @@ pub fn merge_refused(e: profiles::MergeError) -> AdminError {
     out
 }
 
-/// Whether tenant `id` exists: with neither a `tenants` variable nor a
-/// tenant store the gateway has the one default tenant; otherwise a tenant
-/// of the variable, or (store on) one stored (`stored` asks the store).
-pub fn tenant_exists(
+/// The tenant a profiles API path names (its first segment), if it has the
+/// form of a tenant id: whose tokens to check, before the rest is parsed.
+pub fn path_tenant(path: &str) -> Option<String> {
+    let rest = path.strip_prefix(PREFIX)?.strip_prefix('/')?;
+    let first = rest.split('/').next()?;
+    tenant_of(first).ok()
+}
+
+/// Whether tenant `id` exists, and its admin token hashes: with neither a
+/// `tenants` variable nor a tenant store the gateway has the one default
+/// tenant (no tokens of its own: the operator's only); otherwise a tenant of
+/// the variable, or (store on) one stored (`stored` asks the store: `None`
+/// when it has no such tenant). `None`: no such tenant.
+pub fn tenant_tokens(
     fixed: &crate::tenants::Tenants,
     store: bool,
     id: &str,
-    stored: impl FnOnce() -> Result<bool, AdminError>,
-) -> Result<bool, AdminError> {
+    stored: impl FnOnce() -> Result<Option<Vec<TokenHash>>, AdminError>,
+) -> Result<Option<Vec<TokenHash>>, AdminError> {
     if fixed.is_empty() && !store {
-        return Ok(id == crate::tenants::DEFAULT_TENANT);
+        return Ok((id == crate::tenants::DEFAULT_TENANT).then(Vec::new));
     }
-    if fixed.get(id).is_some() {
-        return Ok(true);
+    if let Some(t) = fixed.get(id) {
+        return Ok(Some(t.admin_tokens.clone()));
     }
-    if store { stored() } else { Ok(false) }
+    if store { stored() } else { Ok(None) }
 }
 
 /// Whether an index value names profile `id` (only then is it erased or
@@ -790,12 +804,61 @@ mod tests {
     }
 
     #[test]
-    fn only_existing_tenants_are_served() {
+    fn only_existing_tenants_are_served_with_their_own_tokens() {
         let none = crate::tenants::Tenants::default();
-        let asked = |r: bool| move || Ok(r);
-        assert!(tenant_exists(&none, false, "default", asked(false)).unwrap());
-        assert!(!tenant_exists(&none, false, "acme", asked(true)).unwrap());
-        assert!(tenant_exists(&none, true, "acme", asked(true)).unwrap());
-        assert!(!tenant_exists(&none, true, "default", asked(false)).unwrap());
+        let h = [7u8; 32];
+        let asked = |r: Option<Vec<TokenHash>>| move || Ok(r);
+        assert_eq!(
+            tenant_tokens(&none, false, "default", asked(None)).unwrap(),
+            Some(vec![])
+        );
+        assert_eq!(
+            tenant_tokens(&none, false, "acme", asked(Some(vec![h]))).unwrap(),
+            None
+        );
+        assert_eq!(
+            tenant_tokens(&none, true, "acme", asked(Some(vec![h]))).unwrap(),
+            Some(vec![h])
+        );
+        assert_eq!(
+            tenant_tokens(&none, true, "default", asked(None)).unwrap(),
+            None
+        );
+        let hex = "07".repeat(32);
+        let fixed = crate::tenants::Tenants::parse(&format!(
+            r#"{{"acme": {{"public_url": "https://a.example", "admin_token_sha256": ["{hex}"]}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            tenant_tokens(&fixed, true, "acme", || panic!(
+                "the variable's tenant is not looked up"
+            ))
+            .unwrap(),
+            Some(vec![h])
+        );
+        assert_eq!(
+            tenant_tokens(&fixed, false, "globex", asked(None)).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn the_tenant_is_the_paths_first_segment() {
+        assert_eq!(
+            path_tenant(&format!("{PREFIX}/acme")).as_deref(),
+            Some("acme")
+        );
+        assert_eq!(
+            path_tenant(&format!("{PREFIX}/acme/{P}/identities/a/b")).as_deref(),
+            Some("acme")
+        );
+        assert_eq!(
+            path_tenant(&format!("{PREFIX}/ac%6De/x")).as_deref(),
+            Some("acme")
+        );
+        for bad in ["", "/", "/ACME", "/a%2Fb/x", "x/acme"] {
+            assert_eq!(path_tenant(&format!("{PREFIX}{bad}")), None, "{bad}");
+        }
+        assert_eq!(path_tenant("/.edgeauth/admin/tenants/acme"), None);
     }
 }

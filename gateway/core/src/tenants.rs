@@ -3,7 +3,9 @@
 //! A tenant is described by a *document*: a JSON object of overrides of the
 //! gateway's variables ([`OVERRIDABLE`]), its display `name`, its post-login
 //! rule chain (`rules`, the object the `rules` variable has under
-//! `tenants.<id>`) and the secrets its rules are granted (`rule_secrets`).
+//! `tenants.<id>`), the secrets its rules are granted (`rule_secrets`) and
+//! the SHA-256 hashes of its own admin tokens (`admin_token_sha256`: they
+//! open its profiles API only, `crate::admin::profiles_caller`).
 //! Its `public_url` is where its users reach it: the request's `Host` picks
 //! the tenant whose `public_url` has that host and port.
 //!
@@ -71,8 +73,9 @@ pub const OVERRIDABLE: &[&str] = &[
 const NESTED_JSON: &[&str] = &["routes", "connections", "webhooks"];
 
 /// Document fields that are not variables: the rule chain and its secrets
-/// (read by the rules, not by [`Settings`]), and the id (checked against the key).
-pub const DOCUMENT_FIELDS: &[&str] = &["id", "rules", "rule_secrets"];
+/// (read by the rules, not by [`Settings`]), the tenant's admin token
+/// hashes (read by the admin API), and the id (checked against the key).
+pub const DOCUMENT_FIELDS: &[&str] = &["id", "rules", "rule_secrets", "admin_token_sha256"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tenant {
@@ -82,6 +85,9 @@ pub struct Tenant {
     /// The overrides, as variable values (nested JSON as text); always has `name`.
     pub variables: BTreeMap<String, String>,
     pub rules: DocRules,
+    /// `admin_token_sha256`: hashes of the bearer tokens that open this
+    /// tenant's profiles API (and nothing else).
+    pub admin_tokens: Vec<crate::admin::TokenHash>,
 }
 
 /// A tenant document's own rule chain and rule secrets; the rules fall back
@@ -218,6 +224,7 @@ impl Tenant {
         }
         let mut variables = BTreeMap::new();
         let mut rules = DocRules::default();
+        let mut admin_tokens = Vec::new();
         for (name, value) in doc {
             match name.as_str() {
                 "id" => {
@@ -238,6 +245,7 @@ impl Tenant {
                     rules.chain = Some(value.clone());
                 }
                 "rule_secrets" => rules.secrets = Some(rule_secrets(value)?),
+                "admin_token_sha256" => admin_tokens = token_hashes(value)?,
                 _ if OVERRIDABLE.contains(&name.as_str()) => {
                     variables.insert(name.clone(), variable_value(name, value.clone())?);
                 }
@@ -282,6 +290,7 @@ impl Tenant {
             host,
             variables,
             rules,
+            admin_tokens,
         })
     }
 
@@ -299,6 +308,38 @@ impl Tenant {
     pub fn name(&self) -> &str {
         &self.variables["name"]
     }
+}
+
+/// `admin_token_sha256`: `["<64 lowercase hex digits>", ...]`, the SHA-256 of
+/// each token (`printf %s "$TOKEN" | sha256sum`).
+fn token_hashes(value: &Value) -> Result<Vec<crate::admin::TokenHash>, FieldError> {
+    const FIELD: &str = "admin_token_sha256";
+    let Some(items) = value.as_array() else {
+        return Err(FieldError::new(
+            FIELD,
+            "must be a JSON array of token hashes (SHA-256, 64 lowercase hex digits each)",
+        ));
+    };
+    if items.len() > crate::admin::MAX_TENANT_TOKENS {
+        return Err(FieldError::new(
+            FIELD,
+            format!("at most {} tokens", crate::admin::MAX_TENANT_TOKENS),
+        ));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            item.as_str()
+                .and_then(crate::admin::parse_token_hash)
+                .ok_or_else(|| {
+                    FieldError::new(
+                        format!("{FIELD}[{i}]"),
+                        "must be a token's SHA-256 as 64 lowercase hex digits (printf %s \"$TOKEN\" | sha256sum)",
+                    )
+                })
+        })
+        .collect()
 }
 
 /// `rule_secrets`: `{"<name>": "<value>"}`. Errors never quote values.
@@ -597,6 +638,43 @@ mod tests {
                 .open(Purpose::Session, &sealed)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn tenants_carry_the_hashes_of_their_admin_tokens() {
+        let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let t = Tenants::parse(&format!(
+            r#"{{"a": {{"public_url": "https://a.example", "admin_token_sha256": ["{hash}"]}},
+                "b": {{"public_url": "https://b.example"}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            t.get("a").unwrap().admin_tokens,
+            [crate::admin::parse_token_hash(hash).unwrap()]
+        );
+        assert!(t.get("b").unwrap().admin_tokens.is_empty());
+        for (tokens, field) in [
+            (
+                format!(r#"["{}"]"#, hash.to_uppercase()),
+                "admin_token_sha256[0]",
+            ),
+            (
+                format!(r#"["{hash}", "{}"]"#, &hash[1..]),
+                "admin_token_sha256[1]",
+            ),
+            (format!(r#""{hash}""#), "admin_token_sha256"),
+            (format!(r#"["{hash} "]"#), "admin_token_sha256[0]"),
+            (
+                format!("[{}]", vec![format!(r#""{hash}""#); 9].join(",")),
+                "admin_token_sha256",
+            ),
+        ] {
+            let json = format!(
+                r#"{{"a": {{"public_url": "https://a.example", "admin_token_sha256": {tokens}}}}}"#
+            );
+            let e = Tenants::parse(&json).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{field}`")), "{tokens}: {e}");
+        }
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub fn call(
     body: Option<Vec<u8>>,
 ) -> Result<HttpResponse> {
     let token = std::env::var("EDGEAUTH_ADMIN_TOKEN")
-        .context("set EDGEAUTH_ADMIN_TOKEN to the gateway's admin_token")?;
+        .context("set EDGEAUTH_ADMIN_TOKEN to the gateway's admin_token (for `edgeauth profiles`: or one of the tenant's own tokens)")?;
     let url = format!("{gateway}{prefix}{path}");
     let mut headers = vec![("authorization".to_owned(), format!("Bearer {token}"))];
     if body.is_some() {

@@ -23,8 +23,9 @@ USAGE:
     edgeauth profiles merge  TENANT TARGET_ID SOURCE_ID     (SOURCE merged into TARGET, then gone)
     edgeauth profiles export TENANT [--limit N]             (JSON lines, every page)
 
-Every command takes --gateway URL (or EDGEAUTH_GATEWAY); the admin token is
-read from EDGEAUTH_ADMIN_TOKEN. A patch is
+Every command takes --gateway URL (or EDGEAUTH_GATEWAY); the token is read
+from EDGEAUTH_ADMIN_TOKEN: the gateway's admin_token, or one of the tenant's
+own tokens (admin_token_sha256 in its document). A patch is
 {\"user_metadata\": {...}, \"app_metadata\": {...}}, each a JSON merge patch
 (null removes a key).
 ";
