@@ -216,6 +216,30 @@ test('unlink: the identity leaves the profile and its next sign-in makes a new o
   assert.match(await cli(['unlink', 'acme', bobNew, 'default', 'bob']).catch((e) => e.stderr), /only identity/);
 });
 
+test('log out everywhere: every session of the person ends at once; signing in again works at once', async () => {
+  const browsers = [new CookieJar(), new CookieJar()];
+  for (const jar of browsers) {
+    await loginOk(acme, idp, jar, '/start');
+    assert.equal((await request(`${acme.url}/private`, { jar })).status, 200);
+  }
+  const globexJar = new CookieJar();
+  await loginOk(globex, idp, globexJar, '/start');
+  assert.match(await cli(['logout', 'acme', aliceAcme]), /every session of profile/);
+  for (const jar of browsers) {
+    const r = await request(`${acme.url}/private`, { jar, accept: 'application/json' });
+    assert.equal(r.status, 401, show(r));
+  }
+  assert.equal((await request(`${globex.url}/private`, { jar: globexJar })).status, 200, 'globex\'s alice is another person');
+  // The same second as the revocation: the new session is not caught by it.
+  const again = new CookieJar();
+  await loginOk(acme, idp, again, '/start');
+  const r = await request(`${acme.url}/private`, { jar: again });
+  assert.equal(r.status, 200, show(r));
+  assert.equal(await signIn(acme), aliceAcme, 'the same profile');
+  assert.equal((await admin('DELETE', `/acme/${aliceAcme}/sessions`, { token: 'wrong' })).status, 401);
+  assert.equal((await admin('DELETE', '/acme/p_aaaaaaaaaaaaaaaaaaaaaaaaaa/sessions')).status, 404);
+});
+
 test('erasure removes the profile and every index naming it; the next sign-in starts afresh', async () => {
   const before = readKv(gw.stateDir);
   const naming = (kv) => Object.entries(kv)

@@ -162,7 +162,8 @@ fn tenant_id(e: &Endpoint) -> Option<&str> {
         | Endpoint::Patch { tenant, .. }
         | Endpoint::Delete { tenant, .. }
         | Endpoint::Unlink { tenant, .. }
-        | Endpoint::Merge { tenant, .. } => Some(tenant),
+        | Endpoint::Merge { tenant, .. }
+        | Endpoint::RevokeSessions { tenant, .. } => Some(tenant),
         Endpoint::MethodNotAllowed(_) => None,
     }
 }
@@ -248,8 +249,20 @@ async fn serve(
             let source = existing(&kv, t, &from)?;
             let merged = profiles::merge(t, target, source).map_err(decide::merge_refused)?;
             apply_merge(&kv, t, &merged)?;
+            // Sessions naming the merged-away profile end: the next sign-in
+            // lands on the target.
+            crate::profile_store::revoke_person(&kv, t, &from).map_err(|_| store_down())?;
             audit(json!({"event": "profile-merged", "tenant": t, "profile": id, "from": from}));
             Ok(shown(StatusCode::OK, &merged.profile))
+        }
+        Endpoint::RevokeSessions { id, .. } => {
+            existing(&kv, t, &id)?;
+            crate::profile_store::revoke_person(&kv, t, &id).map_err(|_| store_down())?;
+            audit(json!({"event": "profile-sessions-revoked", "tenant": t, "profile": id}));
+            Ok(reply(
+                StatusCode::OK,
+                json!({"id": id, "tenant": t, "sessions_revoked": true}),
+            ))
         }
         Endpoint::Export { cursor, limit, .. } => export(&kv, t, cursor, limit),
         Endpoint::MethodNotAllowed(allow) => Ok(not_allowed(allow)),

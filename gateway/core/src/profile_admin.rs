@@ -78,6 +78,12 @@ pub enum Endpoint {
         tenant: String,
         id: String,
     },
+    /// "Log out everywhere": every session of the person ends, on every
+    /// instance, from their next request (`crate::revocation::person_entry`).
+    RevokeSessions {
+        tenant: String,
+        id: String,
+    },
     MethodNotAllowed(&'static str),
 }
 
@@ -240,6 +246,13 @@ pub fn endpoint(method: &Method, path: &str, query: Option<&str>) -> Result<Endp
             Ok(match *method {
                 Method::POST => Endpoint::Merge { tenant, id },
                 _ => Endpoint::MethodNotAllowed("POST"),
+            })
+        }
+        [t, p, "sessions"] => {
+            let (tenant, id) = (tenant_of(t)?, profile_of(p)?);
+            Ok(match *method {
+                Method::DELETE => Endpoint::RevokeSessions { tenant, id },
+                _ => Endpoint::MethodNotAllowed("DELETE"),
             })
         }
         _ => Err(no_endpoint()),
@@ -750,6 +763,22 @@ mod tests {
         legacy.identities[0].connection = crate::connections::LEGACY_ID.into();
         let records = person_records("acme", &legacy);
         assert!(records.contains(&kv_schema::rule_user("acme", "v1")));
+    }
+
+    #[test]
+    fn sessions_are_revoked_with_delete() {
+        assert_eq!(
+            ep(Method::DELETE, &format!("/acme/{P}/sessions"), None).unwrap(),
+            Endpoint::RevokeSessions {
+                tenant: "acme".into(),
+                id: P.into()
+            }
+        );
+        assert_eq!(
+            ep(Method::POST, &format!("/acme/{P}/sessions"), None).unwrap(),
+            Endpoint::MethodNotAllowed("DELETE")
+        );
+        assert!(ep(Method::DELETE, "/acme/nope/sessions", None).is_err());
     }
 
     #[test]

@@ -21,6 +21,7 @@ USAGE:
     edgeauth profiles unlink TENANT PROFILE_ID CONNECTION SUBJECT
     edgeauth profiles delete TENANT PROFILE_ID              (erasure)
     edgeauth profiles merge  TENANT TARGET_ID SOURCE_ID     (SOURCE merged into TARGET, then gone)
+    edgeauth profiles logout TENANT PROFILE_ID              (every session of the person ends)
     edgeauth profiles export TENANT [--limit N]             (JSON lines, every page)
 
 Every command takes --gateway URL (or EDGEAUTH_GATEWAY); the token is read
@@ -111,6 +112,14 @@ pub fn main(args: &[String]) -> Result<()> {
                 None,
             )?;
             println!("profile `{id}` erased from tenant `{t}`");
+            Ok(())
+        }
+        "logout" => {
+            let a = parse_args(rest, &[])?;
+            let [t, id] = a.exactly("TENANT PROFILE_ID")?;
+            let path = format!("/{}/{}/sessions", enc(t), enc(id));
+            call(&a.gateway()?, "DELETE", &path, None)?;
+            println!("every session of profile `{id}` in tenant `{t}` is revoked");
             Ok(())
         }
         "merge" => {
