@@ -240,6 +240,34 @@ test('log out everywhere: every session of the person ends at once; signing in a
   assert.equal((await admin('DELETE', '/acme/p_aaaaaaaaaaaaaaaaaaaaaaaaaa/sessions')).status, 404);
 });
 
+test('the person\'s sessions are listed (when, where, how) and one can be ended alone', async () => {
+  const agents = ['Phone/1.0', 'Laptop/2.0'];
+  const jars = [];
+  for (const ua of agents) {
+    const jar = new CookieJar();
+    await loginOk(acme, idp, jar, '/start', { userAgent: ua });
+    jars.push(jar);
+  }
+  const listed = JSON.parse(await cli(['sessions', 'acme', aliceAcme])).sessions;
+  const mine = listed.filter((x) => agents.includes(x.user_agent));
+  assert.equal(mine.length, 2, JSON.stringify(listed));
+  for (const x of mine) {
+    assert.match(x.id, /^[A-Za-z0-9_-]{24}$/);
+    assert.equal(x.connection, 'default');
+    assert.equal(x.ip, '127.0.0.1');
+    assert.ok(x.expires_at > x.signed_in_at);
+  }
+  const phone = mine.find((x) => x.user_agent === 'Phone/1.0');
+  assert.match(await cli(['logout', 'acme', aliceAcme, phone.id]), /is revoked/);
+  const [phoneJar, laptopJar] = jars;
+  assert.equal((await request(`${acme.url}/private`, { jar: phoneJar, accept: 'application/json' })).status, 401, 'the phone is signed out');
+  assert.equal((await request(`${acme.url}/private`, { jar: laptopJar })).status, 200, 'the laptop is not');
+  const after = JSON.parse(await cli(['sessions', 'acme', aliceAcme])).sessions;
+  assert.ok(!after.some((x) => x.id === phone.id), 'the ended session is no longer listed');
+  assert.equal((await admin('DELETE', `/acme/${aliceAcme}/sessions/${phone.id}`)).status, 404, 'already ended');
+  assert.equal((await admin('DELETE', `/acme/${aliceAcme}/sessions/not-an-id`)).status, 400);
+});
+
 test('erasure removes the profile and every index naming it; the next sign-in starts afresh', async () => {
   const before = readKv(gw.stateDir);
   const naming = (kv) => Object.entries(kv)

@@ -154,6 +154,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             },
         },
     };
+    profile_store::remember_session(&settings, &parts, &response, clock.secs);
     events::respond(&settings, out, response, events_retry, clock.secs).await
 }
 

@@ -11,6 +11,7 @@ use edgeauth_core::endpoints;
 use edgeauth_core::kv_schema;
 use edgeauth_core::profile_admin::{self as decide, Endpoint, MAX_PATCH_BODY};
 use edgeauth_core::profiles::{self, MergeWrite, Profile};
+use edgeauth_core::revocation;
 use edgeauth_core::tenant_docs::AdminError;
 use edgeauth_core::tenants::{self, Tenants};
 use futures::StreamExt;
@@ -163,7 +164,9 @@ fn tenant_id(e: &Endpoint) -> Option<&str> {
         | Endpoint::Delete { tenant, .. }
         | Endpoint::Unlink { tenant, .. }
         | Endpoint::Merge { tenant, .. }
-        | Endpoint::RevokeSessions { tenant, .. } => Some(tenant),
+        | Endpoint::RevokeSessions { tenant, .. }
+        | Endpoint::ListSessions { tenant, .. }
+        | Endpoint::RevokeSession { tenant, .. } => Some(tenant),
         Endpoint::MethodNotAllowed(_) => None,
     }
 }
@@ -262,6 +265,42 @@ async fn serve(
             Ok(reply(
                 StatusCode::OK,
                 json!({"id": id, "tenant": t, "sessions_revoked": true}),
+            ))
+        }
+        Endpoint::ListSessions { id, .. } => {
+            existing(&kv, t, &id)?;
+            let sessions: Vec<Value> = crate::profile_store::sessions(&kv, t, &id)
+                .map_err(|_| store_down())?
+                .into_iter()
+                .map(|e| {
+                    json!({
+                        "id": e.id, "signed_in_at": e.signed_in_at, "expires_at": e.expires_at,
+                        "connection": e.connection, "ip": e.ip, "user_agent": e.user_agent,
+                    })
+                })
+                .collect();
+            Ok(reply(StatusCode::OK, json!({ "sessions": sessions })))
+        }
+        Endpoint::RevokeSession { id, session, .. } => {
+            existing(&kv, t, &id)?;
+            let listed = crate::profile_store::sessions(&kv, t, &id).map_err(|_| store_down())?;
+            let Some(e) = listed.iter().find(|e| e.id == session) else {
+                return Err(AdminError::new(
+                    404,
+                    "not_found",
+                    format!("no active session `{session}` of profile `{id}`"),
+                ));
+            };
+            let now = crate::io::Clock::now().secs;
+            let (key, value, expires_at) = revocation::entry_for(t, &e.id, e.expires_at);
+            kv.put(&key, &value, expires_at, now)
+                .map_err(|_| store_down())?;
+            audit(
+                json!({"event": "session-revoked", "tenant": t, "profile": id, "session": session}),
+            );
+            Ok(reply(
+                StatusCode::OK,
+                json!({"id": id, "tenant": t, "session": session, "revoked": true}),
             ))
         }
         Endpoint::Export { cursor, limit, .. } => export(&kv, t, cursor, limit),

@@ -9,6 +9,7 @@ use edgeauth_core::linking;
 use edgeauth_core::pages;
 use edgeauth_core::profiles::{self, Found, SignInFacts};
 use edgeauth_core::revocation;
+use edgeauth_core::session_index;
 use edgeauth_core::settings::Settings;
 use http::request::Parts;
 
@@ -204,4 +205,50 @@ pub fn revoke_person(kv: &Kv, tenant: &str, profile_id: &str) -> Result<(), Resp
     let stored = kv.get_raw(&key).map_err(unavailable)?;
     let (key, value) = revocation::person_entry(tenant, profile_id, stored.as_deref());
     kv.put_permanent(&key, &value).map_err(unavailable)
+}
+
+/// The person's active sessions (`edgeauth_core::session_index`): listed,
+/// not expired, not revoked one by one nor by a "log out everywhere".
+pub fn sessions(
+    kv: &Kv,
+    tenant: &str,
+    profile_id: &str,
+) -> Result<Vec<session_index::Entry>, Response> {
+    let unavailable = |_| pages::storage_unavailable();
+    let now = crate::io::Clock::now().secs;
+    let stored = kv
+        .get_raw(&kv_schema::session_index(tenant, profile_id))
+        .map_err(unavailable)?;
+    let epoch = kv
+        .get_raw(&kv_schema::revoked_profile(tenant, profile_id))
+        .map_err(unavailable)?;
+    let epoch = revocation::person_epoch(epoch.as_deref());
+    let mut out = Vec::new();
+    for e in session_index::live(stored.as_deref(), now) {
+        let revoked = kv
+            .exists(&kv_schema::revoked_session(tenant, &e.id))
+            .map_err(unavailable)?;
+        if session_index::active(&e, revoked, epoch) {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// Lists the session `response` starts in the person's sessions. Best
+/// effort: a session missing from the list still ends with "log out
+/// everywhere" and with its lifetime.
+pub fn remember_session(settings: &Settings, parts: &Parts, response: &Response, now: u64) {
+    let Some((profile, entry)) = session_index::issued(settings, response, parts) else {
+        return;
+    };
+    let Ok(kv) = Kv::open() else {
+        return;
+    };
+    let key = kv_schema::session_index(&settings.tenant, &profile);
+    let stored = kv.get_raw(&key).ok().flatten();
+    let (value, expires_at) = session_index::add(stored.as_deref(), entry, now);
+    if kv.put(&key, &value, expires_at, now).is_err() {
+        eprintln!("edgeauth: the new session could not be listed for the admin API");
+    }
 }

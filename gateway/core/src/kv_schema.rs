@@ -60,6 +60,9 @@ pub const REVOKED_SESSION: &str = "revoked-session";
 /// without envelope, never expiring (`crate::revocation::person_entry`).
 /// Sessions carry the count they were signed in under.
 pub const REVOKED_PROFILE: &str = "revoked-profile";
+/// Per person (by profile id): their sessions, for the admin API
+/// (`crate::session_index`); an envelope that expires with the last one.
+pub const SESSION_INDEX: &str = "session-index";
 /// Signed assertions reused across a session's requests.
 pub const ASSERTION: &str = "assertion";
 /// Discovery document and JWKS per issuer.
@@ -124,6 +127,7 @@ pub const PREFIXES: &[&str] = &[
     USED_STATE,
     REVOKED_SESSION,
     REVOKED_PROFILE,
+    SESSION_INDEX,
     ASSERTION,
     PROVIDER,
     RULE_USER,
@@ -181,6 +185,10 @@ pub fn used_state(state: &str, expires_at: u64) -> String {
 /// `revoked-session:<tenant>:<digest of the cookie>` (digest made by the caller).
 pub fn revoked_session(tenant: &str, digest: &str) -> String {
     format!("{REVOKED_SESSION}:{tenant}:{digest}")
+}
+
+pub fn session_index(tenant: &str, profile_id: &str) -> String {
+    format!("{SESSION_INDEX}:{tenant}:{profile_id}")
 }
 
 pub fn revoked_profile(tenant: &str, profile_id: &str) -> String {

@@ -40,6 +40,7 @@ pub mod route_rules;
 pub mod routes;
 pub mod seal;
 pub mod session;
+pub mod session_index;
 pub mod settings;
 pub mod tenant_docs;
 pub mod tenants;

@@ -22,8 +22,31 @@ use crate::settings::Settings;
 /// The KV key of a session (see [`crate::kv_schema::revoked_session`]); the
 /// value is an envelope without payload that expires with the session.
 fn key(settings: &Settings, value: &str) -> String {
-    let digest = Sha256::digest(value.as_bytes());
-    kv_schema::revoked_session(&settings.tenant, &b64url(&digest[..18]))
+    kv_schema::revoked_session(&settings.tenant, &session_id(value))
+}
+
+/// A session's id: a digest of its sealed cookie value (fixed for the
+/// session's life), 24 base64url characters. Names it in the revocation
+/// list and in the person's list of sessions (`crate::session_index`).
+pub fn session_id(cookie_value: &str) -> String {
+    let digest = Sha256::digest(cookie_value.as_bytes());
+    b64url(&digest[..18])
+}
+
+/// Whether `s` has the form of [`session_id`] (ids from requests).
+pub fn valid_session_id(s: &str) -> bool {
+    s.len() == 24
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The revocation entry of one session by id, `(key, value, expires_at)`.
+pub fn entry_for(tenant: &str, id: &str, expires_at: u64) -> (String, Vec<u8>, u64) {
+    (
+        kv_schema::revoked_session(tenant, id),
+        kv_schema::encode(expires_at, b""),
+        expires_at,
+    )
 }
 
 /// The keys to look up for the session cookies the request carries (at most a
