@@ -437,3 +437,26 @@ where
     }
     to.close().await.map_err(|e| format!("close: {e:?}"))
 }
+
+/// Why a request body was not read whole.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The client's stream failed.
+    Broken,
+    /// More than the limit: reading stopped there.
+    TooLarge,
+}
+
+/// The request body, at most `max` bytes (nothing past the limit is read).
+pub async fn read_body(req: IncomingRequest, max: usize) -> Result<Vec<u8>, BodyError> {
+    let mut stream = req.into_body_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| BodyError::Broken)?;
+        if out.len() + chunk.len() > max {
+            return Err(BodyError::TooLarge);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}

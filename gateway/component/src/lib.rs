@@ -2,6 +2,7 @@
 //! the I/O the core asks for (IdP calls, KV, the origin) and streams the
 //! origin's answer back. Decisions are all made in `edgeauth_core`.
 
+mod backchannel;
 mod events;
 mod io;
 mod kv;
@@ -114,6 +115,13 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         Route::Health => endpoints::health(),
         Route::Jwks => endpoints::jwks(&settings),
         Route::Userinfo => endpoints::userinfo(&settings, &parts, clock.secs),
+        Route::BackchannelLogout(id) => match settings.connection_for_callback(id.as_deref()) {
+            Some(c) if c.is_oidc() && parts.method == Method::POST => {
+                backchannel::handle(&settings, c, req, clock.secs).await
+            }
+            Some(c) if c.is_oidc() => edgeauth_core::backchannel::method_not_allowed(),
+            _ => endpoints::not_found(&parts),
+        },
         Route::Link => linking::page(
             &settings,
             &parts.headers,

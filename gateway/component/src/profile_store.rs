@@ -119,6 +119,18 @@ pub fn record(
     if legacy.is_some() {
         let _ = kv.delete(&legacy_key);
     }
+    // The provider's session id, for its back-channel logout by `sid`.
+    if let Some(sid) = claims
+        .get("sid")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+    {
+        let expires_at = now + edgeauth_core::settings::MAX_SESSION_LIFETIME_SECS;
+        let key = kv_schema::provider_sid(tenant, identity.connection_id(), sid);
+        let value = kv_schema::encode(expires_at, plan.profile.id.as_bytes());
+        kv.put(&key, &value, expires_at, now)
+            .map_err(|_| pages::storage_unavailable())?;
+    }
     // The session to be issued carries the person's revocation epoch (a new
     // profile has none yet).
     identity.profile_epoch = if plan.creates() {
@@ -251,4 +263,40 @@ pub fn remember_session(settings: &Settings, parts: &Parts, response: &Response,
     if kv.put(&key, &value, expires_at, now).is_err() {
         eprintln!("edgeauth: the new session could not be listed for the admin API");
     }
+}
+
+/// Ends every session of the person a back-channel logout token names
+/// (`edgeauth_core::backchannel`): by `sub` through the identity index, by
+/// `sid` through the index written at sign-in.
+pub fn logout_from_provider(
+    settings: &Settings,
+    connection: &edgeauth_core::connections::Connection,
+    logout: &edgeauth_core::backchannel::LogoutToken,
+) -> Result<(), Response> {
+    let kv = Kv::open()?;
+    let t = &settings.tenant;
+    let mut people = Vec::new();
+    if let Some(sub) = &logout.sub
+        && let Some(p) = named_by(&kv, t, &kv_schema::profile_identity(t, &connection.id, sub))?
+        && p.has_identity(&connection.id, sub)
+    {
+        people.push(p.id);
+    }
+    if let Some(sid) = &logout.sid {
+        let now = crate::io::Clock::now().secs;
+        let stored = kv
+            .get_live(&kv_schema::provider_sid(t, &connection.id, sid), now)
+            .map_err(|_| pages::storage_unavailable())?;
+        if let Some(id) = stored
+            .and_then(|v| String::from_utf8(v).ok())
+            .filter(|id| profiles::valid_id(id))
+        {
+            people.push(id);
+        }
+    }
+    people.dedup();
+    for id in people {
+        revoke_person(&kv, t, &id)?;
+    }
+    Ok(())
 }

@@ -75,6 +75,13 @@ pub const RULE_RESUME: &str = "rule-resume";
 pub const RULE_RESUME_USED: &str = "rule-resume-used";
 /// Single-use markers of offers to link accounts (counters; expiry in the key).
 pub const LINK_USED: &str = "link-used";
+/// Single-use markers of back-channel logout tokens' `jti` (counters;
+/// expiry in the key).
+pub const LOGOUT_USED: &str = "logout-used";
+/// Per tenant, connection and the provider's session id (`sid` of the ID
+/// token): the profile signed in with it, for back-channel logout by `sid`
+/// (`crate::backchannel`); an envelope that expires with the sessions.
+pub const PROVIDER_SID: &str = "provider-sid";
 /// Rule artifacts uploaded by the operator: configuration, not state, so
 /// stored as uploaded (signed bytes), never expiring and never swept.
 pub const RULE_ARTIFACT: &str = "rule-artifact";
@@ -134,6 +141,8 @@ pub const PREFIXES: &[&str] = &[
     RULE_RESUME,
     RULE_RESUME_USED,
     LINK_USED,
+    LOGOUT_USED,
+    PROVIDER_SID,
     RULE_ARTIFACT,
     TENANT_HOST,
     TENANT_ID,
@@ -215,6 +224,22 @@ pub fn rule_resume(nonce: &str) -> String {
 }
 
 /// The counter that makes resuming a paused sign-in single-use.
+/// The single-use marker of a back-channel logout token (`crate::backchannel`):
+/// per issuer and `jti`, kept until the token could no longer be accepted.
+pub fn logout_used(issuer: &str, jti: &str, expires_at: u64) -> String {
+    format!(
+        "{LOGOUT_USED}:{expires_at}:{}",
+        hashed(&format!("{issuer}|{jti}"))
+    )
+}
+
+pub fn provider_sid(tenant: &str, connection: &str, sid: &str) -> String {
+    format!(
+        "{PROVIDER_SID}:{tenant}:{}",
+        hashed(&format!("{connection}|{sid}"))
+    )
+}
+
 /// The single-use marker of an offer to link accounts (`crate::linking`).
 pub fn link_used(nonce: &str, expires_at: u64) -> String {
     format!("{LINK_USED}:{expires_at}:{}", hashed(nonce))
@@ -365,7 +390,7 @@ pub fn open(value: &[u8], now: u64) -> Result<&[u8], Unusable> {
 pub fn key_expiry(key: &str) -> Option<u64> {
     let mut parts = key.splitn(3, ':');
     let prefix = parts.next()?;
-    if prefix != USED_STATE && prefix != RULE_RESUME_USED && prefix != LINK_USED {
+    if ![USED_STATE, RULE_RESUME_USED, LINK_USED, LOGOUT_USED].contains(&prefix) {
         return None;
     }
     parts.next()?.parse().ok()

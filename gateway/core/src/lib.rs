@@ -12,6 +12,7 @@ pub mod access;
 pub mod admin;
 pub mod assertion;
 pub mod assertion_cache;
+pub mod backchannel;
 pub mod callback;
 pub mod chooser;
 pub mod chooser_page;
