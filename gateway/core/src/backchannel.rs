@@ -112,13 +112,11 @@ pub fn verify(
         return Err(LogoutError::Stale);
     }
     let jti = claims.jwt_id.ok_or(LogoutError::MissingClaim("jti"))?;
-    if claims.nonce.is_some() {
+    // Any `nonce` member, even `null` (which the typed claims read as none).
+    if claims.nonce.is_some() || crate::encoding::jwt_payload(token).contains_key("nonce") {
         return Err(LogoutError::HasNonce);
     }
     let custom = claims.custom.as_object().cloned().unwrap_or_default();
-    if custom.contains_key("nonce") {
-        return Err(LogoutError::HasNonce);
-    }
     let is_logout = custom
         .get("events")
         .and_then(Value::as_object)
