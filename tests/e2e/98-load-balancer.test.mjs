@@ -214,6 +214,7 @@ test('one instance killed under load loses only its in-flight requests', opts, a
   assert.ok(afterKill.filter((x) => x.ok).length >= 300, 'the other two serve on');
 
   // Started again on its port, it rejoins: the balancer sends it requests again.
+  await victim.stop(); // its state directory (the process is gone already)
   gateways[1] = await startGateway({ ...common, port: Number(new URL(victim.url).port) });
   await waitFor(async () => {
     const r = await request(`${lb.url}/inside`, { headers: cookieOf(value) });
