@@ -119,7 +119,8 @@ test('a tenant\'s token reads and manages its own tenant\'s profiles', async () 
   assert.equal(g.status, 200, `the KV tenant's own token: ${g.body}`);
 });
 
-// Every profiles endpoint of a tenant, against profile ids that exist there.
+// Every profiles endpoint of a tenant, against profile ids that exist there
+// (the import: a new profile claiming the tenant's alice).
 const endpointsOf = (t, id, other) => [
   ['GET', `/${t}/${id}`],
   ['GET', `/${t}?email=alice%40example.com`],
@@ -133,6 +134,13 @@ const endpointsOf = (t, id, other) => [
   ['POST', `/${t}/${id}/merge`, { from: other }],
   ['POST', `/${t}/${id}/merge`, 'not json'],
   ['PUT', `/${t}/${id}`],
+  // A profile that would take alice's identity and email there.
+  ['POST', `/${t}/import`, JSON.stringify({
+    id: `p_${'q'.repeat(26)}`, created_at: 1, logins: 1,
+    identities: [{ connection: 'default', subject: 'alice', claims: {}, linked_at: 1 }],
+    emails: [{ address: 'alice@example.com', verified: true, connection: 'default' }],
+    first_login: { at: 1, connection: 'default' }, last_login: { at: 1, connection: 'default' },
+  })],
 ];
 
 test('another tenant\'s token gets 401 on every profiles endpoint, and changes nothing there', async () => {

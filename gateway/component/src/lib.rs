@@ -8,6 +8,7 @@ mod io;
 mod kv;
 mod profile_admin;
 mod profile_store;
+mod profile_writes;
 mod proxy;
 mod rules;
 mod tenant_admin;

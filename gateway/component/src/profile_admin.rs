@@ -166,7 +166,8 @@ fn tenant_id(e: &Endpoint) -> Option<&str> {
         | Endpoint::Merge { tenant, .. }
         | Endpoint::RevokeSessions { tenant, .. }
         | Endpoint::ListSessions { tenant, .. }
-        | Endpoint::RevokeSession { tenant, .. } => Some(tenant),
+        | Endpoint::RevokeSession { tenant, .. }
+        | Endpoint::Import { tenant } => Some(tenant),
         Endpoint::MethodNotAllowed(_) => None,
     }
 }
@@ -303,6 +304,23 @@ async fn serve(
                 json!({"id": id, "tenant": t, "session": session, "revoked": true}),
             ))
         }
+        Endpoint::Import { .. } => {
+            let body = body(
+                req,
+                decide::MAX_IMPORT_BODY,
+                "an import body (JSON lines; send larger files in chunks)",
+            )
+            .await?;
+            let report = import(&kv, t, &body)?;
+            audit(json!({
+                "event": "profiles-imported", "tenant": t,
+                "imported": report.imported, "skipped": report.skipped,
+            }));
+            Ok(reply(
+                StatusCode::OK,
+                serde_json::to_value(&report).unwrap_or(Value::Null),
+            ))
+        }
         Endpoint::Export { cursor, limit, .. } => export(&kv, t, cursor, limit),
         Endpoint::MethodNotAllowed(allow) => Ok(not_allowed(allow)),
     }
@@ -331,6 +349,31 @@ pub(crate) fn apply_merge(kv: &Kv, tenant: &str, m: &profiles::Merged) -> Result
         }
     }
     Ok(())
+}
+
+/// Stores each profile of an import body that is valid and takes nothing a
+/// live profile has, with the sign-in's write order; lines in order, so a
+/// later line sees what an earlier one wrote. A store failure stops it (the
+/// lines before are imported; repeating the import skips them as existing).
+fn import(kv: &Kv, tenant: &str, body: &[u8]) -> Result<decide::ImportReport, AdminError> {
+    let mut report = decide::ImportReport::default();
+    for (line, text) in decide::import_lines(body) {
+        let p = match decide::import_line(text) {
+            Ok(p) => p,
+            Err(reason) => {
+                report.skipped(line, None, reason);
+                continue;
+            }
+        };
+        if let Some(reason) = decide::import_conflict(tenant, &p, |key| get(kv, key))? {
+            report.skipped(line, Some(&p.id), reason);
+            continue;
+        }
+        let plan = profiles::import(tenant, p);
+        crate::profile_writes::apply(kv, tenant, &plan).map_err(|_| store_down())?;
+        report.imported(line, &plan.profile.id);
+    }
+    Ok(report)
 }
 
 /// One export page: JSON lines, at most `limit` list entries read (two KV

@@ -101,21 +101,8 @@ pub fn record(
     if let Some(stored) = &legacy {
         plan.adopt_rule_record(stored, now);
     }
-    if plan.creates() {
-        // Listed before it is written: an export never misses a profile.
-        let n = kv
-            .increment(&kv_schema::profile_seq(tenant), 1)
-            .map_err(|_| pages::storage_unavailable())?;
-        kv.put_permanent(
-            &kv_schema::profile_list(tenant, n.max(0) as u64),
-            plan.profile.id.as_bytes(),
-        )
-        .map_err(|_| pages::storage_unavailable())?;
-    }
-    for (key, value) in &plan.writes {
-        kv.put_permanent(key, value)
-            .map_err(|_| pages::storage_unavailable())?;
-    }
+    // Listed (if new) before it is written: an export never misses a profile.
+    crate::profile_writes::apply(&kv, tenant, &plan).map_err(|_| pages::storage_unavailable())?;
     if legacy.is_some() {
         let _ = kv.delete(&legacy_key);
     }

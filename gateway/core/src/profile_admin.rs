@@ -23,6 +23,17 @@ pub const PREFIX: &str = "/.edgeauth/admin/profiles";
 pub const MAX_PATCH_BODY: usize = 32 * 1024;
 /// Each of `user_metadata` and `app_metadata`, serialized, after a patch.
 pub use crate::profiles::MAX_METADATA;
+/// An import body (JSON lines) is at most this many bytes; the CLI sends a
+/// larger file in chunks under it.
+pub const MAX_IMPORT_BODY: usize = 1024 * 1024;
+/// One import line (a profile within its bounds is far smaller).
+pub const MAX_IMPORT_LINE: usize = 64 * 1024;
+/// The CLI sends at most this many lines per import request, so the
+/// per-line report (each result at most ~250 bytes: [`MAX_REASON_CHARS`])
+/// fits its 64 KiB responses.
+pub const IMPORT_CHUNK_LINES: usize = 200;
+/// A skipped line's reason is cut to this many characters.
+pub const MAX_REASON_CHARS: usize = 160;
 /// Export page sizes.
 pub const DEFAULT_LIMIT: u64 = 100;
 pub const MAX_LIMIT: u64 = 500;
@@ -71,6 +82,10 @@ pub enum Endpoint {
         id: String,
         connection: String,
         subject: String,
+    },
+    /// `POST .../<tenant>/import`: JSON lines in the export's format.
+    Import {
+        tenant: String,
     },
     /// `POST .../<tenant>/<id>/merge` with `{"from": "<source id>"}`: the
     /// source profile is merged into `id` ([`profiles::merge`]).
@@ -227,6 +242,13 @@ pub fn endpoint(method: &Method, path: &str, query: Option<&str>) -> Result<Endp
             Method::GET => listing(tenant_of(t)?, query.unwrap_or("")),
             _ => Ok(Endpoint::MethodNotAllowed("GET")),
         },
+        [t, "import"] => {
+            let tenant = tenant_of(t)?;
+            Ok(match *method {
+                Method::POST => Endpoint::Import { tenant },
+                _ => Endpoint::MethodNotAllowed("POST"),
+            })
+        }
         [t, p] => {
             let (tenant, id) = (tenant_of(t)?, profile_of(p)?);
             Ok(match *method {
@@ -570,6 +592,116 @@ pub fn unlink(
     })
 }
 
+/// One line of an import body: a profile in the export's format, checked to
+/// be one the gateway could have written ([`Profile::check`]); the reason
+/// otherwise.
+pub fn import_line(line: &[u8]) -> Result<Profile, String> {
+    if line.len() > MAX_IMPORT_LINE {
+        return Err(format!("longer than {MAX_IMPORT_LINE} bytes"));
+    }
+    let p: Profile = serde_json::from_slice(line)
+        .map_err(|e| format!("not a profile in the export's format: {e}"))?;
+    p.check()?;
+    Ok(p)
+}
+
+/// Why an imported profile cannot be stored, if it cannot: its id exists,
+/// or one of its identities or verified emails is indexed to another live
+/// profile that lists it (an index is only trusted that way, as at sign-in).
+/// `read` gets one KV value of the tenant.
+pub fn import_conflict<E>(
+    tenant: &str,
+    p: &Profile,
+    mut read: impl FnMut(&str) -> Result<Option<Vec<u8>>, E>,
+) -> Result<Option<String>, E> {
+    if read(&kv_schema::profile(tenant, &p.id))?.is_some() {
+        return Ok(Some(format!("profile `{}` exists", p.id)));
+    }
+    let mut owner = |key: String, lists: &dyn Fn(&Profile) -> bool| -> Result<Option<String>, E> {
+        let value = read(&key)?;
+        let Some(id) = index_target(value.as_deref()).map(str::to_owned) else {
+            return Ok(None);
+        };
+        let found = profiles::decode(read(&kv_schema::profile(tenant, &id))?.as_deref());
+        Ok(found.filter(|o| lists(o)).map(|_| id))
+    };
+    for i in &p.identities {
+        let key = kv_schema::profile_identity(tenant, &i.connection, &i.subject);
+        if let Some(id) = owner(key, &|o| o.has_identity(&i.connection, &i.subject))? {
+            return Ok(Some(format!(
+                "identity `{}`/`{}` belongs to profile `{id}`",
+                i.connection, i.subject
+            )));
+        }
+    }
+    for e in p.verified_emails() {
+        if let Some(id) = owner(kv_schema::profile_email(tenant, e), &|o| {
+            o.has_verified_email(e)
+        })? {
+            return Ok(Some(format!(
+                "verified email `{e}` belongs to profile `{id}`"
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// The answer to an import: counts and one result per non-empty line.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ImportReport {
+    pub imported: usize,
+    pub skipped: usize,
+    pub results: Vec<ImportResult>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct ImportResult {
+    /// 1-based, counting every line of the body.
+    pub line: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `imported` or `skipped`.
+    pub result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl ImportReport {
+    pub fn imported(&mut self, line: usize, id: &str) {
+        self.imported += 1;
+        self.results.push(ImportResult {
+            line,
+            id: Some(id.to_owned()),
+            result: "imported",
+            reason: None,
+        });
+    }
+
+    pub fn skipped(&mut self, line: usize, id: Option<&str>, mut reason: String) {
+        // A parser's reason may quote the input: keep the report small.
+        if let Some((cut, _)) = reason.char_indices().nth(MAX_REASON_CHARS) {
+            reason.truncate(cut);
+            reason.push('…');
+        }
+        self.skipped += 1;
+        self.results.push(ImportResult {
+            line,
+            id: id.map(str::to_owned),
+            result: "skipped",
+            reason: Some(reason),
+        });
+    }
+}
+
+/// The non-empty lines of an import body with their 1-based numbers (a
+/// trailing `\r` is dropped, so CRLF files work).
+pub fn import_lines(body: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    body.split(|b| *b == b'\n')
+        .enumerate()
+        .map(|(n, l)| (n + 1, l.strip_suffix(b"\r").unwrap_or(l)))
+        .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+}
+
 /// The list entries an export page reads: numbers `cursor ..` up to `limit`
 /// of them, not past `count` (the counter's value), and the cursor of the
 /// next page (`None` at the end).
@@ -867,6 +999,115 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn import_lines_are_profiles_within_bounds() {
+        assert_eq!(
+            ep(Method::POST, "/acme/import", None).unwrap(),
+            Endpoint::Import {
+                tenant: "acme".into()
+            }
+        );
+        assert_eq!(
+            ep(Method::GET, "/acme/import", None).unwrap(),
+            Endpoint::MethodNotAllowed("POST")
+        );
+        let good = two_identities();
+        let line = serde_json::to_vec(&good).unwrap();
+        assert_eq!(
+            import_line(&line).unwrap(),
+            good,
+            "an export line imports as it was"
+        );
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut v = serde_json::to_value(&good).unwrap();
+            f(&mut v);
+            import_line(v.to_string().as_bytes()).unwrap_err()
+        };
+        for (what, reason) in [
+            (with(&|v| v["id"] = json!("p_nope")), "`id`"),
+            (with(&|v| v["identities"] = json!([])), "`identities`"),
+            (
+                with(&|v| v["identities"][1] = v["identities"][0].clone()),
+                "listed twice",
+            ),
+            (
+                with(&|v| v["emails"][0]["address"] = json!("V@Example.COM")),
+                "`emails[0].address`",
+            ),
+            (
+                with(&|v| v["app_metadata"] = json!({"x": "y".repeat(MAX_METADATA)})),
+                "`app_metadata`",
+            ),
+            (
+                with(&|v| v["identities"][0]["claims"] = json!({"x": "y".repeat(9000)})),
+                "claims",
+            ),
+            (
+                with(&|v| v["last_user_agent"] = json!("u".repeat(300))),
+                "last_user_agent",
+            ),
+            (with(&|v| v["logins"] = json!("many")), "export's format"),
+        ] {
+            assert!(what.contains(reason), "{what} (expected {reason})");
+        }
+        assert!(
+            import_line(&vec![b' '; MAX_IMPORT_LINE + 1])
+                .unwrap_err()
+                .contains("longer")
+        );
+        let mut report = ImportReport::default();
+        report.skipped(7, None, "é".repeat(500));
+        assert_eq!(
+            report.results[0].reason.as_ref().unwrap().chars().count(),
+            MAX_REASON_CHARS + 1
+        );
+        let lines: Vec<(usize, &[u8])> = import_lines(b"a\r\n\n  \nb\n").collect();
+        assert_eq!(lines, [(1, &b"a"[..]), (4, &b"b"[..])]);
+    }
+
+    #[test]
+    fn an_import_never_takes_what_a_live_profile_has() {
+        use std::collections::HashMap;
+        let mine = two_identities();
+        let mut other = mine.clone();
+        other.id = "p_oooooooooooooooooooooooooo".into();
+        let mut kv: HashMap<String, Vec<u8>> = HashMap::new();
+        let conflict = |kv: &HashMap<String, Vec<u8>>, p: &Profile| {
+            import_conflict("acme", p, |k| Ok::<_, ()>(kv.get(k).cloned())).unwrap()
+        };
+        assert_eq!(conflict(&kv, &mine), None);
+        // Stored with its indexes, as an import stores it.
+        for step in profiles::import("acme", other.clone()).steps() {
+            if let profiles::Step::Put(k, v) = step {
+                kv.insert(k.into(), v.into());
+            }
+        }
+        let why = conflict(&kv, &mine).unwrap();
+        assert!(
+            why.contains("identity `corp`/`v1`") && why.contains(&other.id),
+            "{why}"
+        );
+        // Only an email: the identity indexes are free.
+        let mut email_only = mine.clone();
+        email_only.identities.retain(|i| i.connection == "github");
+        email_only.identities[0].subject = "other".into();
+        kv.remove(&kv_schema::profile_identity("acme", "github", "42"));
+        let why = conflict(&kv, &email_only).unwrap();
+        assert!(why.contains("verified email `v@example.com`"), "{why}");
+        // A stale index (naming a profile that does not list it) is no conflict.
+        let mut stale = other.clone();
+        stale.identities.retain(|i| i.connection == "github");
+        stale.emails.clear();
+        kv.insert(
+            kv_schema::profile("acme", &other.id),
+            serde_json::to_vec(&stale).unwrap(),
+        );
+        assert_eq!(conflict(&kv, &email_only), None);
+        // The id itself.
+        kv.insert(kv_schema::profile("acme", P), b"{}".to_vec());
+        assert!(conflict(&kv, &mine).unwrap().contains("exists"));
     }
 
     #[test]

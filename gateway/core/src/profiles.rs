@@ -46,8 +46,11 @@ pub const MAX_EMAILS: usize = 16;
 /// Each of `user_metadata` and `app_metadata`, serialized: what rules and
 /// admin patches may leave in a profile.
 pub const MAX_METADATA: usize = 16 * 1024;
-const MAX_CLAIMS_BYTES: usize = 8 * 1024;
-const MAX_USER_AGENT_CHARS: usize = 256;
+pub const MAX_CLAIMS_BYTES: usize = 8 * 1024;
+pub const MAX_USER_AGENT_CHARS: usize = 256;
+/// Name, picture URL, IP, connection ids and subjects of a profile from
+/// outside (an import): a sign-in's are bounded by the provider's tokens.
+pub const MAX_TEXT_CHARS: usize = 2048;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -388,6 +391,105 @@ pub fn sign_in_claims(identity: &Identity, id_token: &str) -> Map<String, Value>
     m
 }
 
+impl Profile {
+    /// Whether the profile is one the gateway could have written: its id's
+    /// form, at least one and at most [`MAX_IDENTITIES`] identities (each
+    /// once), at most [`MAX_EMAILS`] emails in the indexed form
+    /// ([`email_key`]), each once per connection, and every bound above.
+    /// For profiles from outside (imports); the reason names what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        let text = |what: &str, s: &str| {
+            if s.chars().count() > MAX_TEXT_CHARS {
+                Err(format!(
+                    "`{what}` is longer than {MAX_TEXT_CHARS} characters"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        if !valid_id(&self.id) {
+            return Err("`id`: profile ids are `p_` and 26 of a-z 2-7".into());
+        }
+        if self.identities.is_empty() || self.identities.len() > MAX_IDENTITIES {
+            return Err(format!("`identities`: 1 to {MAX_IDENTITIES}"));
+        }
+        for (n, i) in self.identities.iter().enumerate() {
+            if i.connection.is_empty() || i.subject.is_empty() {
+                return Err(format!(
+                    "`identities[{n}]`: connection and subject must not be empty"
+                ));
+            }
+            text(&format!("identities[{n}].subject"), &i.subject)?;
+            text(&format!("identities[{n}].connection"), &i.connection)?;
+            let size: usize = i
+                .claims
+                .iter()
+                .map(|(k, v)| k.len() + v.to_string().len())
+                .sum();
+            if size > MAX_CLAIMS_BYTES {
+                return Err(format!(
+                    "`identities[{n}].claims`: at most {MAX_CLAIMS_BYTES} bytes"
+                ));
+            }
+            if self.identities[..n]
+                .iter()
+                .any(|o| o.connection == i.connection && o.subject == i.subject)
+            {
+                return Err(format!("`identities[{n}]`: listed twice"));
+            }
+        }
+        if self.emails.len() > MAX_EMAILS {
+            return Err(format!("`emails`: at most {MAX_EMAILS}"));
+        }
+        for (n, e) in self.emails.iter().enumerate() {
+            if email_key(&e.address).as_deref() != Some(e.address.as_str()) {
+                return Err(format!(
+                    "`emails[{n}].address`: not a plain address in the indexed form (domain lower case, no blanks)"
+                ));
+            }
+            if e.connection.is_empty() {
+                return Err(format!("`emails[{n}].connection` must not be empty"));
+            }
+            text(&format!("emails[{n}].connection"), &e.connection)?;
+            if self.emails[..n]
+                .iter()
+                .any(|o| o.address == e.address && o.connection == e.connection)
+            {
+                return Err(format!("`emails[{n}]`: listed twice for its connection"));
+            }
+        }
+        for (field, map) in [
+            ("user_metadata", &self.user_metadata),
+            ("app_metadata", &self.app_metadata),
+        ] {
+            let size = Value::Object(map.clone()).to_string().len();
+            if size > MAX_METADATA {
+                return Err(format!("`{field}`: {size} bytes; at most {MAX_METADATA}"));
+            }
+        }
+        for (field, value) in [
+            ("name", &self.name),
+            ("picture", &self.picture),
+            ("last_ip", &self.last_ip),
+        ] {
+            if let Some(v) = value {
+                text(field, v)?;
+            }
+        }
+        if self
+            .last_user_agent
+            .as_ref()
+            .is_some_and(|ua| ua.chars().count() > MAX_USER_AGENT_CHARS)
+        {
+            return Err(format!(
+                "`last_user_agent`: at most {MAX_USER_AGENT_CHARS} characters"
+            ));
+        }
+        text("first_login.connection", &self.first_login.connection)?;
+        text("last_login.connection", &self.last_login.connection)
+    }
+}
+
 /// A new profile id: `p_` and 26 base32 characters of 128 random bits.
 pub fn new_id(rng: crate::Rng<'_>) -> String {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
@@ -432,8 +534,9 @@ pub fn decode(bytes: Option<&[u8]>) -> Option<Profile> {
     serde_json::from_slice(bytes?).ok()
 }
 
-/// Writes a sign-in makes, in order: the profile first, then its indexes
-/// (see the consistency rules above).
+/// Writes a sign-in (or an import) makes, in order: the list entry of a
+/// new profile, the profile, then its indexes (see the consistency rules
+/// above); [`Plan::steps`] is that order.
 #[derive(Debug)]
 pub struct Plan {
     pub profile: Profile,
@@ -443,6 +546,16 @@ pub struct Plan {
     /// same verified email signs in with (what the person may prove it with;
     /// `crate::linking`).
     pub prove_with: Vec<String>,
+}
+
+/// One store operation of a [`Plan`], in [`Plan::steps`] order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// Take the next number `n` of the tenant's profile list
+    /// (`kv_schema::profile_seq`, by `increment`) and write this profile id
+    /// under `kv_schema::profile_list(tenant, n)`.
+    ListEntry(&'a str),
+    Put(&'a str, &'a [u8]),
 }
 
 impl Plan {
@@ -464,6 +577,70 @@ impl Plan {
         if let Some((_, value)) = self.writes.first_mut() {
             *value = serde_json::to_vec(&self.profile).unwrap_or_default();
         }
+    }
+
+    /// Every store operation, in the order the consistency rules need: a
+    /// new profile's list entry first (an export never misses a profile
+    /// that exists), then [`Plan::writes`] (the profile, then its indexes).
+    pub fn steps(&self) -> impl Iterator<Item = Step<'_>> {
+        self.creates()
+            .then_some(Step::ListEntry(self.profile.id.as_str()))
+            .into_iter()
+            .chain(
+                self.writes
+                    .iter()
+                    .map(|(k, v)| Step::Put(k.as_str(), v.as_slice())),
+            )
+    }
+}
+
+/// `profile` written, then the index entries of `identities` and `emails`
+/// (verified, in indexed form) pointing at it: the one write order of
+/// sign-ins and imports.
+fn profile_writes<'a>(
+    tenant: &str,
+    profile: &Profile,
+    identities: impl IntoIterator<Item = (&'a str, &'a str)>,
+    emails: impl IntoIterator<Item = &'a str>,
+) -> Vec<(String, Vec<u8>)> {
+    let id = profile.id.as_bytes();
+    let mut writes = vec![(
+        crate::kv_schema::profile(tenant, &profile.id),
+        serde_json::to_vec(profile).unwrap_or_default(),
+    )];
+    writes.extend(identities.into_iter().map(|(connection, subject)| {
+        (
+            crate::kv_schema::profile_identity(tenant, connection, subject),
+            id.to_vec(),
+        )
+    }));
+    writes.extend(
+        emails
+            .into_iter()
+            .map(|e| (crate::kv_schema::profile_email(tenant, e), id.to_vec())),
+    );
+    writes
+}
+
+/// The writes that store an imported `profile` as a sign-in stores a new
+/// one: list entry, profile, then an index entry for every identity and
+/// verified email it lists. The caller has checked that none of those
+/// indexes names another live profile (`crate::profile_admin`).
+pub fn import(tenant: &str, profile: Profile) -> Plan {
+    let writes = profile_writes(
+        tenant,
+        &profile,
+        profile
+            .identities
+            .iter()
+            .map(|i| (i.connection.as_str(), i.subject.as_str())),
+        profile.verified_emails(),
+    );
+    Plan {
+        profile,
+        resolution: Resolution::New,
+        writes,
+        prove_with: Vec::new(),
     }
 }
 
@@ -513,25 +690,12 @@ pub fn sign_in(
     };
     // A profile that grew past its bounds stays readable: never write more.
     profile.identities.truncate(MAX_IDENTITIES);
-    let mut writes = vec![(
-        crate::kv_schema::profile(tenant, &profile.id),
-        serde_json::to_vec(&profile).unwrap_or_default(),
-    )];
-    writes.push((
-        crate::kv_schema::profile_identity(tenant, connection, subject),
-        profile.id.as_bytes().to_vec(),
-    ));
     // The verified email's index names the first profile that has it
     // verified; it moves only when that one no longer does (stale).
-    if let Some(e) = &email
-        && profile.has_verified_email(e)
-        && by_email.as_ref().is_none_or(|p| p.id == profile.id)
-    {
-        writes.push((
-            crate::kv_schema::profile_email(tenant, e),
-            profile.id.as_bytes().to_vec(),
-        ));
-    }
+    let email = email.filter(|e| {
+        profile.has_verified_email(e) && by_email.as_ref().is_none_or(|p| p.id == profile.id)
+    });
+    let writes = profile_writes(tenant, &profile, [(connection, subject)], email.as_deref());
     Plan {
         profile,
         resolution,
@@ -1148,5 +1312,73 @@ mod tests {
                 ..
             }
         ));
+    }
+    #[test]
+    fn imports_and_sign_ins_share_one_write_order() {
+        let p = profile_with(
+            T,
+            &[
+                ("corp", "v1", "v@corp.example"),
+                ("gh", "9", "v@gh.example"),
+            ],
+            1,
+        );
+        let plan = import("acme", p.clone());
+        let steps: Vec<Step<'_>> = plan.steps().collect();
+        let json = serde_json::to_vec(&p).unwrap();
+        let (k0, k1, k2) = (
+            kv_schema::profile("acme", T),
+            kv_schema::profile_identity("acme", "corp", "v1"),
+            kv_schema::profile_identity("acme", "gh", "9"),
+        );
+        let (e1, e2) = (
+            kv_schema::profile_email("acme", "v@corp.example"),
+            kv_schema::profile_email("acme", "v@gh.example"),
+        );
+        assert_eq!(
+            steps,
+            [
+                Step::ListEntry(T),
+                Step::Put(&k0, &json),
+                Step::Put(&k1, T.as_bytes()),
+                Step::Put(&k2, T.as_bytes()),
+                Step::Put(&e1, T.as_bytes()),
+                Step::Put(&e2, T.as_bytes()),
+            ]
+        );
+        // A first sign-in: the same shape; a later one has no list entry.
+        let mut rng = counter_rng();
+        let first = sign_in(
+            "acme",
+            (Linking::Off, true),
+            &id("corp", "v1", Some("v@corp.example"), true),
+            Found::default(),
+            &SignInFacts::default(),
+            1,
+            &mut rng,
+        );
+        let kinds = |plan: &Plan| -> Vec<&'static str> {
+            plan.steps()
+                .map(|s| match s {
+                    Step::ListEntry(_) => "list",
+                    Step::Put(k, _) if k.starts_with("profile:") => "profile",
+                    Step::Put(_, _) => "index",
+                })
+                .collect()
+        };
+        assert_eq!(kinds(&first), ["list", "profile", "index", "index"]);
+        let again = sign_in(
+            "acme",
+            (Linking::Off, true),
+            &id("corp", "v1", Some("v@corp.example"), true),
+            Found {
+                by_identity: Some(first.profile.clone()),
+                by_email: Some(first.profile.clone()),
+            },
+            &SignInFacts::default(),
+            2,
+            &mut rng,
+        );
+        assert_eq!(kinds(&again), ["profile", "index", "index"]);
     }
 }

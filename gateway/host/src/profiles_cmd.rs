@@ -24,6 +24,7 @@ USAGE:
     edgeauth profiles sessions TENANT PROFILE_ID            (the person's active sessions)
     edgeauth profiles logout TENANT PROFILE_ID [SESSION_ID] (that session ends; without one, every session)
     edgeauth profiles export TENANT [--limit N]             (JSON lines, every page)
+    edgeauth profiles import TENANT FILE.jsonl              (export's format; `-`: standard input)
 
 Every command takes --gateway URL (or EDGEAUTH_GATEWAY); the token is read
 from EDGEAUTH_ADMIN_TOKEN: the gateway's admin_token, or one of the tenant's
@@ -143,6 +144,16 @@ pub fn main(args: &[String]) -> Result<()> {
             let path = format!("/{}/{}/merge", enc(t), enc(target));
             print_json(&call(&a.gateway()?, "POST", &path, Some(body))?)
         }
+        "import" => {
+            let a = parse_args(rest, &[])?;
+            let [t, file] = a.exactly("TENANT FILE.jsonl")?;
+            let input: Box<dyn std::io::Read> = if file == "-" {
+                Box::new(std::io::stdin())
+            } else {
+                Box::new(std::fs::File::open(file).with_context(|| format!("cannot read {file}"))?)
+            };
+            import(&a.gateway()?, t, std::io::BufReader::new(input))
+        }
         "export" => {
             let a = parse_args(rest, &["--limit"])?;
             let [t] = a.exactly("TENANT")?;
@@ -169,6 +180,72 @@ pub fn main(args: &[String]) -> Result<()> {
         }
         other => bail!("unknown profiles command {other:?}\n\n{USAGE}"),
     }
+}
+
+/// Sends the lines of `input` in bodies under the gateway's import cap
+/// (`profile_admin::MAX_IMPORT_BODY`) and of at most `IMPORT_CHUNK_LINES`
+/// lines (the per-line report must fit a 64 KiB response), one chunk in
+/// memory at a time, and
+/// reports every skipped line by its number in the file.
+fn import(gateway: &str, tenant: &str, mut input: impl std::io::BufRead) -> Result<()> {
+    let path = format!("/{}/import", enc(tenant));
+    let cap = profile_admin::MAX_IMPORT_BODY;
+    let (mut imported, mut skipped) = (0u64, 0u64);
+    let mut send = |chunk: &mut Vec<u8>, lines: &mut Vec<usize>| -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let resp = call(gateway, "POST", &path, Some(std::mem::take(chunk)))?;
+        let report: Value =
+            serde_json::from_slice(&resp.body).context("the gateway answered non-JSON")?;
+        imported += report["imported"].as_u64().unwrap_or(0);
+        skipped += report["skipped"].as_u64().unwrap_or(0);
+        for r in report["results"].as_array().into_iter().flatten() {
+            if r["result"] == "skipped" {
+                // The gateway numbers the lines of the chunk it got.
+                let n = r["line"].as_u64().unwrap_or(0) as usize;
+                let at = n
+                    .checked_sub(1)
+                    .and_then(|i| lines.get(i))
+                    .copied()
+                    .unwrap_or(0);
+                println!(
+                    "line {at}: skipped: {}",
+                    r["reason"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        lines.clear();
+        Ok(())
+    };
+    let (mut chunk, mut lines, mut line) = (Vec::new(), Vec::new(), Vec::new());
+    let mut number = 0;
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        number += 1;
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        if text.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if text.len() + 1 > cap {
+            bail!("line {number} is longer than the gateway takes in one request ({cap} bytes)");
+        }
+        if chunk.len() + text.len() + 1 > cap || lines.len() == profile_admin::IMPORT_CHUNK_LINES {
+            send(&mut chunk, &mut lines)?;
+        }
+        chunk.extend_from_slice(text);
+        chunk.push(b'\n');
+        lines.push(number);
+    }
+    send(&mut chunk, &mut lines)?;
+    println!("imported {imported}, skipped {skipped}");
+    if skipped > 0 {
+        bail!("{skipped} profiles were not imported (see the lines above)");
+    }
+    Ok(())
 }
 
 fn header<'a>(resp: &'a HttpResponse, name: &str) -> Option<&'a str> {
