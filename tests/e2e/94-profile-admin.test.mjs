@@ -216,6 +216,58 @@ test('unlink: the identity leaves the profile and its next sign-in makes a new o
   assert.match(await cli(['unlink', 'acme', bobNew, 'default', 'bob']).catch((e) => e.stderr), /only identity/);
 });
 
+test('log out everywhere: every session of the person ends at once; signing in again works at once', async () => {
+  const browsers = [new CookieJar(), new CookieJar()];
+  for (const jar of browsers) {
+    await loginOk(acme, idp, jar, '/start');
+    assert.equal((await request(`${acme.url}/private`, { jar })).status, 200);
+  }
+  const globexJar = new CookieJar();
+  await loginOk(globex, idp, globexJar, '/start');
+  assert.match(await cli(['logout', 'acme', aliceAcme]), /every session of profile/);
+  for (const jar of browsers) {
+    const r = await request(`${acme.url}/private`, { jar, accept: 'application/json' });
+    assert.equal(r.status, 401, show(r));
+  }
+  assert.equal((await request(`${globex.url}/private`, { jar: globexJar })).status, 200, 'globex\'s alice is another person');
+  // The same second as the revocation: the new session is not caught by it.
+  const again = new CookieJar();
+  await loginOk(acme, idp, again, '/start');
+  const r = await request(`${acme.url}/private`, { jar: again });
+  assert.equal(r.status, 200, show(r));
+  assert.equal(await signIn(acme), aliceAcme, 'the same profile');
+  assert.equal((await admin('DELETE', `/acme/${aliceAcme}/sessions`, { token: 'wrong' })).status, 401);
+  assert.equal((await admin('DELETE', '/acme/p_aaaaaaaaaaaaaaaaaaaaaaaaaa/sessions')).status, 404);
+});
+
+test('the person\'s sessions are listed (when, where, how) and one can be ended alone', async () => {
+  const agents = ['Phone/1.0', 'Laptop/2.0'];
+  const jars = [];
+  for (const ua of agents) {
+    const jar = new CookieJar();
+    await loginOk(acme, idp, jar, '/start', { userAgent: ua });
+    jars.push(jar);
+  }
+  const listed = JSON.parse(await cli(['sessions', 'acme', aliceAcme])).sessions;
+  const mine = listed.filter((x) => agents.includes(x.user_agent));
+  assert.equal(mine.length, 2, JSON.stringify(listed));
+  for (const x of mine) {
+    assert.match(x.id, /^[A-Za-z0-9_-]{24}$/);
+    assert.equal(x.connection, 'default');
+    assert.equal(x.ip, '127.0.0.1');
+    assert.ok(x.expires_at > x.signed_in_at);
+  }
+  const phone = mine.find((x) => x.user_agent === 'Phone/1.0');
+  assert.match(await cli(['logout', 'acme', aliceAcme, phone.id]), /is revoked/);
+  const [phoneJar, laptopJar] = jars;
+  assert.equal((await request(`${acme.url}/private`, { jar: phoneJar, accept: 'application/json' })).status, 401, 'the phone is signed out');
+  assert.equal((await request(`${acme.url}/private`, { jar: laptopJar })).status, 200, 'the laptop is not');
+  const after = JSON.parse(await cli(['sessions', 'acme', aliceAcme])).sessions;
+  assert.ok(!after.some((x) => x.id === phone.id), 'the ended session is no longer listed');
+  assert.equal((await admin('DELETE', `/acme/${aliceAcme}/sessions/${phone.id}`)).status, 404, 'already ended');
+  assert.equal((await admin('DELETE', `/acme/${aliceAcme}/sessions/not-an-id`)).status, 400);
+});
+
 test('erasure removes the profile and every index naming it; the next sign-in starts afresh', async () => {
   const before = readKv(gw.stateDir);
   const naming = (kv) => Object.entries(kv)
@@ -223,8 +275,19 @@ test('erasure removes the profile and every index naming it; the next sign-in st
   assert.equal(naming(before).length, 2, 'alice has an identity and an email index');
   const seen = `login-seen:acme:${hashed('alice')}`;
   assert.ok(before[seen], 'the first-login marker of alice');
+  // Alice is signed in (two browsers) when her profile is erased.
+  const browsers = [new CookieJar(), new CookieJar()];
+  for (const jar of browsers) {
+    await loginOk(acme, idp, jar, '/start');
+    const live = await request(`${acme.url}/private`, { jar });
+    assert.equal(live.status, 200, show(live));
+  }
   const r = await admin('DELETE', `/acme/${aliceAcme}`);
   assert.equal(r.status, 200, r.body);
+  for (const jar of browsers) {
+    const after = await request(`${acme.url}/private`, { jar, accept: 'application/json' });
+    assert.equal(after.status, 401, `an erased person's session is refused: ${show(after)}`);
+  }
   const kv = readKv(gw.stateDir);
   assert.equal(kv[`profile:acme:${aliceAcme}`], undefined);
   assert.deepEqual(naming(kv), []);

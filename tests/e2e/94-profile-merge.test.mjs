@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import crypto from 'node:crypto';
 import { CookieJar, request, rawRequest } from '../lib/http.mjs';
 import { HOST_BIN } from '../lib/stack.mjs';
+import { waitFor } from '../lib/procs.mjs';
 import { startFederation, signInWith } from '../lib/federation.mjs';
 import { originSaw, show } from '../lib/gateway-flow.mjs';
 import { readKv } from '../lib/kv.mjs';
@@ -52,6 +53,10 @@ async function profileOf(id, username) {
 
 test('two profiles of one person merge into the target; both connections then land on it', async () => {
   const target = await profileOf('enterprise', 'carol');
+  // Login times have whole seconds: the source's sign-ins come in a later
+  // second, so "the later last login" is the source's.
+  const second = Math.floor(Date.now() / 1000);
+  await waitFor(() => Math.floor(Date.now() / 1000) > second, { what: 'the next second', intervalMs: 20 });
   const source = await profileOf('social', 'alice');
   await profileOf('social', 'alice'); // a second login of the source
   assert.match(target, /^p_[a-z2-7]{26}$/);

@@ -81,6 +81,13 @@ async function admin(gw, method, p, body) {
   });
 }
 
+async function profileAdmin(gw, method, id, body) {
+  return request(`${gw.url}/.edgeauth/admin/profiles/default/${id}`, {
+    method, body: body === undefined ? undefined : JSON.stringify(body), accept: 'application/json',
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+  });
+}
+
 /** The assertion the origin received on the last request to `p`. */
 async function lastAssertion(gw, p) {
   const seen = await originSaw(stack.origin, p);
@@ -101,7 +108,10 @@ before(async () => {
   await build('crm_lead', 'crm-lead');
   for (const mode of ['loop', 'alloc', 'trap', 'huge', 'forbidden', 'error', 'bad-claim', 'reauth', 'open']) await build('hostile', `h-${mode}`);
 
-  stack = await startStack({ gateways: 6 });
+  stack = await startStack({
+    gateways: 7,
+    idpEnv: { IDP_EXTRA_USERS: JSON.stringify({ carol: { password: 'carol-pw', claims: { email: 'carol@example.com', email_verified: true, name: 'Carol' } } }) },
+  });
   const o = stack.origin.url;
   gwExamples = await stack.startGateway({
     vars: ruleVars([
@@ -262,9 +272,45 @@ test('(c) progressive profiling: the second sign-in asks for the company, stores
   // Single use.
   assert.equal((await request(`${gwExamples.url}/.edgeauth/continue?state=${encodeURIComponent(state2)}&company=Y`, { jar })).status, 400);
   // Third sign-in: the company is known, nothing asked.
-  const third = await loginOk(gwExamples, stack.idp, new CookieJar(), '/third');
+  const thirdJar = new CookieJar();
+  const third = await loginOk(gwExamples, stack.idp, thirdJar, '/third');
   assert.equal(new URL(third.callback.location).pathname, '/third');
   assert.equal((await originSaw(stack.origin, '/__webhook')).length, 1, 'the CRM lead is for the first sign-in only');
+
+  // What the rule stored is the person's profile: the admin API shows it,
+  // and an operator's correction is what the rule sees at the next sign-in.
+  assert.equal((await request(`${gwExamples.url}/third`, { jar: thirdJar })).status, 200);
+  const profileId = (await originSaw(stack.origin, '/third')).pop().headers['x-auth-request-profile'];
+  assert.match(profileId ?? '', /^p_[a-z2-7]{26}$/);
+  const profile = await profileAdmin(gwExamples, 'GET', profileId);
+  assert.equal(profile.status, 200, profile.body);
+  assert.equal(JSON.parse(profile.body).user_metadata.company, 'Acme Corp');
+  assert.equal(JSON.parse(profile.body).logins, 3);
+  const patched = await profileAdmin(gwExamples, 'PATCH', profileId, { user_metadata: { company: null } });
+  assert.equal(patched.status, 200, patched.body);
+  const fourth = await login(gwExamples, stack.idp, new CookieJar(), '/fourth');
+  assert.equal(new URL(fourth.callback.location).pathname, '/profile-form', 'the rule asks again once the company is erased');
+});
+
+test('metadata a rule kept before profiles existed carries over into the new profile', async () => {
+  // The record the rules kept per subject before profiles (KV `rule-user`),
+  // for a person with no profile yet: carol, who signed in before the upgrade.
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-state-'));
+  const hashed = crypto.createHash('sha256').update('carol').digest('base64url');
+  const legacy = `${Math.floor(Date.now() / 1000) + 86400} ${JSON.stringify({ logins: 4, app: { plan: 'gold' }, user: { company: 'Initech' } })}`;
+  writeKv(stateDir, { [`rule-user:default:${hashed}`]: Buffer.from(legacy).toString('base64') });
+  const gw = await stack.startGateway({
+    stateDir,
+    vars: ruleVars([{ name: 'profile', config: { field: 'company', form_url: '/profile-form', from_login: 1 } }]),
+  });
+  await upload(gw, 'profile');
+  const jar = new CookieJar();
+  const l = await loginOk(gw, stack.idp, jar, '/carol', { username: 'carol', password: 'carol-pw' });
+  assert.equal(new URL(l.callback.location).pathname, '/carol', 'the company is known: not asked');
+  assert.equal((await request(`${gw.url}/carol`, { jar })).status, 200);
+  const profileId = (await originSaw(stack.origin, '/carol')).pop().headers['x-auth-request-profile'];
+  const profile = JSON.parse((await profileAdmin(gw, 'GET', profileId)).body);
+  assert.deepEqual([profile.app_metadata, profile.user_metadata], [{ plan: 'gold' }, { company: 'Initech' }]);
 });
 
 test('(d) a slow webhook does not block the sign-in (bounded timeout)', async () => {

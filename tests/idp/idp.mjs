@@ -19,6 +19,7 @@
 //                       below (claims are sent as given, e.g. odd emails or groups shapes)
 //   IDP_USERS           JSON of the same shape replacing the users below (a second IdP with
 //                       its own people, e.g. an "enterprise" one next to a "social" one)
+//   IDP_BACKCHANNEL_LOGOUT_URI  the clients' backchannel_logout_uri (OIDC Back-Channel Logout on)
 //   IDP_CALLBACK_PATHS  comma separated callback paths registered for each gateway URL
 //                       (default /.edgeauth/callback; a connection's is /.edgeauth/callback/<id>)
 //   IDP_ISS_PARAMETER   1 (default) = authorization responses carry `iss` and discovery says
@@ -175,6 +176,12 @@ const clientBase = {
   post_logout_redirect_uris: GATEWAY_URLS.map((u) => `${u}/.edgeauth/logged-out`),
   grant_types: ['authorization_code', 'refresh_token'],
   response_types: ['code'],
+  // OIDC Back-Channel Logout: the provider POSTs a logout token here when
+  // the person's session at the provider ends.
+  ...(env.IDP_BACKCHANNEL_LOGOUT_URI ? {
+    backchannel_logout_uri: env.IDP_BACKCHANNEL_LOGOUT_URI,
+    backchannel_logout_session_required: true,
+  } : {}),
 };
 
 const ALL_SCOPES = ['openid', 'email', 'profile', 'groups', 'offline_access'];
@@ -204,6 +211,14 @@ const configuration = {
   pkce: { required: () => true },
   responseTypes: ['code'],
   enabledJWA: { idTokenSigningAlgValues: ['RS256', 'ES256', 'EdDSA'] },
+  // The provider's outgoing requests (back-channel logout) refuse loopback
+  // and other special-use addresses by default; the test gateways are on
+  // 127.0.0.1, so this dev provider lets them through (its own dispatcher).
+  fetch: (url, options) => {
+    const { dispatcher, ...rest } = options;
+    void dispatcher;
+    return globalThis.fetch(url, rest);
+  },
   cookies: { keys: [crypto.randomBytes(32).toString('base64url')] },
   ttl: {
     IdToken: ttlOr(env.IDP_ID_TOKEN_TTL, 3600),
@@ -217,6 +232,7 @@ const configuration = {
   features: {
     devInteractions: { enabled: false },
     revocation: { enabled: true },
+    backchannelLogout: { enabled: Boolean(env.IDP_BACKCHANNEL_LOGOUT_URI) },
     introspection: { enabled: true },
     rpInitiatedLogout: {
       enabled: true,
@@ -275,6 +291,12 @@ if (!ISS_PARAMETER) {
   });
 }
 provider.on('server_error', (ctx, err) => console.error('idp server_error:', err));
+// Back-channel logout deliveries, for the test logs.
+provider.on('backchannel.error', (...args) => {
+  const err = args.find((a) => a instanceof Error);
+  console.error(`idp backchannel logout failed: ${err?.message} ${err?.cause?.message ?? ''}`);
+});
+provider.on('backchannel.success', () => console.log('idp backchannel logout delivered'));
 const oidc = provider.callback();
 
 // ---------------------------------------------------------------- interactions

@@ -37,7 +37,7 @@ export async function startLogin(gw, jar, loginUrl, idpIssuer) {
  * Complete sign-in for `path` (which must need a session) and return every hop.
  * opts.rd: start at /.edgeauth/login?rd=<rd> instead of at a protected path.
  */
-export async function login(gw, idp, jar, path = '/', { username = 'alice', password = `${username}-pw`, rd, rawLoginUrl } = {}) {
+export async function login(gw, idp, jar, path = '/', { username = 'alice', password = `${username}-pw`, rd, rawLoginUrl, userAgent } = {}) {
   let loginUrl = rawLoginUrl;
   let first;
   if (!loginUrl) {
@@ -53,7 +53,7 @@ export async function login(gw, idp, jar, path = '/', { username = 'alice', pass
   const cbUrl = new URL(walk.location);
   assert.equal(cbUrl.origin + cbUrl.pathname, `${gw.url}/.edgeauth/callback`, 'IdP must return to the gateway callback');
   const jarBeforeCallback = jar.clone();
-  const callback = await request(walk.location, { jar });
+  const callback = await request(walk.location, { jar, headers: userAgent ? { 'user-agent': userAgent } : {} });
   return { first, loginUrl, start, walk, callbackUrl: walk.location, callback, jarBeforeCallback };
 }
 

@@ -94,6 +94,10 @@ export const SPIN_DEFECTS = {
     + 'the component answered 401 in time; the project\'s host closes such a connection gracefully (server.rs)',
   duplicateHost: 'spin 4.1 defect: two `Host` headers are not refused with 400 (RFC 9112 3.2); Spin keeps the first '
     + 'and hands the component only that authority, so the gateway cannot see the second',
+  redisOutage: 'spin 4.1 defect: with its Redis key-value store stopped, a key-value call does not fail but waits '
+    + '(its Redis connection manager reconnects with a growing backoff), so requests hang instead of getting 503; '
+    + 'after a 10 s outage they were answered again only ~105 s after Redis was back on the same port. Nothing '
+    + 'reaches the origin meanwhile. The project\'s host fails the call at once and reconnects on the next one',
 };
 
 /** `{ todo: reason }` for a test of behaviour Spin gets wrong (SPIN_DEFECTS key), `{}` otherwise. */

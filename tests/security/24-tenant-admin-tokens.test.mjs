@@ -130,6 +130,7 @@ const endpointsOf = (t, id, other) => [
   ['PATCH', `/${t}/${id}`, { app_metadata: { owned: true } }],
   ['DELETE', `/${t}/${id}`],
   ['DELETE', `/${t}/${id}/identities/default/alice`],
+  ['DELETE', `/${t}/${id}/sessions`],
   ['POST', `/${t}/${id}/merge`, { from: other }],
   ['POST', `/${t}/${id}/merge`, 'not json'],
   ['PUT', `/${t}/${id}`],

@@ -95,6 +95,23 @@ pub fn signed_in(settings: &Settings, sign_in: SignIn, now: u64) {
     record(list);
 }
 
+/// The offer's identity joined the profile of the person signing in.
+pub fn linked(
+    settings: &Settings,
+    identity: &Identity,
+    parts: &Parts,
+    offer: &edgeauth_core::linking::Offer,
+    now: u64,
+) {
+    let context = events::context(&settings.tenant, identity, parts, random_id());
+    let linked = events::Linked {
+        connection: offer.connection.clone(),
+        subject: offer.subject.clone(),
+        merged_profile: offer.from.clone(),
+    };
+    record(vec![events::for_link(&context, linked, now, &mut io::rng)]);
+}
+
 /// A logout of the request's (live) session.
 pub fn logging_out(settings: &Settings, parts: &Parts, now: u64) {
     if let Ok(s) = session::read(settings, &parts.headers, now) {

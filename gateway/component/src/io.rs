@@ -119,6 +119,7 @@ impl SessionKv {
         settings: &Settings,
         parts: &mut Parts,
         want_assertion: bool,
+        now: u64,
     ) -> Result<SessionKv, Response> {
         let keys = revocation::keys_to_check(settings, &parts.headers);
         let mut kv = SessionKv {
@@ -139,6 +140,16 @@ impl SessionKv {
                     return Ok(kv);
                 }
                 Err(_) => return Err(pages::storage_unavailable()),
+            }
+        }
+        // Every session of an erased (or logged-out-everywhere) person.
+        if let Some((key, epoch)) = revocation::person_key_to_check(settings, &parts.headers, now) {
+            let stored = store
+                .get_raw(&key)
+                .map_err(|_| pages::storage_unavailable())?;
+            if revocation::person_revoked(stored.as_deref(), epoch) {
+                revocation::drop_session_cookie(settings, &mut parts.headers);
+                return Ok(kv);
             }
         }
         if want_assertion {
@@ -425,4 +436,27 @@ where
         to.send(chunk).await.map_err(|e| format!("write: {e:?}"))?;
     }
     to.close().await.map_err(|e| format!("close: {e:?}"))
+}
+
+/// Why a request body was not read whole.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The client's stream failed.
+    Broken,
+    /// More than the limit: reading stopped there.
+    TooLarge,
+}
+
+/// The request body, at most `max` bytes (nothing past the limit is read).
+pub async fn read_body(req: IncomingRequest, max: usize) -> Result<Vec<u8>, BodyError> {
+    let mut stream = req.into_body_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| BodyError::Broken)?;
+        if out.len() + chunk.len() > max {
+            return Err(BodyError::TooLarge);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }

@@ -2,6 +2,7 @@
 //! the I/O the core asks for (IdP calls, KV, the origin) and streams the
 //! origin's answer back. Decisions are all made in `edgeauth_core`.
 
+mod backchannel;
 mod events;
 mod io;
 mod kv;
@@ -19,6 +20,7 @@ use edgeauth_core::connections::{Connection, Kind};
 use edgeauth_core::endpoints;
 use edgeauth_core::id_token::IdTokenError;
 use edgeauth_core::identity::Identity;
+use edgeauth_core::linking;
 use edgeauth_core::login;
 use edgeauth_core::logout;
 use edgeauth_core::oauth2;
@@ -92,8 +94,8 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         route,
         Route::Login | Route::Callback(_) | Route::Logout | Route::UnknownReserved
     );
-    let kv = match io::SessionKv::load(&settings, &mut parts, matches!(route, Route::Protected(_)))
-    {
+    let want_assertion = matches!(route, Route::Protected(_));
+    let kv = match io::SessionKv::load(&settings, &mut parts, want_assertion, clock.secs) {
         Ok(kv) => kv,
         Err(r) => return io::respond(out, r).await,
     };
@@ -114,6 +116,19 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         Route::Health => endpoints::health(),
         Route::Jwks => endpoints::jwks(&settings),
         Route::Userinfo => endpoints::userinfo(&settings, &parts, clock.secs),
+        Route::BackchannelLogout(id) => match settings.connection_for_callback(id.as_deref()) {
+            Some(c) if c.is_oidc() && parts.method == Method::POST => {
+                backchannel::handle(&settings, c, req, clock.secs).await
+            }
+            Some(c) if c.is_oidc() => edgeauth_core::backchannel::method_not_allowed(),
+            _ => endpoints::not_found(&parts),
+        },
+        Route::Link => linking::page(
+            &settings,
+            &parts.headers,
+            routes::query_param(&parts, "skip").as_deref() == Some("1"),
+            clock.secs,
+        ),
         Route::Login => start_login(&settings, &parts, clock.secs).await,
         Route::Callback(id) => match settings.connection_for_callback(id.as_deref()) {
             Some(connection) => {
@@ -148,12 +163,13 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             },
         },
     };
+    profile_store::remember_session(&settings, &parts, &response, clock.secs);
     events::respond(&settings, out, response, events_retry, clock.secs).await
 }
 
 async fn start_login(settings: &Settings, parts: &Parts, now: u64) -> Response {
-    let (connection, login_hint) = match login::choose(settings, parts) {
-        login::Choice::Go(c, hint) => (c, hint),
+    let (connection, (login_hint, link_proof)) = match login::choose(settings, parts) {
+        login::Choice::Go(c, hint, link_proof) => (c, (hint, link_proof)),
         login::Choice::Page(page) => return page,
     };
     let return_to = return_path_or_root(query_param(parts, "rd").as_deref(), &settings.public_url);
@@ -176,7 +192,10 @@ async fn start_login(settings: &Settings, parts: &Parts, now: u64) -> Response {
         },
         return_to,
         // OpenID providers take it as a hint (OIDC Core 3.1.2.1).
-        login_hint.as_deref().filter(|_| connection.is_oidc()),
+        (
+            login_hint.as_deref().filter(|_| connection.is_oidc()),
+            link_proof,
+        ),
         now,
         &mut io::rng,
     )
@@ -210,13 +229,47 @@ async fn finish_login(
             Err(r) => return r,
         },
     };
-    let identity = match profile_store::record(settings, parts, identity, now) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
+    let (identity, plan) =
+        match profile_store::record(settings, parts, identity, &tokens.id_token, now) {
+            Ok(found) => found,
+            Err(r) => return r,
+        };
+    // Linking with proof (`edgeauth_core::linking`): this sign-in may prove
+    // the offer the browser holds, or need one itself.
+    let proven = linking::proven(settings, &start.login, &identity, &parts.headers, now);
+    let mut person = plan.profile.clone();
+    if let Some(offer) = &proven {
+        match profile_store::link_proven(settings, offer, now) {
+            Ok(Some(merged)) => {
+                events::linked(settings, &identity, parts, offer, now);
+                person = merged.profile;
+            }
+            Ok(None) => {}
+            Err(r) => return r,
+        }
+    }
+    let offer = linking::offer(
+        settings,
+        &identity,
+        &plan,
+        &start.login.return_to,
+        now,
+        &mut io::rng,
+    );
     let sign_in = events::signing_in(settings, &identity, parts);
-    let response = rules::complete(settings, doc_rules, parts, identity, tokens, &start, now).await;
+    let signed_in = rules::SignedIn {
+        identity,
+        person,
+        tokens,
+    };
+    let mut response = rules::complete(settings, doc_rules, parts, signed_in, &start, now).await;
     events::signed_in(settings, sign_in, now);
+    if let Some(offer) = &offer {
+        response = linking::redirect_to_offer(settings, response, offer, &mut io::rng);
+    }
+    if proven.is_some() {
+        linking::forget(settings, &mut response);
+    }
     response
 }
 

@@ -11,6 +11,7 @@ use edgeauth_core::endpoints;
 use edgeauth_core::kv_schema;
 use edgeauth_core::profile_admin::{self as decide, Endpoint, MAX_PATCH_BODY};
 use edgeauth_core::profiles::{self, MergeWrite, Profile};
+use edgeauth_core::revocation;
 use edgeauth_core::tenant_docs::AdminError;
 use edgeauth_core::tenants::{self, Tenants};
 use futures::StreamExt;
@@ -163,7 +164,10 @@ fn tenant_id(e: &Endpoint) -> Option<&str> {
         | Endpoint::Delete { tenant, .. }
         | Endpoint::Unlink { tenant, .. }
         | Endpoint::Merge { tenant, .. }
-        | Endpoint::Import { tenant } => Some(tenant),
+        | Endpoint::Import { tenant }
+        | Endpoint::RevokeSessions { tenant, .. }
+        | Endpoint::ListSessions { tenant, .. }
+        | Endpoint::RevokeSession { tenant, .. } => Some(tenant),
         Endpoint::MethodNotAllowed(_) => None,
     }
 }
@@ -212,7 +216,9 @@ async fn serve(
         }
         Endpoint::Delete { id, .. } => {
             let p = existing(&kv, t, &id)?;
-            // Indexes first: a failed erasure leaves the profile, and
+            // The person's sessions end first, wherever they are used.
+            crate::profile_store::revoke_person(&kv, t, &id).map_err(|_| store_down())?;
+            // Indexes next: a failed erasure leaves the profile, and
             // repeating the DELETE finds every index again.
             drop_indexes(&kv, &decide::index_keys(t, &p), &id)?;
             for key in decide::person_records(t, &p) {
@@ -247,6 +253,9 @@ async fn serve(
             let source = existing(&kv, t, &from)?;
             let merged = profiles::merge(t, target, source).map_err(decide::merge_refused)?;
             apply_merge(&kv, t, &merged)?;
+            // Sessions naming the merged-away profile end: the next sign-in
+            // lands on the target.
+            crate::profile_store::revoke_person(&kv, t, &from).map_err(|_| store_down())?;
             audit(json!({"event": "profile-merged", "tenant": t, "profile": id, "from": from}));
             Ok(shown(StatusCode::OK, &merged.profile))
         }
@@ -267,6 +276,51 @@ async fn serve(
                 serde_json::to_value(&report).unwrap_or(Value::Null),
             ))
         }
+        Endpoint::RevokeSessions { id, .. } => {
+            existing(&kv, t, &id)?;
+            crate::profile_store::revoke_person(&kv, t, &id).map_err(|_| store_down())?;
+            audit(json!({"event": "profile-sessions-revoked", "tenant": t, "profile": id}));
+            Ok(reply(
+                StatusCode::OK,
+                json!({"id": id, "tenant": t, "sessions_revoked": true}),
+            ))
+        }
+        Endpoint::ListSessions { id, .. } => {
+            existing(&kv, t, &id)?;
+            let sessions: Vec<Value> = crate::profile_store::sessions(&kv, t, &id)
+                .map_err(|_| store_down())?
+                .into_iter()
+                .map(|e| {
+                    json!({
+                        "id": e.id, "signed_in_at": e.signed_in_at, "expires_at": e.expires_at,
+                        "connection": e.connection, "ip": e.ip, "user_agent": e.user_agent,
+                    })
+                })
+                .collect();
+            Ok(reply(StatusCode::OK, json!({ "sessions": sessions })))
+        }
+        Endpoint::RevokeSession { id, session, .. } => {
+            existing(&kv, t, &id)?;
+            let listed = crate::profile_store::sessions(&kv, t, &id).map_err(|_| store_down())?;
+            let Some(e) = listed.iter().find(|e| e.id == session) else {
+                return Err(AdminError::new(
+                    404,
+                    "not_found",
+                    format!("no active session `{session}` of profile `{id}`"),
+                ));
+            };
+            let now = crate::io::Clock::now().secs;
+            let (key, value, expires_at) = revocation::entry_for(t, &e.id, e.expires_at);
+            kv.put(&key, &value, expires_at, now)
+                .map_err(|_| store_down())?;
+            audit(
+                json!({"event": "session-revoked", "tenant": t, "profile": id, "session": session}),
+            );
+            Ok(reply(
+                StatusCode::OK,
+                json!({"id": id, "tenant": t, "session": session, "revoked": true}),
+            ))
+        }
         Endpoint::Export { cursor, limit, .. } => export(&kv, t, cursor, limit),
         Endpoint::MethodNotAllowed(allow) => Ok(not_allowed(allow)),
     }
@@ -274,7 +328,7 @@ async fn serve(
 
 /// A merge's writes, in the core's order, stopping at the first failure
 /// (repeating the merge finishes it: `profiles::merge`).
-fn apply_merge(kv: &Kv, tenant: &str, m: &profiles::Merged) -> Result<(), AdminError> {
+pub(crate) fn apply_merge(kv: &Kv, tenant: &str, m: &profiles::Merged) -> Result<(), AdminError> {
     let down = |_| store_down();
     for w in &m.writes {
         match w {

@@ -24,11 +24,18 @@ mod net;
 #[cfg(feature = "rules")]
 pub use chain::{complete, prepare, reserved};
 
+/// Who the callback signed in: the identity (with its profile id), their
+/// profile as this sign-in left it, and the provider's tokens.
+pub struct SignedIn {
+    pub identity: edgeauth_core::identity::Identity,
+    pub person: edgeauth_core::profiles::Profile,
+    pub tokens: edgeauth_core::callback::Tokens,
+}
+
 #[cfg(not(feature = "rules"))]
 mod disabled {
     use edgeauth_core::Response;
-    use edgeauth_core::callback::{self, CallbackStart, Tokens};
-    use edgeauth_core::identity::Identity;
+    use edgeauth_core::callback::{self, CallbackStart};
     use edgeauth_core::settings::Settings;
     use edgeauth_core::tenants::DocRules;
     use http::request::Parts;
@@ -42,12 +49,18 @@ mod disabled {
         settings: &Settings,
         _: &DocRules,
         _: &Parts,
-        identity: Identity,
-        tokens: Tokens,
+        who: super::SignedIn,
         start: &CallbackStart,
         now: u64,
     ) -> Response {
-        callback::complete(settings, identity, tokens, start, now, &mut crate::io::rng)
+        callback::complete(
+            settings,
+            who.identity,
+            who.tokens,
+            start,
+            now,
+            &mut crate::io::rng,
+        )
     }
 
     pub async fn reserved(

@@ -100,9 +100,9 @@ fn hidden(name: &str, value: &str) -> String {
     )
 }
 
-fn connection_button(position: usize, c: &Connection, return_to: &str) -> String {
+fn connection_button(position: usize, c: &Connection, return_to: &str, extra: &str) -> String {
     format!(
-        "<li><form method=\"get\" action=\"{action}\">{rd}{conn}\
+        "<li><form method=\"get\" action=\"{action}\">{rd}{conn}{extra}\
          <button type=\"submit\" class=\"conn\" id=\"connection-{id}\">\
          <span class=\"avatar\" aria-hidden=\"true\" style=\"background:{colour}\">{initial}</span>\
          <span class=\"label\">Continue with {name}</span></button></form></li>",
@@ -162,7 +162,7 @@ pub fn html(view: &View<'_>) -> String {
         .connections
         .iter()
         .enumerate()
-        .map(|(i, c)| connection_button(i, c, view.return_to))
+        .map(|(i, c)| connection_button(i, c, view.return_to, ""))
         .collect();
     let list = if buttons.is_empty() {
         String::new()
@@ -188,6 +188,53 @@ pub fn html(view: &View<'_>) -> String {
          {notice}{list}{email}</main>\
          <footer>Secured by edgeauth</footer></body></html>",
         initial = escape(&initial(view.tenant_name)),
+    )
+}
+
+/// What the offer to link accounts shows (`crate::linking`).
+pub struct LinkView<'a> {
+    pub tenant_name: &'a str,
+    /// The verified address the two sign-ins share.
+    pub email: &'a str,
+    /// The name of the connection the person just signed in with.
+    pub signed_in_with: &'a str,
+    /// The existing profile's connections: one button each.
+    pub prove_with: &'a [&'a Connection],
+    pub return_to: &'a str,
+}
+
+/// The offer to link accounts: the existing account's sign-in options,
+/// each starting a sign-in marked as the proof (`link=1`), and a way on
+/// without linking. Same look and headers as the chooser.
+pub fn link_html(view: &LinkView<'_>) -> String {
+    let name = escape(view.tenant_name);
+    let buttons: String = view
+        .prove_with
+        .iter()
+        .enumerate()
+        .map(|(i, c)| connection_button(i, c, view.return_to, &hidden("link", "1")))
+        .collect();
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"color-scheme\" content=\"light dark\">\
+         <title>Link your accounts \u{2013} {name}</title><style>{STYLE}</style></head><body>\
+         <main aria-labelledby=\"title\">\
+         <div class=\"brand\" aria-hidden=\"true\">{initial}</div>\
+         <h1 id=\"title\">You already have an account</h1>\
+         <p class=\"lead\">An account at {name} with <strong>{email}</strong> already exists. \
+         Sign in to it once to link it with {this}: from then on either way leads to the same account.</p>\
+         <ul aria-label=\"Sign in to your existing account\">{buttons}</ul>\
+         <p class=\"or\">or</p>\
+         <form method=\"get\" action=\"{link}\">{skip}\
+         <button type=\"submit\" class=\"conn\" id=\"skip\"><span class=\"label\">Not now: \
+         continue as a separate account</span></button></form></main>\
+         <footer>Secured by edgeauth</footer></body></html>",
+        initial = escape(&initial(view.tenant_name)),
+        email = escape(view.email),
+        this = escape(view.signed_in_with),
+        link = routes::LINK,
+        skip = hidden("skip", "1"),
     )
 }
 

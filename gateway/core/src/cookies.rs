@@ -23,6 +23,8 @@ pub enum Jar {
     Login,
     /// A sign-in paused by a tenant rule's redirect.
     Resume,
+    /// An offer to link accounts by proof (`crate::linking`).
+    Link,
 }
 
 impl Jar {
@@ -31,6 +33,7 @@ impl Jar {
             Jar::Session => "edgeauth_session",
             Jar::Login => "edgeauth_login",
             Jar::Resume => "edgeauth_resume",
+            Jar::Link => "edgeauth_link",
         }
     }
 }
@@ -47,7 +50,7 @@ fn path(settings: &Settings, jar: Jar) -> &'static str {
     match jar {
         // `__Host-` requires Path=/; on loopback http the login cookie is kept
         // to the reserved prefix so it is not sent with ordinary requests.
-        Jar::Login | Jar::Resume if !settings.secure_cookies => crate::routes::PREFIX,
+        Jar::Login | Jar::Resume | Jar::Link if !settings.secure_cookies => crate::routes::PREFIX,
         _ => "/",
     }
 }

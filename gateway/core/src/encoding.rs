@@ -18,3 +18,13 @@ pub fn random_token(rng: crate::Rng<'_>, n: usize) -> String {
     rng(&mut buf);
     b64url(&buf)
 }
+
+/// The payload of a JWT the caller already verified, as a JSON object;
+/// empty for anything else (no token, junk, a payload that is no object).
+pub fn jwt_payload(jwt: &str) -> serde_json::Map<String, serde_json::Value> {
+    jwt.split('.')
+        .nth(1)
+        .and_then(b64url_decode)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}

@@ -14,6 +14,9 @@
 //! `login`, plus `signup` when it is the person's first; a login the gateway's
 //! policy or a rule refused is `login.denied`; a rule that failed is
 //! `rule.failed`; a sign-in a rule paused produces nothing until it finishes.
+//! A sign-in that proves an offer to link accounts (`crate::linking`) also
+//! produces `link` ([`for_link`]), whose `data.linked` names the identity
+//! that joined and the profile merged away.
 
 use serde_json::{Value, json};
 
@@ -29,15 +32,18 @@ pub enum EventType {
     Logout,
     LoginDenied,
     RuleFailed,
+    /// Another identity joined the person's profile (`crate::linking`).
+    Link,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 5] = [
+    pub const ALL: [EventType; 6] = [
         EventType::Login,
         EventType::Signup,
         EventType::Logout,
         EventType::LoginDenied,
         EventType::RuleFailed,
+        EventType::Link,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +53,7 @@ impl EventType {
             EventType::Logout => "logout",
             EventType::LoginDenied => "login.denied",
             EventType::RuleFailed => "rule.failed",
+            EventType::Link => "link",
         }
     }
 
@@ -88,6 +95,17 @@ pub struct Event {
     /// Why a login was denied or which rule failed and how.
     pub reason: Option<String>,
     pub rule: Option<String>,
+    /// For `link`: what joined the profile.
+    pub linked: Option<Linked>,
+}
+
+/// An identity that joined a profile, and the profile it had until then
+/// (merged in and gone).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Linked {
+    pub connection: String,
+    pub subject: String,
+    pub merged_profile: String,
 }
 
 /// The client's address as the platform reports it (`spin-client-addr`,
@@ -168,6 +186,7 @@ pub fn for_login(
         context: context.clone(),
         reason: reason.map(str::to_owned),
         rule: rule.map(str::to_owned),
+        linked: None,
     };
     match outcome {
         LoginOutcome::SignedIn { first_login } => {
@@ -200,6 +219,20 @@ pub fn for_logout(context: &Context, now: u64, rng: crate::Rng<'_>) -> Event {
         context: context.clone(),
         reason: None,
         rule: None,
+        linked: None,
+    }
+}
+
+/// An identity joined the profile of the person signing in (`context`).
+pub fn for_link(context: &Context, linked: Linked, now: u64, rng: crate::Rng<'_>) -> Event {
+    Event {
+        id: new_id(rng),
+        kind: EventType::Link,
+        time: now,
+        context: context.clone(),
+        reason: None,
+        rule: None,
+        linked: Some(linked),
     }
 }
 
@@ -224,6 +257,13 @@ impl Event {
         }
         if let Some(r) = &self.rule {
             data["rule"] = Value::String(r.clone());
+        }
+        if let Some(l) = &self.linked {
+            data["linked"] = json!({
+                "connection": l.connection,
+                "subject": l.subject,
+                "merged_profile": l.merged_profile,
+            });
         }
         json!({
             "type": self.kind.as_str(),
@@ -294,6 +334,29 @@ mod tests {
         assert_eq!(c.user_agent.as_deref(), Some("UA/1"));
         assert_eq!(c.connection, "corp");
         assert_eq!(c.subject, "alice");
+    }
+
+    #[test]
+    fn a_link_names_what_joined_the_profile() {
+        let mut c = ctx();
+        c.profile_id = Some("p_aaaaaaaaaaaaaaaaaaaaaaaaaa".into());
+        let linked = Linked {
+            connection: "social".into(),
+            subject: "s-9".into(),
+            merged_profile: "p_bbbbbbbbbbbbbbbbbbbbbbbbbb".into(),
+        };
+        let e = for_link(&c, linked, 7, &mut counter_rng());
+        assert_eq!(e.kind, EventType::Link);
+        assert_eq!(EventType::parse("link"), Some(EventType::Link));
+        let p: Value = serde_json::from_slice(&e.payload()).unwrap();
+        assert_eq!(p["type"], "link");
+        assert_eq!(p["data"]["user_id"], "p_aaaaaaaaaaaaaaaaaaaaaaaaaa");
+        assert_eq!(p["data"]["linked"]["connection"], "social");
+        assert_eq!(p["data"]["linked"]["subject"], "s-9");
+        assert_eq!(
+            p["data"]["linked"]["merged_profile"],
+            "p_bbbbbbbbbbbbbbbbbbbbbbbbbb"
+        );
     }
 
     #[test]

@@ -36,6 +36,15 @@ pub struct Identity {
     /// they used. Absent in sessions from before profiles.
     #[serde(rename = "pid", default, skip_serializing_if = "Option::is_none")]
     pub profile_id: Option<String>,
+    /// The person's revocation epoch when they signed in
+    /// (`crate::revocation::person_revoked`): a later "log out everywhere"
+    /// or erasure raises the stored one past it.
+    #[serde(rename = "pep", default, skip_serializing_if = "is_zero")]
+    pub profile_epoch: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +117,7 @@ impl Identity {
             connection: String::new(),
             idp_subject: None,
             profile_id: None,
+            profile_epoch: 0,
         })
     }
 

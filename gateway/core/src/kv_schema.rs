@@ -55,6 +55,14 @@ use crate::encoding::b64url;
 pub const USED_STATE: &str = "used-state";
 /// Logged-out sessions; the envelope's payload is empty.
 pub const REVOKED_SESSION: &str = "revoked-session";
+/// Per person (by profile id): how many times every session of theirs was
+/// revoked (erasure; an admin's "log out everywhere"), as decimal text
+/// without envelope, never expiring (`crate::revocation::person_entry`).
+/// Sessions carry the count they were signed in under.
+pub const REVOKED_PROFILE: &str = "revoked-profile";
+/// Per person (by profile id): their sessions, for the admin API
+/// (`crate::session_index`); an envelope that expires with the last one.
+pub const SESSION_INDEX: &str = "session-index";
 /// Signed assertions reused across a session's requests.
 pub const ASSERTION: &str = "assertion";
 /// Discovery document and JWKS per issuer.
@@ -65,6 +73,15 @@ pub const RULE_USER: &str = "rule-user";
 pub const RULE_RESUME: &str = "rule-resume";
 /// Single-use markers of paused sign-ins (counters; expiry in the key).
 pub const RULE_RESUME_USED: &str = "rule-resume-used";
+/// Single-use markers of offers to link accounts (counters; expiry in the key).
+pub const LINK_USED: &str = "link-used";
+/// Single-use markers of back-channel logout tokens' `jti` (counters;
+/// expiry in the key).
+pub const LOGOUT_USED: &str = "logout-used";
+/// Per tenant, connection and the provider's session id (`sid` of the ID
+/// token): the profile signed in with it, for back-channel logout by `sid`
+/// (`crate::backchannel`); an envelope that expires with the sessions.
+pub const PROVIDER_SID: &str = "provider-sid";
 /// Rule artifacts uploaded by the operator: configuration, not state, so
 /// stored as uploaded (signed bytes), never expiring and never swept.
 pub const RULE_ARTIFACT: &str = "rule-artifact";
@@ -116,11 +133,16 @@ pub const SWEEP_CURSOR: &str = "sweep-cursor";
 pub const PREFIXES: &[&str] = &[
     USED_STATE,
     REVOKED_SESSION,
+    REVOKED_PROFILE,
+    SESSION_INDEX,
     ASSERTION,
     PROVIDER,
     RULE_USER,
     RULE_RESUME,
     RULE_RESUME_USED,
+    LINK_USED,
+    LOGOUT_USED,
+    PROVIDER_SID,
     RULE_ARTIFACT,
     TENANT_HOST,
     TENANT_ID,
@@ -174,6 +196,14 @@ pub fn revoked_session(tenant: &str, digest: &str) -> String {
     format!("{REVOKED_SESSION}:{tenant}:{digest}")
 }
 
+pub fn session_index(tenant: &str, profile_id: &str) -> String {
+    format!("{SESSION_INDEX}:{tenant}:{profile_id}")
+}
+
+pub fn revoked_profile(tenant: &str, profile_id: &str) -> String {
+    format!("{REVOKED_PROFILE}:{tenant}:{profile_id}")
+}
+
 /// `assertion:<tenant>:<digest of what the assertion depends on>`.
 pub fn assertion(tenant: &str, digest: &str) -> String {
     format!("{ASSERTION}:{tenant}:{digest}")
@@ -194,6 +224,27 @@ pub fn rule_resume(nonce: &str) -> String {
 }
 
 /// The counter that makes resuming a paused sign-in single-use.
+/// The single-use marker of a back-channel logout token (`crate::backchannel`):
+/// per issuer and `jti`, kept until the token could no longer be accepted.
+pub fn logout_used(issuer: &str, jti: &str, expires_at: u64) -> String {
+    format!(
+        "{LOGOUT_USED}:{expires_at}:{}",
+        hashed(&format!("{issuer}|{jti}"))
+    )
+}
+
+pub fn provider_sid(tenant: &str, connection: &str, sid: &str) -> String {
+    format!(
+        "{PROVIDER_SID}:{tenant}:{}",
+        hashed(&format!("{connection}|{sid}"))
+    )
+}
+
+/// The single-use marker of an offer to link accounts (`crate::linking`).
+pub fn link_used(nonce: &str, expires_at: u64) -> String {
+    format!("{LINK_USED}:{expires_at}:{}", hashed(nonce))
+}
+
 pub fn resume_used(nonce: &str, expires_at: u64) -> String {
     format!("{RULE_RESUME_USED}:{expires_at}:{}", hashed(nonce))
 }
@@ -339,7 +390,7 @@ pub fn open(value: &[u8], now: u64) -> Result<&[u8], Unusable> {
 pub fn key_expiry(key: &str) -> Option<u64> {
     let mut parts = key.splitn(3, ':');
     let prefix = parts.next()?;
-    if prefix != USED_STATE && prefix != RULE_RESUME_USED {
+    if ![USED_STATE, RULE_RESUME_USED, LINK_USED, LOGOUT_USED].contains(&prefix) {
         return None;
     }
     parts.next()?.parse().ok()

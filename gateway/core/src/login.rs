@@ -43,6 +43,10 @@ pub struct LoginState {
     /// complete it (IdP mix-up, RFC 9700 §4.4).
     #[serde(rename = "c", default = "legacy_connection")]
     pub connection: String,
+    /// Started from the offer to link accounts (`crate::linking`): only
+    /// such a sign-in may prove the profile the offer names.
+    #[serde(rename = "k", default, skip_serializing_if = "std::ops::Not::not")]
+    pub link_proof: bool,
 }
 
 /// Login cookies sealed before connections existed were all the legacy one's.
@@ -139,6 +143,7 @@ impl LoginState {
             return_to,
             started_at: now,
             step_up: None,
+            link_proof: false,
         }
     }
 
@@ -191,16 +196,19 @@ pub fn authorization_url(
 
 /// Redirects the browser to the provider and sets the login cookie.
 /// `return_to` must already be validated (see [`crate::redirect`]);
-/// `login_hint` is the email the person gave on the chooser, if any.
+/// `login_hint` is the email the person gave on the chooser, if any;
+/// `link_proof` whether the sign-in was started from the offer to link
+/// accounts ([`Choice::Go`]).
 pub fn start(
     settings: &Settings,
     target: Target<'_>,
     return_to: String,
-    login_hint: Option<&str>,
+    (login_hint, link_proof): (Option<&str>, bool),
     now: u64,
     rng: Rng<'_>,
 ) -> Response {
-    let login = LoginState::new(&target.connection.id, return_to, now, rng);
+    let mut login = LoginState::new(&target.connection.id, return_to, now, rng);
+    login.link_proof = link_proof;
     redirect_to_provider(settings, target, login, login_hint, rng)
 }
 
@@ -267,8 +275,9 @@ fn redirect_to_provider(
 #[derive(Debug)]
 pub enum Choice<'s> {
     /// Straight to this connection, with the email the person typed (sent
-    /// as `login_hint` to OpenID providers).
-    Go(&'s Connection, Option<String>),
+    /// as `login_hint` to OpenID providers), and whether the person came
+    /// from the offer to link accounts (`?link=1` with `?connection=`).
+    Go(&'s Connection, Option<String>, bool),
     /// The chooser page.
     Page(Response),
 }
@@ -282,7 +291,11 @@ pub fn choose<'s>(settings: &'s Settings, parts: &Parts) -> Choice<'s> {
         chooser::Choice::Connection {
             connection,
             login_hint,
-        } => Choice::Go(connection, login_hint),
+        } => {
+            let link_proof = query_param(parts, "link").as_deref() == Some("1")
+                && query_param(parts, "connection").as_deref() == Some(connection.id.as_str());
+            Choice::Go(connection, login_hint, link_proof)
+        }
         chooser::Choice::Chooser(ask) => {
             let return_to =
                 return_path_or_root(query_param(parts, "rd").as_deref(), &settings.public_url);
@@ -318,7 +331,7 @@ mod tests {
             &s,
             target(&s, &m),
             "/after?x=1".into(),
-            None,
+            (None, false),
             1000,
             &mut rng,
         );
@@ -364,7 +377,7 @@ mod tests {
     fn choice(s: &Settings, uri: &str) -> Result<(String, Option<String>), Response> {
         let (parts, ()) = http::Request::get(uri).body(()).unwrap().into_parts();
         match choose(s, &parts) {
-            Choice::Go(c, hint) => Ok((c.id.clone(), hint)),
+            Choice::Go(c, hint, _) => Ok((c.id.clone(), hint)),
             Choice::Page(p) => Err(p),
         }
     }
@@ -454,7 +467,7 @@ mod tests {
         ]);
         let req = |uri: &str| http::Request::get(uri).body(()).unwrap().into_parts().0;
         let went = |uri: &str| match choose(&s, &req(uri)) {
-            Choice::Go(c, hint) => Some((c.id.clone(), hint)),
+            Choice::Go(c, hint, _) => Some((c.id.clone(), hint)),
             Choice::Page(_) => None,
         };
         assert_eq!(
@@ -542,7 +555,14 @@ mod tests {
         assert_eq!(q["max_age"], "300");
 
         // A plain login asks for neither, and its cookie has no step-up.
-        let resp = start(&s, target(&s, &m), "/".into(), None, 5000, &mut rng);
+        let resp = start(
+            &s,
+            target(&s, &m),
+            "/".into(),
+            (None, false),
+            5000,
+            &mut rng,
+        );
         let loc = resp.headers()["location"].to_str().unwrap();
         assert!(!loc.contains("prompt=") && !loc.contains("max_age="));
     }

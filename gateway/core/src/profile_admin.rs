@@ -93,6 +93,23 @@ pub enum Endpoint {
         tenant: String,
         id: String,
     },
+    /// "Log out everywhere": every session of the person ends, on every
+    /// instance, from their next request (`crate::revocation::person_entry`).
+    RevokeSessions {
+        tenant: String,
+        id: String,
+    },
+    /// The person's sessions (`crate::session_index`).
+    ListSessions {
+        tenant: String,
+        id: String,
+    },
+    /// One of them ends, on every instance.
+    RevokeSession {
+        tenant: String,
+        id: String,
+        session: String,
+    },
     MethodNotAllowed(&'static str),
 }
 
@@ -262,6 +279,32 @@ pub fn endpoint(method: &Method, path: &str, query: Option<&str>) -> Result<Endp
             Ok(match *method {
                 Method::POST => Endpoint::Merge { tenant, id },
                 _ => Endpoint::MethodNotAllowed("POST"),
+            })
+        }
+        [t, p, "sessions"] => {
+            let (tenant, id) = (tenant_of(t)?, profile_of(p)?);
+            Ok(match *method {
+                Method::GET => Endpoint::ListSessions { tenant, id },
+                Method::DELETE => Endpoint::RevokeSessions { tenant, id },
+                _ => Endpoint::MethodNotAllowed("GET, DELETE"),
+            })
+        }
+        [t, p, "sessions", s] => {
+            let (tenant, id) = (tenant_of(t)?, profile_of(p)?);
+            let session = segment(s)?;
+            if !crate::revocation::valid_session_id(&session) {
+                return Err(bad(
+                    "invalid_session_id",
+                    "session ids are 24 base64url characters (from the session list)",
+                ));
+            }
+            Ok(match *method {
+                Method::DELETE => Endpoint::RevokeSession {
+                    tenant,
+                    id,
+                    session,
+                },
+                _ => Endpoint::MethodNotAllowed("DELETE"),
             })
         }
         _ => Err(no_endpoint()),
@@ -882,6 +925,40 @@ mod tests {
         legacy.identities[0].connection = crate::connections::LEGACY_ID.into();
         let records = person_records("acme", &legacy);
         assert!(records.contains(&kv_schema::rule_user("acme", "v1")));
+    }
+
+    #[test]
+    fn sessions_are_revoked_with_delete() {
+        assert_eq!(
+            ep(Method::DELETE, &format!("/acme/{P}/sessions"), None).unwrap(),
+            Endpoint::RevokeSessions {
+                tenant: "acme".into(),
+                id: P.into()
+            }
+        );
+        assert_eq!(
+            ep(Method::POST, &format!("/acme/{P}/sessions"), None).unwrap(),
+            Endpoint::MethodNotAllowed("GET, DELETE")
+        );
+        assert_eq!(
+            ep(Method::GET, &format!("/acme/{P}/sessions"), None).unwrap(),
+            Endpoint::ListSessions {
+                tenant: "acme".into(),
+                id: P.into()
+            }
+        );
+        let sid = "abcdefghijklmnopqrstuv_-";
+        assert_eq!(
+            ep(Method::DELETE, &format!("/acme/{P}/sessions/{sid}"), None).unwrap(),
+            Endpoint::RevokeSession {
+                tenant: "acme".into(),
+                id: P.into(),
+                session: sid.into()
+            }
+        );
+        let e = ep(Method::DELETE, &format!("/acme/{P}/sessions/short"), None).unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(ep(Method::DELETE, "/acme/nope/sessions", None).is_err());
     }
 
     #[test]

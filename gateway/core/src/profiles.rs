@@ -43,7 +43,8 @@ use crate::identity::Identity;
 /// Bounds, so a profile always fits one KV value.
 pub const MAX_IDENTITIES: usize = 16;
 pub const MAX_EMAILS: usize = 16;
-/// Each of `user_metadata` and `app_metadata`, serialized.
+/// Each of `user_metadata` and `app_metadata`, serialized: what rules and
+/// admin patches may leave in a profile.
 pub const MAX_METADATA: usize = 16 * 1024;
 pub const MAX_CLAIMS_BYTES: usize = 8 * 1024;
 pub const MAX_USER_AGENT_CHARS: usize = 256;
@@ -411,6 +412,84 @@ impl Profile {
     }
 }
 
+impl Profile {
+    /// What rules see of the person before this sign-in: the logins before
+    /// it (the profile already counts this one) and whether it is the first.
+    pub fn logins_before(&self) -> u64 {
+        self.logins.saturating_sub(1)
+    }
+
+    /// Replaces the metadata with what the tenant's rules left (whole
+    /// objects: the chain started from this profile's and patched them).
+    /// Anything but an object, or over [`MAX_METADATA`], keeps the stored
+    /// value: the rules runtime refuses such patches before they get here.
+    pub fn set_rule_metadata(&mut self, app: &Value, user: &Value) {
+        fn fits(v: &Value) -> Option<&Map<String, Value>> {
+            v.as_object()
+                .filter(|_| v.to_string().len() <= MAX_METADATA)
+        }
+        if let Some(app) = fits(app) {
+            self.app_metadata = app.clone();
+        }
+        if let Some(user) = fits(user) {
+            self.user_metadata = user.clone();
+        }
+    }
+
+    /// Metadata a rule kept for this person before profiles existed (the
+    /// rules' per-subject record, `kv_schema::rule_user`): a new profile
+    /// starts from it so an upgrade does not make rules forget people.
+    pub fn adopt_rule_record(&mut self, stored: &[u8], now: u64) {
+        let Ok(json) = crate::kv_schema::open(stored, now).or_else(|e| match e {
+            // Records from before the KV envelope were plain JSON.
+            crate::kv_schema::Unusable::Malformed => Ok(stored),
+            other => Err(other),
+        }) else {
+            return;
+        };
+        #[derive(Deserialize)]
+        struct Record {
+            #[serde(default)]
+            app: Value,
+            #[serde(default)]
+            user: Value,
+        }
+        if let Ok(r) = serde_json::from_slice::<Record>(json) {
+            self.set_rule_metadata(&r.app, &r.user);
+        }
+    }
+}
+
+/// The claims a sign-in gives a profile's identity: an OpenID provider's ID
+/// token payload (already verified by the callback), or for OAuth2
+/// connections what the gateway mapped from the provider's profile.
+pub fn sign_in_claims(identity: &Identity, id_token: &str) -> Map<String, Value> {
+    let from_token = crate::encoding::jwt_payload(id_token);
+    if !from_token.is_empty() {
+        return from_token;
+    }
+    let mut m = Map::new();
+    m.insert("sub".into(), Value::from(identity.idp_sub()));
+    let mut put = |k: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            m.insert(k.into(), Value::from(v.as_str()));
+        }
+    };
+    put("email", &identity.email);
+    put("name", &identity.name);
+    put("picture", &identity.picture);
+    if identity.email.is_some() {
+        m.insert(
+            "email_verified".into(),
+            Value::from(identity.email_verified),
+        );
+    }
+    if !identity.groups.is_empty() {
+        m.insert("groups".into(), Value::from(identity.groups.clone()));
+    }
+    m
+}
+
 /// A new profile id: `p_` and 26 base32 characters of 128 random bits.
 pub fn new_id(rng: crate::Rng<'_>) -> String {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
@@ -463,6 +542,10 @@ pub struct Plan {
     pub profile: Profile,
     pub resolution: Resolution,
     pub writes: Vec<(String, Vec<u8>)>,
+    /// For [`Resolution::NeedsProof`]: the connections the profile with the
+    /// same verified email signs in with (what the person may prove it with;
+    /// `crate::linking`).
+    pub prove_with: Vec<String>,
 }
 
 /// One store operation of a [`Plan`], in [`Plan::steps`] order.
@@ -481,6 +564,19 @@ impl Plan {
     /// writes, so an export never misses a profile that exists.
     pub fn creates(&self) -> bool {
         matches!(self.resolution, Resolution::New | Resolution::NeedsProof(_))
+    }
+
+    /// A new profile starts from the metadata rules kept for the person
+    /// before profiles existed ([`Profile::adopt_rule_record`]).
+    pub fn adopt_rule_record(&mut self, stored: &[u8], now: u64) {
+        if !self.creates() {
+            return;
+        }
+        self.profile.adopt_rule_record(stored, now);
+        // The profile is always the first write (see `sign_in`).
+        if let Some((_, value)) = self.writes.first_mut() {
+            *value = serde_json::to_vec(&self.profile).unwrap_or_default();
+        }
     }
 
     /// Every store operation, in the order the consistency rules need: a
@@ -544,6 +640,7 @@ pub fn import(tenant: &str, profile: Profile) -> Plan {
         profile,
         resolution: Resolution::New,
         writes,
+        prove_with: Vec::new(),
     }
 }
 
@@ -573,6 +670,12 @@ pub fn sign_in(
         by_identity.as_ref(),
         by_email.as_ref(),
     );
+    let prove_with = match (&resolution, &by_email) {
+        (Resolution::NeedsProof(_), Some(p)) => {
+            p.identities.iter().map(|i| i.connection.clone()).collect()
+        }
+        _ => Vec::new(),
+    };
     let existing = match &resolution {
         Resolution::Known(_) => by_identity,
         Resolution::Link(_) => by_email.clone(),
@@ -597,6 +700,7 @@ pub fn sign_in(
         profile,
         resolution,
         writes,
+        prove_with,
     }
 }
 

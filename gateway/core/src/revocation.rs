@@ -22,8 +22,31 @@ use crate::settings::Settings;
 /// The KV key of a session (see [`crate::kv_schema::revoked_session`]); the
 /// value is an envelope without payload that expires with the session.
 fn key(settings: &Settings, value: &str) -> String {
-    let digest = Sha256::digest(value.as_bytes());
-    kv_schema::revoked_session(&settings.tenant, &b64url(&digest[..18]))
+    kv_schema::revoked_session(&settings.tenant, &session_id(value))
+}
+
+/// A session's id: a digest of its sealed cookie value (fixed for the
+/// session's life), 24 base64url characters. Names it in the revocation
+/// list and in the person's list of sessions (`crate::session_index`).
+pub fn session_id(cookie_value: &str) -> String {
+    let digest = Sha256::digest(cookie_value.as_bytes());
+    b64url(&digest[..18])
+}
+
+/// Whether `s` has the form of [`session_id`] (ids from requests).
+pub fn valid_session_id(s: &str) -> bool {
+    s.len() == 24
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The revocation entry of one session by id, `(key, value, expires_at)`.
+pub fn entry_for(tenant: &str, id: &str, expires_at: u64) -> (String, Vec<u8>, u64) {
+    (
+        kv_schema::revoked_session(tenant, id),
+        kv_schema::encode(expires_at, b""),
+        expires_at,
+    )
 }
 
 /// The keys to look up for the session cookies the request carries (at most a
@@ -57,6 +80,55 @@ pub fn entries_for_logout(
         .collect()
 }
 
+/// The person-wide revocation to look up for the request's session (see
+/// [`kv_schema::REVOKED_PROFILE`]): its key and the revocation epoch the
+/// session was issued in. `None` for a request without a live session, or a
+/// session from before profiles (it carries no profile id; it ends with its
+/// lifetime).
+pub fn person_key_to_check(
+    settings: &Settings,
+    headers: &HeaderMap,
+    now: u64,
+) -> Option<(String, u64)> {
+    let s = crate::session::read(settings, headers, now).ok()?;
+    let profile = s.identity.profile_id.as_deref()?;
+    Some((
+        kv_schema::revoked_profile(&settings.tenant, profile),
+        s.identity.profile_epoch,
+    ))
+}
+
+/// The person's revocation epoch as stored: how many times every session
+/// of theirs was revoked (0 when never). `None` for an unreadable entry,
+/// which revokes everything ([`person_revoked`]).
+pub fn person_epoch(stored: Option<&[u8]>) -> Option<u64> {
+    match stored {
+        None => Some(0),
+        Some(v) => std::str::from_utf8(v).ok()?.trim().parse().ok(),
+    }
+}
+
+/// Whether the stored person-wide revocation ends a session issued in
+/// `epoch`: a revocation after its sign-in raised the stored epoch past it.
+/// An unreadable entry under the key revokes as well (fail closed).
+pub fn person_revoked(stored: Option<&[u8]>, epoch: u64) -> bool {
+    person_epoch(stored).is_none_or(|current| current > epoch)
+}
+
+/// The entry that revokes every session of `profile_id` so far, as
+/// `(key, value)`, from what is stored now. Epochs rather than times: a
+/// sign-in in the same second as the revocation is not caught by it, and
+/// one just before is. Kept for good (one small entry per person ever
+/// revoked): a session signed in under an epoch must never meet the count
+/// restarted from zero.
+pub fn person_entry(tenant: &str, profile_id: &str, stored: Option<&[u8]>) -> (String, Vec<u8>) {
+    let next = person_epoch(stored).unwrap_or(0).saturating_add(1);
+    (
+        kv_schema::revoked_profile(tenant, profile_id),
+        next.to_string().into_bytes(),
+    )
+}
+
 /// Removes the session cookie from the request, which then goes on as one
 /// without a session (login redirect, 401, or anonymous on public paths).
 pub fn drop_session_cookie(settings: &Settings, headers: &mut HeaderMap) {
@@ -73,6 +145,42 @@ mod tests {
     use super::*;
     use crate::session;
     use crate::testutil::{alice, cookie_header as with_cookie, counter_rng, settings_with};
+
+    #[test]
+    fn a_person_wide_revocation_ends_the_sessions_signed_in_before_it() {
+        let s = settings_with(&[]);
+        let session_in = |epoch: u64| {
+            let mut person = alice();
+            person.profile_id = Some("p_aaaaaaaaaaaaaaaaaaaaaaaaaa".into());
+            person.profile_epoch = epoch;
+            let set = Session::new(person, None, &s, 1000)
+                .to_cookie(&s, &mut counter_rng())
+                .unwrap();
+            with_cookie(set.split(';').next().unwrap())
+        };
+        let (key, epoch) = person_key_to_check(&s, &session_in(0), 1500).unwrap();
+        assert_eq!(epoch, 0);
+        let (entry_key, first) = person_entry(&s.tenant, "p_aaaaaaaaaaaaaaaaaaaaaaaaaa", None);
+        assert_eq!(key, entry_key);
+        assert_eq!(first, b"1");
+        assert!(!person_revoked(None, 0), "never revoked");
+        assert!(person_revoked(Some(&first), 0), "signed in before");
+        assert!(!person_revoked(Some(&first), 1), "signed in after");
+        let (_, second) = person_entry(&s.tenant, "p_aaaaaaaaaaaaaaaaaaaaaaaaaa", Some(&first));
+        assert_eq!(second, b"2");
+        assert!(person_revoked(Some(&second), 1));
+        assert!(person_revoked(Some(b"junk"), 5), "unreadable: closed");
+        let (_, after_junk) = person_entry(&s.tenant, "p_a", Some(b"junk"));
+        assert_eq!(after_junk, b"1");
+        assert_eq!(person_key_to_check(&s, &session_in(2), 1500).unwrap().1, 2);
+        // No session, or one from before profiles: nothing to look up.
+        assert!(person_key_to_check(&s, &HeaderMap::new(), 1500).is_none());
+        let old = Session::new(alice(), None, &s, 1000)
+            .to_cookie(&s, &mut counter_rng())
+            .unwrap();
+        let old = with_cookie(old.split(';').next().unwrap());
+        assert!(person_key_to_check(&s, &old, 1500).is_none());
+    }
 
     #[test]
     fn logout_entries_match_later_lookups_and_expire_with_the_session() {

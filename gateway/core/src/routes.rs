@@ -10,6 +10,8 @@ pub const LOGGED_OUT: &str = "/.edgeauth/logged-out";
 pub const JWKS: &str = "/.edgeauth/jwks.json";
 pub const HEALTH: &str = "/.edgeauth/health";
 pub const USERINFO: &str = "/.edgeauth/userinfo";
+pub const LINK: &str = "/.edgeauth/link";
+pub const BACKCHANNEL_LOGOUT: &str = "/.edgeauth/backchannel-logout";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -22,6 +24,11 @@ pub enum Route {
     Jwks,
     Health,
     Userinfo,
+    /// The offer to link accounts by proof (`crate::linking`).
+    Link,
+    /// OIDC Back-Channel Logout (`crate::backchannel`): the legacy
+    /// connection's, or `/<connection>`'s.
+    BackchannelLogout(Option<String>),
     /// Under the reserved prefix but not a known endpoint: never forwarded.
     UnknownReserved,
     /// Anything else: needs a session (unless a rule makes it public), then
@@ -54,22 +61,29 @@ pub fn route(parts: &Parts) -> Route {
         }
         return Route::Protected(path.to_owned());
     }
+    // `<base>/<connection id>`: the connection, if the id has its form.
+    let per_connection = |p: &str, base: &str| -> Option<Option<String>> {
+        let id = p.strip_prefix(base)?.strip_prefix('/')?;
+        Some(crate::connections::valid_id(id).then(|| id.to_owned()))
+    };
     match path {
         LOGIN => Route::Login,
         CALLBACK => Route::Callback(None),
-        p if p.starts_with(CALLBACK) && p.as_bytes().get(CALLBACK.len()) == Some(&b'/') => {
-            let id = &p[CALLBACK.len() + 1..];
-            if crate::connections::valid_id(id) {
-                Route::Callback(Some(id.to_owned()))
-            } else {
-                Route::UnknownReserved
-            }
-        }
+        BACKCHANNEL_LOGOUT => Route::BackchannelLogout(None),
+        p if let Some(id) = per_connection(p, CALLBACK) => match id {
+            Some(id) => Route::Callback(Some(id)),
+            None => Route::UnknownReserved,
+        },
+        p if let Some(id) = per_connection(p, BACKCHANNEL_LOGOUT) => match id {
+            Some(id) => Route::BackchannelLogout(Some(id)),
+            None => Route::UnknownReserved,
+        },
         LOGOUT => Route::Logout,
         LOGGED_OUT => Route::LoggedOut,
         JWKS => Route::Jwks,
         HEALTH => Route::Health,
         USERINFO => Route::Userinfo,
+        LINK => Route::Link,
         _ => Route::UnknownReserved,
     }
 }
@@ -101,6 +115,18 @@ mod tests {
         );
         assert_eq!(r("/.edgeauth/callback/GitHub"), Route::UnknownReserved);
         assert_eq!(r("/.edgeauth/callback/a/b"), Route::UnknownReserved);
+        assert_eq!(
+            r("/.edgeauth/backchannel-logout"),
+            Route::BackchannelLogout(None)
+        );
+        assert_eq!(
+            r("/.edgeauth/backchannel-logout/corp"),
+            Route::BackchannelLogout(Some("corp".into()))
+        );
+        assert_eq!(
+            r("/.edgeauth/backchannel-logout/a/b"),
+            Route::UnknownReserved
+        );
         assert_eq!(r("/.edgeauth/callback/"), Route::UnknownReserved);
         assert_eq!(r("/.edgeauth/jwks.json"), Route::Jwks);
         assert_eq!(r("/.edgeauth/nope"), Route::UnknownReserved);

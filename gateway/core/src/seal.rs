@@ -24,6 +24,8 @@ pub enum Purpose {
     Logout,
     /// A sign-in paused by a tenant rule's redirect (see `edgeauth-rules`).
     RuleResume,
+    /// An offer to link a new identity to a profile by proof (`crate::linking`).
+    LinkOffer,
 }
 
 impl Purpose {
@@ -33,6 +35,7 @@ impl Purpose {
             Purpose::Login => b"edgeauth/v1/login",
             Purpose::Logout => b"edgeauth/v1/logout",
             Purpose::RuleResume => b"edgeauth/v1/rule-resume",
+            Purpose::LinkOffer => b"edgeauth/v1/link-offer",
         }
     }
 }

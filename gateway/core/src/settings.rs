@@ -91,6 +91,10 @@ fn err(variable: &'static str, problem: impl Into<String>) -> ConfigError {
 }
 
 /// Every variable the gateway reads, with its default (`None` = required).
+/// The longest `session_lifetime_secs` allows: what a revocation that
+/// must outlive every session it covers is kept for.
+pub const MAX_SESSION_LIFETIME_SECS: u64 = 30 * 24 * 3600;
+
 pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("public_url", None),
     ("origin_url", None),
@@ -279,7 +283,7 @@ impl Settings {
             .trim()
             .parse()
             .map_err(|_| err("session_lifetime_secs", "must be a whole number of seconds"))?;
-        if !(60..=30 * 24 * 3600).contains(&session_lifetime_secs) {
+        if !(60..=MAX_SESSION_LIFETIME_SECS).contains(&session_lifetime_secs) {
             return Err(err(
                 "session_lifetime_secs",
                 "must be between 60 and 2592000 (30 days)",
@@ -324,18 +328,13 @@ impl Settings {
         let account_linking = match var("account_linking")?.trim() {
             "" | "off" => crate::profiles::Linking::Off,
             "verified_email" => crate::profiles::Linking::VerifiedEmail,
-            // The proof sign-in is not built yet: refused rather than
-            // quietly treated as something else.
-            "verified_email_with_proof" => {
-                return Err(err(
-                    "account_linking",
-                    "`verified_email_with_proof` is not available yet; use off or verified_email",
-                ));
-            }
+            "verified_email_with_proof" => crate::profiles::Linking::VerifiedEmailWithProof,
             other => {
                 return Err(err(
                     "account_linking",
-                    format!("`{other}` is not one of off, verified_email"),
+                    format!(
+                        "`{other}` is not one of off, verified_email, verified_email_with_proof"
+                    ),
                 ));
             }
         };

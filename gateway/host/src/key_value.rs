@@ -16,6 +16,10 @@
 //! does with its connection lock and a transaction. This suits the gateway's
 //! state (revocations, caches, rule metadata); it is not a database. Two host
 //! processes must not share one state directory.
+//!
+//! A runtime config file (the one `spin up --runtime-config-file` reads, see
+//! [`crate::runtime_config`]) can put a store in Redis instead ([`redis`]):
+//! that is how several instances share their state.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -28,6 +32,12 @@ use anyhow::{Context as _, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
+
+use crate::runtime_config::{RuntimeConfig, StoreConfig};
+
+mod redis;
+use redis::RedisStore;
+pub use redis::check_url as check_redis_url;
 
 /// Spin defines only the `default` store unless a runtime config adds more.
 pub const DEFAULT_STORE: &str = "default";
@@ -340,51 +350,174 @@ impl Inner {
         }
     }
 }
+/// One opened store, wherever it lives. The file store answers reads from
+/// memory and does its (fsync'ing) writes off the async workers; Redis is
+/// asked over the network for everything.
+#[derive(Debug, Clone)]
+pub enum Store {
+    File(Arc<FileStore>),
+    Redis(Arc<RedisStore>),
+}
+
+impl Store {
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        match self {
+            Store::File(f) => Ok(f.get(key)),
+            Store::Redis(r) => r.get(key).await,
+        }
+    }
+
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        match self {
+            Store::File(f) => Ok(f.exists(key)),
+            Store::Redis(r) => r.exists(key).await,
+        }
+    }
+
+    pub async fn keys(&self) -> Result<Vec<String>> {
+        match self {
+            Store::File(f) => Ok(f.keys()),
+            Store::Redis(r) => r.keys().await,
+        }
+    }
+
+    pub async fn set(&self, key: String, value: Vec<u8>) -> Result<()> {
+        match self {
+            // The write (fsync + rename) blocks; keep it off the async workers.
+            Store::File(f) => blocking(f, move |f| f.set(&key, value)).await,
+            Store::Redis(r) => r.set(&key, &value).await,
+        }
+    }
+
+    pub async fn delete(&self, key: String) -> Result<()> {
+        match self {
+            Store::File(f) => blocking(f, move |f| f.delete(&key)).await,
+            Store::Redis(r) => r.delete(&key).await,
+        }
+    }
+
+    pub async fn increment(&self, key: String, delta: i64) -> Result<i64> {
+        match self {
+            Store::File(f) => blocking(f, move |f| f.increment(&key, delta)).await,
+            Store::Redis(r) => r.increment(&key, delta).await,
+        }
+    }
+
+    pub async fn swap_if(
+        &self,
+        key: String,
+        expected: Option<Vec<u8>>,
+        value: Vec<u8>,
+    ) -> Result<bool> {
+        match self {
+            Store::File(f) => {
+                blocking(f, move |f| f.swap_if(&key, expected.as_deref(), value)).await
+            }
+            Store::Redis(r) => r.swap_if(&key, expected.as_deref(), &value).await,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Store::File(f) => format!("file {}", f.path.display()),
+            Store::Redis(r) => r.describe(),
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    store: &Arc<FileStore>,
+    op: impl FnOnce(&FileStore) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || op(&store))
+        .await
+        .context("key-value write task failed")?
+}
+
 /// All stores the app may use, opened once at startup.
 #[derive(Debug, Default)]
 pub struct KvStores {
-    stores: HashMap<String, Arc<FileStore>>,
+    stores: HashMap<String, Store>,
 }
 
 impl KvStores {
-    /// Opens every label used by the served components. Like Spin without a
-    /// runtime config, only `default` exists; other labels stop the host.
+    /// Opens every label used by the served components. Like Spin, only
+    /// `default` exists (a local store) unless the runtime config defines
+    /// more or moves it; other labels stop the host.
     pub fn open(
         state_dir: &Path,
         labels: impl IntoIterator<Item = (String, String)>,
+        config: &RuntimeConfig,
     ) -> Result<Self> {
         let mut stores = HashMap::new();
         for (component, label) in labels {
-            if label != DEFAULT_STORE {
-                bail!(
-                    "unknown key_value_stores label {label:?} for component {component:?}: only \"default\" is defined (Spin needs a runtime config for other stores)"
-                );
-            }
             if stores.contains_key(&label) {
                 continue;
             }
-            let dir = state_dir.join("kv");
-            fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create state directory {}", dir.display()))?;
-            let store = FileStore::open(&dir.join(format!("{label}.json")))?;
-            stores.insert(label, Arc::new(store));
+            let where_ = match config.key_value_stores.get(&label) {
+                Some(c) => c.clone(),
+                None if label == DEFAULT_STORE => StoreConfig::Local,
+                None => bail!(
+                    "unknown key_value_stores label {label:?} for component {component:?}: only \"default\" is defined (define [key_value_store.{label}] in a runtime config file for other stores)"
+                ),
+            };
+            let store = match where_ {
+                StoreConfig::Local => {
+                    let dir = state_dir.join("kv");
+                    fs::create_dir_all(&dir).with_context(|| {
+                        format!("cannot create state directory {}", dir.display())
+                    })?;
+                    Store::File(Arc::new(FileStore::open(
+                        &dir.join(format!("{label}.json")),
+                    )?))
+                }
+                StoreConfig::Redis { url } => Store::Redis(Arc::new(
+                    RedisStore::new(&label, &url)
+                        .with_context(|| format!("key_value_store.{label}.url"))?,
+                )),
+            };
+            stores.insert(label, store);
         }
         Ok(Self { stores })
     }
 
-    pub fn get(&self, label: &str) -> Option<Arc<FileStore>> {
+    pub fn get(&self, label: &str) -> Option<Store> {
         self.stores.get(label).cloned()
+    }
+
+    /// One line per store: its label and where it lives (startup log).
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .stores
+            .iter()
+            .map(|(label, s)| format!("{label:?}: {}", s.describe()))
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    /// Tries every remote store once (startup), so an unreachable one is in
+    /// the log (the store logs the failure) before a request needs it; the
+    /// instance still starts and fails closed on requests that need the store
+    /// until it is reachable.
+    pub async fn check_reachable(&self) {
+        for store in self.stores.values() {
+            if let Store::Redis(r) = store {
+                let _ = r.ping().await;
+            }
+        }
     }
 }
 
 /// The `store` resource (and wasi:keyvalue's `bucket`): a handle on one opened store.
 pub struct StoreHandle {
-    store: Arc<FileStore>,
+    store: Store,
 }
 
 /// wasi:keyvalue's `cas` resource: a key and the value it had when read.
 pub struct CasHandle {
-    store: Arc<FileStore>,
+    store: Store,
     key: String,
     seen: Option<Vec<u8>>,
 }
@@ -400,7 +533,7 @@ mod host {
     impl Host for State {}
 
     impl State {
-        fn store(&self, handle: &Resource<StoreHandle>) -> wasmtime::Result<Arc<FileStore>> {
+        fn store(&self, handle: &Resource<StoreHandle>) -> wasmtime::Result<Store> {
             Ok(self.table.get(handle)?.store.clone())
         }
     }
@@ -431,7 +564,7 @@ mod host {
             this: Resource<StoreHandle>,
             key: String,
         ) -> KvResult<Option<Vec<u8>>> {
-            Ok(Ok(self.store(&this)?.get(&key)))
+            Ok(self.store(&this)?.get(&key).await.map_err(other))
         }
 
         async fn set(
@@ -440,24 +573,19 @@ mod host {
             key: String,
             value: Vec<u8>,
         ) -> KvResult<()> {
-            let store = self.store(&this)?;
-            // The write (fsync + rename) blocks; keep it off the async workers.
-            let done = tokio::task::spawn_blocking(move || store.set(&key, value)).await?;
-            Ok(done.map_err(other))
+            Ok(self.store(&this)?.set(key, value).await.map_err(other))
         }
 
         async fn delete(&mut self, this: Resource<StoreHandle>, key: String) -> KvResult<()> {
-            let store = self.store(&this)?;
-            let done = tokio::task::spawn_blocking(move || store.delete(&key)).await?;
-            Ok(done.map_err(other))
+            Ok(self.store(&this)?.delete(key).await.map_err(other))
         }
 
         async fn exists(&mut self, this: Resource<StoreHandle>, key: String) -> KvResult<bool> {
-            Ok(Ok(self.store(&this)?.exists(&key)))
+            Ok(self.store(&this)?.exists(&key).await.map_err(other))
         }
 
         async fn get_keys(&mut self, this: Resource<StoreHandle>) -> KvResult<Vec<String>> {
-            Ok(Ok(self.store(&this)?.keys()))
+            Ok(self.store(&this)?.keys().await.map_err(other))
         }
 
         async fn drop(&mut self, this: Resource<StoreHandle>) -> wasmtime::Result<()> {
@@ -482,7 +610,7 @@ mod wasi_host {
     }
 
     impl State {
-        fn bucket(&self, handle: &Resource<Bucket>) -> wasmtime::Result<Arc<FileStore>> {
+        fn bucket(&self, handle: &Resource<Bucket>) -> wasmtime::Result<Store> {
             Ok(self.table.get(handle)?.store.clone())
         }
     }
@@ -507,7 +635,7 @@ mod wasi_host {
 
     impl HostBucket for State {
         async fn get(&mut self, this: Resource<Bucket>, key: String) -> KvResult<Option<Vec<u8>>> {
-            Ok(Ok(self.bucket(&this)?.get(&key)))
+            Ok(self.bucket(&this)?.get(&key).await.map_err(other))
         }
 
         async fn set(
@@ -516,19 +644,15 @@ mod wasi_host {
             key: String,
             value: Vec<u8>,
         ) -> KvResult<()> {
-            let store = self.bucket(&this)?;
-            let done = tokio::task::spawn_blocking(move || store.set(&key, value)).await?;
-            Ok(done.map_err(other))
+            Ok(self.bucket(&this)?.set(key, value).await.map_err(other))
         }
 
         async fn delete(&mut self, this: Resource<Bucket>, key: String) -> KvResult<()> {
-            let store = self.bucket(&this)?;
-            let done = tokio::task::spawn_blocking(move || store.delete(&key)).await?;
-            Ok(done.map_err(other))
+            Ok(self.bucket(&this)?.delete(key).await.map_err(other))
         }
 
         async fn exists(&mut self, this: Resource<Bucket>, key: String) -> KvResult<bool> {
-            Ok(Ok(self.bucket(&this)?.exists(&key)))
+            Ok(self.bucket(&this)?.exists(&key).await.map_err(other))
         }
 
         async fn list_keys(
@@ -540,10 +664,12 @@ mod wasi_host {
             if cursor.is_some() {
                 return Ok(Err(Error::Other("list_keys: cursor not supported".into())));
             }
-            Ok(Ok(KeyResponse {
-                keys: self.bucket(&this)?.keys(),
-                cursor: None,
-            }))
+            Ok(self
+                .bucket(&this)?
+                .keys()
+                .await
+                .map(|keys| KeyResponse { keys, cursor: None })
+                .map_err(other))
         }
 
         async fn drop(&mut self, this: Resource<Bucket>) -> wasmtime::Result<()> {
@@ -560,9 +686,11 @@ mod wasi_host {
             key: String,
             delta: i64,
         ) -> KvResult<i64> {
-            let store = self.bucket(&bucket)?;
-            let done = tokio::task::spawn_blocking(move || store.increment(&key, delta)).await?;
-            Ok(done.map_err(other))
+            Ok(self
+                .bucket(&bucket)?
+                .increment(key, delta)
+                .await
+                .map_err(other))
         }
 
         async fn swap(
@@ -571,17 +699,18 @@ mod wasi_host {
             value: Vec<u8>,
         ) -> wasmtime::Result<Result<(), CasError>> {
             let handle = self.table.delete(cas)?;
-            let store = handle.store.clone();
-            let key = handle.key.clone();
-            let seen = handle.seen.clone();
-            let done =
-                tokio::task::spawn_blocking(move || store.swap_if(&key, seen.as_deref(), value))
-                    .await?;
+            let done = handle
+                .store
+                .swap_if(handle.key.clone(), handle.seen.clone(), value)
+                .await;
             match done {
                 Ok(true) => Ok(Ok(())),
                 Ok(false) => {
                     // A fresh handle on the value now stored, for a retry.
-                    let seen = handle.store.get(&handle.key);
+                    let seen = match handle.store.get(&handle.key).await {
+                        Ok(seen) => seen,
+                        Err(e) => return Ok(Err(CasError::StoreError(other(e)))),
+                    };
                     let again = self.table.push(CasHandle { seen, ..handle })?;
                     Ok(Err(CasError::CasFailed(again)))
                 }
@@ -597,14 +726,24 @@ mod wasi_host {
             key: String,
         ) -> KvResult<Resource<CasHandle>> {
             let store = self.bucket(&bucket)?;
-            let seen = store.get(&key);
+            let seen = match store.get(&key).await {
+                Ok(seen) => seen,
+                Err(e) => return Ok(Err(other(e))),
+            };
             Ok(Ok(self.table.push(CasHandle { store, key, seen })?))
         }
 
         async fn current(&mut self, this: Resource<CasHandle>) -> KvResult<Option<Vec<u8>>> {
-            let handle = self.table.get_mut(&this)?;
-            handle.seen = handle.store.get(&handle.key);
-            Ok(Ok(handle.seen.clone()))
+            let (store, key) = {
+                let handle = self.table.get(&this)?;
+                (handle.store.clone(), handle.key.clone())
+            };
+            let seen = match store.get(&key).await {
+                Ok(seen) => seen,
+                Err(e) => return Ok(Err(other(e))),
+            };
+            self.table.get_mut(&this)?.seen = seen.clone();
+            Ok(Ok(seen))
         }
 
         async fn drop(&mut self, this: Resource<CasHandle>) -> wasmtime::Result<()> {
@@ -883,9 +1022,39 @@ mod tests {
     #[test]
     fn only_default_label_exists() {
         let dir = tempfile::tempdir().unwrap();
-        let kv = KvStores::open(dir.path(), [("gateway".into(), "default".into())]).unwrap();
-        assert!(kv.get("default").is_some());
-        let err = KvStores::open(dir.path(), [("gateway".into(), "sessions".into())]).unwrap_err();
+        let none = RuntimeConfig::default();
+        let kv = KvStores::open(dir.path(), [("gateway".into(), "default".into())], &none).unwrap();
+        assert!(matches!(kv.get("default"), Some(Store::File(_))));
+        let err =
+            KvStores::open(dir.path(), [("gateway".into(), "sessions".into())], &none).unwrap_err();
         assert!(err.to_string().contains("sessions"), "{err}");
+    }
+
+    #[test]
+    fn the_runtime_config_places_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = RuntimeConfig::parse(
+            "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:1\"\n\
+             [key_value_store.sessions]\ntype = \"spin\"\n",
+        )
+        .unwrap();
+        let labels = [
+            ("gateway".to_string(), "default".to_string()),
+            ("gateway".to_string(), "sessions".to_string()),
+        ];
+        // Nothing connects at open: an unreachable Redis is a request-time error.
+        let kv = KvStores::open(dir.path(), labels, &config).unwrap();
+        assert!(matches!(kv.get("default"), Some(Store::Redis(_))));
+        assert!(matches!(kv.get("sessions"), Some(Store::File(_))));
+        assert_eq!(
+            kv.describe(),
+            [
+                "\"default\": Redis at 127.0.0.1:1".to_string(),
+                format!(
+                    "\"sessions\": file {}",
+                    dir.path().join("kv").join("sessions.json").display()
+                )
+            ]
+        );
     }
 }

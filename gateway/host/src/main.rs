@@ -13,6 +13,7 @@ mod pool;
 mod problem;
 mod profiles_cmd;
 mod rule_cmd;
+mod runtime_config;
 mod server;
 mod tenant_cmd;
 mod variables;
@@ -28,6 +29,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::manifest::{Manifest, Route};
 use crate::outbound::{AllowedHosts, OutboundPolicy, Timeouts};
+use crate::runtime_config::RuntimeConfig;
 use crate::variables::{AppVariables, ComponentVariables, Source, Template};
 
 const USAGE: &str = "\
@@ -48,6 +50,10 @@ OPTIONS:
     --listen ADDR          address to listen on [default: 127.0.0.1:3000]
     --allow-public         allow a non-loopback --listen address
     --state-dir DIR        key-value data [default: .edgeauth-state/ next to the manifest]
+    --runtime-config-file PATH
+                           Spin's runtime config, as `spin up` reads it: where each
+                           key-value store lives ([key_value_store.<label>], type
+                           redis with url redis://HOST:PORT, or spin: local)
     --request-timeout SECS wall-clock limit per request [default: 60]
     --pooling N            pooling allocator with N instance slots (bounds concurrency)
     --no-cache             do not read or write the compiled-component cache
@@ -65,6 +71,7 @@ struct Options {
     listen: Option<String>,
     allow_public: bool,
     state_dir: Option<PathBuf>,
+    runtime_config: Option<PathBuf>,
     request_timeout: Option<u64>,
     pooling: Option<u32>,
     no_cache: bool,
@@ -100,6 +107,7 @@ fn parse_options(args: &[String]) -> Result<Options> {
             "--listen" => o.listen = Some(value()?),
             "--allow-public" => o.allow_public = true,
             "--state-dir" => o.state_dir = Some(value()?.into()),
+            "--runtime-config-file" => o.runtime_config = Some(value()?.into()),
             "--request-timeout" => {
                 o.request_timeout = Some(
                     value()?
@@ -133,6 +141,7 @@ struct Plan {
     manifest: Manifest,
     app_vars: AppVariables,
     components: Vec<Planned>,
+    runtime_config: RuntimeConfig,
 }
 
 fn plan(o: &Options) -> Result<Plan> {
@@ -141,6 +150,10 @@ fn plan(o: &Options) -> Result<Plan> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("spin.toml"));
     let manifest = Manifest::load(&manifest_path)?;
+    let runtime_config = match &o.runtime_config {
+        Some(path) => RuntimeConfig::load(path)?,
+        None => RuntimeConfig::default(),
+    };
     let app_vars = AppVariables::resolve(&manifest.variables, |k| std::env::var(k).ok())
         .with_context(|| format!("cannot start app {:?}", manifest.app_name))?;
 
@@ -199,6 +212,7 @@ fn plan(o: &Options) -> Result<Plan> {
         manifest,
         app_vars,
         components,
+        runtime_config,
     })
 }
 
@@ -245,7 +259,15 @@ fn check(o: &Options) -> Result<()> {
             "  allowed_outbound_hosts: {}",
             list_or_none(c.allowed.display())
         );
-        println!("  key_value_stores: {}", list_or_none(&c.kv_labels));
+        let stores: Vec<String> = c
+            .kv_labels
+            .iter()
+            .map(|l| match plan.runtime_config.key_value_stores.get(l) {
+                Some(runtime_config::StoreConfig::Redis { .. }) => format!("{l} (Redis)"),
+                _ => format!("{l} (local)"),
+            })
+            .collect();
+        println!("  key_value_stores: {}", list_or_none(&stores));
         let files: Vec<String> = c
             .files
             .iter()
@@ -315,7 +337,12 @@ async fn up(o: Options) -> Result<()> {
         plan.components
             .iter()
             .flat_map(|c| c.kv_labels.iter().map(|l| (c.id.clone(), l.clone()))),
+        &plan.runtime_config,
     )?);
+    for line in kv.describe() {
+        eprintln!("edgeauth: key-value store {line}");
+    }
+    kv.check_reachable().await;
 
     let limits = server::Limits {
         request_timeout: Duration::from_secs(o.request_timeout.unwrap_or(60)),

@@ -21,6 +21,8 @@ USAGE:
     edgeauth profiles unlink TENANT PROFILE_ID CONNECTION SUBJECT
     edgeauth profiles delete TENANT PROFILE_ID              (erasure)
     edgeauth profiles merge  TENANT TARGET_ID SOURCE_ID     (SOURCE merged into TARGET, then gone)
+    edgeauth profiles sessions TENANT PROFILE_ID            (the person's active sessions)
+    edgeauth profiles logout TENANT PROFILE_ID [SESSION_ID] (that session ends; without one, every session)
     edgeauth profiles export TENANT [--limit N]             (JSON lines, every page)
     edgeauth profiles import TENANT FILE.jsonl              (export's format; `-`: standard input)
 
@@ -112,6 +114,27 @@ pub fn main(args: &[String]) -> Result<()> {
                 None,
             )?;
             println!("profile `{id}` erased from tenant `{t}`");
+            Ok(())
+        }
+        "sessions" => {
+            let a = parse_args(rest, &[])?;
+            let [t, id] = a.exactly("TENANT PROFILE_ID")?;
+            let path = format!("/{}/{}/sessions", enc(t), enc(id));
+            print_json(&call(&a.gateway()?, "GET", &path, None)?)
+        }
+        "logout" => {
+            let a = parse_args(rest, &[])?;
+            if a.positional.len() == 3 {
+                let [t, id, session] = a.exactly("TENANT PROFILE_ID SESSION_ID")?;
+                let path = format!("/{}/{}/sessions/{}", enc(t), enc(id), enc(session));
+                call(&a.gateway()?, "DELETE", &path, None)?;
+                println!("session `{session}` of profile `{id}` is revoked");
+                return Ok(());
+            }
+            let [t, id] = a.exactly("TENANT PROFILE_ID")?;
+            let path = format!("/{}/{}/sessions", enc(t), enc(id));
+            call(&a.gateway()?, "DELETE", &path, None)?;
+            println!("every session of profile `{id}` in tenant `{t}` is revoked");
             Ok(())
         }
         "merge" => {

@@ -16,7 +16,7 @@ use crate::failure::Failure;
 use crate::merge::merge_patch;
 
 /// Metadata documents larger than this are refused.
-pub const MAX_METADATA: usize = 16 * 1024;
+pub use edgeauth_core::profiles::MAX_METADATA;
 
 /// Tenant secrets by tenant, then by name (Spin variable `rule_secrets`).
 pub type Secrets = BTreeMap<String, BTreeMap<String, String>>;

@@ -9,7 +9,7 @@ use crate::outcome::Finish;
 /// The outcome of the sign-in `fin` whose chain ended with `end`. The
 /// gateway's policy ran before the chain (a denied person runs no rule), so
 /// a chain that is done signs the person in; whether it is their first
-/// login is the rule record's (`logins == 0`), kept across a pause.
+/// login is the profile's (no login before this one), kept across a pause.
 pub fn outcome(fin: &Finish, end: &End) -> LoginOutcome {
     match end {
         End::Done => LoginOutcome::SignedIn {

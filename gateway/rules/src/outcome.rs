@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::chain::{End, Line, Progress};
 use crate::event::Event;
 use crate::failure::Failure;
-use crate::record::{Pending, UserRecord};
+use crate::record::Pending;
 use crate::resume::{self, RESUME_TTL_SECS, ResumeError};
 
 fn clear_login(settings: &Settings, mut resp: Response) -> Response {
@@ -99,13 +99,14 @@ pub enum Step {
         response: Response,
         audit: Option<Line>,
     },
-    /// Store the person's record, then answer `response`; if storing fails
-    /// and `required` (a rule changed metadata), answer `on_failure`.
-    SaveRecord {
-        key: String,
-        value: Vec<u8>,
-        expires_at: u64,
-        required: bool,
+    /// The rules changed the person's metadata: write it into their profile
+    /// (`edgeauth_core::profiles::Profile::set_rule_metadata`), then answer
+    /// `response`; if the profile cannot be written (or no longer exists),
+    /// answer `on_failure`: a rule's change is never lost silently.
+    SaveMetadata {
+        profile_id: Option<String>,
+        app: serde_json::Value,
+        user: serde_json::Value,
         response: Response,
         on_failure: Response,
     },
@@ -157,25 +158,19 @@ pub fn finish(
 ) -> Step {
     match end {
         End::Done => {
-            let record = UserRecord {
-                logins: fin.base.transaction.login_count + 1,
-                app: progress.app,
-                user: progress.user,
-            };
-            let (expires_at, value) = record.encode(now);
-            let key = kv_schema::rule_user(&fin.base.tenant_id, &fin.identity.sub);
             let extras = Extras {
                 claims: progress.claims,
                 headers: progress.headers,
             };
             let on_failure = after_resume(settings, &fin, pages::storage_unavailable());
             let resumed = fin.resumed;
+            let profile_id = fin.identity.profile_id.clone();
             let start = CallbackStart {
                 login: fin.login,
                 code: String::new(),
                 iss: None,
             };
-            let response = callback::complete_with_extras(
+            let mut response = callback::complete_with_extras(
                 settings,
                 fin.identity,
                 extras,
@@ -186,15 +181,19 @@ pub fn finish(
                 now,
                 rng,
             );
-            let mut response = response;
             if resumed {
                 pages::add_cookie(&mut response, &cookies::clear(settings, Jar::Resume));
             }
-            Step::SaveRecord {
-                key,
-                value,
-                expires_at,
-                required: progress.metadata_changed,
+            if !progress.metadata_changed {
+                return Step::Respond {
+                    response,
+                    audit: None,
+                };
+            }
+            Step::SaveMetadata {
+                profile_id,
+                app: progress.app,
+                user: progress.user,
                 response,
                 on_failure,
             }
@@ -327,28 +326,41 @@ mod tests {
     }
 
     #[test]
-    fn done_saves_the_record_and_signs_in() {
+    fn done_signs_in_and_saves_changed_metadata_into_the_profile() {
         let s = settings();
         let mut progress = Progress::starting(&json!({"a": 1}), &json!({}));
         progress.claims.insert("plan".into(), json!("pro"));
-        let step = finish(&s, fin(true), End::Done, progress, 1000, &mut counter_rng());
-        let Step::SaveRecord {
-            key,
-            value,
-            expires_at,
-            required,
+        let step = finish(
+            &s,
+            fin(true),
+            End::Done,
+            progress.clone(),
+            1000,
+            &mut counter_rng(),
+        );
+        let Step::Respond { response, audit } = step else {
+            panic!("nothing to save when no rule changed metadata");
+        };
+        assert!(audit.is_none());
+        assert_eq!(response.status(), StatusCode::FOUND);
+
+        progress.metadata_changed = true;
+        progress.user = json!({"company": "Acme"});
+        let mut who = fin(true);
+        who.identity.profile_id = Some("p_aaaaaaaaaaaaaaaaaaaaaaaaaa".into());
+        let step = finish(&s, who, End::Done, progress, 1000, &mut counter_rng());
+        let Step::SaveMetadata {
+            profile_id,
+            app,
+            user,
             response,
             on_failure,
         } = step
         else {
-            panic!("done saves the record");
+            panic!("changed metadata is saved");
         };
-        assert_eq!(key, kv_schema::rule_user("acme", "alice"));
-        let record = UserRecord::decode(Some(&value), 1000);
-        assert_eq!(record.logins, 5);
-        assert_eq!(record.app, json!({"a": 1}));
-        assert_eq!(expires_at, 1000 + kv_schema::RULE_USER_RETENTION_SECS);
-        assert!(!required);
+        assert_eq!(profile_id.as_deref(), Some("p_aaaaaaaaaaaaaaaaaaaaaaaaaa"));
+        assert_eq!((app, user), (json!({"a": 1}), json!({"company": "Acme"})));
         assert_eq!(response.status(), StatusCode::FOUND);
         let cookies = set_cookies(&response);
         assert!(cookies.iter().any(|c| c.starts_with("edgeauth_session=")));

@@ -1,74 +1,15 @@
-//! What the gateway keeps in KV for rules: per person ([`UserRecord`]) and
-//! per paused sign-in ([`Pending`]), in the envelopes of
-//! [`edgeauth_core::kv_schema`].
+//! What the gateway keeps in KV for rules between requests: a paused
+//! sign-in ([`Pending`]), in the envelopes of [`edgeauth_core::kv_schema`].
+//! What rules keep about a person lives in their profile
+//! (`edgeauth_core::profiles`).
 
 use edgeauth_core::identity::Identity;
-use edgeauth_core::kv_schema::{self, RULE_USER_RETENTION_SECS};
+use edgeauth_core::kv_schema;
 use edgeauth_core::login::LoginState;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
 
 use crate::chain::Progress;
 use crate::event::Event;
-
-/// What the gateway keeps per person and tenant for rules.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UserRecord {
-    #[serde(default)]
-    pub logins: u64,
-    #[serde(default)]
-    pub app: Value,
-    #[serde(default)]
-    pub user: Value,
-}
-
-impl Default for UserRecord {
-    fn default() -> Self {
-        UserRecord {
-            logins: 0,
-            app: json!({}),
-            user: json!({}),
-        }
-    }
-}
-
-fn object_or_empty(v: Value) -> Value {
-    if v.is_object() {
-        v
-    } else {
-        Value::Object(Map::new())
-    }
-}
-
-impl UserRecord {
-    /// The stored record, or a first sign-in's empty one. Records from before
-    /// the KV envelope (plain JSON) are still read; they are rewritten as
-    /// envelopes at the next sign-in.
-    pub fn decode(stored: Option<&[u8]>, now: u64) -> UserRecord {
-        let Some(stored) = stored else {
-            return UserRecord::default();
-        };
-        let json = match kv_schema::open(stored, now) {
-            Ok(payload) => payload,
-            Err(kv_schema::Unusable::Malformed) => stored,
-            Err(kv_schema::Unusable::Expired) => return UserRecord::default(),
-        };
-        serde_json::from_slice::<UserRecord>(json)
-            .map(|r| UserRecord {
-                app: object_or_empty(r.app),
-                user: object_or_empty(r.user),
-                ..r
-            })
-            .unwrap_or_default()
-    }
-
-    /// `(expires_at, value)`: kept for [`RULE_USER_RETENTION_SECS`] after this sign-in.
-    pub fn encode(&self, now: u64) -> (u64, Vec<u8>) {
-        let expires_at = now + RULE_USER_RETENTION_SECS;
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        (expires_at, kv_schema::encode(expires_at, &json))
-    }
-}
 
 /// A sign-in paused by a rule's redirect, kept in KV under its nonce until
 /// it expires with the resume link.
@@ -104,26 +45,6 @@ impl Pending {
 mod tests {
     use super::*;
     use crate::testing::alice;
-
-    #[test]
-    fn user_records_carry_their_retention_and_old_ones_still_read() {
-        let r = UserRecord {
-            logins: 3,
-            app: json!({"plan": "pro"}),
-            user: json!({"nick": "al"}),
-        };
-        let (exp, v) = r.encode(1000);
-        assert_eq!(exp, 1000 + RULE_USER_RETENTION_SECS);
-        assert_eq!(UserRecord::decode(Some(&v), 1001), r);
-        assert_eq!(UserRecord::decode(Some(&v), exp), UserRecord::default());
-        let legacy = br#"{"logins":2,"app":[1],"user":{"a":1}}"#;
-        let old = UserRecord::decode(Some(legacy), 1001);
-        assert_eq!(old.logins, 2);
-        assert_eq!(old.app, json!({}), "non-objects become empty objects");
-        assert_eq!(old.user, json!({"a": 1}));
-        assert_eq!(UserRecord::decode(None, 1), UserRecord::default());
-        assert_eq!(UserRecord::decode(Some(b"junk"), 1), UserRecord::default());
-    }
 
     #[test]
     fn pending_sign_ins_expire_with_their_link() {

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use edgeauth_core::encoding::b64url_decode;
 use edgeauth_core::identity::Identity;
 use edgeauth_core::settings::Settings;
 use http::request::Parts;
@@ -12,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::event::{
     Connection, ConnectionKind, Event, LinkedIdentity, RequestInfo, Transaction, User,
 };
-use crate::record::UserRecord;
+use edgeauth_core::profiles::Profile;
 
 /// At most this many `Accept-Language` entries reach a rule.
 const MAX_LANGUAGES: usize = 16;
@@ -25,7 +24,8 @@ pub struct SignIn<'a> {
     /// Verified by the callback; only read here.
     pub id_token: &'a str,
     pub return_to: &'a str,
-    pub record: &'a UserRecord,
+    /// The person's profile, this sign-in already recorded in it.
+    pub person: &'a Profile,
     /// Whether this sign-in answered a rule's demand for re-authentication.
     pub reauthenticated: bool,
     /// The id of this sign-in in the audit log.
@@ -34,16 +34,7 @@ pub struct SignIn<'a> {
 
 /// The ID token's claims (the payload of an already verified JWT).
 pub fn id_token_claims(id_token: &str) -> Map<String, Value> {
-    id_token
-        .split('.')
-        .nth(1)
-        .and_then(b64url_decode)
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        .and_then(|v| match v {
-            Value::Object(m) => Some(m),
-            _ => None,
-        })
-        .unwrap_or_default()
+    edgeauth_core::encoding::jwt_payload(id_token)
 }
 
 fn header(parts: &Parts, name: &str) -> Option<String> {
@@ -92,6 +83,34 @@ pub fn client_ip(parts: &Parts) -> Option<String> {
     edgeauth_core::events::client_ip(parts)
 }
 
+/// Every way the person signs in: this sign-in's identity first, with the
+/// ID token's claims, then the others linked to their profile, with what
+/// their provider said the last time.
+fn identities(
+    identity: &Identity,
+    claims: Map<String, Value>,
+    person: &Profile,
+) -> Vec<LinkedIdentity> {
+    let (connection, subject) = (identity.connection_id(), identity.idp_sub());
+    let mut all = vec![LinkedIdentity {
+        connection: connection.to_owned(),
+        user_id: subject.to_owned(),
+        profile: Value::Object(claims),
+    }];
+    all.extend(
+        person
+            .identities
+            .iter()
+            .filter(|i| !(i.connection == connection && i.subject == subject))
+            .map(|i| LinkedIdentity {
+                connection: i.connection.clone(),
+                user_id: i.subject.clone(),
+                profile: Value::Object(i.claims.clone()),
+            }),
+    );
+    all
+}
+
 /// The event before any rule ran: rule name, config and secrets are filled
 /// per rule ([`crate::chain::event_for_rule`]).
 pub fn base_event(settings: &Settings, parts: &Parts, tenant: &str, who: SignIn<'_>) -> Event {
@@ -99,7 +118,7 @@ pub fn base_event(settings: &Settings, parts: &Parts, tenant: &str, who: SignIn<
         identity,
         id_token,
         return_to,
-        record,
+        person,
         reauthenticated,
         correlation_id,
     } = who;
@@ -126,13 +145,9 @@ pub fn base_event(settings: &Settings, parts: &Parts, tenant: &str, who: SignIn<
             name: identity.name.clone(),
             picture,
             groups: identity.groups.clone(),
-            identities: vec![LinkedIdentity {
-                connection: identity.connection_id().to_owned(),
-                user_id: identity.idp_sub().to_owned(),
-                profile: Value::Object(claims),
-            }],
-            app_metadata: record.app.clone(),
-            user_metadata: record.user.clone(),
+            identities: identities(identity, claims, person),
+            app_metadata: Value::Object(person.app_metadata.clone()),
+            user_metadata: Value::Object(person.user_metadata.clone()),
         },
         connection: match settings.connection(identity.connection_id()) {
             Some(c) => Connection {
@@ -160,8 +175,8 @@ pub fn base_event(settings: &Settings, parts: &Parts, tenant: &str, who: SignIn<
             accepted_languages: languages(header(parts, "accept-language").as_deref()),
         },
         transaction: Transaction {
-            first_login: record.logins == 0,
-            login_count: record.logins,
+            first_login: person.logins_before() == 0,
+            login_count: person.logins_before(),
             return_url: return_to.to_owned(),
             correlation_id,
             reauthenticated,
@@ -176,6 +191,7 @@ mod tests {
     use super::*;
     use crate::testing::{alice, settings};
     use edgeauth_core::encoding::b64url;
+    use edgeauth_core::profiles::SignInFacts;
     use serde_json::json;
 
     #[test]
@@ -235,12 +251,32 @@ mod tests {
             .unwrap()
             .into_parts()
             .0;
-        let record = UserRecord {
-            logins: 2,
-            app: json!({"plan": "pro"}),
-            user: json!({}),
-        };
         let id = alice();
+        // Alice's profile: she signed in twice before, once also through
+        // GitHub (linked), and a rule stored her plan.
+        let mut person = Profile::new(
+            "p_aaaaaaaaaaaaaaaaaaaaaaaaaa".into(),
+            &id,
+            &SignInFacts::default(),
+            900,
+        );
+        let github = Identity {
+            sub: "github|42".into(),
+            idp_subject: Some("42".into()),
+            connection: "github".into(),
+            ..alice()
+        };
+        let gh_claims = json!({"login": "alice-gh"});
+        person.record_sign_in(
+            &github,
+            &SignInFacts {
+                claims: gh_claims.as_object(),
+                ..Default::default()
+            },
+            950,
+        );
+        person.record_sign_in(&id, &SignInFacts::default(), 1000);
+        person.app_metadata = json!({"plan": "pro"}).as_object().unwrap().clone();
         let event = base_event(
             &s,
             &parts,
@@ -249,7 +285,7 @@ mod tests {
                 identity: &id,
                 id_token: &token,
                 return_to: "/app",
-                record: &record,
+                person: &person,
                 reauthenticated: true,
                 correlation_id: "cid".into(),
             },
@@ -260,6 +296,15 @@ mod tests {
         assert_eq!(profile["locale"], "fr");
         assert!(profile.get("nonce").is_none() && profile.get("at_hash").is_none());
         assert_eq!(event.user.app_metadata["plan"], "pro");
+        assert_eq!(event.user.user_metadata, json!({}));
+        let linked: Vec<_> = event
+            .user
+            .identities
+            .iter()
+            .map(|i| (i.connection.as_str(), i.user_id.as_str()))
+            .collect();
+        assert_eq!(linked, [("default", "alice"), ("github", "42")]);
+        assert_eq!(event.user.identities[1].profile, gh_claims);
         assert_eq!(event.request.host, "app.example");
         assert_eq!(event.request.user_agent.as_ref().unwrap().len(), 512);
         assert_eq!(event.request.accepted_languages, ["de", "en"]);

@@ -5,9 +5,8 @@
 use std::time::Instant;
 
 use edgeauth_core::Response;
-use edgeauth_core::callback::{self, CallbackStart, Tokens};
+use edgeauth_core::callback::{self, CallbackStart};
 use edgeauth_core::connections::Connection;
-use edgeauth_core::identity::Identity;
 use edgeauth_core::kv_schema;
 use edgeauth_core::login;
 use edgeauth_core::pages;
@@ -21,7 +20,7 @@ use edgeauth_rules::command::Command;
 use edgeauth_rules::config::{self, RuleConfig, RulesConfig, Source, TenantRules};
 use edgeauth_rules::event::{Event, HttpError, HttpRequest, HttpResponse, LogLevel};
 use edgeauth_rules::outcome::{self, Finish, Step};
-use edgeauth_rules::record::{Pending, UserRecord};
+use edgeauth_rules::record::Pending;
 use edgeauth_rules::resume::{self, CONTINUE, ResumeError};
 use edgeauth_rules::runtime::{Failure, Io, Runtime};
 use edgeauth_rules::sign_in::{self, SignIn};
@@ -321,22 +320,19 @@ async fn finish(
             }
             response
         }
-        Step::SaveRecord {
-            key,
-            value,
-            expires_at,
-            required,
+        Step::SaveMetadata {
+            profile_id,
+            app,
+            user,
             response,
             on_failure,
         } => {
-            let saved = Kv::open()
-                .ok()
-                .is_some_and(|kv| kv.put(&key, &value, expires_at, now).is_ok());
+            let saved = profile_id.is_some_and(|id| {
+                crate::profile_store::set_rule_metadata(settings, &id, &app, &user).is_ok()
+            });
             if !saved {
-                eprintln!("edgeauth: could not save rule metadata");
-                if required {
-                    return on_failure;
-                }
+                eprintln!("edgeauth: could not save the rules' metadata in the profile");
+                return on_failure;
             }
             response
         }
@@ -416,11 +412,15 @@ pub async fn complete(
     settings: &Settings,
     doc: &DocRules,
     parts: &Parts,
-    identity: Identity,
-    tokens: Tokens,
+    who: crate::rules::SignedIn,
     start: &CallbackStart,
     now: u64,
 ) -> Response {
+    let crate::rules::SignedIn {
+        identity,
+        person,
+        tokens,
+    } = who;
     let rules = match load(settings, doc) {
         Ok(Some(r)) => r,
         Ok(None) => {
@@ -436,15 +436,6 @@ pub async fn complete(
     if policy::check(settings, &identity).is_err() {
         return callback::complete(settings, identity, tokens, start, now, &mut io::rng);
     }
-    let kv = match Kv::open() {
-        Ok(kv) => kv,
-        Err(r) => return r,
-    };
-    let stored = kv
-        .get_raw(&kv_schema::rule_user(tenant_id, &identity.sub))
-        .ok()
-        .flatten();
-    let record = UserRecord::decode(stored.as_deref(), now);
     // `verify` checked the ID token's auth_time against the step-up bound
     // into this login's cookie; nothing the browser sends can set this.
     let reauthenticated = callback::reauthenticated(start);
@@ -456,12 +447,15 @@ pub async fn complete(
             identity: &identity,
             id_token: &tokens.id_token,
             return_to: &start.login.return_to,
-            record: &record,
+            person: &person,
             reauthenticated,
             correlation_id: random_id(),
         },
     );
-    let mut progress = Progress::starting(&record.app, &record.user);
+    let mut progress = Progress::starting(
+        &serde_json::Value::Object(person.app_metadata),
+        &serde_json::Value::Object(person.user_metadata),
+    );
     let end = run_chain(&rules, tenant, &base, 0, None, &mut progress);
     let fin = Finish {
         identity,

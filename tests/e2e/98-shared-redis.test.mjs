@@ -1,52 +1,43 @@
-// Several gateway instances sharing one state: two `spin up` processes whose
-// KV store is one real Redis (Spin's runtime config, `type = "redis"`), the
-// way instances behind a load balancer run. Both have the same settings and
-// public URL; each request is sent to the instance the test names. What one
-// instance writes (revocations, single-use markers) must hold on the other:
-// a session from one is accepted by the other, a logout through one is
-// refused by the other, a callback used at one cannot be replayed at the
-// other, a rule artifact uploaded through one is used by the other, and a
-// sign-in paused there resumes on the first. The provider is the scripted one, which redeems a code any number of
-// times, so only the gateway's shared marker stands between a replay and a
-// second session; a control pair of instances with their own stores shows
-// that the replay test can fail.
+// Several gateway instances sharing one state: two instances whose KV store
+// is one real Redis (Spin's runtime config, `type = "redis"`, which `spin up`
+// and the project's host both read), the way instances behind a load
+// balancer run. Both have the same settings and public URL; each request is
+// sent to the instance the test names. What one instance writes
+// (revocations, single-use markers) must hold on the other: a session from
+// one is accepted by the other, a logout through one is refused by the other,
+// a callback used at one cannot be replayed at the other, a rule artifact
+// uploaded through one is used by the other, and a sign-in paused there
+// resumes on the first. The provider is the scripted one, which redeems a
+// code any number of times, so only the gateway's shared marker stands
+// between a replay and a second session; a control pair of instances with
+// their own local stores shows that the replay test can fail.
+// tests/e2e/98-load-balancer.test.mjs puts three instances behind nginx.
 //
-// Needs the Spin run (EDGEAUTH_RUNTIME=spin; the host has no Redis store) and
-// Debian's redis-server on PATH (.ci/run installs it); skipped otherwise.
+// Runs under both runtimes; needs Debian's redis-server on PATH (.ci/run
+// installs it), skipped otherwise.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { CookieJar, request, rawRequest } from '../lib/http.mjs';
-import { freePort, onExitSync, startProcess } from '../lib/procs.mjs';
+import { freePort } from '../lib/procs.mjs';
 import { startOrigin, startGateway, sessionKey, assertionKey } from '../lib/stack.mjs';
 import { LOGIN, SESSION, jarWithSession, sessionValue } from '../lib/gateway-flow.mjs';
-import { RUNTIME, onPath } from '../lib/runtime.mjs';
 import { prepareRules } from '../lib/rules.mjs';
+import { redisMissing, startRedis } from '../lib/redis.mjs';
 import { startHostileIdp } from '../security/lib/hostile-idp.mjs';
 import { tokenAnswer, validSignIn, show } from '../security/lib/sec.mjs';
 
-const REDIS = onPath('redis-server');
-const why = RUNTIME !== 'spin'
-  ? 'needs the Spin run (EDGEAUTH_RUNTIME=spin): the host has no Redis key-value store'
-  : !REDIS ? 'needs redis-server on PATH (Debian redis-server; .ci/run installs it)' : null;
+const why = redisMissing;
 const opts = why ? { skip: why } : {};
 
-let redis; let origin; let op; let t; let a; let b; let soloA; let soloB; let redisDir; let forgetDir;
+let redis; let origin; let op; let t; let a; let b; let soloA; let soloB;
 let rules; let ruleA; let ruleB; let runtimeConfig; let common;
 
 before(async () => {
   if (why) return;
-  redisDir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-redis-'));
-  forgetDir = onExitSync(() => fs.rmSync(redisDir, { recursive: true, force: true }));
-  const port = await freePort('127.0.0.1');
-  // In memory only, loopback only.
-  ({ proc: redis } = await startProcess('redis', REDIS, ['--port', String(port), '--bind', '127.0.0.1',
-    '--save', '', '--appendonly', 'no', '--dir', redisDir], { ready: /Ready to accept connections/, timeoutMs: 30000 }));
-  runtimeConfig = `[key_value_store.default]\ntype = "redis"\nurl = "redis://127.0.0.1:${port}"\n`;
+  redis = await startRedis();
+  ({ runtimeConfig } = redis);
   [origin, op] = await Promise.all([startOrigin(), startHostileIdp()]);
   t = op.tenant('shared');
   // One configuration for every instance, as behind a load balancer.
@@ -58,7 +49,7 @@ before(async () => {
     startGateway({ port: aPort, runtimeConfig, ...common }),
     startGateway({ runtimeConfig, ...common }),
   ]);
-  // The control: the same, but each instance with its own (SQLite) store.
+  // The control: the same, but each instance with its own local store.
   const soloPort = await freePort('127.0.0.1');
   const solo = { ...common, vars: { public_url: `http://127.0.0.1:${soloPort}` } };
   [soloA, soloB] = await Promise.all([startGateway({ port: soloPort, ...solo }), startGateway(solo)]);
@@ -67,8 +58,7 @@ before(async () => {
 after(async () => {
   await Promise.all([a, b, soloA, soloB, ruleA, ruleB].map((g) => g?.stop()));
   rules?.cleanup();
-  await Promise.all([origin?.stop(), op?.stop(), redis?.stop()]);
-  if (redisDir) { fs.rmSync(redisDir, { recursive: true, force: true }); forgetDir(); }
+  await Promise.all([origin?.stop(), op?.stop(), redis?.close()]);
 });
 
 const copyOf = (jar) => jarWithSession(sessionValue(jar));
