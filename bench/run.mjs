@@ -6,7 +6,7 @@
 //                      [--long S] [--no-peer] [--out FILE] [--hold] [--kv-keys N]
 //                      [--tenants N] [--runtimes host,spin] [--health]
 //                      [--gateway-wasm NAME=PATH] [--floor-wasm NAME=PATH]
-//                      [--spin-runtime-config FILE]
+//                      [--spin-runtime-config FILE] [--spin-variables env|static]
 
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -22,7 +22,7 @@ const IDP_HOST = '127.0.0.2';
 // ---------------------------------------------------------------- options
 const opts = {
   smoke: false, hold: false, duration: 10, rounds: 3, conns: [1, 32], long: 0, peer: true, out: null, kvKeys: 0, tenants: 0,
-  runtimes: ['host'], health: false, variants: [], floorVariants: [], spinRuntimeConfig: null,
+  runtimes: ['host'], health: false, variants: [], floorVariants: [], spinRuntimeConfig: null, spinVariables: 'env',
   bin: process.env.EDGEAUTH_BENCH_BIN_DIR || path.join(TARGET, 'fast'),
   hostArgs: (process.env.EDGEAUTH_BENCH_HOST_ARGS || '').split(' ').filter(Boolean),
 };
@@ -41,15 +41,17 @@ for (let i = 2; i < process.argv.length; i++) {
   else if (a === '--tenants') opts.tenants = Number(next());
   else if (a === '--runtimes') opts.runtimes = next().split(',').filter(Boolean);
   else if (a === '--health') opts.health = true;
-  else if (a === '--gateway-wasm') {
-    const m = /^([\w.-]+)=(.+)$/.exec(next() ?? '');
-    if (!m) { console.error('--gateway-wasm NAME=PATH'); process.exit(2); }
-    opts.variants.push({ name: m[1], wasm: path.resolve(m[2]) });
-  } else if (a === '--floor-wasm') {
-    const m = /^([\w.-]+)=(.+)$/.exec(next() ?? '');
-    if (!m) { console.error('--floor-wasm NAME=PATH'); process.exit(2); }
-    opts.floorVariants.push({ name: m[1], wasm: path.resolve(m[2]) });
+  else if (a === '--gateway-wasm' || a === '--floor-wasm') {
+    // `+static`: under Spin only, its variables from a static provider (--spin-variables).
+    const m = /^([\w.-]+)=(.+?)(\+static)?$/.exec(next() ?? '');
+    if (!m) { console.error(`${a} NAME=PATH[+static]`); process.exit(2); }
+    (a === '--gateway-wasm' ? opts.variants : opts.floorVariants)
+      .push({ name: m[1], wasm: path.resolve(m[2]), staticVariables: Boolean(m[3]) });
   } else if (a === '--spin-runtime-config') opts.spinRuntimeConfig = path.resolve(next());
+  else if (a === '--spin-variables') {
+    opts.spinVariables = next();
+    if (!['env', 'static'].includes(opts.spinVariables)) { console.error('--spin-variables env|static'); process.exit(2); }
+  }
   else { console.error(`unknown option ${a}`); process.exit(2); }
 }
 if (opts.smoke) Object.assign(opts, { duration: 1, rounds: 1, conns: [1, 4], long: 0 });
@@ -163,7 +165,7 @@ function stateDirWithKeys(n) {
  * SPIN_VARIABLE_*, KV in a fresh state directory (Spin: its SQLite file;
  * `runtimeConfig`: a Spin runtime config file).
  */
-async function startHost(name, { manifest, wasm, port, vars, stateDir: given, runtime = 'host', runtimeConfig = null }) {
+async function startHost(name, { manifest, wasm, port, vars, stateDir: given, runtime = 'host', runtimeConfig = null, staticVars = opts.spinVariables === 'static' }) {
   const stateDir = given ?? fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-bench-'));
   const env = Object.fromEntries(Object.entries(vars).map(([k, v]) => [`SPIN_VARIABLE_${k.toUpperCase()}`, v]));
   if (runtime === 'spin') {
@@ -173,7 +175,16 @@ async function startHost(name, { manifest, wasm, port, vars, stateDir: given, ru
     const file = path.join(stateDir, 'spin.toml');
     fs.writeFileSync(file, text.replace(source, `source = ${JSON.stringify(wasm)}`));
     const args = ['up', '--from', file, '--listen', `127.0.0.1:${port}`, '--state-dir', stateDir];
-    if (runtimeConfig) args.push('--runtime-config-file', runtimeConfig);
+    let rc = runtimeConfig ? fs.readFileSync(runtimeConfig, 'utf8') : null;
+    if (staticVars) {
+      // Every variable of the manifest from a static provider, none from the environment.
+      rc = `${rc ?? ''}\n${staticVariables(text, vars)}`;
+    }
+    if (rc !== null) {
+      const rcFile = path.join(stateDir, 'runtime-config.toml');
+      fs.writeFileSync(rcFile, rc);
+      args.push('--runtime-config-file', rcFile);
+    }
     const p = await service(name, SPIN_BIN, args, { env, ready: /^Serving (http:\/\/\S+)/m });
     return { ...p, url: `http://127.0.0.1:${port}`, runtime };
   }
@@ -196,6 +207,26 @@ function groupCpuUs(pgid) {
     if (Number(fields[2]) === pgid) ticks += Number(fields[11]) + Number(fields[12]);
   }
   return (ticks * 1e6) / TICKS;
+}
+
+/**
+ * A Spin runtime config section that gives every variable of the manifest
+ * (its `[variables]` defaults, overridden by `vars`) from a static provider,
+ * so Spin never asks its environment provider (one blocking lookup per
+ * variable; see bench/README.md).
+ */
+function staticVariables(manifestText, vars) {
+  const section = manifestText.match(/^\[variables\]\n([\s\S]*?)(?=^\[)/m)?.[1] ?? '';
+  const values = {};
+  for (const line of section.split('\n')) {
+    const m = line.match(/^(\w+)\s*=\s*\{(.*)\}\s*$/);
+    if (!m) continue;
+    const d = m[2].match(/default\s*=\s*"((?:[^"\\]|\\.)*)"/);
+    if (d) values[m[1]] = JSON.parse(`"${d[1]}"`);
+  }
+  Object.assign(values, vars);
+  const entries = Object.entries(values).map(([k, v]) => `${k} = ${JSON.stringify(v)}`);
+  return `[[variables_provider]]\ntype = "static"\nvalues = { ${entries.join(', ')} }\n`;
 }
 
 /** Resident memory of a process group (`spin up` serves from a child process). */
@@ -273,8 +304,9 @@ async function main() {
   const rts = {};
   for (const rt of opts.runtimes) {
     rts[rt] = { floorPort: await freePort(), gwPort: await freePort(), variants: [], floors: [] };
-    for (const v of opts.variants) rts[rt].variants.push({ ...v, port: await freePort() });
-    for (const v of opts.floorVariants) rts[rt].floors.push({ ...v, port: await freePort() });
+    // A `+static` build is a Spin-only variant (the host has no variable providers).
+    for (const v of opts.variants) if (rt === 'spin' || !v.staticVariables) rts[rt].variants.push({ ...v, port: await freePort() });
+    for (const v of opts.floorVariants) if (rt === 'spin' || !v.staticVariables) rts[rt].floors.push({ ...v, port: await freePort() });
   }
   const [peerPort, kvPort, t1Port, tnPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const urlOf = (port) => `http://127.0.0.1:${port}`;
@@ -310,12 +342,13 @@ async function main() {
     for (const v of r.floors) {
       v.proc = await startHost(`floor-${v.name}-${rt}`, {
         manifest: path.join(ROOT, 'bench', 'passthrough', 'spin.toml'), wasm: v.wasm, port: v.port,
-        vars: { origin_url: originUrl }, runtime: rt,
+        vars: { origin_url: originUrl }, runtime: rt, ...(v.staticVariables ? { staticVars: true } : {}),
       });
     }
     for (const v of r.variants) {
       v.proc = await startHost(`gateway-${v.name}-${rt}`, {
         manifest, wasm: v.wasm, port: v.port, vars: gatewayVars(urlOf(v.port)), runtime: rt, runtimeConfig: spinRc(rt),
+        ...(v.staticVariables ? { staticVars: true } : {}),
       });
     }
   }
@@ -492,7 +525,7 @@ async function main() {
   lines.push('');
   const runtimeLine = opts.runtimes.map((rt) => (rt === 'host'
     ? `host \`${path.basename(path.dirname(FILES.host))}/${path.basename(FILES.host)}${opts.hostArgs.length ? ` ${opts.hostArgs.join(' ')}` : ''}\``
-    : `\`${spinVersion()}\`${opts.spinRuntimeConfig ? ` (gateway runtime config \`${path.relative(ROOT, opts.spinRuntimeConfig)}\`)` : ''}`)).join(', ');
+    : `\`${spinVersion()}\`${opts.spinRuntimeConfig ? ` (gateway runtime config \`${path.relative(ROOT, opts.spinRuntimeConfig)}\`)` : ''}, variables from ${opts.spinVariables === 'static' ? 'a static provider in the runtime config' : 'the environment (SPIN_VARIABLE_*)'}`)).join(', ');
   lines.push(`${opts.smoke ? '**Smoke run** (numbers meaningless): ' : ''}${opts.rounds} interleaved rounds × ${opts.duration} s per target and connection count, \`${wrkVersion()}\` with 1 thread, \`GET ${PATH}\` → 1 KiB from the native origin; median (min–max). Runtime${opts.runtimes.length > 1 ? 's' : ''}: ${runtimeLine}. Load average (1, 5, 15 min) after warm-up and after each round: ${loads.join(' / ')}.`);
   lines.push('');
   lines.push('| target | conns | req/s | p50 ms | p99 ms | CPU µs/req |');
@@ -517,9 +550,9 @@ async function main() {
       lines.push(`| gateway/floor throughput${t} | ${c} | ${cell(stat(perRound(g, fl, (x, y) => (100 * x.rps) / y.rps)), pct)} | ≥ 70 % |`);
       lines.push(`| gateway − floor, p50${t} | ${c} | ${cell(stat(perRound(g, fl, (x, y) => x.p50 - y.p50)), msd)} | ≤ 0.25 ms |`);
       lines.push(`| gateway − floor, p99${t} | ${c} | ${cell(stat(perRound(g, fl, (x, y) => x.p99 - y.p99)), msd)} | ≤ 1 ms |`);
-      for (const v of opts.variants) {
+      for (const v of rts[rt].variants) {
         // Against the floor build of the same name if there is one (a before/after pair).
-        const own = opts.floorVariants.some((x) => x.name === v.name);
+        const own = rts[rt].floors.some((x) => x.name === v.name);
         const vf = own ? `floor-${v.name}@${rt}/${c}` : fl;
         const fname = own ? `floor \`${v.name}\`` : 'floor';
         lines.push(`| \`${v.name}\`/${fname} throughput${t} | ${c} | ${cell(stat(perRound(`${v.name}@${rt}/${c}`, vf, (x, y) => (100 * x.rps) / y.rps)), pct)} | ≥ 70 % |`);
