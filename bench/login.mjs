@@ -3,7 +3,7 @@
 // of the component side by side (e.g. before and after profiles and login
 // events), and what an authenticated request writes to KV afterwards.
 //
-//   node bench/login.mjs --gateway before=/path/a.wasm --gateway now=/path/b.wasm[+hooks|+idle-hooks] [--logins 30] [--requests 200]
+//   node bench/login.mjs --gateway before=/path/a.wasm --gateway now=/path/b.wasm[+hooks|+idle-hooks][@host|@spin] [--logins 30] [--requests 200]
 //
 // One dev IdP (node-oidc-provider) and one origin serve every gateway; each
 // gateway has its own KV state. Logins interleave the gateways (user i on
@@ -27,7 +27,8 @@
 // record per write, key_value.rs; reads leave no trace), so a hot path that
 // wrote a profile or an event would show here.
 //
-// Runtime: EDGEAUTH_RUNTIME=host (the default; the host binary from
+// Runtime: per gateway with `@host` / `@spin` (side by side in one run),
+// else EDGEAUTH_RUNTIME: host (the default; the host binary from
 // EDGEAUTH_HOST_BIN or the target dir's debug build) or spin (SPIN_BIN or
 // `spin` on PATH; KV is then Spin's SQLite file, whose size moves by pages).
 
@@ -40,6 +41,7 @@ import { freePort } from '../tests/lib/procs.mjs';
 import { startGateway, startIdp, startOrigin } from '../tests/lib/stack.mjs';
 import { CookieJar, request } from '../tests/lib/http.mjs';
 import { walkIdp } from '../tests/lib/idp-flow.mjs';
+import { RUNTIME } from '../tests/lib/runtime.mjs';
 
 function parseArgs(argv) {
   const o = { gateways: [], logins: 30, requests: 200 };
@@ -50,10 +52,10 @@ function parseArgs(argv) {
       return argv[++i];
     };
     if (a === '--gateway') {
-      const m = /^([\w.-]+)=(.+?)(?:\+(hooks|idle-hooks))?$/.exec(next());
-      if (!m) throw new Error('--gateway NAME=WASM[+hooks|+idle-hooks]');
+      const m = /^([\w.-]+)=(.+?)(?:\+(hooks|idle-hooks))?(?:@(host|spin))?$/.exec(next());
+      if (!m) throw new Error('--gateway NAME=WASM[+hooks|+idle-hooks][@host|@spin]');
       if (!fs.existsSync(m[2])) throw new Error(`--gateway ${m[1]}: no file ${m[2]}`);
-      o.gateways.push({ name: m[1], wasm: path.resolve(m[2]), hooks: m[3] ?? null });
+      o.gateways.push({ name: m[1], wasm: path.resolve(m[2]), hooks: m[3] ?? null, runtime: m[4] ?? RUNTIME });
     } else if (a === '--logins') o.logins = Number(next());
     else if (a === '--requests') o.requests = Number(next());
     else throw new Error(`unknown argument ${a}`);
@@ -151,6 +153,8 @@ async function main() {
         : {};
       const gw = await startGateway({
         port: ports[i], originUrl: origin.url, issuer: idp.issuer, allowedEmailDomains: 'example.com', vars, component: g.wasm,
+        // As deployed: no backtraces captured on errors (the test harness turns them on).
+        runtime: g.runtime, env: { RUST_BACKTRACE: '0' },
       });
       running.push(gw);
       Object.assign(g, { url: gw.url, stateDir: gw.stateDir, pid: gw.proc.pid });

@@ -4,7 +4,9 @@
 //
 //   node bench/run.mjs [--smoke] [--duration S] [--rounds N] [--conns 1,32]
 //                      [--long S] [--no-peer] [--out FILE] [--hold] [--kv-keys N]
-//                      [--tenants N]
+//                      [--tenants N] [--runtimes host,spin] [--health]
+//                      [--gateway-wasm NAME=PATH] [--floor-wasm NAME=PATH]
+//                      [--spin-runtime-config FILE] [--spin-variables env|static]
 
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -20,6 +22,7 @@ const IDP_HOST = '127.0.0.2';
 // ---------------------------------------------------------------- options
 const opts = {
   smoke: false, hold: false, duration: 10, rounds: 3, conns: [1, 32], long: 0, peer: true, out: null, kvKeys: 0, tenants: 0,
+  runtimes: ['host'], health: false, variants: [], floorVariants: [], spinRuntimeConfig: null, spinVariables: 'env',
   bin: process.env.EDGEAUTH_BENCH_BIN_DIR || path.join(TARGET, 'fast'),
   hostArgs: (process.env.EDGEAUTH_BENCH_HOST_ARGS || '').split(' ').filter(Boolean),
 };
@@ -36,9 +39,28 @@ for (let i = 2; i < process.argv.length; i++) {
   else if (a === '--out') opts.out = next();
   else if (a === '--kv-keys') opts.kvKeys = Number(next());
   else if (a === '--tenants') opts.tenants = Number(next());
+  else if (a === '--runtimes') opts.runtimes = next().split(',').filter(Boolean);
+  else if (a === '--health') opts.health = true;
+  else if (a === '--gateway-wasm' || a === '--floor-wasm') {
+    // `+static`: under Spin only, its variables from a static provider (--spin-variables).
+    const m = /^([\w.-]+)=(.+?)(\+static)?$/.exec(next() ?? '');
+    if (!m) { console.error(`${a} NAME=PATH[+static]`); process.exit(2); }
+    (a === '--gateway-wasm' ? opts.variants : opts.floorVariants)
+      .push({ name: m[1], wasm: path.resolve(m[2]), staticVariables: Boolean(m[3]) });
+  } else if (a === '--spin-runtime-config') opts.spinRuntimeConfig = path.resolve(next());
+  else if (a === '--spin-variables') {
+    opts.spinVariables = next();
+    if (!['env', 'static'].includes(opts.spinVariables)) { console.error('--spin-variables env|static'); process.exit(2); }
+  }
   else { console.error(`unknown option ${a}`); process.exit(2); }
 }
 if (opts.smoke) Object.assign(opts, { duration: 1, rounds: 1, conns: [1, 4], long: 0 });
+for (const rt of opts.runtimes) {
+  if (!['host', 'spin'].includes(rt)) { console.error(`--runtimes: ${rt} is not host or spin`); process.exit(2); }
+}
+if ((opts.kvKeys > 0 || opts.tenants > 0) && !opts.runtimes.includes('host')) {
+  console.error('--kv-keys and --tenants need the host runtime (they prepare its KV files)'); process.exit(2);
+}
 const PEER_DIR = path.join(ROOT, 'bench', 'peer');
 if (opts.peer && !fs.existsSync(path.join(PEER_DIR, 'node_modules', 'express-openid-connect'))) {
   if (!opts.smoke) throw new Error('bench/peer/node_modules missing: run `npm ci --prefix bench/peer` (scripts/bench does)');
@@ -54,13 +76,22 @@ const FILES = {
   core: path.join(opts.bin, 'bench-core'),
 };
 for (const [k, f] of Object.entries(FILES)) {
+  if (k === 'host' && !opts.runtimes.includes('host')) continue;
   if (!fs.existsSync(f)) throw new Error(`bench: missing ${k} build output ${f}; run scripts/bench`);
+}
+for (const v of [...opts.variants, ...opts.floorVariants]) {
+  if (!fs.existsSync(v.wasm)) throw new Error(`bench: --gateway-wasm/--floor-wasm ${v.name}: no file ${v.wasm}`);
 }
 
 // The harness's IdP walker and cookie jar; loaded after the env is settled.
 const { freePort } = await import('../tests/lib/procs.mjs');
 const { CookieJar, request } = await import('../tests/lib/http.mjs');
 const { walkIdp } = await import('../tests/lib/idp-flow.mjs');
+const { findSpin } = await import('../tests/lib/runtime.mjs');
+const SPIN_BIN = opts.runtimes.includes('spin') ? findSpin() : null;
+if (opts.runtimes.includes('spin') && !SPIN_BIN) {
+  throw new Error('bench: --runtimes spin needs the Spin CLI on PATH (or SPIN_BIN)');
+}
 
 // ---------------------------------------------------------------- processes
 fs.mkdirSync(WORK, { recursive: true });
@@ -127,17 +158,97 @@ function stateDirWithKeys(n) {
   return stateDir;
 }
 
-async function startHost(name, { manifest, wasm, port, vars, stateDir: given }) {
+/**
+ * `manifest` served by `runtime`: the edgeauth host, or `spin up` with a copy
+ * of the manifest whose (only) component `source` is `wasm`'s absolute path
+ * (Spin takes it relative to the manifest). Variables through
+ * SPIN_VARIABLE_*, KV in a fresh state directory (Spin: its SQLite file;
+ * `runtimeConfig`: a Spin runtime config file).
+ */
+async function startHost(name, { manifest, wasm, port, vars, stateDir: given, runtime = 'host', runtimeConfig = null, staticVars = opts.spinVariables === 'static' }) {
   const stateDir = given ?? fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-bench-'));
   const env = Object.fromEntries(Object.entries(vars).map(([k, v]) => [`SPIN_VARIABLE_${k.toUpperCase()}`, v]));
+  if (runtime === 'spin') {
+    const text = fs.readFileSync(manifest, 'utf8');
+    const source = /^source\s*=\s*"[^"\n]*"\s*$/m;
+    if (!source.test(text)) throw new Error(`${manifest}: no component source to point at ${wasm}`);
+    const file = path.join(stateDir, 'spin.toml');
+    fs.writeFileSync(file, text.replace(source, `source = ${JSON.stringify(wasm)}`));
+    const args = ['up', '--from', file, '--listen', `127.0.0.1:${port}`, '--state-dir', stateDir];
+    let rc = runtimeConfig ? fs.readFileSync(runtimeConfig, 'utf8') : null;
+    if (staticVars) {
+      // Every variable of the manifest from a static provider, none from the environment.
+      rc = `${rc ?? ''}\n${staticVariables(text, vars)}`;
+    }
+    if (rc !== null) {
+      const rcFile = path.join(stateDir, 'runtime-config.toml');
+      fs.writeFileSync(rcFile, rc);
+      args.push('--runtime-config-file', rcFile);
+    }
+    const p = await service(name, SPIN_BIN, args, { env, ready: /^Serving (http:\/\/\S+)/m });
+    return { ...p, url: `http://127.0.0.1:${port}`, runtime };
+  }
   const p = await service(name, FILES.host, [
     'up', '--manifest', manifest, '--listen', `127.0.0.1:${port}`, '--component', wasm, '--state-dir', stateDir,
     ...opts.hostArgs,
   ], { env, ready: /edgeauth host listening on (http:\/\/\S+)/ });
-  return { ...p, url: `http://127.0.0.1:${port}` };
+  return { ...p, url: `http://127.0.0.1:${port}`, runtime };
 }
 
+const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+/** CPU time (user + system, µs) used so far by the processes of group `pgid`. */
+function groupCpuUs(pgid) {
+  let ticks = 0;
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    let stat;
+    try { stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8'); } catch { continue; }
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(fields[2]) === pgid) ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return (ticks * 1e6) / TICKS;
+}
+
+/**
+ * A Spin runtime config section that gives every variable of the manifest
+ * (its `[variables]` defaults, overridden by `vars`) from a static provider,
+ * so Spin never asks its environment provider (one blocking lookup per
+ * variable; see bench/README.md).
+ */
+function staticVariables(manifestText, vars) {
+  const section = manifestText.match(/^\[variables\]\n([\s\S]*?)(?=^\[)/m)?.[1] ?? '';
+  const values = {};
+  for (const line of section.split('\n')) {
+    const m = line.match(/^(\w+)\s*=\s*\{(.*)\}\s*$/);
+    if (!m) continue;
+    const d = m[2].match(/default\s*=\s*"((?:[^"\\]|\\.)*)"/);
+    if (d) values[m[1]] = JSON.parse(`"${d[1]}"`);
+  }
+  Object.assign(values, vars);
+  const entries = Object.entries(values).map(([k, v]) => `${k} = ${JSON.stringify(v)}`);
+  return `[[variables_provider]]\ntype = "static"\nvalues = { ${entries.join(', ')} }\n`;
+}
+
+/** Resident memory of a process group (`spin up` serves from a child process). */
+function groupRssKiB(pgid) {
+  let rss = 0; let hwm = 0;
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    let stat;
+    try { stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8'); } catch { continue; }
+    if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]) !== pgid) continue;
+    try { const r = rssKiB(Number(d)); rss += r.rss || 0; hwm += r.hwm || 0; } catch { /* exited */ }
+  }
+  return { rss, hwm };
+}
+
+const loadavg = () => os.loadavg().map((x) => x.toFixed(2)).join(' ');
+
 // ---------------------------------------------------------------- load
+function spinVersion() {
+  try { return execFileSync(SPIN_BIN, ['--version'], { encoding: 'utf8' }).trim(); } catch { return 'spin'; }
+}
+
 function wrkVersion() {
   let out = '';
   try { out = execFileSync('wrk', ['-v'], { encoding: 'utf8', stdio: 'pipe' }); } catch (e) { out = String(e.stdout || ''); }
@@ -189,24 +300,28 @@ async function main() {
 
   const origin = await service('origin', FILES.origin, ['127.0.0.1:0'], { ready: /bench origin listening on (http:\/\/\S+)/ });
   const originUrl = origin.match[1];
-  const [gwPort, floorPort, peerPort, kvPort, t1Port, tnPort] = [
-    await freePort(), await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
-  const gwUrl = `http://127.0.0.1:${gwPort}`;
-  const peerUrl = `http://127.0.0.1:${peerPort}`;
-  const kvUrl = `http://127.0.0.1:${kvPort}`;
-  const t1Url = `http://127.0.0.1:${t1Port}`;
-  const tnUrl = `http://127.0.0.1:${tnPort}`;
+  // Per runtime: the floor, the gateway and any --gateway-wasm builds.
+  const rts = {};
+  for (const rt of opts.runtimes) {
+    rts[rt] = { floorPort: await freePort(), gwPort: await freePort(), variants: [], floors: [] };
+    // A `+static` build is a Spin-only variant (the host has no variable providers).
+    for (const v of opts.variants) if (rt === 'spin' || !v.staticVariables) rts[rt].variants.push({ ...v, port: await freePort() });
+    for (const v of opts.floorVariants) if (rt === 'spin' || !v.staticVariables) rts[rt].floors.push({ ...v, port: await freePort() });
+  }
+  const [peerPort, kvPort, t1Port, tnPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const urlOf = (port) => `http://127.0.0.1:${port}`;
+  const peerUrl = urlOf(peerPort);
+  const kvUrl = urlOf(kvPort);
+  const t1Url = urlOf(t1Port);
+  const tnUrl = urlOf(tnPort);
+  const gatewayUrls = Object.values(rts).flatMap((r) => [r.gwPort, ...r.variants.map((v) => v.port)]).map(urlOf);
   const idpPort = await freePort(IDP_HOST);
   const idp = await service('idp', process.execPath, [path.join(ROOT, 'tests/idp/idp.mjs')], {
-    env: { IDP_HOST, IDP_PORT: String(idpPort), GATEWAY_URL: [gwUrl, peerUrl, kvUrl, t1Url, tnUrl].join(',') },
+    env: { IDP_HOST, IDP_PORT: String(idpPort), GATEWAY_URL: [...gatewayUrls, peerUrl, kvUrl, t1Url, tnUrl].join(',') },
     ready: /idp listening on (http:\/\/\S+)/,
   });
   const issuer = idp.match[1];
 
-  const floor = await startHost('floor', {
-    manifest: path.join(ROOT, 'bench', 'passthrough', 'spin.toml'), wasm: FILES.floorWasm, port: floorPort,
-    vars: { origin_url: originUrl },
-  });
   const gatewayVars = (url) => ({
     public_url: url, origin_url: originUrl, oidc_issuer: issuer,
     oidc_client_id: 'edgeauth', oidc_client_secret: 'edgeauth-dev-secret',
@@ -214,12 +329,34 @@ async function main() {
     assertion_keys: `a1:ed25519:${b64url(32)}`,
     allowed_email_domains: 'example.com',
   });
-  const gateway = await startHost('gateway', {
-    manifest: path.join(ROOT, 'spin.toml'), wasm: FILES.gatewayWasm, port: gwPort, vars: gatewayVars(gwUrl),
-  });
+  const manifest = path.join(ROOT, 'spin.toml');
+  const spinRc = (runtime) => (runtime === 'spin' ? opts.spinRuntimeConfig : null);
+  for (const [rt, r] of Object.entries(rts)) {
+    r.floor = await startHost(`floor-${rt}`, {
+      manifest: path.join(ROOT, 'bench', 'passthrough', 'spin.toml'), wasm: FILES.floorWasm, port: r.floorPort,
+      vars: { origin_url: originUrl }, runtime: rt,
+    });
+    r.gateway = await startHost(`gateway-${rt}`, {
+      manifest, wasm: FILES.gatewayWasm, port: r.gwPort, vars: gatewayVars(urlOf(r.gwPort)), runtime: rt, runtimeConfig: spinRc(rt),
+    });
+    for (const v of r.floors) {
+      v.proc = await startHost(`floor-${v.name}-${rt}`, {
+        manifest: path.join(ROOT, 'bench', 'passthrough', 'spin.toml'), wasm: v.wasm, port: v.port,
+        vars: { origin_url: originUrl }, runtime: rt, ...(v.staticVariables ? { staticVars: true } : {}),
+      });
+    }
+    for (const v of r.variants) {
+      v.proc = await startHost(`gateway-${v.name}-${rt}`, {
+        manifest, wasm: v.wasm, port: v.port, vars: gatewayVars(urlOf(v.port)), runtime: rt, runtimeConfig: spinRc(rt),
+        ...(v.staticVariables ? { staticVars: true } : {}),
+      });
+    }
+  }
+  // The gateway whose memory is reported (and the long run's): the first runtime's.
+  const gateway = rts[opts.runtimes[0]].gateway;
   // --kv-keys: the same gateway over a store already holding that many keys.
   const gatewayKv = opts.kvKeys > 0 ? await startHost('gateway-kv', {
-    manifest: path.join(ROOT, 'spin.toml'), wasm: FILES.gatewayWasm, port: kvPort, vars: gatewayVars(kvUrl),
+    manifest, wasm: FILES.gatewayWasm, port: kvPort, vars: gatewayVars(kvUrl),
     stateDir: stateDirWithKeys(opts.kvKeys),
   }) : null;
 
@@ -265,7 +402,11 @@ async function main() {
     if (cb.status !== 302 || !/edgeauth_session=/.test(cookie)) throw new Error(`${name} login failed: ${cb.status} ${cb.body.slice(0, 300)}`);
     return cookie;
   }
-  const gwCookie = await gatewaySession(gwUrl, 'gateway');
+  for (const [rt, r] of Object.entries(rts)) {
+    r.cookie = await gatewaySession(r.gateway.url, `gateway-${rt}`);
+    for (const v of r.variants) v.cookie = await gatewaySession(v.proc.url, `gateway-${v.name}-${rt}`);
+  }
+  const gwCookie = rts[opts.runtimes[0]].cookie;
   const kvCookie = gatewayKv ? await gatewaySession(kvUrl, 'gateway-kv') : null;
   const t1Cookie = tenants1 ? await gatewaySession(t1Url, 'gateway-t1') : null;
   const tnCookie = tenantsN ? await gatewaySession(tnUrl, 'gateway-tN') : null;
@@ -289,72 +430,92 @@ async function main() {
     if (cb.status !== 302 || !/appSession/.test(peerCookie)) throw new Error(`peer login failed: ${cb.status} ${cb.body.slice(0, 300)}`);
   }
 
+  // Keys are `<what>@<runtime>` for what runs under each runtime.
+  const several = opts.runtimes.length > 1;
+  const tag = (rt) => (several ? ` [${rt}]` : '');
   const targets = [
-    { key: 'origin', label: '(c) origin direct', url: originUrl, proxied: false },
-    { key: 'floor', label: '(a) floor: pass-through component', url: floor.url, proxied: true, pid: floor.pid },
-    { key: 'gateway', label: '(b) edgeauth gateway', url: gateway.url, cookie: gwCookie, proxied: true, pid: gateway.pid },
-    ...(gatewayKv ? [{ key: 'gatewaykv', label: `(b') edgeauth gateway, ${fi(opts.kvKeys)} keys in KV`, url: gatewayKv.url, cookie: kvCookie, proxied: true, pid: gatewayKv.pid }] : []),
+    { key: 'origin', label: '(c) origin direct', url: originUrl, proxied: false, pid: origin.pid },
+    ...Object.entries(rts).flatMap(([rt, r]) => [
+      { key: `floor@${rt}`, label: `(a) floor: pass-through component${tag(rt)}`, url: r.floor.url, proxied: true, pid: r.floor.pid },
+      { key: `gateway@${rt}`, label: `(b) edgeauth gateway${tag(rt)}`, url: r.gateway.url, cookie: r.cookie, proxied: true, pid: r.gateway.pid },
+      ...r.floors.map((v) => ({ key: `floor-${v.name}@${rt}`, label: `(a) floor build \`${v.name}\`${tag(rt)}`, url: v.proc.url, proxied: true, pid: v.proc.pid })),
+      ...r.variants.map((v) => ({ key: `${v.name}@${rt}`, label: `(b) gateway build \`${v.name}\`${tag(rt)}`, url: v.proc.url, cookie: v.cookie, proxied: true, pid: v.proc.pid })),
+      // --health: the gateway's fixed cost alone: instantiation and settings, no KV, no outbound call.
+      ...(opts.health ? [{ key: `health@${rt}`, label: `(h) gateway \`/.edgeauth/health\`${tag(rt)}`, url: r.gateway.url, path: '/.edgeauth/health', proxied: false, pid: r.gateway.pid }] : []),
+    ]),
+    ...(gatewayKv ? [{ key: 'gatewaykv@host', label: `(b') edgeauth gateway, ${fi(opts.kvKeys)} keys in KV`, url: gatewayKv.url, cookie: kvCookie, proxied: true, pid: gatewayKv.pid }] : []),
     ...(tenants1 ? [
-      { key: 'tenants1', label: '(t1) gateway, its tenant stored in KV, 1 tenant', url: tenants1.url, cookie: t1Cookie, proxied: true, pid: tenants1.pid },
-      { key: 'tenantsN', label: `(tN) gateway, its tenant stored in KV, ${fi(opts.tenants)} tenants`, url: tenantsN.url, cookie: tnCookie, proxied: true, pid: tenantsN.pid },
+      { key: 'tenants1@host', label: '(t1) gateway, its tenant stored in KV, 1 tenant', url: tenants1.url, cookie: t1Cookie, proxied: true, pid: tenants1.pid },
+      { key: 'tenantsN@host', label: `(tN) gateway, its tenant stored in KV, ${fi(opts.tenants)} tenants`, url: tenantsN.url, cookie: tnCookie, proxied: true, pid: tenantsN.pid },
     ] : []),
-    ...(peer ? [{ key: 'peer', label: '(d) peer: express-openid-connect + proxy', url: peer.url, cookie: peerCookie, proxied: true }] : []),
+    ...(peer ? [{ key: 'peer', label: '(d) peer: express-openid-connect + proxy', url: peer.url, cookie: peerCookie, proxied: true, pid: peer.pid }] : []),
   ];
   const PATH = '/app/page?x=1';
 
   // Every target must really serve the origin's 1 KiB with these cookies.
   for (const t of targets) {
-    const r = await request(t.url + PATH, { headers: t.cookie ? { cookie: t.cookie } : {}, accept: '*/*' });
-    if (r.status !== 200 || r.body.length !== 1024) throw new Error(`${t.key}: expected 200 + 1 KiB, got ${r.status} (${r.body.length} bytes): ${r.body.slice(0, 200)}`);
+    const r = await request(t.url + (t.path ?? PATH), { headers: t.cookie ? { cookie: t.cookie } : {}, accept: '*/*' });
+    if (t.path) {
+      if (r.status !== 200) throw new Error(`${t.key}: expected 200, got ${r.status}: ${r.body.slice(0, 200)}`);
+    } else if (r.status !== 200 || r.body.length !== 1024) {
+      throw new Error(`${t.key}: expected 200 + 1 KiB, got ${r.status} (${r.body.length} bytes): ${r.body.slice(0, 200)}`);
+    }
   }
   if (opts.hold) {
     // For profiling: everything stays up, signed in, until Ctrl-C.
     for (const t of targets) {
-      console.log(`${t.key}\t${t.url}${PATH}\tpid ${t.pid ?? '-'}\t${t.cookie ? `Cookie: ${t.cookie}` : ''}`);
+      console.log(`${t.key}\t${t.url}${t.path ?? PATH}\tpid ${t.pid ?? '-'}\t${t.cookie ? `Cookie: ${t.cookie}` : ''}`);
     }
     console.error('bench: holding; Ctrl-C to stop');
     await new Promise(() => {});
   }
   // Warm up (JIT, caches, connection pools), then measure.
-  for (const t of targets) wrk(t.url + PATH, Math.max(...opts.conns), opts.smoke ? 1 : 3, t.cookie);
-  const rssBefore = rssKiB(gateway.pid);
+  for (const t of targets) wrk(t.url + (t.path ?? PATH), Math.max(...opts.conns), opts.smoke ? 1 : 3, t.cookie);
+  const rssBefore = groupRssKiB(gateway.pid);
+  const loads = [loadavg()];
 
   const results = {};
   for (let round = 0; round < opts.rounds; round++) {
     for (const c of opts.conns) {
       for (const t of targets) {
         const before = t.proxied ? await originCount(originUrl) : 0;
-        const r = wrk(t.url + PATH, c, opts.duration, t.cookie);
+        const cpu0 = t.pid ? groupCpuUs(t.pid) : NaN;
+        const r = wrk(t.url + (t.path ?? PATH), c, opts.duration, t.cookie);
+        // The server's CPU per request (its process group; the origin's not included).
+        r.cpu = t.pid ? (groupCpuUs(t.pid) - cpu0) / r.requests : NaN;
         if (t.proxied) {
           const reached = (await originCount(originUrl)) - before;
           if (reached < r.requests) r.errors += r.requests - reached;
         }
         if (r.errors) throw new Error(`${t.key} at ${c} connection(s): ${r.errors} failed requests\n${r.raw}`);
         (results[`${t.key}/${c}`] ??= []).push(r);
-        console.error(`bench: round ${round + 1} c=${c} ${t.key.padEnd(7)} ${fi(r.rps).padStart(7)} req/s  p50 ${f(r.p50, 3)} ms  p99 ${f(r.p99, 3)} ms`);
+        console.error(`bench: round ${round + 1} c=${c} ${t.key.padEnd(12)} ${fi(r.rps).padStart(7)} req/s  p50 ${f(r.p50, 3)} ms  p99 ${f(r.p99, 3)} ms`);
       }
     }
+    loads.push(loadavg());
+    console.error(`bench: load average after round ${round + 1}: ${loads.at(-1)}`);
   }
-  const rssAfter = rssKiB(gateway.pid);
+  const rssAfter = groupRssKiB(gateway.pid);
 
   let long = null;
   if (opts.long > 0) {
     console.error(`bench: long run, ${opts.long} s at 32 connections against the gateway`);
     const samples = [];
-    const timer = setInterval(() => samples.push(rssKiB(gateway.pid).rss), Math.max(1000, opts.long * 100));
-    const beforeLong = rssKiB(gateway.pid);
+    const timer = setInterval(() => samples.push(groupRssKiB(gateway.pid).rss), Math.max(1000, opts.long * 100));
+    const beforeLong = groupRssKiB(gateway.pid);
     const child = spawn('wrk', ['-t1', '-c32', `-d${opts.long}s`, '--latency', '--timeout', '5s', '-H', `Cookie: ${gwCookie}`, gateway.url + PATH], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
     await new Promise((r) => child.on('exit', r));
     clearInterval(timer);
-    const afterLong = rssKiB(gateway.pid);
+    const afterLong = groupRssKiB(gateway.pid);
     const rps = Number(out.match(/Requests\/sec:\s+([\d.]+)/)?.[1]);
     const non2xx = Number(out.match(/Non-2xx or 3xx responses: (\d+)/)?.[1] ?? 0);
     long = { seconds: opts.long, before: beforeLong, after: afterLong, samples, rps, non2xx };
   }
 
-  for (const p of [peer, gateway, gatewayKv, tenants1, tenantsN, floor, idp, origin]) p?.stop();
+  const started_ = Object.values(rts).flatMap((r) => [r.gateway, r.floor, ...r.variants.map((v) => v.proc), ...r.floors.map((v) => v.proc)]);
+  for (const p of [peer, ...started_, gatewayKv, tenants1, tenantsN, idp, origin]) p?.stop();
 
   // ---------------------------------------------------------------- report
   const cpu = os.cpus();
@@ -362,35 +523,60 @@ async function main() {
   const date = started.toISOString().slice(0, 10);
   lines.push(`### ${date}: ${cpu.length} cores (${cpu[0]?.model?.trim() ?? 'unknown CPU'}), ${os.type()} ${os.release()}`);
   lines.push('');
-  lines.push(`${opts.smoke ? '**Smoke run** (numbers meaningless): ' : ''}${opts.rounds} interleaved rounds × ${opts.duration} s per target and connection count, \`${wrkVersion()}\` with 1 thread, \`GET ${PATH}\` → 1 KiB from the native origin; median (min–max). Host \`${path.basename(path.dirname(FILES.host))}/${path.basename(FILES.host)}${opts.hostArgs.length ? ` ${opts.hostArgs.join(' ')}` : ''}\`.`);
+  const runtimeLine = opts.runtimes.map((rt) => (rt === 'host'
+    ? `host \`${path.basename(path.dirname(FILES.host))}/${path.basename(FILES.host)}${opts.hostArgs.length ? ` ${opts.hostArgs.join(' ')}` : ''}\``
+    : `\`${spinVersion()}\`${opts.spinRuntimeConfig ? ` (gateway runtime config \`${path.relative(ROOT, opts.spinRuntimeConfig)}\`)` : ''}, variables from ${opts.spinVariables === 'static' ? 'a static provider in the runtime config' : 'the environment (SPIN_VARIABLE_*)'}`)).join(', ');
+  lines.push(`${opts.smoke ? '**Smoke run** (numbers meaningless): ' : ''}${opts.rounds} interleaved rounds × ${opts.duration} s per target and connection count, \`${wrkVersion()}\` with 1 thread, \`GET ${PATH}\` → 1 KiB from the native origin; median (min–max). Runtime${opts.runtimes.length > 1 ? 's' : ''}: ${runtimeLine}. Load average (1, 5, 15 min) after warm-up and after each round: ${loads.join(' / ')}.`);
   lines.push('');
-  lines.push('| target | conns | req/s | p50 ms | p99 ms |');
-  lines.push('|---|---:|---:|---:|---:|');
+  lines.push('| target | conns | req/s | p50 ms | p99 ms | CPU µs/req |');
+  lines.push('|---|---:|---:|---:|---:|---:|');
   for (const c of opts.conns) {
     for (const t of targets) {
       const rs = results[`${t.key}/${c}`];
-      lines.push(`| ${t.label} | ${c} | ${cell(stat(rs.map((r) => r.rps)), fi)} | ${cell(stat(rs.map((r) => r.p50)), (x) => f(x, 3))} | ${cell(stat(rs.map((r) => r.p99)), (x) => f(x, 3))} |`);
+      lines.push(`| ${t.label} | ${c} | ${cell(stat(rs.map((r) => r.rps)), fi)} | ${cell(stat(rs.map((r) => r.p50)), (x) => f(x, 3))} | ${cell(stat(rs.map((r) => r.p99)), (x) => f(x, 3))} | ${t.pid ? fi(median(rs.map((r) => r.cpu))) : ''} |`);
     }
   }
   lines.push('');
   lines.push('| ratio (per round, median (min–max)) | conns | value | target |');
   lines.push('|---|---:|---:|---|');
   const perRound = (a, b, fn) => results[a].map((r, i) => fn(r, results[b][i]));
+  const pct = (x) => `${f(x, 0)} %`;
+  const msd = (x) => `${f(x, 3)} ms`;
   for (const c of opts.conns) {
-    const g = `gateway/${c}`;
-    lines.push(`| gateway/floor throughput | ${c} | ${cell(stat(perRound(g, `floor/${c}`, (x, y) => (100 * x.rps) / y.rps)), (x) => `${f(x, 0)} %`)} | ≥ 70 % |`);
-    lines.push(`| gateway − floor, p50 | ${c} | ${cell(stat(perRound(g, `floor/${c}`, (x, y) => x.p50 - y.p50)), (x) => `${f(x, 3)} ms`)} | ≤ 0.25 ms |`);
-    lines.push(`| gateway − floor, p99 | ${c} | ${cell(stat(perRound(g, `floor/${c}`, (x, y) => x.p99 - y.p99)), (x) => `${f(x, 3)} ms`)} | ≤ 1 ms |`);
+    for (const rt of opts.runtimes) {
+      const g = `gateway@${rt}/${c}`;
+      const fl = `floor@${rt}/${c}`;
+      const t = tag(rt);
+      lines.push(`| gateway/floor throughput${t} | ${c} | ${cell(stat(perRound(g, fl, (x, y) => (100 * x.rps) / y.rps)), pct)} | ≥ 70 % |`);
+      lines.push(`| gateway − floor, p50${t} | ${c} | ${cell(stat(perRound(g, fl, (x, y) => x.p50 - y.p50)), msd)} | ≤ 0.25 ms |`);
+      lines.push(`| gateway − floor, p99${t} | ${c} | ${cell(stat(perRound(g, fl, (x, y) => x.p99 - y.p99)), msd)} | ≤ 1 ms |`);
+      for (const v of rts[rt].variants) {
+        // Against the floor build of the same name if there is one (a before/after pair).
+        const own = rts[rt].floors.some((x) => x.name === v.name);
+        const vf = own ? `floor-${v.name}@${rt}/${c}` : fl;
+        const fname = own ? `floor \`${v.name}\`` : 'floor';
+        lines.push(`| \`${v.name}\`/${fname} throughput${t} | ${c} | ${cell(stat(perRound(`${v.name}@${rt}/${c}`, vf, (x, y) => (100 * x.rps) / y.rps)), pct)} | ≥ 70 % |`);
+        lines.push(`| \`${v.name}\` − ${fname}, p50${t} | ${c} | ${cell(stat(perRound(`${v.name}@${rt}/${c}`, vf, (x, y) => x.p50 - y.p50)), msd)} | ≤ 0.25 ms |`);
+        if (peer) lines.push(`| \`${v.name}\`/peer throughput${t} | ${c} | ${cell(stat(perRound(`${v.name}@${rt}/${c}`, `peer/${c}`, (x, y) => x.rps / y.rps)), (x) => `${f(x, 2)}×`)} | ≥ 3× |`);
+      }
+      if (opts.health) lines.push(`| health/floor throughput${t} | ${c} | ${cell(stat(perRound(`health@${rt}/${c}`, fl, (x, y) => (100 * x.rps) / y.rps)), pct)} | |`);
+      if (peer) lines.push(`| gateway/peer throughput${t} | ${c} | ${cell(stat(perRound(g, `peer/${c}`, (x, y) => x.rps / y.rps)), (x) => `${f(x, 2)}×`)} | ≥ 3× |`);
+    }
+    if (opts.runtimes.includes('host') && opts.runtimes.includes('spin')) {
+      for (const what of ['floor', 'gateway', ...(opts.health ? ['health'] : [])]) {
+        lines.push(`| ${what}: Spin/host throughput | ${c} | ${cell(stat(perRound(`${what}@spin/${c}`, `${what}@host/${c}`, (x, y) => (100 * x.rps) / y.rps)), pct)} | |`);
+      }
+    }
+    const g = `gateway@host/${c}`;
     if (gatewayKv) {
-      lines.push(`| gateway with ${fi(opts.kvKeys)} KV keys / gateway, throughput | ${c} | ${cell(stat(perRound(`gatewaykv/${c}`, g, (x, y) => (100 * x.rps) / y.rps)), (x) => `${f(x, 0)} %`)} | ≈ 100 % |`);
-      lines.push(`| gateway with ${fi(opts.kvKeys)} KV keys − gateway, p50 | ${c} | ${cell(stat(perRound(`gatewaykv/${c}`, g, (x, y) => x.p50 - y.p50)), (x) => `${f(x, 3)} ms`)} | ≈ 0 |`);
+      lines.push(`| gateway with ${fi(opts.kvKeys)} KV keys / gateway, throughput | ${c} | ${cell(stat(perRound(`gatewaykv@host/${c}`, g, (x, y) => (100 * x.rps) / y.rps)), pct)} | ≈ 100 % |`);
+      lines.push(`| gateway with ${fi(opts.kvKeys)} KV keys − gateway, p50 | ${c} | ${cell(stat(perRound(`gatewaykv@host/${c}`, g, (x, y) => x.p50 - y.p50)), msd)} | ≈ 0 |`);
     }
     if (tenants1) {
-      lines.push(`| ${fi(opts.tenants)} stored tenants / 1, throughput | ${c} | ${cell(stat(perRound(`tenantsN/${c}`, `tenants1/${c}`, (x, y) => (100 * x.rps) / y.rps)), (x) => `${f(x, 0)} %`)} | ≈ 100 % |`);
-      lines.push(`| ${fi(opts.tenants)} stored tenants − 1, p50 | ${c} | ${cell(stat(perRound(`tenantsN/${c}`, `tenants1/${c}`, (x, y) => x.p50 - y.p50)), (x) => `${f(x, 3)} ms`)} | ≈ 0 |`);
-      lines.push(`| ${fi(opts.tenants)} stored tenants − 1, p99 | ${c} | ${cell(stat(perRound(`tenantsN/${c}`, `tenants1/${c}`, (x, y) => x.p99 - y.p99)), (x) => `${f(x, 3)} ms`)} | ≈ 0 |`);
+      lines.push(`| ${fi(opts.tenants)} stored tenants / 1, throughput | ${c} | ${cell(stat(perRound(`tenantsN@host/${c}`, `tenants1@host/${c}`, (x, y) => (100 * x.rps) / y.rps)), pct)} | ≈ 100 % |`);
+      lines.push(`| ${fi(opts.tenants)} stored tenants − 1, p50 | ${c} | ${cell(stat(perRound(`tenantsN@host/${c}`, `tenants1@host/${c}`, (x, y) => x.p50 - y.p50)), msd)} | ≈ 0 |`);
+      lines.push(`| ${fi(opts.tenants)} stored tenants − 1, p99 | ${c} | ${cell(stat(perRound(`tenantsN@host/${c}`, `tenants1@host/${c}`, (x, y) => x.p99 - y.p99)), msd)} | ≈ 0 |`);
     }
-    if (peer) lines.push(`| gateway/peer throughput | ${c} | ${cell(stat(perRound(g, `peer/${c}`, (x, y) => x.rps / y.rps)), (x) => `${f(x, 2)}×`)} | ≥ 3× |`);
   }
   lines.push('');
   const us = (k) => `${f(core[k], 1)} µs`;
@@ -401,7 +587,7 @@ async function main() {
   const size = (p) => `${fi(fs.statSync(p).size)} bytes`;
   lines.push(`- **Component size**: gateway.wasm ${size(FILES.gatewayWasm)}; pass-through ${size(FILES.floorWasm)}.`);
   const mib = (k) => `${f(k / 1024, 1)} MiB`;
-  lines.push(`- **Gateway host RSS**: ${mib(rssBefore.rss)} after warm-up → ${mib(rssAfter.rss)} after the rounds (peak ${mib(rssAfter.hwm)}).`);
+  lines.push(`- **Gateway RSS** (${opts.runtimes[0]}${opts.runtimes[0] === 'spin' ? ', all its processes' : ''}): ${mib(rssBefore.rss)} after warm-up → ${mib(rssAfter.rss)} after the rounds (peak ${mib(rssAfter.hwm)}).`);
   if (long) {
     lines.push(`- **Long run** (${long.seconds} s, 32 connections, gateway): ${fi(long.rps)} req/s${long.non2xx ? `, ${long.non2xx} non-2xx` : ''}; RSS ${mib(long.before.rss)} before → ${mib(long.after.rss)} after (samples ${long.samples.map((s) => f(s / 1024, 1)).join(', ')} MiB; peak ${mib(long.after.hwm)}).`);
   } else {

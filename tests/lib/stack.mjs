@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT, freePort, onExitSync, startProcess } from './procs.mjs';
-import { RUNTIME, SPIN_BIN } from './runtime.mjs';
+import { RUNTIME, SPIN_BIN, findSpin } from './runtime.mjs';
 
 const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
 export const HOST_BIN = process.env.EDGEAUTH_HOST_BIN || path.join(TARGET, 'debug', 'edgeauth');
@@ -73,10 +73,13 @@ export async function startOrigin({ env = {}, port, echo = false } = {}) {
   };
 }
 
-export function checkBinaries() {
-  if (RUNTIME === 'spin' && !SPIN_BIN) throw new Error('EDGEAUTH_RUNTIME=spin: no spin on PATH (or SPIN_BIN)');
+/** The Spin CLI for a gateway started with `runtime: 'spin'` (whatever EDGEAUTH_RUNTIME says). */
+const spinBin = () => SPIN_BIN ?? findSpin();
+
+export function checkBinaries(runtime = RUNTIME) {
+  if (runtime === 'spin' && !spinBin()) throw new Error('EDGEAUTH_RUNTIME=spin: no spin on PATH (or SPIN_BIN)');
   // .mjs: tests/tools/reference-gateway.mjs; under Spin the host is only the tests' `rule` CLI.
-  const needed = RUNTIME === 'spin' ? [COMPONENT, MANIFEST]
+  const needed = runtime === 'spin' ? [COMPONENT, MANIFEST]
     : HOST_BIN.endsWith('.mjs') ? [HOST_BIN] : [HOST_BIN, COMPONENT, MANIFEST];
   const missing = needed.filter((f) => !fs.existsSync(f));
   if (missing.length) {
@@ -90,12 +93,13 @@ export function checkBinaries() {
  * to a fresh session key and ed25519 assertion key. `runtimeConfig`: the text
  * of a Spin runtime config file (both runtimes read it, e.g. a KV store in
  * Redis: tests/lib/redis.mjs). `component`: another build of
- * the gateway's wasm (bench/login.mjs compares two).
+ * the gateway's wasm (bench/login.mjs compares two). `runtime`: this gateway's
+ * runtime instead of EDGEAUTH_RUNTIME's (bench/login.mjs runs both side by side).
  */
 export async function startGateway({ port, originUrl, issuer, clientId = 'edgeauth', clientSecret = CLIENT_SECRET,
   sessionKeys, assertionKeys, allowedEmailDomains = '', vars = {}, env = {}, echo = false, stateDir: givenStateDir,
-  manifest = MANIFEST, runtimeConfig, component = COMPONENT }) {
-  checkBinaries();
+  manifest = MANIFEST, runtimeConfig, component = COMPONENT, runtime = RUNTIME }) {
+  checkBinaries(runtime);
   const p = port ?? await freePort('127.0.0.1');
   const publicUrl = `http://127.0.0.1:${p}`;
   const sk = sessionKeys ?? [sessionKey()];
@@ -118,7 +122,7 @@ export async function startGateway({ port, originUrl, issuer, clientId = 'edgeau
   };
   const varEnv = Object.fromEntries(Object.entries(spinVars).map(([k, v]) => [`SPIN_VARIABLE_${k.toUpperCase()}`, v]));
   let cmd; let args; let ready;
-  if (RUNTIME === 'spin') {
+  if (runtime === 'spin') {
     [cmd, args, ready, cleanup] = spinUp(manifest, p, stateDir, component);
   } else {
     [cmd, args, ready] = [HOST_BIN, ['up', '--manifest', manifest, '--listen', `127.0.0.1:${p}`, '--component', component,
@@ -164,7 +168,7 @@ function spinUp(manifest, port, stateDir, component = COMPONENT) {
   const file = path.join(dir, `spin-${port}.toml`);
   fs.writeFileSync(file, copy);
   const cleanup = () => fs.rmSync(own ? dir : file, { recursive: true, force: true });
-  return [SPIN_BIN, ['up', '--from', file, '--listen', `127.0.0.1:${port}`, '--state-dir', stateDir],
+  return [spinBin(), ['up', '--from', file, '--listen', `127.0.0.1:${port}`, '--state-dir', stateDir],
     /^Serving (http:\/\/\S+)/, cleanup];
 }
 

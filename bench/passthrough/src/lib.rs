@@ -3,7 +3,7 @@
 //! authentication. Same host, same instance-per-request model, same streaming
 //! as the gateway's proxy, so the gap between the two is the cost of auth.
 
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use spin_sdk::http::{
     Fields, IncomingRequest, IncomingResponse, OutgoingRequest, OutgoingResponse, ResponseOutparam,
     Scheme,
@@ -89,7 +89,43 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         .collect();
     let resp = OutgoingResponse::new(Fields::from_list(&kept).unwrap_or_else(|_| Fields::new()));
     let _ = resp.set_status_code(response.status());
-    let body = resp.take_body();
+    let mut body = resp.take_body();
+    let mut from = response.take_body_stream();
+    // As the gateway's proxy does (gateway/component/src/proxy.rs): the body
+    // goes out with the head, not after it (Spin sets no TCP_NODELAY: a head
+    // sent alone waits for the client's delayed ACK).
+    // A body announced as small is read whole first; of any other, what
+    // has already arrived.
+    let small = response
+        .headers()
+        .get("content-length")
+        .first()
+        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok())
+        .filter(|n| *n <= 64 * 1024);
+    let mut first = Vec::new();
+    let mut ended = false;
+    while first.len() < small.unwrap_or(64 * 1024) {
+        let next = match small {
+            Some(_) => Some(from.next().await),
+            None => from.next().now_or_never(),
+        };
+        match next {
+            Some(Some(Ok(chunk))) => first.extend_from_slice(&chunk),
+            Some(None) => {
+                ended = true;
+                break;
+            }
+            Some(Some(Err(_))) | None => break,
+        }
+    }
+    if !first.is_empty() && body.send(first).await.is_err() {
+        ended = true;
+    }
+    if ended {
+        drop(body);
+        out.set(resp);
+        return;
+    }
     out.set(resp);
-    pipe(response.take_body_stream(), body).await;
+    pipe(from, body).await;
 }

@@ -140,9 +140,14 @@ fn store(settings: &Settings, now: u64) -> Outbox {
         }
         return Outbox(Vec::new());
     };
+    // One increment numbers them all (the counter moves by their count:
+    // the numbers up to its new value are this request's), so a first
+    // login's signup and login cost one counter write, not two.
+    let count = deliveries.len() as i64;
+    let last = kv.increment(&kv_schema::webhook_seq(&settings.tenant), count);
     let mut out = Vec::new();
-    for d in deliveries {
-        let n = kv.increment(&kv_schema::webhook_seq(&settings.tenant), 1);
+    for (i, d) in deliveries.into_iter().enumerate() {
+        let n = last.as_ref().map(|last| last - count + 1 + i as i64);
         let (expires, value) = webhooks::encode_entry(&d);
         match n {
             Ok(n) if n > 0 => {
@@ -225,18 +230,16 @@ async fn run(settings: &Settings, own: Outbox, budget: Budget, now: u64) -> Opti
     }
     let own_numbers: Vec<u64> = to_send.iter().map(|(n, _, _)| *n).collect();
     if budget.reads > 0 {
-        let last = kv
-            .increment(&kv_schema::webhook_seq(tenant), 0)
-            .ok()?
-            .max(0) as u64;
+        let last = kv.counter(&kv_schema::webhook_seq(tenant)).ok()?.max(0) as u64;
         let cursor_key = kv_schema::webhook_cursor(tenant);
-        let stored = kv.get_live(&cursor_key, now).ok().flatten();
-        let mut scan = Scan::new(
-            webhooks::Cursor::decode(stored.as_deref()),
-            last,
-            budget,
-            now,
-        );
+        let stored = kv.get_raw(&cursor_key).ok().flatten();
+        // The stored cursor and when it expires (`None`: none, or over).
+        let stored = stored
+            .as_deref()
+            .and_then(|v| kv_schema::decode(v).ok())
+            .filter(|(expires, _)| *expires > now);
+        let start = webhooks::Cursor::decode(stored.map(|(_, payload)| payload));
+        let mut scan = Scan::new(start, last, budget, now);
         while let Some(n) = scan.next_number() {
             if own_numbers.contains(&n) {
                 continue;
@@ -262,14 +265,15 @@ async fn run(settings: &Settings, own: Outbox, budget: Budget, now: u64) -> Opti
             }
         }
         stats.more = scan.more();
-        // Renewed on every pass; it lasts as long as the longest entry could.
-        let expires = now + webhooks::MAX_RETRY_FOR_SECS + webhooks::ENTRY_GRACE_SECS;
-        let _ = kv.put(
-            &cursor_key,
-            &kv_schema::encode(expires, scan.cursor().encode().as_bytes()),
-            expires,
-            now,
-        );
+        if scan.must_store(start, stored.map(|(expires, _)| expires)) {
+            let expires = now + webhooks::CURSOR_SECS;
+            let _ = kv.put(
+                &cursor_key,
+                &kv_schema::encode(expires, scan.cursor().encode().as_bytes()),
+                expires,
+                now,
+            );
+        }
     }
     // Concurrently: one slow endpoint costs the pass one timeout, not one per event.
     let sends = to_send.iter().map(|(_, d, e)| send(e, d, now));
@@ -365,7 +369,7 @@ pub async fn reserved(settings: &Settings, parts: &Parts, now: u64) -> Option<Re
     let expired_total = Kv::open()
         .ok()
         .and_then(|kv| {
-            kv.increment(&kv_schema::webhook_expired(&settings.tenant), 0)
+            kv.counter(&kv_schema::webhook_expired(&settings.tenant))
                 .ok()
         })
         .unwrap_or(0);

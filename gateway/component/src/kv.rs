@@ -3,7 +3,8 @@
 //! Spin's `fermyon:spin/key-value` for reads and writes, and wasi:keyvalue
 //! `atomics.increment` (on the same store) for single-use markers and the
 //! sweep index, the one atomic operation Spin's SQLite and Redis stores
-//! implement as such.
+//! implement as such. Counters are read with a plain get where possible
+//! ([`Kv::counter`]): an increment of 0 is a write.
 
 use edgeauth_core::Response;
 use edgeauth_core::kv_schema::{self, Cursor, SweepPass, Verdict};
@@ -103,6 +104,18 @@ impl Kv {
         })
     }
 
+    /// A counter's current value: a plain read where the store's encoding
+    /// is known (`kv_schema::counter_value`), else an increment of 0.
+    pub(crate) fn counter(&self, key: &str) -> Result<i64, Unavailable> {
+        match self.get_raw(key)? {
+            None => Ok(0),
+            Some(v) => match kv_schema::counter_value(&v) {
+                Some(n) => Ok(n),
+                None => self.increment(key, 0),
+            },
+        }
+    }
+
     /// Marks the single-use `key` (a counter key carrying its expiry) used;
     /// `Ok(true)` only for the first of any number of concurrent callers.
     pub fn first_use(&self, key: &str, now: u64) -> Result<bool, Unavailable> {
@@ -142,8 +155,7 @@ impl Kv {
         let mut pass = SweepPass::new(start, now);
         while let Some(bucket) = pass.bucket() {
             let count_key = kv_schema::index_count(bucket);
-            // Adding 0 reads the counter whatever the store's encoding of it.
-            let Ok(count) = self.increment(&count_key, 0) else {
+            let Ok(count) = self.counter(&count_key) else {
                 break;
             };
             for n in pass.entries(count) {

@@ -10,6 +10,8 @@ use spin_sdk::http::{
     Fields, IncomingRequest, Method, OutgoingRequest, OutgoingResponse, ResponseOutparam, Scheme,
 };
 
+use futures::SinkExt;
+
 use crate::io::{pipe, respond, send_with_timeouts};
 
 const ORIGIN_CONNECT_TIMEOUT_NS: u64 = 5_000_000_000;
@@ -106,9 +108,107 @@ pub async fn forward(
     let outgoing_response =
         OutgoingResponse::new(Fields::from_list(&kept).unwrap_or_else(|_| Fields::new()));
     let _ = outgoing_response.set_status_code(response.status());
-    let response_body = outgoing_response.take_body();
+    let mut response_body = outgoing_response.take_body();
+    let mut origin_body = response.take_body_stream();
+    // The body goes out with the head, not after it: Spin does not set
+    // TCP_NODELAY, and a head sent alone holds a small body back until the
+    // client's delayed ACK, 40 ms (see io::respond). So a body the origin
+    // announced as small (Content-Length up to FIRST_PART_MAX) is read
+    // whole before the response is handed over, as a buffering proxy
+    // would; of any other, what has already arrived. A streaming answer
+    // (no length) never has its head held for its body.
+    let small = response
+        .headers()
+        .get("content-length")
+        .first()
+        .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok())
+        .filter(|n| *n <= FIRST_PART_MAX);
+    let first = match small {
+        Some(length) => read_up_to(&mut origin_body, length).await,
+        None => ready_now(&mut origin_body),
+    };
+    if !first.bytes.is_empty() && response_body.send(first.bytes).await.is_err() {
+        eprintln!("edgeauth: response body cut short: client gone");
+    }
+    if first.ended {
+        drop(response_body);
+        out.set(outgoing_response);
+        return;
+    }
     out.set(outgoing_response);
-    if let Err(e) = pipe(response.take_body_stream(), response_body).await {
+    if let Some(e) = first.error {
+        eprintln!("edgeauth: response body cut short: read: {e:?}");
+        return;
+    }
+    if let Err(e) = pipe(origin_body, response_body).await {
         eprintln!("edgeauth: response body cut short: {e}");
     }
+}
+
+/// The largest part of the origin's body written before the response is
+/// handed over: one write, well within what wasi:http hosts buffer
+/// without a reader (io::WHOLE_RESPONSE_MAX).
+const FIRST_PART_MAX: usize = 64 * 1024;
+
+/// What a body stream yields without waiting.
+struct ReadyNow<E> {
+    bytes: Vec<u8>,
+    /// The stream ended (all of the body is in `bytes`).
+    ended: bool,
+    error: Option<E>,
+}
+
+/// Reads until `length` bytes came or the body ended (a HEAD answer's
+/// never comes).
+async fn read_up_to<S, E>(stream: &mut S, length: usize) -> ReadyNow<E>
+where
+    S: futures::Stream<Item = Result<Vec<u8>, E>> + Unpin,
+{
+    use futures::StreamExt;
+    let mut ready = ReadyNow {
+        bytes: Vec::new(),
+        ended: false,
+        error: None,
+    };
+    while ready.bytes.len() < length {
+        match stream.next().await {
+            Some(Ok(chunk)) => ready.bytes.extend_from_slice(&chunk),
+            Some(Err(e)) => {
+                ready.error = Some(e);
+                break;
+            }
+            None => {
+                ready.ended = true;
+                break;
+            }
+        }
+    }
+    ready
+}
+
+fn ready_now<S, E>(stream: &mut S) -> ReadyNow<E>
+where
+    S: futures::Stream<Item = Result<Vec<u8>, E>> + Unpin,
+{
+    use futures::{FutureExt, StreamExt};
+    let mut ready = ReadyNow {
+        bytes: Vec::new(),
+        ended: false,
+        error: None,
+    };
+    while ready.bytes.len() < FIRST_PART_MAX {
+        match stream.next().now_or_never() {
+            Some(Some(Ok(chunk))) => ready.bytes.extend_from_slice(&chunk),
+            Some(Some(Err(e))) => {
+                ready.error = Some(e);
+                break;
+            }
+            Some(None) => {
+                ready.ended = true;
+                break;
+            }
+            None => break,
+        }
+    }
+    ready
 }

@@ -408,6 +408,26 @@ pub fn index_count(bucket: u64) -> String {
     format!("{SWEEP_COUNT}:{bucket}")
 }
 
+/// A counter's value as a plain read (`get`) returns it, for stores whose
+/// atomic increment keeps it in one of the two encodings Spin's backends
+/// use: 8 bytes little-endian (SQLite, and the edgeauth host) or ASCII
+/// decimal (Redis `INCRBY`). `None`: another encoding; read it with an
+/// increment of 0 instead. The two cannot be confused: an 8-byte
+/// little-endian counter below 2^56 ends in a zero byte, never a digit.
+///
+/// A read this way costs the store no write: under Spin's SQLite store
+/// an increment of 0 is a write transaction with its fsyncs.
+pub fn counter_value(stored: &[u8]) -> Option<i64> {
+    let decimal = match stored {
+        [b'-', digits @ ..] => digits,
+        digits => digits,
+    };
+    if !decimal.is_empty() && decimal.len() <= 19 && decimal.iter().all(u8::is_ascii_digit) {
+        return std::str::from_utf8(stored).ok()?.parse().ok();
+    }
+    <[u8; 8]>::try_from(stored).ok().map(i64::from_le_bytes)
+}
+
 /// The index entry number `n` (1-based) of `bucket`; its value is the key written.
 pub fn index_entry(bucket: u64, n: i64) -> String {
     format!("{SWEEP_ENTRY}:{bucket}:{n}")
@@ -572,6 +592,26 @@ impl SweepPass {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn counters_read_in_either_backend_encoding() {
+        use super::counter_value;
+        // SQLite / the edgeauth host: i64 little-endian.
+        assert_eq!(counter_value(&7i64.to_le_bytes()), Some(7));
+        assert_eq!(counter_value(&0i64.to_le_bytes()), Some(0));
+        assert_eq!(counter_value(&(-3i64).to_le_bytes()), Some(-3));
+        assert_eq!(counter_value(&12345678i64.to_le_bytes()), Some(12345678));
+        // Redis: decimal text, including one of exactly 8 digits.
+        assert_eq!(counter_value(b"7"), Some(7));
+        assert_eq!(counter_value(b"12345678"), Some(12345678));
+        assert_eq!(counter_value(b"-2"), Some(-2));
+        // Anything else: not read this way.
+        assert_eq!(counter_value(b""), None);
+        assert_eq!(counter_value(b"-"), None);
+        assert_eq!(counter_value(b"12 4"), None);
+        assert_eq!(counter_value(b"99999999999999999999"), None);
+        assert_eq!(counter_value(&[1, 2, 3]), None);
+    }
+
     use super::*;
 
     #[test]

@@ -545,7 +545,32 @@ impl Scan {
     pub fn cursor(&self) -> Cursor {
         self.cursor
     }
+
+    /// Whether the pass's cursor must be written back over `stored` (the
+    /// cursor the pass started from, as stored, and when that value
+    /// expires; `None`: nothing stored). Every pass on sign-in and sign-out
+    /// requests ends here, and under Spin's SQLite store a write is a
+    /// transaction with its fsyncs, so only what a later pass needs is
+    /// kept: where the head is (and since when its entry is missing), and
+    /// where the pass stopped if it left numbers unvisited (so the next one
+    /// goes on from there and every entry is reached). A pass that saw
+    /// every number leaves `next` wherever it was: any start reaches them
+    /// all again. An unchanged cursor is rewritten once half its life is
+    /// gone, so it never expires while entries wait.
+    pub fn must_store(&self, stored: Cursor, stored_expires: Option<u64>) -> bool {
+        let c = self.cursor;
+        let Some(expires) = stored_expires else {
+            return c != Cursor::default();
+        };
+        c.head != stored.head
+            || c.missing_since != stored.missing_since
+            || (self.more() && c.next != stored.next)
+            || expires.saturating_sub(self.now) < CURSOR_SECS / 2
+    }
 }
+
+/// How long a stored cursor lasts: as long as the longest entry could.
+pub const CURSOR_SECS: u64 = MAX_RETRY_FOR_SECS + ENTRY_GRACE_SECS;
 
 // ------------------------------------------------------------------ tenant documents
 
@@ -875,6 +900,7 @@ mod tests {
         let pending: BTreeSet<u64> = (1..=last)
             .filter(|n| matches!(outbox[*n as usize - 1], Found::Pending(_)))
             .collect();
+        let mut stored_expires = None;
         for pass in 1..100 {
             let mut scan = Scan::new(cursor, last, budget, 10_000);
             while let Some(n) = scan.next_number() {
@@ -884,7 +910,11 @@ mod tests {
                     seen.insert(n);
                 }
             }
-            cursor = Cursor::decode(Some(scan.cursor().encode().as_bytes()));
+            // Written back only when the gateway would write it.
+            if scan.must_store(cursor, stored_expires) {
+                cursor = Cursor::decode(Some(scan.cursor().encode().as_bytes()));
+                stored_expires = Some(10_000 + CURSOR_SECS);
+            }
             if seen == pending {
                 return (pass, cursor);
             }
@@ -912,6 +942,46 @@ mod tests {
         // A pending entry at the head does not hide the ones behind it.
         let (_, cursor) = visit_all(&[p(), Found::Finished, p()], PIGGYBACK);
         assert_eq!(cursor.head, 1);
+    }
+
+    #[test]
+    fn the_cursor_is_written_back_only_when_a_later_pass_needs_it() {
+        let (_, ds) = sample(0);
+        let now = 10_000;
+        let fresh = Some(now + CURSOR_SECS);
+        let pass = |cursor: Cursor, outbox: &[Found], budget: Budget| {
+            let mut scan = Scan::new(cursor, outbox.len() as u64, budget, now);
+            while let Some(n) = scan.next_number() {
+                scan.saw(n, &outbox[n as usize - 1]);
+            }
+            scan
+        };
+        // Nothing handed out yet, nothing stored: nothing to write.
+        assert!(!pass(Cursor::default(), &[], PIGGYBACK).must_store(Cursor::default(), None));
+        // Everything delivered and the head already past it: unchanged.
+        let done = Cursor {
+            head: 3,
+            next: 3,
+            missing_since: None,
+        };
+        let finished = [Found::Finished, Found::Finished];
+        assert!(!pass(done, &finished, PIGGYBACK).must_store(done, fresh));
+        // ... until half its life is gone.
+        let old = Some(now + CURSOR_SECS / 2 - 1);
+        assert!(pass(done, &finished, PIGGYBACK).must_store(done, old));
+        // The head moved past a delivered entry.
+        let start = Cursor::default();
+        assert!(pass(start, &finished, PIGGYBACK).must_store(start, fresh));
+        // A pending entry at the head, all seen: `next` alone moved.
+        let pending = [Found::Pending(ds[0].clone())];
+        let scan = pass(start, &pending, PIGGYBACK);
+        assert_ne!(scan.cursor(), start);
+        assert!(!scan.must_store(start, fresh));
+        // A missing entry's first sighting is kept (its grace runs from it).
+        assert!(pass(start, &[Found::Missing], PIGGYBACK).must_store(start, fresh));
+        // Numbers left unvisited: where the pass stopped is kept.
+        let many = vec![Found::Pending(ds[0].clone()); 20];
+        assert!(pass(start, &many, PIGGYBACK).must_store(start, fresh));
     }
 
     #[test]
