@@ -584,6 +584,9 @@ async function main() {
   lines.push(`- **Login callback CPU** (core, native, IdP round trips excluded, RS256 ID token like the dev IdP's): **${us('callback_total_rs256')}** including settings parse ${us('settings_parse')}; steps: ${cbSteps.map((k) => `${k.replace(/^cb_/, '')} ${us(k)}`).join(', ')}; verify ES256 ${us('cb_verify_es256')}, EdDSA ${us('cb_verify_eddsa')}.`);
   lines.push(`- **Sign-in work added by profiles and login events** (core, native, KV and network excluded, one webhook endpoint): **${us('login_added_first')}** for a first login, **${us('login_added_returning')}** for a returning one; steps: profile decode ${us('profile_decode')} (${core.profile_bytes} bytes), plan first ${us('profile_sign_in_first')} / returning ${us('profile_sign_in_returning')}, events ${us('event_build_first_login')}, outbox deliveries ${us('outbox_deliveries')}, entry ${us('outbox_encode_entry')}, signed request ${us('webhook_sign_request')}.`);
   lines.push(`- **Per-request core CPU** (native, same session cookie, ${core.cookie_bytes} bytes): ${us('request_total')} = settings parse ${us('settings_parse')} + route ${us('route')} + authorize ${us('authorize')} (session open ${us('session_read')}, policy ${us('policy')}, assertion sign ${us('assertion_sign')}, origin headers ${us('origin_headers')}).`);
+  if (core.idle_duty !== undefined) {
+    lines.push(`- **Session lifecycle bookkeeping** (core, native): idle-timeout check per request ${us('idle_duty')}; cookie re-issue (once per \`session_reissue_secs\`) ${us('idle_reissue')}; revocation keys (session open for its id) ${us('revocation_keys')}. No store access and no network for either; a refresh is due once per \`refresh_interval_secs\` per session.`);
+  }
   const size = (p) => `${fi(fs.statSync(p).size)} bytes`;
   lines.push(`- **Component size**: gateway.wasm ${size(FILES.gatewayWasm)}; pass-through ${size(FILES.floorWasm)}.`);
   const mib = (k) => `${f(k / 1024, 1)} MiB`;

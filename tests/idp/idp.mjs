@@ -20,6 +20,12 @@
 //   IDP_USERS           JSON of the same shape replacing the users below (a second IdP with
 //                       its own people, e.g. an "enterprise" one next to a "social" one)
 //   IDP_BACKCHANNEL_LOGOUT_URI  the clients' backchannel_logout_uri (OIDC Back-Channel Logout on)
+//   IDP_REFRESH_TOKENS  1 = refresh tokens for every sign-in of a client allowed the grant,
+//                       rotated at every use (a reused one revokes the whole grant)
+//   IDP_TEST_HOOKS      1 = /_test/ endpoints for tests: POST /_test/disable?user=U and
+//                       /_test/enable?user=U (an account the provider no longer finds),
+//                       POST /_test/token-down?on=1|0 (the token endpoint answers 503),
+//                       GET /_test/stats (refresh grants served, reuses refused)
 //   IDP_CALLBACK_PATHS  comma separated callback paths registered for each gateway URL
 //                       (default /.edgeauth/callback; a connection's is /.edgeauth/callback/<id>)
 //   IDP_ISS_PARAMETER   1 (default) = authorization responses carry `iss` and discovery says
@@ -87,7 +93,14 @@ if (env.IDP_EXTRA_USERS) {
   }
 }
 
+// Test hooks (IDP_TEST_HOOKS=1): accounts switched off, an unavailable
+// token endpoint, and what the token endpoint served.
+const DISABLED = new Set();
+let tokenDown = false;
+const stats = { refresh_grants: 0, refresh_failures: 0 };
+
 async function findAccount(ctx, id) {
+  if (DISABLED.has(id)) return undefined;
   const user = USERS[id];
   if (!user) return undefined;
   return { accountId: id, claims: async () => ({ sub: id, ...user.claims }) };
@@ -269,6 +282,10 @@ ${form}
     return grant;
   },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+  ...(env.IDP_REFRESH_TOKENS === '1' ? {
+    issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+    rotateRefreshToken: true,
+  } : {}),
 };
 
 const provider = new Provider(ISSUER, configuration);
@@ -297,7 +314,31 @@ provider.on('backchannel.error', (...args) => {
   console.error(`idp backchannel logout failed: ${err?.message} ${err?.cause?.message ?? ''}`);
 });
 provider.on('backchannel.success', () => console.log('idp backchannel logout delivered'));
+provider.on('grant.success', (ctx) => {
+  if (ctx.oidc.params?.grant_type === 'refresh_token') stats.refresh_grants += 1;
+});
+provider.on('grant.error', (ctx) => {
+  if (ctx.oidc.params?.grant_type === 'refresh_token') stats.refresh_failures += 1;
+});
 const oidc = provider.callback();
+
+function testHook(req, res) {
+  const url = new URL(req.url, ISSUER);
+  const user = url.searchParams.get('user');
+  const json = (status, body) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(body));
+  };
+  if (req.method === 'GET' && url.pathname === '/_test/stats') return json(200, stats);
+  if (req.method !== 'POST') return json(405, { error: 'POST' });
+  if (url.pathname === '/_test/disable' && user) { DISABLED.add(user); return json(200, { disabled: user }); }
+  if (url.pathname === '/_test/enable' && user) { DISABLED.delete(user); return json(200, { enabled: user }); }
+  if (url.pathname === '/_test/token-down') {
+    tokenDown = url.searchParams.get('on') === '1';
+    return json(200, { tokenDown });
+  }
+  return json(404, { error: 'no such hook' });
+}
 
 // ---------------------------------------------------------------- interactions
 function readForm(req, limit = 64 * 1024) {
@@ -388,6 +429,15 @@ async function interactions(req, res) {
 
 server.on('request', (req, res) => {
   if (VERBOSE) console.error(`idp: ${req.method} ${req.url}`);
+  if (env.IDP_TEST_HOOKS === '1' && req.url.startsWith('/_test/')) {
+    testHook(req, res);
+    return;
+  }
+  if (tokenDown && req.url.startsWith('/token')) {
+    res.writeHead(503, { 'content-type': 'text/plain' });
+    res.end('down for the test');
+    return;
+  }
   if (req.url.startsWith('/interaction/')) {
     interactions(req, res).catch((err) => {
       console.error('idp interaction error:', err);

@@ -205,6 +205,10 @@ pub fn revoke_sessions(settings: &Settings, parts: &Parts, now: u64) -> Result<(
         return Ok(());
     }
     let kv = Kv::open()?;
+    for key in revocation::grant_keys(settings, &parts.headers) {
+        // Best effort: the session is revoked below whatever happens here.
+        let _ = kv.delete(&key);
+    }
     for (key, expires_at) in entries {
         kv.put(&key, &kv_schema::encode(expires_at, b""), expires_at, now)
             .map_err(|_| pages::storage_unavailable())?;

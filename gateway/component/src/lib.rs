@@ -6,6 +6,7 @@ mod backchannel;
 mod events;
 mod io;
 mod kv;
+mod lifecycle;
 mod profile_admin;
 mod profile_store;
 mod profile_writes;
@@ -107,7 +108,10 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
                     if let Some(jwt) = &plan.fresh_assertion {
                         kv.remember(jwt, clock.secs);
                     }
-                    return proxy::forward(&settings, req, &parts, *plan, out).await;
+                    match lifecycle::before_forward(&settings, &parts, *plan, clock.secs).await {
+                        Ok(plan) => return proxy::forward(&settings, req, &parts, plan, out).await,
+                        Err(r) => r,
+                    }
                 }
                 Access::Respond(r) => r,
             }
@@ -219,7 +223,7 @@ async fn finish_login(
         Ok(false) => return callback::replayed(settings),
         Err(r) => return r,
     }
-    let (identity, tokens) = match &connection.kind {
+    let (identity, mut tokens) = match &connection.kind {
         Kind::Oidc { .. } => match oidc_exchange(settings, connection, &start, now).await {
             Ok(done) => done,
             Err(r) => return r,
@@ -229,6 +233,9 @@ async fn finish_login(
             Err(r) => return r,
         },
     };
+    if let Err(r) = lifecycle::store_grant(settings, connection, &mut tokens, now) {
+        return r;
+    }
     let (identity, plan) =
         match profile_store::record(settings, parts, identity, &tokens.id_token, now) {
             Ok(found) => found,

@@ -99,12 +99,16 @@ pub async fn forward(
         eprintln!("edgeauth: request body not fully forwarded: {e}");
     }
 
-    let kept: Vec<(String, Vec<u8>)> = response
+    let mut kept: Vec<(String, Vec<u8>)> = response
         .headers()
         .entries()
         .into_iter()
         .filter(|(name, value)| keep_response_header(name, value))
         .collect();
+    // The session cookie re-issued for the idle clock or a refresh.
+    if let Some(cookie) = &plan.set_cookie {
+        kept.push(("set-cookie".into(), cookie.as_bytes().to_vec()));
+    }
     let outgoing_response =
         OutgoingResponse::new(Fields::from_list(&kept).unwrap_or_else(|_| Fields::new()));
     let _ = outgoing_response.set_status_code(response.status());

@@ -23,6 +23,13 @@ pub struct Forward {
     /// An assertion signed for this request, to cache (`crate::assertion_cache`);
     /// `None` when a cached one was used or there is no identity.
     pub fresh_assertion: Option<String>,
+    /// The request's session, for the lifecycle duties the caller does
+    /// around forwarding (`crate::lifecycle::duty`).
+    pub session: Option<session::Session>,
+    /// Whether the governing route passes the access token.
+    pub passes_token: bool,
+    /// A re-issued session cookie to send with the origin's answer.
+    pub set_cookie: Option<String>,
 }
 
 #[derive(Debug)]
@@ -123,9 +130,9 @@ pub fn authorize_with_cache(
         Err(e) => return Access::Respond(bad_path(parts, e)),
     };
     let public = rule.is_some_and(|r| r.public);
-    let (identity, extras) = match session::read(settings, &parts.headers, now) {
-        Ok(s) => (Some(s.identity), s.extras),
-        Err(_) if public => (None, session::Extras::default()),
+    let (identity, extras, session) = match session::read(settings, &parts.headers, now) {
+        Ok(s) => (Some(s.identity.clone()), s.extras.clone(), Some(s)),
+        Err(_) if public => (None, session::Extras::default(), None),
         Err(_) => return Access::Respond(unauthenticated(parts, rule.is_some_and(|r| r.api))),
     };
     if let Some(Err(d)) = identity.as_ref().map(|id| admits(settings, rule, id)) {
@@ -177,6 +184,9 @@ pub fn authorize_with_cache(
         headers,
         identity,
         fresh_assertion,
+        passes_token: rule.is_some_and(|r| r.pass_access_token) && session.is_some(),
+        session,
+        set_cookie: None,
     }))
 }
 

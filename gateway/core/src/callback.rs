@@ -283,13 +283,26 @@ pub fn token_request(
 pub struct Tokens {
     /// Empty for connections without ID tokens (`oauth2`).
     pub id_token: String,
+    /// The access and refresh tokens, until they are stored server-side
+    /// (`crate::refresh::Grant`); never in a cookie.
+    pub granted: crate::refresh::Granted,
+    /// The stored grant the session will carry the id of; `None`: the
+    /// session gets a fresh id of its own.
+    pub session: Option<crate::refresh::Handle>,
 }
 
 impl Tokens {
     /// What an `oauth2` connection's sign-in leaves: no ID token.
     pub fn none() -> Tokens {
+        Tokens::id_token(String::new())
+    }
+
+    /// Only an ID token (or none), as a resumed sign-in has it.
+    pub fn id_token(id_token: String) -> Tokens {
         Tokens {
-            id_token: String::new(),
+            id_token,
+            granted: crate::refresh::Granted::default(),
+            session: None,
         }
     }
 }
@@ -297,6 +310,9 @@ impl Tokens {
 #[derive(Deserialize)]
 struct TokenResponse {
     id_token: Option<String>,
+    access_token: Option<String>,
+    refresh_token: Option<String>,
+    expires_in: Option<serde_json::Value>,
     error: Option<String>,
 }
 
@@ -317,9 +333,27 @@ pub fn parse_token_response(
             200,
             Some(TokenResponse {
                 id_token: Some(id_token),
+                access_token,
+                refresh_token,
+                expires_in,
                 ..
             }),
-        ) => return Ok(Tokens { id_token }),
+        ) => {
+            let expires_in = match expires_in {
+                Some(serde_json::Value::Number(n)) => n.as_u64(),
+                Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+                _ => None,
+            };
+            return Ok(Tokens {
+                id_token,
+                granted: crate::refresh::Granted {
+                    access_token,
+                    refresh_token,
+                    expires_in,
+                },
+                session: None,
+            });
+        }
         (200, Some(_)) => fail_logged(
             StatusCode::BAD_GATEWAY,
             "token_endpoint",
@@ -477,7 +511,16 @@ pub fn complete_with_extras(
         );
     }
     let id_token = Some(tokens.id_token).filter(|t| !t.is_empty());
-    let session = Session::new(identity, id_token, settings, now).with_extras(extras);
+    let mut session = Session::new(identity, id_token, settings, now).with_extras(extras);
+    // A new id at every sign-in (and so every step-up): no session is ever
+    // continued under an id someone held before it.
+    match tokens.session {
+        Some(handle) => {
+            session.sid = handle.sid;
+            session.refresh_due = handle.due;
+        }
+        None => session = session.with_new_id(rng),
+    }
     let Some(cookie) = session.to_cookie(settings, rng) else {
         return clear_login(
             settings,
@@ -817,9 +860,7 @@ mod tests {
         let r = complete(
             &s,
             alice,
-            Tokens {
-                id_token: "t".into(),
-            },
+            Tokens::id_token("t".into()),
             &start,
             1001,
             &mut rng,
@@ -851,9 +892,7 @@ mod tests {
         let r = complete(
             &s,
             bob,
-            Tokens {
-                id_token: "t".into(),
-            },
+            Tokens::id_token("t".into()),
             &start,
             1001,
             &mut rng,
@@ -925,7 +964,7 @@ mod tests {
                     &s.connections[0],
                     &jwks,
                     &start,
-                    &Tokens { id_token: token },
+                    &Tokens::id_token(token),
                     NOW + 5,
                 )
             };
@@ -959,7 +998,7 @@ mod tests {
                     &s.connections[0],
                     &jwks,
                     &start,
-                    &Tokens { id_token: token },
+                    &Tokens::id_token(token),
                     NOW + 5
                 )
                 .is_ok()

@@ -243,6 +243,19 @@ pub fn add_rule_headers(settings: &Settings, out: &mut HeaderMap, headers: &[(St
     }
 }
 
+/// The person's access token, for a route that passes it
+/// (`crate::refresh`). Every client spelling of the header was stripped
+/// with the other identity headers: this is the only way one reaches the
+/// origin.
+pub fn add_access_token(out: &mut HeaderMap, token: &str) {
+    let Ok(mut value) = HeaderValue::from_str(token) else {
+        return;
+    };
+    value.set_sensitive(true);
+    remove_every_spelling(out, crate::refresh::ACCESS_TOKEN_HEADER);
+    out.insert(HeaderName::from_static("x-forwarded-access-token"), value);
+}
+
 /// Whether a header of the origin's response goes back to the client.
 /// Hop-by-hop headers are the connection's; and the origin may not set the
 /// gateway's cookies (that would let an app, or an injected header, fixate

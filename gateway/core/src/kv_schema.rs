@@ -82,6 +82,11 @@ pub const LOGOUT_USED: &str = "logout-used";
 /// token): the profile signed in with it, for back-channel logout by `sid`
 /// (`crate::backchannel`); an envelope that expires with the sessions.
 pub const PROVIDER_SID: &str = "provider-sid";
+/// What a session's provider granted beyond the ID token (refresh and
+/// access tokens), sealed, per session id (`crate::refresh`).
+pub const SESSION_GRANT: &str = "session-grant";
+/// Single-flight of one refresh (`crate::refresh`): a counter marker.
+pub const REFRESH_LOCK: &str = "refresh-lock";
 /// Rule artifacts uploaded by the operator: configuration, not state, so
 /// stored as uploaded (signed bytes), never expiring and never swept.
 pub const RULE_ARTIFACT: &str = "rule-artifact";
@@ -143,6 +148,8 @@ pub const PREFIXES: &[&str] = &[
     LINK_USED,
     LOGOUT_USED,
     PROVIDER_SID,
+    SESSION_GRANT,
+    REFRESH_LOCK,
     RULE_ARTIFACT,
     TENANT_HOST,
     TENANT_ID,
@@ -237,6 +244,26 @@ pub fn provider_sid(tenant: &str, connection: &str, sid: &str) -> String {
     format!(
         "{PROVIDER_SID}:{tenant}:{}",
         hashed(&format!("{connection}|{sid}"))
+    )
+}
+
+/// `session-grant:<tenant>:<session id>`.
+pub fn session_grant(tenant: &str, sid: &str) -> String {
+    format!("{SESSION_GRANT}:{tenant}:{sid}")
+}
+
+/// The marker the one request that refreshes a session's grant takes:
+/// per tenant, session, grant generation and attempt window.
+pub fn refresh_lock(
+    tenant: &str,
+    sid: &str,
+    generation: u64,
+    attempt: u64,
+    expires_at: u64,
+) -> String {
+    format!(
+        "{REFRESH_LOCK}:{expires_at}:{}",
+        hashed(&format!("{tenant}|{sid}|{generation}|{attempt}"))
     )
 }
 
@@ -390,7 +417,15 @@ pub fn open(value: &[u8], now: u64) -> Result<&[u8], Unusable> {
 pub fn key_expiry(key: &str) -> Option<u64> {
     let mut parts = key.splitn(3, ':');
     let prefix = parts.next()?;
-    if ![USED_STATE, RULE_RESUME_USED, LINK_USED, LOGOUT_USED].contains(&prefix) {
+    if ![
+        USED_STATE,
+        RULE_RESUME_USED,
+        LINK_USED,
+        LOGOUT_USED,
+        REFRESH_LOCK,
+    ]
+    .contains(&prefix)
+    {
         return None;
     }
     parts.next()?.parse().ok()

@@ -4,9 +4,10 @@
 //! network on the hot path) and each entry lives only until the session
 //! would have expired anyway.
 //!
-//! A session's id is a hash of its sealed cookie value: sessions are not
-//! rolling, so the value is fixed for the session's life, and the hash keeps
-//! cookie contents out of the store.
+//! A session's id is the random id sealed in it at sign-in
+//! (`Session::sid`), the same in every cookie re-issued for it; sessions from
+//! before re-issuing are named by a hash of their sealed cookie value, which
+//! was fixed for their life. Either way no cookie content reaches the store.
 
 use http::HeaderMap;
 use http::header::COOKIE;
@@ -19,10 +20,29 @@ use crate::seal::Purpose;
 use crate::session::Session;
 use crate::settings::Settings;
 
-/// The KV key of a session (see [`crate::kv_schema::revoked_session`]); the
-/// value is an envelope without payload that expires with the session.
-fn key(settings: &Settings, value: &str) -> String {
-    kv_schema::revoked_session(&settings.tenant, &session_id(value))
+/// The id of `session`, which came in `cookie_value`: its own id, or for a
+/// session from before ids, the digest of its cookie.
+pub fn id_of(session: &Session, cookie_value: &str) -> String {
+    if valid_session_id(&session.sid) {
+        session.sid.clone()
+    } else {
+        session_id(cookie_value)
+    }
+}
+
+/// The request's session cookies that open as sessions, with their values.
+fn opened(settings: &Settings, headers: &HeaderMap) -> Vec<(Session, String)> {
+    let name = cookies::name(settings, Jar::Session);
+    cookies::values(headers, &name)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|v| !v.is_empty())
+        .filter_map(|v| {
+            let plain = settings.session_keys.open(Purpose::Session, &v).ok()?;
+            let s: Session = serde_json::from_slice(&plain).ok()?;
+            Some((s, v))
+        })
+        .collect()
 }
 
 /// A session's id: a digest of its sealed cookie value (fixed for the
@@ -51,13 +71,11 @@ pub fn entry_for(tenant: &str, id: &str, expires_at: u64) -> (String, Vec<u8>, u
 
 /// The keys to look up for the session cookies the request carries (at most a
 /// few; none without a session cookie, so anonymous requests cost nothing).
+/// Cookies that do not open as sessions need none: they are refused anyway.
 pub fn keys_to_check(settings: &Settings, headers: &HeaderMap) -> Vec<String> {
-    let name = cookies::name(settings, Jar::Session);
-    cookies::values(headers, &name)
-        .unwrap_or_default()
+    opened(settings, headers)
         .iter()
-        .filter(|v| !v.is_empty())
-        .map(|v| key(settings, v))
+        .map(|(s, v)| kv_schema::revoked_session(&settings.tenant, &id_of(s, v)))
         .collect()
 }
 
@@ -68,15 +86,24 @@ pub fn entries_for_logout(
     headers: &HeaderMap,
     now: u64,
 ) -> Vec<(String, u64)> {
-    let name = cookies::name(settings, Jar::Session);
-    cookies::values(headers, &name)
-        .unwrap_or_default()
+    opened(settings, headers)
         .iter()
-        .filter_map(|v| {
-            let plain = settings.session_keys.open(Purpose::Session, v).ok()?;
-            let s: Session = serde_json::from_slice(&plain).ok()?;
-            (s.expires_at > now).then(|| (key(settings, v), s.expires_at))
+        .filter(|(s, _)| s.expires_at > now)
+        .map(|(s, v)| {
+            (
+                kv_schema::revoked_session(&settings.tenant, &id_of(s, v)),
+                s.expires_at,
+            )
         })
+        .collect()
+}
+
+/// The grants (`crate::refresh`) of the request's sessions, deleted at
+/// logout: the refresh tokens in them have no use left.
+pub fn grant_keys(settings: &Settings, headers: &HeaderMap) -> Vec<String> {
+    opened(settings, headers)
+        .iter()
+        .filter_map(|(s, _)| crate::refresh::key(settings, s))
         .collect()
 }
 
@@ -204,7 +231,8 @@ mod tests {
         let s = settings_with(&[]);
         let h = with_cookie("edgeauth_session=s1.AAAA; edgeauth_session=nope");
         assert!(entries_for_logout(&s, &h, 1000).is_empty());
-        assert_eq!(keys_to_check(&s, &h).len(), 2);
+        // Cookies that do not open are refused anyway: no store read for them.
+        assert!(keys_to_check(&s, &h).is_empty());
         assert!(keys_to_check(&s, &with_cookie("theme=dark")).is_empty());
         let old = Session::new(alice(), None, &s, 1000)
             .to_cookie(&s, &mut counter_rng())

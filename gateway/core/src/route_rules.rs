@@ -31,6 +31,8 @@ struct RuleSpec {
     allowed_email_domains: Vec<String>,
     #[serde(default)]
     api: bool,
+    #[serde(default)]
+    pass_access_token: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +51,10 @@ pub struct RouteRule {
     allowed_email_domains: Vec<String>,
     /// Unauthenticated requests get 401 JSON instead of a login redirect.
     pub api: bool,
+    /// The person's current access token goes to the origin with requests
+    /// under this rule (`crate::refresh::ACCESS_TOKEN_HEADER`); never to a
+    /// path whose governing rule does not ask for it.
+    pub pass_access_token: bool,
 }
 
 impl RouteRule {
@@ -138,6 +144,11 @@ pub fn parse(spec: &str) -> Result<Vec<RouteRule>, String> {
             } else {
                 Pattern::Exact(normalized)
             };
+            if s.public && s.pass_access_token {
+                return Err(format!(
+                    "rule {n}: a public path cannot pass the access token (anyone could ask for it)"
+                ));
+            }
             if s.public && (!s.allowed_groups.is_empty() || !s.allowed_email_domains.is_empty()) {
                 return Err(format!(
                     "rule {n}: a public path cannot also require groups or email domains"
@@ -165,9 +176,15 @@ pub fn parse(spec: &str) -> Result<Vec<RouteRule>, String> {
                 allowed_groups: s.allowed_groups,
                 allowed_email_domains,
                 api: s.api,
+                pass_access_token: s.pass_access_token,
             })
         })
         .collect()
+}
+
+/// Whether any route passes the access token (then sign-ins keep it).
+pub fn any_pass_token(settings: &crate::settings::Settings) -> bool {
+    settings.routes.iter().any(|r| r.pass_access_token)
 }
 
 /// The first rule matching the normalized `path` and `method`.

@@ -26,6 +26,8 @@ pub enum Purpose {
     RuleResume,
     /// An offer to link a new identity to a profile by proof (`crate::linking`).
     LinkOffer,
+    /// A session's refresh and access tokens, kept in KV (`crate::refresh`).
+    SessionGrant,
 }
 
 impl Purpose {
@@ -36,6 +38,7 @@ impl Purpose {
             Purpose::Logout => b"edgeauth/v1/logout",
             Purpose::RuleResume => b"edgeauth/v1/rule-resume",
             Purpose::LinkOffer => b"edgeauth/v1/link-offer",
+            Purpose::SessionGrant => b"edgeauth/v1/session-grant",
         }
     }
 }

@@ -45,6 +45,34 @@ pub struct Session {
     pub id_token: Option<String>,
     #[serde(rename = "x", default, skip_serializing_if = "Extras::is_empty")]
     pub extras: Extras,
+    /// The session's id, random and new at every sign-in and step-up; the
+    /// same in every cookie re-issued for it (idle clock, refresh), so a
+    /// logout revokes the copies taken before a re-issue too. Empty in
+    /// sessions from before re-issuing, which are named by their cookie
+    /// (`crate::revocation::session_id`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sid: String,
+    /// The last request that moved the idle clock (`crate::lifecycle`); 0:
+    /// the sign-in.
+    #[serde(rename = "ls", default, skip_serializing_if = "is_zero")]
+    pub seen: u64,
+    /// When the person is next re-validated at their provider with the
+    /// refresh token kept server-side (`crate::refresh`); 0: never (the
+    /// connection granted none, or re-validation is off).
+    #[serde(rename = "rd", default, skip_serializing_if = "is_zero")]
+    pub refresh_due: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Session ids: 144 random bits, base64url: 24 characters, the form of
+/// `crate::revocation::session_id`, so both kinds of id read alike.
+pub fn new_id(rng: Rng<'_>) -> String {
+    let mut bytes = [0u8; 18];
+    rng(&mut bytes);
+    crate::encoding::b64url(&bytes)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +95,28 @@ impl Session {
             expires_at: now + settings.session_lifetime_secs,
             id_token,
             extras: Extras::default(),
+            sid: String::new(),
+            seen: 0,
+            refresh_due: 0,
+        }
+    }
+
+    /// The session under a fresh random id (every new sign-in gets one).
+    pub fn with_new_id(mut self, rng: Rng<'_>) -> Session {
+        self.sid = new_id(rng);
+        self
+    }
+
+    /// When the idle clock last moved.
+    pub fn last_seen(&self) -> u64 {
+        self.seen.max(self.issued_at)
+    }
+
+    /// The same session with its idle clock moved to `now`.
+    pub fn seen_at(&self, now: u64) -> Session {
+        Session {
+            seen: now,
+            ..self.clone()
         }
     }
 
@@ -83,12 +133,9 @@ impl Session {
             let json = serde_json::to_vec(&session).expect("session serializes");
             let sealed = settings.session_keys.seal(Purpose::Session, &json, rng);
             if sealed.len() <= MAX_SEALED_LEN {
-                return Some(cookies::set(
-                    settings,
-                    Jar::Session,
-                    sealed,
-                    settings.session_lifetime_secs,
-                ));
+                // A re-issued cookie lives no longer than the session.
+                let max_age = session.expires_at.saturating_sub(session.last_seen());
+                return Some(cookies::set(settings, Jar::Session, sealed, max_age));
             }
             session.id_token.take()?;
         }
@@ -97,6 +144,15 @@ impl Session {
 
 /// The first valid session among the request's session cookies.
 pub fn read(settings: &Settings, headers: &HeaderMap, now: u64) -> Result<Session, SessionProblem> {
+    read_with_cookie(settings, headers, now).map(|(s, _)| s)
+}
+
+/// [`read`], with the cookie value the session came from.
+pub fn read_with_cookie(
+    settings: &Settings,
+    headers: &HeaderMap,
+    now: u64,
+) -> Result<(Session, String), SessionProblem> {
     let name = cookies::name(settings, Jar::Session);
     let candidates = cookies::values(headers, &name).ok_or(SessionProblem::Invalid)?;
     if candidates.is_empty() {
@@ -111,11 +167,14 @@ pub fn read(settings: &Settings, headers: &HeaderMap, now: u64) -> Result<Sessio
             continue;
         };
         // Absolute lifetime; a session "from the future" means a clock or key problem.
-        if session.expires_at <= now || session.issued_at > now + 60 {
+        if session.expires_at <= now
+            || session.issued_at > now + 60
+            || settings.lifecycle.idle_expired(&session, now)
+        {
             problem = SessionProblem::Expired;
             continue;
         }
-        return Ok(session);
+        return Ok((session, value));
     }
     Err(problem)
 }

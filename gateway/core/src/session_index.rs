@@ -29,7 +29,7 @@ const MAX_USER_AGENT_CHARS: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    /// [`revocation::session_id`]: also its key in the revocation list.
+    /// [`revocation::id_of`]: also its key in the revocation list.
     pub id: String,
     pub signed_in_at: u64,
     pub expires_at: u64,
@@ -66,7 +66,7 @@ pub fn issued(settings: &Settings, response: &Response, parts: &Parts) -> Option
     Some((
         profile,
         Entry {
-            id: revocation::session_id(&value),
+            id: revocation::id_of(&s, &value),
             signed_in_at: s.issued_at,
             expires_at: s.expires_at,
             connection: s.identity.connection_id().to_owned(),

@@ -53,6 +53,8 @@ pub struct Settings {
     pub tenant_name: String,
     pub allowed_email_domains: Vec<String>,
     pub session_lifetime_secs: u64,
+    /// Idle timeout and re-validation at the provider (`crate::lifecycle`).
+    pub lifecycle: crate::lifecycle::Lifecycle,
     /// How long the origin may take to start answering.
     pub origin_timeout_secs: u64,
     pub session_keys: KeyRing,
@@ -109,6 +111,10 @@ pub const VARIABLES: &[(&str, Option<&str>)] = &[
     ("assertion_keys", None),
     ("allowed_email_domains", Some("")),
     ("session_lifetime_secs", Some("28800")),
+    ("session_idle_timeout_secs", Some("0")),
+    ("session_reissue_secs", Some("0")),
+    ("refresh_interval_secs", Some("300")),
+    ("refresh_grace_secs", Some("300")),
     ("origin_timeout_secs", Some("30")),
     ("assertion_audience", Some("")),
     ("header_user", Some("X-Auth-Request-User")),
@@ -290,6 +296,8 @@ impl Settings {
             ));
         }
 
+        let lifecycle = crate::lifecycle::Lifecycle::parse(&var, session_lifetime_secs)?;
+
         let origin_timeout_secs: u64 = var("origin_timeout_secs")?
             .trim()
             .parse()
@@ -353,6 +361,7 @@ impl Settings {
             tenant_name,
             allowed_email_domains,
             session_lifetime_secs,
+            lifecycle,
             origin_timeout_secs,
             session_keys,
             assertion_keys,

@@ -61,6 +61,7 @@ mod tests {
         Finish {
             identity: alice(),
             id_token: String::new(),
+            session: None,
             login: login_state(),
             base,
             resumed: false,

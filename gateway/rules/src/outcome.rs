@@ -85,6 +85,8 @@ pub fn resume_error(error: ResumeError) -> Response {
 pub struct Finish {
     pub identity: Identity,
     pub id_token: String,
+    /// The session grant stored at the callback (`edgeauth_core::refresh`).
+    pub session: Option<edgeauth_core::refresh::Handle>,
     pub login: LoginState,
     pub base: Event,
     /// Whether the chain ran at the continue endpoint (the resume cookie
@@ -175,7 +177,8 @@ pub fn finish(
                 fin.identity,
                 extras,
                 Tokens {
-                    id_token: fin.id_token,
+                    session: fin.session,
+                    ..Tokens::id_token(fin.id_token)
                 },
                 &start,
                 now,
@@ -229,6 +232,7 @@ pub fn finish(
                 identity: fin.identity,
                 login: fin.login,
                 id_token: fin.id_token,
+                session: fin.session,
                 progress,
                 base: fin.base,
                 expires,
@@ -275,6 +279,7 @@ mod tests {
         Finish {
             identity: alice(),
             id_token: "h.p.s".into(),
+            session: None,
             login: login_state(),
             base,
             resumed,

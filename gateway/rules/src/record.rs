@@ -21,6 +21,10 @@ pub struct Pending {
     pub identity: Identity,
     pub login: LoginState,
     pub id_token: String,
+    /// The session grant stored at the callback; absent in sign-ins paused
+    /// before grants existed.
+    #[serde(default)]
+    pub session: Option<edgeauth_core::refresh::Handle>,
     pub progress: Progress,
     pub base: Event,
     pub expires: u64,
@@ -55,6 +59,7 @@ mod tests {
             identity: alice(),
             login: crate::testing::login_state(),
             id_token: "h.p.s".into(),
+            session: None,
             progress: Progress::default(),
             base: Event::default(),
             expires: 2000,

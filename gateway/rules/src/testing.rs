@@ -89,6 +89,7 @@ pub fn pending(tenant: &str, index: usize, rule: &str) -> Pending {
         identity: alice(),
         login: login_state(),
         id_token: "h.p.s".into(),
+        session: None,
         progress: Progress::default(),
         base: Event::default(),
         expires: 2000,

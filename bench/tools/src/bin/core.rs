@@ -259,6 +259,32 @@ fn main() {
     );
     put("cookie_bytes", cookie.len() as f64);
 
+    // ---- session lifecycle bookkeeping (gateway/core/src/lifecycle.rs)
+    // With an idle timeout, every request decides whether the idle clock
+    // must move (a comparison on the session already open); once per
+    // `session_reissue_secs` a request re-seals the cookie.
+    let mut idle_vars = vars.clone();
+    idle_vars.insert("session_idle_timeout_secs", "1800".to_owned());
+    let idle = parse_settings(&idle_vars);
+    put(
+        "idle_duty",
+        time(budget, || {
+            edgeauth_core::lifecycle::duty(&idle, &sess, false, now + 60)
+        }),
+    );
+    put(
+        "idle_reissue",
+        time(budget, || {
+            edgeauth_core::lifecycle::reissue(&idle, &sess, None, now + 600, &mut rng)
+        }),
+    );
+    put(
+        "revocation_keys",
+        time(budget, || {
+            edgeauth_core::revocation::keys_to_check(&s, &req.headers)
+        }),
+    );
+
     // ---- login callback, IdP round trips excluded
     let sealed = s.session_keys.seal(
         Purpose::Login,
@@ -284,9 +310,7 @@ fn main() {
     let es_token = id_token(|c| es.sign(c).expect("sign"), &login.nonce, now);
     let ed_token = id_token(|c| ed.sign(c).expect("sign"), &login.nonce, now);
     let jwks = Jwks::parse(jwks_doc.as_bytes()).expect("jwks");
-    let rs_tokens = Tokens {
-        id_token: rs_token.clone(),
-    };
+    let rs_tokens = Tokens::id_token(rs_token.clone());
     callback::verify(&s.connections[0], &jwks, &start, &rs_tokens, now).expect("RS256 verifies");
 
     put(
@@ -325,9 +349,7 @@ fn main() {
         ("es256", &es_token),
         ("eddsa", &ed_token),
     ] {
-        let t = Tokens {
-            id_token: tok.clone(),
-        };
+        let t = Tokens::id_token(tok.clone());
         callback::verify(&s.connections[0], &jwks, &start, &t, now).expect("id token verifies");
         put(
             &format!("cb_verify_{name}"),

@@ -460,6 +460,7 @@ pub async fn complete(
     let fin = Finish {
         identity,
         id_token: tokens.id_token,
+        session: tokens.session,
         login: start.login.clone(),
         base,
         resumed: false,
@@ -524,6 +525,7 @@ async fn resume(settings: &Settings, doc: &DocRules, parts: &Parts, now: u64) ->
     let fin = Finish {
         identity: pending.identity,
         id_token: pending.id_token,
+        session: pending.session,
         login: pending.login,
         base: pending.base,
         resumed: true,
