@@ -144,19 +144,19 @@ impl SessionKv {
         want_assertion: bool,
         now: u64,
     ) -> Result<SessionKv, Response> {
-        let keys = revocation::keys_to_check(settings, &parts.headers);
+        let checks = revocation::checks(settings, &parts.headers, now);
         let mut kv = SessionKv {
             store: None,
             cache_key: None,
             cached_assertion: None,
         };
-        if keys.is_empty() {
+        if checks.sessions.is_empty() {
             return Ok(kv);
         }
         // Without the store a revoked session cannot be told apart: fail closed.
         let store = Kv::open()?;
-        for key in keys {
-            match store.exists(&key) {
+        for key in &checks.sessions {
+            match store.exists(key) {
                 Ok(false) => {}
                 Ok(true) => {
                     revocation::drop_session_cookie(settings, &mut parts.headers);
@@ -166,11 +166,11 @@ impl SessionKv {
             }
         }
         // Every session of an erased (or logged-out-everywhere) person.
-        if let Some((key, epoch)) = revocation::person_key_to_check(settings, &parts.headers, now) {
+        for (key, epoch) in &checks.people {
             let stored = store
-                .get_raw(&key)
+                .get_raw(key)
                 .map_err(|_| pages::storage_unavailable())?;
-            if revocation::person_revoked(stored.as_deref(), epoch) {
+            if revocation::person_revoked(stored.as_deref(), *epoch) {
                 revocation::drop_session_cookie(settings, &mut parts.headers);
                 return Ok(kv);
             }

@@ -69,14 +69,39 @@ pub fn entry_for(tenant: &str, id: &str, expires_at: u64) -> (String, Vec<u8>, u
     )
 }
 
-/// The keys to look up for the session cookies the request carries (at most a
+/// What to look up in the store before a request's sessions are trusted,
+/// from one opening of its session cookies (opening one is most of the
+/// per-request cost of this check, so it is done once for both lists).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Checks {
+    /// Each session's own revocation entry (logout, admin revocation).
+    pub sessions: Vec<String>,
+    /// The person-wide revocation of each live session's person (see
+    /// [`kv_schema::REVOKED_PROFILE`]), with the epoch the session was
+    /// issued in. Sessions from before profiles carry no profile id and
+    /// are not listed (they end with their lifetime).
+    pub people: Vec<(String, u64)>,
+}
+
+/// The [`Checks`] for the session cookies the request carries (at most a
 /// few; none without a session cookie, so anonymous requests cost nothing).
 /// Cookies that do not open as sessions need none: they are refused anyway.
-pub fn keys_to_check(settings: &Settings, headers: &HeaderMap) -> Vec<String> {
-    opened(settings, headers)
-        .iter()
-        .map(|(s, v)| kv_schema::revoked_session(&settings.tenant, &id_of(s, v)))
-        .collect()
+pub fn checks(settings: &Settings, headers: &HeaderMap, now: u64) -> Checks {
+    let mut out = Checks::default();
+    for (s, v) in opened(settings, headers) {
+        out.sessions
+            .push(kv_schema::revoked_session(&settings.tenant, &id_of(&s, &v)));
+        if s.expires_at <= now {
+            continue;
+        }
+        if let Some(profile) = s.identity.profile_id.as_deref() {
+            out.people.push((
+                kv_schema::revoked_profile(&settings.tenant, profile),
+                s.identity.profile_epoch,
+            ));
+        }
+    }
+    out
 }
 
 /// The entries to store at logout, `(key, expires_at)`: only for cookies that
@@ -105,24 +130,6 @@ pub fn grant_keys(settings: &Settings, headers: &HeaderMap) -> Vec<String> {
         .iter()
         .filter_map(|(s, _)| crate::refresh::key(settings, s))
         .collect()
-}
-
-/// The person-wide revocation to look up for the request's session (see
-/// [`kv_schema::REVOKED_PROFILE`]): its key and the revocation epoch the
-/// session was issued in. `None` for a request without a live session, or a
-/// session from before profiles (it carries no profile id; it ends with its
-/// lifetime).
-pub fn person_key_to_check(
-    settings: &Settings,
-    headers: &HeaderMap,
-    now: u64,
-) -> Option<(String, u64)> {
-    let s = crate::session::read(settings, headers, now).ok()?;
-    let profile = s.identity.profile_id.as_deref()?;
-    Some((
-        kv_schema::revoked_profile(&settings.tenant, profile),
-        s.identity.profile_epoch,
-    ))
 }
 
 /// The person's revocation epoch as stored: how many times every session
@@ -185,7 +192,12 @@ mod tests {
                 .unwrap();
             with_cookie(set.split(';').next().unwrap())
         };
-        let (key, epoch) = person_key_to_check(&s, &session_in(0), 1500).unwrap();
+        let found = checks(&s, &session_in(0), 1500);
+        assert_eq!(found.sessions.len(), 1);
+        let [(key, epoch)] = &found.people[..] else {
+            panic!("one person to check: {found:?}")
+        };
+        let (key, epoch) = (key.clone(), *epoch);
         assert_eq!(epoch, 0);
         let (entry_key, first) = person_entry(&s.tenant, "p_aaaaaaaaaaaaaaaaaaaaaaaaaa", None);
         assert_eq!(key, entry_key);
@@ -199,14 +211,20 @@ mod tests {
         assert!(person_revoked(Some(b"junk"), 5), "unreadable: closed");
         let (_, after_junk) = person_entry(&s.tenant, "p_a", Some(b"junk"));
         assert_eq!(after_junk, b"1");
-        assert_eq!(person_key_to_check(&s, &session_in(2), 1500).unwrap().1, 2);
+        assert_eq!(checks(&s, &session_in(2), 1500).people[0].1, 2);
         // No session, or one from before profiles: nothing to look up.
-        assert!(person_key_to_check(&s, &HeaderMap::new(), 1500).is_none());
+        assert!(checks(&s, &HeaderMap::new(), 1500).people.is_empty());
         let old = Session::new(alice(), None, &s, 1000)
             .to_cookie(&s, &mut counter_rng())
             .unwrap();
         let old = with_cookie(old.split(';').next().unwrap());
-        assert!(person_key_to_check(&s, &old, 1500).is_none());
+        assert!(checks(&s, &old, 1500).people.is_empty());
+        // Expired: its own entry is still looked up, its person's is not needed.
+        assert!(
+            checks(&s, &session_in(0), 1000 + s.session_lifetime_secs)
+                .people
+                .is_empty()
+        );
     }
 
     #[test]
@@ -220,7 +238,7 @@ mod tests {
         let entries = entries_for_logout(&s, &h, 1000);
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].1, 1000 + s.session_lifetime_secs);
-        assert_eq!(keys_to_check(&s, &h), vec![entries[0].0.clone()]);
+        assert_eq!(checks(&s, &h, 1000).sessions, vec![entries[0].0.clone()]);
         // The key reveals nothing of the cookie.
         assert!(!entries[0].0.contains(&pair[20..40]));
         assert!(entries[0].0.starts_with("revoked-session:default:"));
@@ -232,8 +250,11 @@ mod tests {
         let h = with_cookie("edgeauth_session=s1.AAAA; edgeauth_session=nope");
         assert!(entries_for_logout(&s, &h, 1000).is_empty());
         // Cookies that do not open are refused anyway: no store read for them.
-        assert!(keys_to_check(&s, &h).is_empty());
-        assert!(keys_to_check(&s, &with_cookie("theme=dark")).is_empty());
+        assert_eq!(checks(&s, &h, 1000), Checks::default());
+        assert_eq!(
+            checks(&s, &with_cookie("theme=dark"), 1000),
+            Checks::default()
+        );
         let old = Session::new(alice(), None, &s, 1000)
             .to_cookie(&s, &mut counter_rng())
             .unwrap();

@@ -281,7 +281,7 @@ fn main() {
     put(
         "revocation_keys",
         time(budget, || {
-            edgeauth_core::revocation::keys_to_check(&s, &req.headers)
+            edgeauth_core::revocation::checks(&s, &req.headers, now)
         }),
     );
 
