@@ -86,3 +86,17 @@ test('a re-issued cookie is the same session: logging out with it revokes the co
   assert.ok(Date.now() < at + IDLE * 1000, 'checked before the idle timeout could end it');
   assert.equal((await get(before_)).status, 401, 'the copy from before the re-issue is revoked too');
 });
+
+test('every sign-in is a new session: signing in again in the same browser does not keep the earlier id', async () => {
+  const { jar } = await signedIn();
+  const first = jarWithSession(sessionValue(jar));
+  // Signing in again with the session cookie still in the jar (what a
+  // step-up or a second sign-in does).
+  await loginOk(gw, idp, jar, '/start', { rd: '/start' });
+  assert.notEqual(sessionValue(jar), sessionValue(first), 'a new cookie');
+  // Ending the earlier session leaves the new one alone, and the other way
+  // round: they have different ids on the revocation list.
+  assert.equal((await request(`${gw.url}/.edgeauth/logout?rd=/x`, { jar: first })).status, 302);
+  assert.equal((await get(first)).status, 401, 'the earlier session ended');
+  assert.equal((await get(jar)).status, 200, 'the new session is not the earlier one');
+});
