@@ -358,7 +358,7 @@ pub fn bind(
     tenant: &str,
     rule: &str,
     keys: &BindKeys,
-    rng: &mut dyn FnMut(&mut [u8]),
+    rng: edgeauth_core::Rng<'_>,
 ) -> Result<Vec<u8>, String> {
     let (kid, key) = keys
         .keys
