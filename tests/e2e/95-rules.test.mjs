@@ -2,7 +2,8 @@
 // the tooling (`edgeauth rule keygen/validate/build/run/upload`), the four
 // example rules' effects at the origin and in the browser flow, hostile rules
 // failing closed while a concurrent normal sign-in succeeds, and artifacts
-// that are unsigned or tampered.
+// that are unsigned or tampered, in storage too (uploads are stored bound
+// with the gateway's MAC, which sign-ins check instead of the signature).
 //
 // Needs the rules built: cargo build --release --target wasm32-unknown-unknown
 // -p rule-email-domain -p rule-group-roles -p rule-progressive-profile -p rule-crm-lead -p rule-hostile
@@ -21,7 +22,7 @@ import { ROOT, waitFor } from '../lib/procs.mjs';
 import { HOST_BIN, startStack, stopStack } from '../lib/stack.mjs';
 import { SESSION, show, login, loginOk, verifyAssertion, originSaw } from '../lib/gateway-flow.mjs';
 import { walkIdp } from '../lib/idp-flow.mjs';
-import { writeKv } from '../lib/kv.mjs';
+import { readKv, writeKv } from '../lib/kv.mjs';
 
 const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
 const wasm = (crate) => path.join(TARGET, 'wasm32-unknown-unknown', 'release', `rule_${crate}.wasm`);
@@ -109,7 +110,7 @@ before(async () => {
   for (const mode of ['loop', 'alloc', 'trap', 'huge', 'forbidden', 'error', 'bad-claim', 'reauth', 'open']) await build('hostile', `h-${mode}`);
 
   stack = await startStack({
-    gateways: 7,
+    gateways: 10, // 7 here, 3 for the bound-artifact test
     idpEnv: { IDP_EXTRA_USERS: JSON.stringify({ carol: { password: 'carol-pw', claims: { email: 'carol@example.com', email_verified: true, name: 'Carol' } } }) },
   });
   const o = stack.origin.url;
@@ -443,6 +444,44 @@ test('artifacts: tampered in storage fails closed; unsigned, foreign-key and tam
   assert.equal(listed.chain[0].artifact.header.name, 'email-domain');
   const fixed = await loginOk(gwStore, stack.idp, new CookieJar(), '/', { rd: '/store' });
   assert.equal(new URL(fixed.callback.location).pathname, '/store');
+});
+
+test('uploads are stored bound with the gateway MAC: a bit flipped in the stored bytes fails closed, the same bytes unflipped sign in after a restart', async () => {
+  const vars = ruleVars([{ name: 'email-domain', config: { domains: ['example.com'] } }]);
+  const KEY = 'rule-artifact:default:email-domain';
+  const uploaded = fs.readFileSync(art['email-domain']);
+  const first = await stack.startGateway({ vars });
+  let stored;
+  try {
+    await upload(first, 'email-domain');
+    await loginOk(first, stack.idp, new CookieJar(), '/', { rd: '/bound' });
+    stored = Buffer.from(readKv(first.stateDir)[KEY], 'base64');
+  } finally {
+    await first.stop();
+  }
+  assert.ok(stored.subarray(0, 16).equals(Buffer.from('EDGEAUTH-BOUND1\n')), 'stored bound');
+  assert.ok(stored.subarray(stored.length - uploaded.length).equals(uploaded), 'the signed artifact, unchanged, at the end');
+  const flipped = Buffer.from(stored);
+  flipped[flipped.length - 100] ^= 0x01; // in the precompiled code
+  for (const [what, bytes] of [['flipped', flipped], ['intact', stored]]) {
+    const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-state-'));
+    writeKv(stateDir, { [KEY]: bytes.toString('base64') });
+    // The same session keys: the binding key is derived from them.
+    const gw = await stack.startGateway({ stateDir, vars, sessionKeys: first.sessionKeys });
+    try {
+      if (what === 'flipped') {
+        const l = await login(gw, stack.idp, new CookieJar(), '/', { rd: '/bound' });
+        assert.equal(l.callback.status, 500, show(l.callback));
+        assert.match(l.callback.body, /could not be loaded \(load\)/);
+        await waitFor(() => /"detail":"[^"]*altered in storage[^"]*","event":"login-failed","kind":"load"/.test(gw.proc.output), { what: 'audit line: altered in storage' });
+      } else {
+        const ok = await loginOk(gw, stack.idp, new CookieJar(), '/', { rd: '/bound' });
+        assert.equal(new URL(ok.callback.location).pathname, '/bound');
+      }
+    } finally {
+      await gw.stop();
+    }
+  }
 });
 
 test('artifacts shipped with the app (Spin files) are loaded from the mount and verified the same way', async () => {

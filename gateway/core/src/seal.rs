@@ -16,6 +16,9 @@ pub const MAX_SEALED_LEN: usize = 4000;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 const MAX_KEYS: usize = 8;
+/// Prefix of [`KeyRing::derive`]'s labels; no sealed value is ever MACed
+/// with the raw secret, so derived keys cannot collide with sealing.
+const DERIVE_PREFIX: &[u8] = b"edgeauth/v1/derive\0";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
@@ -56,6 +59,8 @@ pub enum OpenError {
 struct SealKey {
     id: String,
     cipher: XChaCha20Poly1305,
+    /// The raw secret, only for [`KeyRing::derive`].
+    secret: [u8; 32],
 }
 
 pub struct KeyRing {
@@ -100,9 +105,12 @@ impl KeyRing {
                 .ok_or_else(|| {
                     format!("key `{id}` must be exactly 32 bytes, base64url without padding")
                 })?;
+            let mut secret = [0u8; 32];
+            secret.copy_from_slice(&bytes);
             keys.push(SealKey {
                 id: id.to_owned(),
                 cipher: XChaCha20Poly1305::new_from_slice(&bytes).map_err(|e| e.to_string())?,
+                secret,
             });
         }
         if keys.is_empty() {
@@ -115,6 +123,21 @@ impl KeyRing {
             keys,
             scope: String::new(),
         })
+    }
+
+    /// One key per key of the ring, in the ring's order (the first is the
+    /// current one), for another use of the gateway's secret than sealing:
+    /// HMAC-SHA-256 keyed by the secret over a fixed prefix and `label`, so
+    /// each label gets keys independent of the sealing keys and of every
+    /// other label's. Keeps the ring's key ids, so rotating `session_keys`
+    /// rotates these too. The scope is not mixed in: bind it yourself.
+    pub fn derive(&self, label: &str) -> Vec<(String, [u8; 32])> {
+        let mut msg = DERIVE_PREFIX.to_vec();
+        msg.extend_from_slice(label.as_bytes());
+        self.keys
+            .iter()
+            .map(|k| (k.id.clone(), hmac_sha256::HMAC::mac(&msg, k.secret)))
+            .collect()
     }
 
     /// Seals and opens for `scope` only from now on.
@@ -256,6 +279,23 @@ mod tests {
         let r = ring(&format!("k:{KEY_A}"));
         let huge = format!("k.{}", "A".repeat(1 << 20));
         assert_eq!(r.open(Purpose::Session, &huge), Err(OpenError::TooLong));
+    }
+
+    #[test]
+    fn derived_keys_follow_the_ring_and_differ_per_label() {
+        let ring2 = ring(&format!("new:{KEY_B},old:{KEY_A}"));
+        let a = ring2.derive("rule-artifact");
+        assert_eq!(a.len(), 2);
+        assert_eq!((a[0].0.as_str(), a[1].0.as_str()), ("new", "old"));
+        assert_ne!(a[0].1, a[1].1);
+        // Same secret, same label: same key, whatever the other keys.
+        assert_eq!(
+            ring(&format!("old:{KEY_A}")).derive("rule-artifact")[0],
+            a[1]
+        );
+        // Another label: another key.
+        assert_ne!(ring2.derive("other")[0].1, a[0].1);
+        assert_ne!(ring2.derive("rule-artifact\0")[0].1, a[0].1);
     }
 
     #[test]

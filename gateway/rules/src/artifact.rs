@@ -11,9 +11,21 @@
 //! precompiled component. The header names the rule, the key, the runtime the
 //! code was compiled for and the SHA-256 of both the original component and
 //! the precompiled bytes, so the signature covers everything.
+//!
+//! Checking that signature (Ed25519 and the SHA-256 of ~220 KB of code) at
+//! every sign-in costs about a millisecond per rule in wasm32. So the
+//! gateway checks it once, when the artifact is uploaded, and stores the
+//! artifact *bound*: wrapped with its own MAC ([`bind`]), keyed by a key
+//! derived from its `session_keys` for this use, the tenant and the rule.
+//! A sign-in checks only that MAC ([`open_stored`]), which is several times
+//! cheaper, and still refuses any stored byte that changed. Artifacts stored
+//! before binding existed, files, and artifacts bound under a gateway key
+//! that has since been retired take the slow path (the full signature check).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
 use ed25519_compact::{KeyPair, PublicKey, Seed, Signature};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -168,6 +180,10 @@ impl TrustedKeys {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+
+    fn trusts(&self, kid: &str) -> bool {
+        self.keys.iter().any(|(k, _)| k == kid)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,6 +199,10 @@ pub enum ArtifactError {
     },
     WrongRuntime(String),
     TooLarge,
+    /// The gateway's MAC over the stored artifact does not verify: the
+    /// stored bytes changed since the upload (or were moved from another
+    /// tenant or rule).
+    BadBinding,
 }
 
 impl std::fmt::Display for ArtifactError {
@@ -204,6 +224,10 @@ impl std::fmt::Display for ArtifactError {
                 "it was built for runtime `{r}` but the gateway runs `{RUNTIME_ID}`; rebuild it with `edgeauth rule build`"
             ),
             ArtifactError::TooLarge => write!(f, "it is larger than {MAX_ARTIFACT} bytes"),
+            ArtifactError::BadBinding => write!(
+                f,
+                "the stored artifact does not match the gateway's MAC (altered in storage)"
+            ),
         }
     }
 }
@@ -272,6 +296,188 @@ pub fn verify<'a>(
     Ok(Verified { header, code })
 }
 
+// ------------------------------------------------------------ binding
+
+/// Marks a stored artifact bound by the gateway: `BOUND_MAGIC`, key id length
+/// (u8), key id, 24-byte nonce, 16-byte tag, then the signed artifact as
+/// uploaded.
+pub const BOUND_MAGIC: &[u8] = b"EDGEAUTH-BOUND1\n";
+/// The label of the keys derived from `session_keys` for binding
+/// (`edgeauth_core::seal::KeyRing::derive`).
+pub const BIND_LABEL: &str = "rule-artifact-bind/v1";
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+
+/// The gateway's binding keys: derived from its `session_keys`, the first
+/// binds, all of them open (rotation).
+#[derive(Clone, Default)]
+pub struct BindKeys {
+    keys: Vec<(String, [u8; 32])>,
+}
+
+impl std::fmt::Debug for BindKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.keys.iter().map(|(k, _)| k.as_str()).collect();
+        write!(f, "BindKeys{ids:?}")
+    }
+}
+
+impl BindKeys {
+    pub fn from_ring(ring: &edgeauth_core::seal::KeyRing) -> BindKeys {
+        BindKeys {
+            keys: ring.derive(BIND_LABEL),
+        }
+    }
+
+    /// Keys as `(kid, key)`, the first binds (tests; `from_ring` otherwise).
+    pub fn new(keys: Vec<(String, [u8; 32])>) -> BindKeys {
+        BindKeys { keys }
+    }
+
+    /// The cipher for one tenant's rule: its key is the purpose key MACed
+    /// with the tenant and rule (length-prefixed), so an artifact bound for
+    /// one never opens as another's.
+    fn cipher(key: &[u8; 32], tenant: &str, rule: &str) -> XChaCha20Poly1305 {
+        let mut ctx = Vec::with_capacity(8 + tenant.len() + rule.len());
+        for part in [tenant, rule] {
+            ctx.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            ctx.extend_from_slice(part.as_bytes());
+        }
+        let sub = hmac_sha256::HMAC::mac(&ctx, key);
+        XChaCha20Poly1305::new(&sub.into())
+    }
+}
+
+/// Wraps `artifact` (already verified with [`verify`]) for storage under
+/// `tenant`/`rule`. The MAC is Poly1305 under a one-time key from XChaCha20
+/// with a random nonce (XChaCha20-Poly1305 with the artifact as associated
+/// data and nothing to encrypt): Poly1305 is a fast hash in wasm32, and the
+/// random 24-byte nonce keeps every one-time key distinct.
+pub fn bind(
+    artifact: &[u8],
+    tenant: &str,
+    rule: &str,
+    keys: &BindKeys,
+    rng: edgeauth_core::Rng<'_>,
+) -> Result<Vec<u8>, String> {
+    let (kid, key) = keys
+        .keys
+        .first()
+        .ok_or("no gateway key to bind artifacts with")?;
+    let mut nonce = [0u8; NONCE_LEN];
+    rng(&mut nonce);
+    let tag = BindKeys::cipher(key, tenant, rule)
+        .encrypt_in_place_detached(XNonce::from_slice(&nonce), artifact, &mut [])
+        .map_err(|_| "binding failed")?;
+    let kid_len = u8::try_from(kid.len()).map_err(|_| "key id too long")?;
+    let mut out = Vec::with_capacity(
+        BOUND_MAGIC.len() + 1 + kid.len() + NONCE_LEN + TAG_LEN + artifact.len(),
+    );
+    out.extend_from_slice(BOUND_MAGIC);
+    out.push(kid_len);
+    out.extend_from_slice(kid.as_bytes());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&tag);
+    out.extend_from_slice(artifact);
+    Ok(out)
+}
+
+struct Bound<'a> {
+    kid: &'a str,
+    nonce: &'a [u8],
+    tag: &'a [u8],
+    artifact: &'a [u8],
+}
+
+/// `None` for bytes without the bound magic (an artifact stored as
+/// uploaded, or a file).
+fn split_bound(stored: &[u8]) -> Option<Result<Bound<'_>, ArtifactError>> {
+    let rest = stored.strip_prefix(BOUND_MAGIC)?;
+    let malformed = Err(ArtifactError::Malformed("truncated binding"));
+    let Some((&kid_len, rest)) = rest.split_first() else {
+        return Some(malformed);
+    };
+    let kid_len = kid_len as usize;
+    if rest.len() < kid_len + NONCE_LEN + TAG_LEN {
+        return Some(malformed);
+    }
+    let Ok(kid) = std::str::from_utf8(&rest[..kid_len]) else {
+        return Some(Err(ArtifactError::Malformed("bad binding key id")));
+    };
+    let rest = &rest[kid_len..];
+    Some(Ok(Bound {
+        kid,
+        nonce: &rest[..NONCE_LEN],
+        tag: &rest[NONCE_LEN..NONCE_LEN + TAG_LEN],
+        artifact: &rest[NONCE_LEN + TAG_LEN..],
+    }))
+}
+
+/// The signed artifact inside stored bytes, unchecked (for listings).
+pub fn stored_artifact(stored: &[u8]) -> &[u8] {
+    match split_bound(stored) {
+        Some(Ok(b)) => b.artifact,
+        _ => stored,
+    }
+}
+
+/// How [`open_stored`] checked an artifact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// The gateway's MAC (bound at upload under a current key).
+    Binding,
+    /// The full signature check: stored before binding existed, bound
+    /// under a gateway key no longer configured, or a file.
+    Signature,
+}
+
+/// Checks stored bytes (KV value or file) as the artifact of `rule` for
+/// `tenant`. Bound under a key the gateway still has: the MAC must verify
+/// (else [`ArtifactError::BadBinding`], never a fallback), the signer must
+/// still be trusted and the header must name this rule and runtime; the
+/// signature itself was checked at upload. Anything else: [`verify`].
+pub fn open_stored<'a>(
+    stored: &'a [u8],
+    tenant: &str,
+    rule: &str,
+    trusted: &TrustedKeys,
+    bind_keys: &BindKeys,
+) -> Result<(Verified<'a>, Check), ArtifactError> {
+    if stored.len() > MAX_ARTIFACT + BOUND_MAGIC.len() + 256 + NONCE_LEN + TAG_LEN {
+        return Err(ArtifactError::TooLarge);
+    }
+    let bound = match split_bound(stored) {
+        None => return Ok((verify(stored, rule, trusted)?, Check::Signature)),
+        Some(b) => b?,
+    };
+    let Some((_, key)) = bind_keys.keys.iter().find(|(k, _)| k == bound.kid) else {
+        // Bound under a retired gateway key: the signature still decides.
+        return Ok((verify(bound.artifact, rule, trusted)?, Check::Signature));
+    };
+    BindKeys::cipher(key, tenant, rule)
+        .decrypt_in_place_detached(
+            XNonce::from_slice(bound.nonce),
+            bound.artifact,
+            &mut [],
+            Tag::from_slice(bound.tag),
+        )
+        .map_err(|_| ArtifactError::BadBinding)?;
+    let (header, _, _, code) = parse_unverified(bound.artifact)?;
+    if !trusted.trusts(&header.kid) {
+        return Err(ArtifactError::UnknownKey(header.kid));
+    }
+    if header.name != rule {
+        return Err(ArtifactError::WrongRule {
+            expected: rule.to_owned(),
+            found: header.name,
+        });
+    }
+    if header.runtime != RUNTIME_ID {
+        return Err(ArtifactError::WrongRuntime(header.runtime));
+    }
+    Ok((Verified { header, code }, Check::Binding))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +543,147 @@ mod tests {
         assert!(verify(b"\0asm", "r", &trusted()).is_err());
         assert!(verify(&a[..MAGIC.len() + 6], "r", &trusted()).is_err());
         assert!(verify(&a, "r", &TrustedKeys::default()).is_err());
+    }
+
+    fn gw_keys() -> BindKeys {
+        BindKeys::new(vec![("g1".into(), [1; 32])])
+    }
+
+    fn rng() -> impl FnMut(&mut [u8]) {
+        let mut n = 0u8;
+        move |b: &mut [u8]| {
+            for x in b {
+                n = n.wrapping_add(1);
+                *x = n;
+            }
+        }
+    }
+
+    fn bound(tenant: &str, rule: &str) -> Vec<u8> {
+        let a = key().sign(rule, b"wasm", &[9u8; 5000], RUNTIME_ID, 1);
+        bind(&a, tenant, rule, &gw_keys(), &mut rng()).unwrap()
+    }
+
+    #[test]
+    fn bound_artifacts_open_without_the_signature_check() {
+        let b = bound("t", "r");
+        let (v, how) = open_stored(&b, "t", "r", &trusted(), &gw_keys()).unwrap();
+        assert_eq!(how, Check::Binding);
+        assert_eq!(v.code, &[9u8; 5000][..]);
+        assert_eq!(v.header.name, "r");
+        assert_eq!(parse_unverified(stored_artifact(&b)).unwrap().0.name, "r");
+    }
+
+    #[test]
+    fn every_flipped_bit_of_a_bound_artifact_is_refused() {
+        let b = bound("t", "r");
+        let kid = BOUND_MAGIC.len() + 1..BOUND_MAGIC.len() + 3;
+        for i in 0..b.len() {
+            for bit in [0, 7] {
+                let mut t = b.clone();
+                t[i] ^= 1 << bit;
+                match open_stored(&t, "t", "r", &trusted(), &gw_keys()) {
+                    Err(_) => {}
+                    // A changed binding key id names no gateway key: the
+                    // full signature check runs, on the untouched artifact.
+                    Ok((v, Check::Signature)) if kid.contains(&i) => {
+                        assert_eq!(v.code, &[9u8; 5000][..])
+                    }
+                    Ok(_) => panic!("byte {i} bit {bit} accepted"),
+                }
+            }
+        }
+        // The code itself: refused by the MAC, not by a fallback.
+        let mut t = b.clone();
+        *t.last_mut().unwrap() ^= 1;
+        assert_eq!(
+            open_stored(&t, "t", "r", &trusted(), &gw_keys()).unwrap_err(),
+            ArtifactError::BadBinding
+        );
+        for cut in 0..b.len() {
+            assert!(open_stored(&b[..cut], "t", "r", &trusted(), &gw_keys()).is_err());
+        }
+    }
+
+    #[test]
+    fn a_binding_is_for_one_tenant_rule_and_gateway() {
+        let b = bound("t", "r");
+        for (tenant, rule) in [("u", "r"), ("t", "s"), ("tr", ""), ("", "tr")] {
+            assert!(open_stored(&b, tenant, rule, &trusted(), &gw_keys()).is_err());
+        }
+        // Same key id, another gateway secret: refused, no fallback.
+        let other = BindKeys::new(vec![("g1".into(), [2; 32])]);
+        assert_eq!(
+            open_stored(&b, "t", "r", &trusted(), &other).unwrap_err(),
+            ArtifactError::BadBinding
+        );
+    }
+
+    #[test]
+    fn signer_trust_is_still_checked_on_the_fast_path() {
+        let b = bound("t", "r");
+        let someone_else =
+            TrustedKeys::parse(&SigningKey::from_seed("op2", [3; 32]).public_spec()).unwrap();
+        assert!(matches!(
+            open_stored(&b, "t", "r", &someone_else, &gw_keys()),
+            Err(ArtifactError::UnknownKey(_))
+        ));
+        let a = key().sign("r", b"w", b"c", "wasmtime-1/pulley32", 1);
+        let old_runtime = bind(&a, "t", "r", &gw_keys(), &mut rng()).unwrap();
+        assert!(matches!(
+            open_stored(&old_runtime, "t", "r", &trusted(), &gw_keys()),
+            Err(ArtifactError::WrongRuntime(_))
+        ));
+    }
+
+    #[test]
+    fn unbound_and_retired_key_artifacts_take_the_signature_path() {
+        let a = key().sign("r", b"wasm", b"code", RUNTIME_ID, 1);
+        let (_, how) = open_stored(&a, "t", "r", &trusted(), &gw_keys()).unwrap();
+        assert_eq!(how, Check::Signature);
+        let mut t = a.clone();
+        *t.last_mut().unwrap() ^= 1;
+        assert_eq!(
+            open_stored(&t, "t", "r", &trusted(), &gw_keys()).unwrap_err(),
+            ArtifactError::Tampered
+        );
+        // Rotation: bound under g1, the gateway now has g2 then g1: fast path;
+        // g1 retired: the signature decides, and still refuses tampering.
+        let b = bound("t", "r");
+        let rotated = BindKeys::new(vec![("g2".into(), [5; 32]), ("g1".into(), [1; 32])]);
+        assert_eq!(
+            open_stored(&b, "t", "r", &trusted(), &rotated).unwrap().1,
+            Check::Binding
+        );
+        let retired = BindKeys::new(vec![("g2".into(), [5; 32])]);
+        assert_eq!(
+            open_stored(&b, "t", "r", &trusted(), &retired).unwrap().1,
+            Check::Signature
+        );
+        let mut t = b.clone();
+        *t.last_mut().unwrap() ^= 1;
+        assert_eq!(
+            open_stored(&t, "t", "r", &trusted(), &retired).unwrap_err(),
+            ArtifactError::Tampered
+        );
+        assert!(bind(&a, "t", "r", &BindKeys::default(), &mut rng()).is_err());
+    }
+
+    #[test]
+    fn bind_keys_come_from_the_session_keys() {
+        let ring = edgeauth_core::seal::KeyRing::parse(
+            "s2:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI,s1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE",
+        )
+        .unwrap();
+        let keys = BindKeys::from_ring(&ring);
+        assert_eq!(format!("{keys:?}"), r#"BindKeys["s2", "s1"]"#);
+        let a = key().sign("r", b"wasm", b"code", RUNTIME_ID, 1);
+        let b = bind(&a, "t", "r", &keys, &mut rng()).unwrap();
+        assert_eq!(&b[BOUND_MAGIC.len()..BOUND_MAGIC.len() + 3], b"\x02s2");
+        assert_eq!(
+            open_stored(&b, "t", "r", &trusted(), &keys).unwrap().1,
+            Check::Binding
+        );
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! enabled only when the secret variable `admin_token` is set and called with
 //! `Authorization: Bearer <admin_token>`:
 //!
-//! - `PUT  .../<tenant>/<rule>`: store a signed artifact (checked first);
+//! - `PUT  .../<tenant>/<rule>`: store a signed artifact (checked first,
+//!   then stored bound with the gateway's MAC, `artifact::bind`);
 //! - `DELETE .../<tenant>/<rule>`;
 //! - `GET  .../<tenant>`: the tenant's chain and each artifact's signed header;
 //! - `POST .../<tenant>/_run?iterations=N` with an event (JSON): runs the
 //!   chain without applying anything or calling out, and reports each rule's
-//!   commands and timings (load = KV read + signature check + deserialize).
+//!   commands and timings (load = KV read + check + deserialize; the check
+//!   is the gateway's MAC, or the signature for artifacts stored without it).
 
 use std::time::Instant;
 
@@ -92,7 +94,7 @@ pub async fn handle(
     match admin::endpoint(&parts.method, rest) {
         Endpoint::List { tenant } => list(settings, doc, tenant),
         Endpoint::DryRun { tenant } => dry_run(settings, doc, parts, req, tenant).await,
-        Endpoint::Put { tenant, rule } => put(tenant, rule, req).await,
+        Endpoint::Put { tenant, rule } => put(settings, tenant, rule, req).await,
         Endpoint::Delete { tenant, rule } => delete(tenant, rule),
         Endpoint::NotFound => problem(StatusCode::NOT_FOUND, "no such admin endpoint"),
     }
@@ -109,7 +111,7 @@ fn names_ok(tenant: &str, rule: &str) -> Result<(), Response> {
     }
 }
 
-async fn put(tenant: &str, rule: &str, req: IncomingRequest) -> Response {
+async fn put(settings: &Settings, tenant: &str, rule: &str, req: IncomingRequest) -> Response {
     if let Err(r) = names_ok(tenant, rule) {
         return r;
     }
@@ -142,12 +144,18 @@ async fn put(tenant: &str, rule: &str, req: IncomingRequest) -> Response {
         );
     }
     let header = verified.header.clone();
+    // Checked once here; sign-ins check the gateway's MAC instead.
+    let keys = artifact::BindKeys::from_ring(&settings.session_keys);
+    let stored = match artifact::bind(&bytes, tenant, rule, &keys, &mut crate::io::rng) {
+        Ok(b) => b,
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
     let kv = match Kv::open() {
         Ok(kv) => kv,
         Err(r) => return r,
     };
     if kv
-        .put_permanent(&config::artifact_key(tenant, rule), &bytes)
+        .put_permanent(&config::artifact_key(tenant, rule), &stored)
         .is_err()
     {
         return pages::storage_unavailable();
@@ -192,7 +200,7 @@ fn list(settings: &Settings, doc: &DocRules, tenant: &str) -> Response {
                 .map(|r| {
                     let artifact = chain::artifact_bytes(kv.as_ref(), tenant, r)
                         .ok()
-                        .and_then(|b| artifact::parse_unverified(&b).ok().map(|(h, _, _, code)| json!({"header": h, "code_bytes": code.len()})));
+                        .and_then(|b| artifact::parse_unverified(artifact::stored_artifact(&b)).ok().map(|(h, _, _, code)| json!({"header": h, "code_bytes": code.len()})));
                     json!({
                         "name": r.name,
                         "source": match &r.source { Source::Kv => "kv".to_owned(), Source::File(p) => format!("file:{p}") },
@@ -258,8 +266,14 @@ async fn dry_run(
         last.clear();
         for (i, rule) in tenant_rules.chain.iter().enumerate() {
             let for_rule = event_for_rule(&event, rule, &rules.secrets);
-            let (result, timing) =
-                chain::run_rule(&runtime, &rules.keys, kv.as_ref(), rule, &for_rule, true);
+            let (result, timing) = chain::run_rule(
+                &runtime,
+                (&rules.keys, &rules.bind),
+                kv.as_ref(),
+                rule,
+                &for_rule,
+                true,
+            );
             last.push(match &result {
                 Ok(commands) => json!({"rule": rule.name, "commands": commands}),
                 Err(f) => json!({"rule": rule.name, "failure": f.kind(), "detail": f.to_string()}),

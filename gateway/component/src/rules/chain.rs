@@ -14,7 +14,7 @@ use edgeauth_core::policy;
 use edgeauth_core::settings::Settings;
 use edgeauth_core::tenant_docs;
 use edgeauth_core::tenants::{self, DocRules};
-use edgeauth_rules::artifact::{self, TrustedKeys};
+use edgeauth_rules::artifact::{self, BindKeys, TrustedKeys};
 use edgeauth_rules::chain::{self as pure, End, Line, Progress, RunRule, Timing};
 use edgeauth_rules::command::Command;
 use edgeauth_rules::config::{self, RuleConfig, RulesConfig, Source, TenantRules};
@@ -39,6 +39,8 @@ pub(super) fn variable(name: &str) -> String {
 pub(super) struct Rules {
     pub config: RulesConfig,
     pub keys: TrustedKeys,
+    /// The gateway's keys for its MAC over stored artifacts.
+    pub bind: BindKeys,
     pub secrets: pure::Secrets,
 }
 
@@ -72,6 +74,7 @@ pub(super) fn load(settings: &Settings, doc: &DocRules) -> Result<Option<Rules>,
     Ok(Some(Rules {
         config,
         keys: keys()?,
+        bind: BindKeys::from_ring(&settings.session_keys),
         secrets,
     }))
 }
@@ -205,7 +208,7 @@ pub(super) fn artifact_bytes(
 /// `chain::event_for_rule`).
 pub(super) fn run_rule(
     runtime: &Runtime,
-    keys: &TrustedKeys,
+    (keys, bind): (&TrustedKeys, &BindKeys),
     kv: Option<&Kv>,
     rule: &RuleConfig,
     event: &Event,
@@ -221,8 +224,10 @@ pub(super) fn run_rule(
         Err(f) => return (Err(f), timing),
     };
     timing.read_us = started.elapsed().as_micros() as u64;
-    let verified = match artifact::verify(&bytes, &rule.name, keys) {
-        Ok(v) => v,
+    // Uploaded artifacts carry the gateway's MAC, checked instead of the
+    // signature; older ones and files get the full signature check.
+    let verified = match artifact::open_stored(&bytes, &event.tenant_id, &rule.name, keys, bind) {
+        Ok((v, _)) => v,
         Err(e) => {
             return (
                 Err(Failure::Load(format!("its artifact was refused: {e}"))),
@@ -253,6 +258,7 @@ pub(super) fn run_rule(
 struct Runner<'a> {
     runtime: Runtime,
     keys: &'a TrustedKeys,
+    bind: &'a BindKeys,
     kv: Option<Kv>,
 }
 
@@ -260,7 +266,7 @@ impl RunRule for Runner<'_> {
     fn run(&mut self, rule: &RuleConfig, event: &Event) -> (Result<Vec<Command>, Failure>, Timing) {
         run_rule(
             &self.runtime,
-            self.keys,
+            (self.keys, self.bind),
             self.kv.as_ref(),
             rule,
             event,
@@ -288,6 +294,7 @@ fn run_chain(
     let mut runner = Runner {
         runtime,
         keys: &rules.keys,
+        bind: &rules.bind,
         kv: Kv::open().ok(),
     };
     pure::run_chain(
