@@ -445,6 +445,29 @@ test('artifacts: tampered in storage fails closed; unsigned, foreign-key and tam
   assert.equal(new URL(fixed.callback.location).pathname, '/store');
 });
 
+test('uploads that would never run are refused: unknown tenant 404, a name in no chain 409, naming what exists', async () => {
+  const cliUpload = (gw, file, tenant) => cliFails(['rule', 'upload', file, '--gateway', gw.url, '--tenant', tenant], { EDGEAUTH_ADMIN_TOKEN: ADMIN_TOKEN });
+  const unknown = await admin(gwStore, 'PUT', 'acme/email-domain', fs.readFileSync(art['email-domain']));
+  assert.equal(unknown.status, 404, unknown.body);
+  assert.equal(JSON.parse(unknown.body).message, 'no tenant `acme`; the tenants are `default`');
+  assert.match(await cliUpload(gwStore, art['email-domain'], 'acme'), /upload refused \(HTTP 404\): no tenant `acme`; the tenants are `default`/);
+
+  // gwStore's chain has only email-domain: group-roles would be stored and never run.
+  const stray = await admin(gwStore, 'PUT', 'default/group-roles', fs.readFileSync(art['group-roles']));
+  assert.equal(stray.status, 409, stray.body);
+  assert.equal(JSON.parse(stray.body).message, 'rule `group-roles` is in no chain of tenant `default`; its chain has `email-domain`');
+  assert.match(await cliUpload(gwStore, art['group-roles'], 'default'), /upload refused \(HTTP 409\): rule `group-roles` is in no chain of tenant `default`; its chain has `email-domain`/);
+  // Nothing was stored, and the refusal is audited.
+  const listed = JSON.parse((await admin(gwStore, 'GET', 'default')).body);
+  assert.deepEqual(listed.chain.map((r) => r.name), ['email-domain']);
+  await waitFor(() => /"detail":"rule `group-roles` is in no chain[^"]*","event":"artifact-refused"/.test(gwStore.proc.output), { what: 'audit line of the refusal' });
+
+  // A rule shipped as a file is never read from uploads.
+  const shipped = await admin(gwFiles, 'PUT', 'default/email-domain', fs.readFileSync(art['email-domain']));
+  assert.equal(shipped.status, 409, shipped.body);
+  assert.match(JSON.parse(shipped.body).message, /loaded from `file:\/rules\/email-domain\.rule`, not from uploads/);
+});
+
 test('artifacts shipped with the app (Spin files) are loaded from the mount and verified the same way', async () => {
   const bob = await login(gwFiles, stack.idp, new CookieJar(), '/', { username: 'bob', rd: '/files' });
   assert.equal(bob.callback.status, 403, show(bob.callback));

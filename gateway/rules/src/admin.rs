@@ -158,7 +158,10 @@ mod tests {
         let c = chain(r#"{"tenants": {"acme": {"chain": [{"name": "roles"}]}}}"#);
         let e = upload_target("acne", "roles", &["acme", "globex"], Some(&c)).unwrap_err();
         assert_eq!(e.status, 404);
-        assert_eq!(e.message, "no tenant `acne`; the tenants are `acme`, `globex`");
+        assert_eq!(
+            e.message,
+            "no tenant `acne`; the tenants are `acme`, `globex`"
+        );
         let e = upload_target("acme", "roles", &[], None).unwrap_err();
         assert_eq!(e.status, 404);
         assert!(e.message.contains("no tenants yet"), "{}", e.message);
@@ -184,10 +187,18 @@ mod tests {
         );
         let e = upload_target("acme", "shipped", &tenants, Some(&c)).unwrap_err();
         assert_eq!(e.status, 409);
-        assert!(e.message.contains("file:rules/shipped.rule"), "{}", e.message);
+        assert!(
+            e.message.contains("file:rules/shipped.rule"),
+            "{}",
+            e.message
+        );
         let e = upload_target("default", "roles", &tenants, None).unwrap_err();
         assert_eq!(e.status, 409);
-        assert!(e.message.starts_with("tenant `default` has no rule chain"), "{}", e.message);
+        assert!(
+            e.message.starts_with("tenant `default` has no rule chain"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
