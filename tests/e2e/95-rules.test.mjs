@@ -106,7 +106,7 @@ before(async () => {
   await build('group_roles', 'group-roles');
   await build('progressive_profile', 'profile');
   await build('crm_lead', 'crm-lead');
-  for (const mode of ['loop', 'alloc', 'trap', 'huge', 'forbidden', 'error', 'bad-claim', 'reauth', 'open']) await build('hostile', `h-${mode}`);
+  for (const mode of ['loop', 'alloc', 'trap', 'panic', 'huge', 'forbidden', 'error', 'bad-claim', 'reauth', 'open']) await build('hostile', `h-${mode}`);
 
   stack = await startStack({
     gateways: 7,
@@ -127,6 +127,7 @@ before(async () => {
       mode('loop', { fuel: 20000000 }),
       mode('alloc', { memory_bytes: 8 << 20 }),
       mode('trap'),
+      mode('panic'),
       mode('huge'),
       mode('forbidden', { allowed_hosts: [o] }),
       mode('error'),
@@ -159,7 +160,7 @@ before(async () => {
     vars: ruleVars([{ name: 'email-domain', source: 'file:/rules/email-domain.rule', config: { domains: ['example.com'] } }]),
   });
   for (const n of ['email-domain', 'group-roles', 'profile', 'crm-lead']) await upload(gwExamples, n);
-  for (const m of ['loop', 'alloc', 'trap', 'huge', 'forbidden', 'error', 'bad-claim', 'reauth', 'open']) await upload(gwHostile, `h-${m}`);
+  for (const m of ['loop', 'alloc', 'trap', 'panic', 'huge', 'forbidden', 'error', 'bad-claim', 'reauth', 'open']) await upload(gwHostile, `h-${m}`);
   await upload(gwSlow, 'crm-lead');
 });
 
@@ -328,6 +329,7 @@ const hostile = [
   ['loop', /CPU budget/, 'out-of-fuel'],
   ['alloc', /memory cap/, 'out-of-memory'],
   ['trap', /crashed/, 'trap'],
+  ['panic', /crashed/, 'trap'],
   ['huge', /output was refused/, 'bad-output'],
   ['forbidden', /not in its allow list/, 'forbidden-host'],
   ['error', /returned an error/, 'error'],
@@ -350,7 +352,8 @@ for (const [m, page, kind] of hostile) {
     // (JSON with sorted keys).
     const reference = bad.callback.body.match(/under reference ([\w-]+)/)?.[1];
     assert.ok(reference, 'the page gives a log reference');
-    assert.match(bad.callback.body, new RegExp(`\\(${kind}\\)`));
+    // A generic page: no failure kind, nothing of the wasm machinery.
+    assert.doesNotMatch(bad.callback.body.replaceAll(`h-${m}`, ''), /wasm|trap|unreachable|panicked|\(${kind}\)/i);
     const audit = new RegExp(`"correlation_id":"${reference}","detail":"((?:[^"\\\\]|\\\\.)*)","event":"login-failed","kind":"${kind}","rule":"h-${m}"`);
     await waitFor(() => audit.test(gwHostile.proc.output), { what: `audit line for h-${m}` });
     // Out of fuel or memory has no detail beyond its class; the others do.
@@ -361,6 +364,36 @@ for (const [m, page, kind] of hostile) {
     }
   });
 }
+
+test('a panicking rule: its panic message, its log lines, the fuel and time it used are in the audit line, not on the page', async () => {
+  const bad = await login(gwHostile, stack.idp, new CookieJar(), '/', { rd: '/h/panic' });
+  assert.equal(bad.callback.status, 500, show(bad.callback));
+  assert.doesNotMatch(bad.callback.body.replaceAll('h-panic', ''), /wasm|trap|unreachable|panic|lib\.rs/i);
+  const reference = bad.callback.body.match(/under reference ([\w-]+)/)?.[1];
+  assert.ok(reference, 'the page gives a log reference');
+  const line = () => gwHostile.proc.output.split('\n')
+    .filter((l) => l.startsWith('edgeauth-audit: ')).map((l) => JSON.parse(l.slice('edgeauth-audit: '.length)))
+    .find((a) => a.event === 'rule' && a.correlation_id === reference);
+  await waitFor(() => line(), { what: 'the rule audit line' });
+  const audit = line();
+  assert.equal(audit.kind, 'trap');
+  assert.match(audit.detail, /^it crashed \(rule panicked at plugins\/hostile\/src\/lib\.rs:\d+:\d+: hostile rule panics for \S+ on purpose\)$/);
+  assert.doesNotMatch(audit.detail, /unreachable/);
+  assert.equal(audit.logs[0], 'info: hostile rule: about to panic');
+  assert.match(audit.logs[1], /^error: rule panicked at .*: hostile rule panics for \S+ on purpose$/);
+  assert.ok(audit.fuel > 0, `fuel used up to the trap: ${audit.fuel}`);
+  assert.ok(audit.call_us > 0, `time up to the trap: ${audit.call_us}`);
+  const failed = new RegExp(`"correlation_id":"${reference}","detail":"it crashed \\(rule panicked at [^"]*hostile rule panics for \\S+ on purpose\\)","event":"login-failed"`);
+  assert.match(gwHostile.proc.output, failed);
+
+  // `edgeauth rule run` says the same, with what it used.
+  const event = path.join(tmp, 'panic-event.json');
+  fs.writeFileSync(event, JSON.stringify({ user: { sub: 'dave' }, config: { mode: 'panic' } }));
+  const out = await cliFails(['rule', 'run', wasm('hostile'), '--event', event, '--name', 'h-panic']);
+  assert.match(out, /rule log \[default\/h-panic\] info: hostile rule: about to panic/);
+  assert.match(out, /rule `h-panic` failed \[trap\]: it crashed \(rule panicked at [^)]*: hostile rule panics for dave on purpose\) after fuel [1-9]\d* of 50000000, \d+ us/);
+  assert.doesNotMatch(out, /unreachable/);
+});
 
 test('a fail-open rule that crashes is skipped and logged; the sign-in goes on', async () => {
   const l = await loginOk(gwHostile, stack.idp, new CookieJar(), '/', { rd: '/h/open' });
