@@ -373,7 +373,7 @@ test('a panicking rule: its panic message, its log lines, the fuel and time it u
   assert.ok(reference, 'the page gives a log reference');
   const line = () => gwHostile.proc.output.split('\n')
     .filter((l) => l.startsWith('edgeauth-audit: ')).map((l) => JSON.parse(l.slice('edgeauth-audit: '.length)))
-    .find((a) => a.event === 'rule' && a.correlation_id === reference);
+    .find((a) => a.event === 'rule' && a.rule === 'h-panic' && a.correlation_id === reference);
   await waitFor(() => line(), { what: 'the rule audit line' });
   const audit = line();
   assert.equal(audit.kind, 'trap');
@@ -398,7 +398,7 @@ test('a panicking rule: its panic message, its log lines, the fuel and time it u
 test('a fail-open rule that crashes is skipped and logged; the sign-in goes on', async () => {
   const l = await loginOk(gwHostile, stack.idp, new CookieJar(), '/', { rd: '/h/open' });
   assert.equal(new URL(l.callback.location).pathname, '/h/open');
-  await waitFor(() => /"kind":"trap","load_us":\d+,"outcome":"failed-open","rule":"h-open"/.test(gwHostile.proc.output), { what: 'failed-open audit line' });
+  await waitFor(() => /"kind":"trap","load_us":\d+,"logs":\["error: rule panicked at [^"]*"\],"outcome":"failed-open","rule":"h-open"/.test(gwHostile.proc.output), { what: 'failed-open audit line' });
 });
 
 test('require-reauth: the provider is asked for a fresh login (prompt=login, max_age=0), then the chain passes', async () => {
@@ -447,7 +447,7 @@ test('artifacts: tampered in storage fails closed; unsigned, foreign-key and tam
   const l = await login(gwStore, stack.idp, new CookieJar(), '/', { rd: '/store' });
   assert.equal(l.callback.status, 500, show(l.callback));
   // The page names the class; why (the tampered artifact) is in the audit line.
-  assert.match(l.callback.body, /could not be loaded \(load\)/);
+  assert.match(l.callback.body, /could not complete: it could not be loaded\./);
   assert.doesNotMatch(l.callback.body, /tampered/);
   await waitFor(() => /"detail":"[^"]*tampered[^"]*","event":"login-failed","kind":"load"/.test(gwStore.proc.output), { what: 'audit line with the detail' });
 
