@@ -41,8 +41,14 @@ mod disabled {
     use http::request::Parts;
     use spin_sdk::http::IncomingRequest;
 
-    pub fn prepare(_: &Settings, _: &DocRules, _: &mut Parts) -> Result<(), Response> {
-        Ok(())
+    /// Rule settings would be ignored by this build: refused like any other
+    /// invalid setting, naming the missing feature.
+    pub fn prepare(_: &Settings, doc: &DocRules, _: &mut Parts) -> Result<(), Response> {
+        let get = |name: &str| spin_sdk::variables::get(name).ok();
+        edgeauth_core::settings::refuse_rule_settings(get, doc.chain.is_some()).map_err(|e| {
+            eprintln!("edgeauth: refusing to serve: {e}");
+            edgeauth_core::pages::misconfigured(&e.to_string())
+        })
     }
 
     pub async fn complete(
