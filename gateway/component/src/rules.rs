@@ -28,6 +28,8 @@ pub use chain::{complete, prepare, reserved};
 /// profile as this sign-in left it, and the provider's tokens.
 pub struct SignedIn {
     pub identity: edgeauth_core::identity::Identity,
+    // What the rules see of the person; unused by a build without them.
+    #[cfg_attr(not(feature = "rules"), allow(dead_code))]
     pub person: edgeauth_core::profiles::Profile,
     pub tokens: edgeauth_core::callback::Tokens,
 }
