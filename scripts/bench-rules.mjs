@@ -43,6 +43,8 @@ const vars = {
   public_url: `http://127.0.0.1:${port}`, origin_url: 'http://127.0.0.1:9', oidc_issuer: 'http://127.0.0.2:9',
   oidc_client_secret: 'x', session_keys: `s1:${crypto.randomBytes(32).toString('base64url')}`,
   assertion_keys: `a1:ed25519:${crypto.randomBytes(32).toString('base64url')}`,
+  // Two tenants (two host spellings of the port): uploads go only to tenants the gateway serves.
+  tenants: JSON.stringify({ one: { public_url: `http://127.0.0.1:${port}` }, three: { public_url: `http://localhost:${port}` } }),
   rules: JSON.stringify({ tenants: { one: { chain: chain(['email-domain']) }, three: { chain: chain(['email-domain', 'group-roles', 'profile']) } } }),
   rule_keys: pub, admin_token: token,
 };

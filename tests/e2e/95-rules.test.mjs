@@ -107,7 +107,7 @@ before(async () => {
   await build('group_roles', 'group-roles');
   await build('progressive_profile', 'profile');
   await build('crm_lead', 'crm-lead');
-  for (const mode of ['loop', 'alloc', 'trap', 'huge', 'forbidden', 'error', 'bad-claim', 'reauth', 'open']) await build('hostile', `h-${mode}`);
+  for (const mode of ['loop', 'alloc', 'trap', 'panic', 'huge', 'forbidden', 'error', 'bad-claim', 'reauth', 'open']) await build('hostile', `h-${mode}`);
 
   stack = await startStack({
     gateways: 10, // 7 here, 3 for the bound-artifact test
@@ -128,6 +128,7 @@ before(async () => {
       mode('loop', { fuel: 20000000 }),
       mode('alloc', { memory_bytes: 8 << 20 }),
       mode('trap'),
+      mode('panic'),
       mode('huge'),
       mode('forbidden', { allowed_hosts: [o] }),
       mode('error'),
@@ -160,7 +161,7 @@ before(async () => {
     vars: ruleVars([{ name: 'email-domain', source: 'file:/rules/email-domain.rule', config: { domains: ['example.com'] } }]),
   });
   for (const n of ['email-domain', 'group-roles', 'profile', 'crm-lead']) await upload(gwExamples, n);
-  for (const m of ['loop', 'alloc', 'trap', 'huge', 'forbidden', 'error', 'bad-claim', 'reauth', 'open']) await upload(gwHostile, `h-${m}`);
+  for (const m of ['loop', 'alloc', 'trap', 'panic', 'huge', 'forbidden', 'error', 'bad-claim', 'reauth', 'open']) await upload(gwHostile, `h-${m}`);
   await upload(gwSlow, 'crm-lead');
 });
 
@@ -329,6 +330,7 @@ const hostile = [
   ['loop', /CPU budget/, 'out-of-fuel'],
   ['alloc', /memory cap/, 'out-of-memory'],
   ['trap', /crashed/, 'trap'],
+  ['panic', /crashed/, 'trap'],
   ['huge', /output was refused/, 'bad-output'],
   ['forbidden', /not in its allow list/, 'forbidden-host'],
   ['error', /returned an error/, 'error'],
@@ -351,7 +353,8 @@ for (const [m, page, kind] of hostile) {
     // (JSON with sorted keys).
     const reference = bad.callback.body.match(/under reference ([\w-]+)/)?.[1];
     assert.ok(reference, 'the page gives a log reference');
-    assert.match(bad.callback.body, new RegExp(`\\(${kind}\\)`));
+    // A generic page: no failure kind, nothing of the wasm machinery.
+    assert.doesNotMatch(bad.callback.body.replaceAll(`h-${m}`, ''), /wasm|trap|unreachable|panicked|\(${kind}\)/i);
     const audit = new RegExp(`"correlation_id":"${reference}","detail":"((?:[^"\\\\]|\\\\.)*)","event":"login-failed","kind":"${kind}","rule":"h-${m}"`);
     await waitFor(() => audit.test(gwHostile.proc.output), { what: `audit line for h-${m}` });
     // Out of fuel or memory has no detail beyond its class; the others do.
@@ -363,10 +366,40 @@ for (const [m, page, kind] of hostile) {
   });
 }
 
+test('a panicking rule: its panic message, its log lines, the fuel and time it used are in the audit line, not on the page', async () => {
+  const bad = await login(gwHostile, stack.idp, new CookieJar(), '/', { rd: '/h/panic' });
+  assert.equal(bad.callback.status, 500, show(bad.callback));
+  assert.doesNotMatch(bad.callback.body.replaceAll('h-panic', ''), /wasm|trap|unreachable|panic|lib\.rs/i);
+  const reference = bad.callback.body.match(/under reference ([\w-]+)/)?.[1];
+  assert.ok(reference, 'the page gives a log reference');
+  const line = () => gwHostile.proc.output.split('\n')
+    .filter((l) => l.startsWith('edgeauth-audit: ')).map((l) => JSON.parse(l.slice('edgeauth-audit: '.length)))
+    .find((a) => a.event === 'rule' && a.rule === 'h-panic' && a.correlation_id === reference);
+  await waitFor(() => line(), { what: 'the rule audit line' });
+  const audit = line();
+  assert.equal(audit.kind, 'trap');
+  assert.match(audit.detail, /^it crashed \(rule panicked at plugins\/hostile\/src\/lib\.rs:\d+:\d+: hostile rule panics for \S+ on purpose\)$/);
+  assert.doesNotMatch(audit.detail, /unreachable/);
+  assert.equal(audit.logs[0], 'info: hostile rule: about to panic');
+  assert.match(audit.logs[1], /^error: rule panicked at .*: hostile rule panics for \S+ on purpose$/);
+  assert.ok(audit.fuel > 0, `fuel used up to the trap: ${audit.fuel}`);
+  assert.ok(audit.call_us > 0, `time up to the trap: ${audit.call_us}`);
+  const failed = new RegExp(`"correlation_id":"${reference}","detail":"it crashed \\(rule panicked at [^"]*hostile rule panics for \\S+ on purpose\\)","event":"login-failed"`);
+  assert.match(gwHostile.proc.output, failed);
+
+  // `edgeauth rule run` says the same, with what it used.
+  const event = path.join(tmp, 'panic-event.json');
+  fs.writeFileSync(event, JSON.stringify({ user: { sub: 'dave' }, config: { mode: 'panic' } }));
+  const out = await cliFails(['rule', 'run', wasm('hostile'), '--event', event, '--name', 'h-panic']);
+  assert.match(out, /rule log \[default\/h-panic\] info: hostile rule: about to panic/);
+  assert.match(out, /rule `h-panic` failed \[trap\]: it crashed \(rule panicked at [^)]*: hostile rule panics for dave on purpose\) after fuel [1-9]\d* of 50000000, \d+ us/);
+  assert.doesNotMatch(out, /unreachable/);
+});
+
 test('a fail-open rule that crashes is skipped and logged; the sign-in goes on', async () => {
   const l = await loginOk(gwHostile, stack.idp, new CookieJar(), '/', { rd: '/h/open' });
   assert.equal(new URL(l.callback.location).pathname, '/h/open');
-  await waitFor(() => /"kind":"trap","load_us":\d+,"outcome":"failed-open","rule":"h-open"/.test(gwHostile.proc.output), { what: 'failed-open audit line' });
+  await waitFor(() => /"kind":"trap","load_us":\d+,"logs":\["error: rule panicked at [^"]*"\],"outcome":"failed-open","rule":"h-open"/.test(gwHostile.proc.output), { what: 'failed-open audit line' });
 });
 
 test('require-reauth: the provider is asked for a fresh login (prompt=login, max_age=0), then the chain passes', async () => {
@@ -415,7 +448,7 @@ test('artifacts: tampered in storage fails closed; unsigned, foreign-key and tam
   const l = await login(gwStore, stack.idp, new CookieJar(), '/', { rd: '/store' });
   assert.equal(l.callback.status, 500, show(l.callback));
   // The page names the class; why (the tampered artifact) is in the audit line.
-  assert.match(l.callback.body, /could not be loaded \(load\)/);
+  assert.match(l.callback.body, /could not complete: it could not be loaded\./);
   assert.doesNotMatch(l.callback.body, /tampered/);
   await waitFor(() => /"detail":"[^"]*tampered[^"]*","event":"login-failed","kind":"load"/.test(gwStore.proc.output), { what: 'audit line with the detail' });
 
@@ -472,7 +505,7 @@ test('uploads are stored bound with the gateway MAC: a bit flipped in the stored
       if (what === 'flipped') {
         const l = await login(gw, stack.idp, new CookieJar(), '/', { rd: '/bound' });
         assert.equal(l.callback.status, 500, show(l.callback));
-        assert.match(l.callback.body, /could not be loaded \(load\)/);
+        assert.match(l.callback.body, /could not complete: it could not be loaded\./);
         await waitFor(() => /"detail":"[^"]*altered in storage[^"]*","event":"login-failed","kind":"load"/.test(gw.proc.output), { what: 'audit line: altered in storage' });
       } else {
         const ok = await loginOk(gw, stack.idp, new CookieJar(), '/', { rd: '/bound' });
@@ -482,6 +515,29 @@ test('uploads are stored bound with the gateway MAC: a bit flipped in the stored
       await gw.stop();
     }
   }
+});
+
+test('uploads that would never run are refused: unknown tenant 404, a name in no chain 409, naming what exists', async () => {
+  const cliUpload = (gw, file, tenant) => cliFails(['rule', 'upload', file, '--gateway', gw.url, '--tenant', tenant], { EDGEAUTH_ADMIN_TOKEN: ADMIN_TOKEN });
+  const unknown = await admin(gwStore, 'PUT', 'acme/email-domain', fs.readFileSync(art['email-domain']));
+  assert.equal(unknown.status, 404, unknown.body);
+  assert.equal(JSON.parse(unknown.body).message, 'no tenant `acme`; the tenants are `default`');
+  assert.match(await cliUpload(gwStore, art['email-domain'], 'acme'), /upload refused \(HTTP 404\): no tenant `acme`; the tenants are `default`/);
+
+  // gwStore's chain has only email-domain: group-roles would be stored and never run.
+  const stray = await admin(gwStore, 'PUT', 'default/group-roles', fs.readFileSync(art['group-roles']));
+  assert.equal(stray.status, 409, stray.body);
+  assert.equal(JSON.parse(stray.body).message, 'rule `group-roles` is in no chain of tenant `default`; its chain has `email-domain`');
+  assert.match(await cliUpload(gwStore, art['group-roles'], 'default'), /upload refused \(HTTP 409\): rule `group-roles` is in no chain of tenant `default`; its chain has `email-domain`/);
+  // Nothing was stored, and the refusal is audited.
+  const listed = JSON.parse((await admin(gwStore, 'GET', 'default')).body);
+  assert.deepEqual(listed.chain.map((r) => r.name), ['email-domain']);
+  await waitFor(() => /"detail":"rule `group-roles` is in no chain[^"]*","event":"artifact-refused"/.test(gwStore.proc.output), { what: 'audit line of the refusal' });
+
+  // A rule shipped as a file is never read from uploads.
+  const shipped = await admin(gwFiles, 'PUT', 'default/email-domain', fs.readFileSync(art['email-domain']));
+  assert.equal(shipped.status, 409, shipped.body);
+  assert.match(JSON.parse(shipped.body).message, /loaded from `file:\/rules\/email-domain\.rule`, not from uploads/);
 });
 
 test('artifacts shipped with the app (Spin files) are loaded from the mount and verified the same way', async () => {

@@ -33,7 +33,7 @@ const cliResult = (args, env = {}) => new Promise((resolve) => {
     resolve({ code: err ? err.code : 0, stdout, stderr }));
 });
 
-let idp; let origin; let gw; let tmp;
+let idp; let origin; let gw; let tmp; let roles;
 let acme; let fixed; // { url } of the two hosts a browser can reach
 
 const admin = (method, p = '', body, { token = ADMIN_TOKEN, host } = {}) => {
@@ -68,7 +68,7 @@ before(async () => {
   [idp, origin] = await Promise.all([startIdp({ gatewayUrls: [acme.url, fixed.url] }), startOrigin()]);
 
   const lines = (await cli(['rule', 'keygen', '--kid', 'docs'])).split('\n').filter((l) => l && !l.startsWith('#'));
-  const roles = path.join(tmp, 'roles.rule');
+  roles = path.join(tmp, 'roles.rule');
   await cli(['rule', 'build', wasm('group_roles'), '--name', 'roles', '-o', roles], { EDGEAUTH_RULE_SIGNING_KEY: lines[0] });
 
   gw = await startGateway({
@@ -83,7 +83,6 @@ before(async () => {
       admin_token: ADMIN_TOKEN,
     },
   });
-  await cli(['rule', 'upload', roles, '--gateway', fixed.url, '--tenant', 'acme'], { EDGEAUTH_ADMIN_TOKEN: ADMIN_TOKEN });
 });
 
 after(async () => {
@@ -106,6 +105,15 @@ test('admin calls without the right token are refused and reveal nothing, on any
   assert.equal((await onHost('evil.example')).status, 404);
 });
 
+test('a rule upload for a tenant not yet stored is refused, naming the tenants there are', async () => {
+  const r = await request(`${fixed.url}/.edgeauth/admin/rules/acme/roles`, {
+    method: 'PUT', body: fs.readFileSync(roles), accept: 'application/json',
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/octet-stream' },
+  });
+  assert.equal(r.status, 404, r.body);
+  assert.equal(JSON.parse(r.body).message, 'no tenant `acme`; the tenants are `fixed`');
+});
+
 test('the tenants variable still works unchanged, and a host no tenant has gets 404', async () => {
   const r = await request(`${acme.url}/app/x`);
   assert.equal(r.status, 404, show(r));
@@ -122,6 +130,8 @@ test('a tenant put through the API is served at once: login end to end, its own 
   }));
   assert.equal(put.status, 201, put.text);
   assert.equal(put.json().oidc_client_secret.set, true);
+  // Its rule can be uploaded now that the tenant and its chain exist.
+  await cli(['rule', 'upload', roles, '--gateway', fixed.url, '--tenant', 'acme'], { EDGEAUTH_ADMIN_TOKEN: ADMIN_TOKEN });
 
   const jar = new CookieJar();
   const l = await loginOk(acme, idp, jar, '/app/acme');

@@ -28,6 +28,8 @@ pub use chain::{complete, prepare, reserved};
 /// profile as this sign-in left it, and the provider's tokens.
 pub struct SignedIn {
     pub identity: edgeauth_core::identity::Identity,
+    // What the rules see of the person; unused by a build without them.
+    #[cfg_attr(not(feature = "rules"), allow(dead_code))]
     pub person: edgeauth_core::profiles::Profile,
     pub tokens: edgeauth_core::callback::Tokens,
 }
@@ -41,8 +43,14 @@ mod disabled {
     use http::request::Parts;
     use spin_sdk::http::IncomingRequest;
 
-    pub fn prepare(_: &Settings, _: &DocRules, _: &mut Parts) -> Result<(), Response> {
-        Ok(())
+    /// Rule settings would be ignored by this build: refused like any other
+    /// invalid setting, naming the missing feature.
+    pub fn prepare(_: &Settings, doc: &DocRules, _: &mut Parts) -> Result<(), Response> {
+        let get = |name: &str| spin_sdk::variables::get(name).ok();
+        edgeauth_core::settings::refuse_rule_settings(get, doc.chain.is_some()).map_err(|e| {
+            eprintln!("edgeauth: refusing to serve: {e}");
+            edgeauth_core::pages::misconfigured(&e.to_string())
+        })
     }
 
     pub async fn complete(

@@ -408,6 +408,33 @@ impl Settings {
     }
 }
 
+/// The variables only a gateway built with tenant rules reads (the
+/// component's `rules` cargo feature). `admin_token` is not among them: it
+/// also opens the tenant documents' and profiles' admin APIs.
+pub const RULE_VARIABLES: &[&str] = &["rules", "rule_keys", "rule_secrets"];
+
+/// For a gateway built without tenant rules: a rule variable that is set
+/// would be silently ignored (no rule would ever run), so it is refused like
+/// any other invalid setting, naming the missing feature. `doc_rules` says
+/// whether the request's tenant document brings a rule chain of its own.
+pub fn refuse_rule_settings(
+    get: impl Fn(&str) -> Option<String>,
+    doc_rules: bool,
+) -> Result<(), ConfigError> {
+    const WHY: &str = "is set, but this gateway is built without tenant rules \
+        (cargo feature `rules` of edgeauth-component): no rule would ever run; \
+        leave it empty or use a build with the feature";
+    for name in RULE_VARIABLES {
+        if get(name).is_some_and(|v| !v.trim().is_empty()) {
+            return Err(err(name, WHY));
+        }
+    }
+    if doc_rules {
+        return Err(err("tenants", format!("the tenant's `rules` {WHY}")));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,5 +531,40 @@ mod tests {
             problem(&[("allowed_email_domains", "not a domain")]).variable,
             "allowed_email_domains"
         );
+    }
+
+    #[test]
+    fn rule_settings_are_refused_without_rule_support() {
+        let vars = |set: &'static [(&'static str, &'static str)]| {
+            move |n: &str| {
+                set.iter()
+                    .find(|(k, _)| *k == n)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert_eq!(refuse_rule_settings(vars(&[]), false), Ok(()));
+        // Empty is unset; admin_token opens other admin APIs too.
+        assert_eq!(
+            refuse_rule_settings(vars(&[("rules", "  "), ("admin_token", "t")]), false),
+            Ok(())
+        );
+        for name in ["rules", "rule_keys", "rule_secrets"] {
+            let set: &'static [(&'static str, &'static str)] = match name {
+                "rules" => &[("rules", r#"{"tenants": {}}"#)],
+                "rule_keys" => &[("rule_keys", "k1:abc")],
+                _ => &[("rule_secrets", "{}")],
+            };
+            let e = refuse_rule_settings(vars(set), false).unwrap_err();
+            assert_eq!(e.variable, name);
+            assert!(e.to_string().contains("cargo feature `rules`"), "{e}");
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("variable `{name}`: is set")),
+                "{e}"
+            );
+        }
+        let e = refuse_rule_settings(vars(&[]), true).unwrap_err();
+        assert_eq!(e.variable, "tenants");
+        assert!(e.problem.starts_with("the tenant's `rules` is set"), "{e}");
     }
 }

@@ -450,16 +450,25 @@ fn run(a: &Args) -> Result<()> {
             );
             Ok(())
         }
-        Err(failure) => {
+        Err(failed) => {
             let fail_open = if rule.fail_open {
                 " (fail-open: the gateway would skip it)"
             } else {
                 " (the sign-in would fail closed)"
             };
+            // Its log lines were printed as it ran; repeated here as the
+            // gateway's audit line carries them.
+            for line in &failed.logs {
+                eprintln!("rule `{}` logged before failing: {line}", rule.name);
+            }
             bail!(
-                "rule `{}` failed [{}]: {failure}{fail_open}",
+                "rule `{}` failed [{}]: {} after fuel {} of {}, {} us{fail_open}",
                 rule.name,
-                failure.kind()
+                failed.failure.kind(),
+                failed.failure,
+                failed.fuel_used,
+                rule.fuel,
+                failed.instantiate_us + failed.call_us,
             )
         }
     }
@@ -497,7 +506,14 @@ fn upload(path: &Path, gateway: &str, tenant: &str) -> Result<()> {
         .map_err(|e| anyhow!("PUT {url}: {e}"))?;
     let body = String::from_utf8_lossy(&resp.body);
     if resp.status != 200 && resp.status != 201 {
-        bail!("PUT {url}: HTTP {}: {}", resp.status, body.trim());
+        // The gateway's reason in its own words when it gives one.
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("message")?.as_str().map(str::to_owned));
+        match message {
+            Some(m) => bail!("upload refused (HTTP {}): {m}", resp.status),
+            None => bail!("PUT {url}: HTTP {}: {}", resp.status, body.trim()),
+        }
     }
     println!("uploaded rule `{}` to {url}: {}", header.name, body.trim());
     Ok(())

@@ -4,6 +4,8 @@
 
 use serde_json::{Value, json};
 
+use crate::config::{Source, TenantRules};
+
 // One check for every admin endpoint (rules and tenant documents).
 pub use edgeauth_core::admin::authorized;
 
@@ -26,6 +28,80 @@ pub fn endpoint<'a>(method: &http::Method, rest: &'a str) -> Endpoint<'a> {
         [tenant, rule] if *method == http::Method::PUT => Endpoint::Put { tenant, rule },
         [tenant, rule] if *method == http::Method::DELETE => Endpoint::Delete { tenant, rule },
         _ => Endpoint::NotFound,
+    }
+}
+
+/// Why an artifact upload is refused before its signature is even checked:
+/// it would be stored and never run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRefused {
+    /// 404: no such tenant; 409: the tenant has no chain entry that loads
+    /// this rule from uploads.
+    pub status: u16,
+    pub message: String,
+}
+
+/// At most this many names are listed in a refusal.
+const LISTED: usize = 20;
+
+fn listing<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.into_iter().collect();
+    let mut out = names
+        .iter()
+        .take(LISTED)
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > LISTED {
+        out.push_str(&format!(" and {} more", names.len() - LISTED));
+    }
+    out
+}
+
+/// Whether an artifact uploaded for `rule` of `tenant` would ever run:
+/// `tenants` are the ids of the tenants the gateway serves, `chain` the
+/// tenant's rule chain (`None` when it has none).
+pub fn upload_target(
+    tenant: &str,
+    rule: &str,
+    tenants: &[&str],
+    chain: Option<&TenantRules>,
+) -> Result<(), UploadRefused> {
+    if !tenants.contains(&tenant) {
+        let message = if tenants.is_empty() {
+            format!("no tenant `{tenant}`: the gateway has no tenants yet")
+        } else {
+            format!(
+                "no tenant `{tenant}`; the tenants are {}",
+                listing(tenants.iter().copied())
+            )
+        };
+        return Err(UploadRefused {
+            status: 404,
+            message,
+        });
+    }
+    let entries = chain.map(|c| c.chain.as_slice()).unwrap_or_default();
+    let conflict = |message| {
+        Err(UploadRefused {
+            status: 409,
+            message,
+        })
+    };
+    match entries.iter().find(|r| r.name == rule) {
+        Some(r) => match &r.source {
+            Source::Kv => Ok(()),
+            Source::File(path) => conflict(format!(
+                "rule `{rule}` of tenant `{tenant}` is loaded from `file:{path}`, not from uploads"
+            )),
+        },
+        None if entries.is_empty() => conflict(format!(
+            "tenant `{tenant}` has no rule chain, so no rule `{rule}` would run; add it to the tenant's `rules` first"
+        )),
+        None => conflict(format!(
+            "rule `{rule}` is in no chain of tenant `{tenant}`; its chain has {}",
+            listing(entries.iter().map(|r| r.name.as_str()))
+        )),
     }
 }
 
@@ -70,6 +146,59 @@ mod tests {
         );
         assert_eq!(endpoint(&Method::GET, "acme/r"), Endpoint::NotFound);
         assert_eq!(endpoint(&Method::PUT, "a/b/c"), Endpoint::NotFound);
+    }
+
+    fn chain(json: &str) -> TenantRules {
+        let config = crate::config::parse(json, |_| false).unwrap();
+        config.tenants.get("acme").unwrap().clone()
+    }
+
+    #[test]
+    fn uploads_for_an_unknown_tenant_are_refused_naming_the_tenants() {
+        let c = chain(r#"{"tenants": {"acme": {"chain": [{"name": "roles"}]}}}"#);
+        let e = upload_target("acne", "roles", &["acme", "globex"], Some(&c)).unwrap_err();
+        assert_eq!(e.status, 404);
+        assert_eq!(
+            e.message,
+            "no tenant `acne`; the tenants are `acme`, `globex`"
+        );
+        let e = upload_target("acme", "roles", &[], None).unwrap_err();
+        assert_eq!(e.status, 404);
+        assert!(e.message.contains("no tenants yet"), "{}", e.message);
+        let many: Vec<String> = (0..25).map(|i| format!("t{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let e = upload_target("x", "r", &many, None).unwrap_err();
+        assert!(e.message.ends_with("`t19` and 5 more"), "{}", e.message);
+    }
+
+    #[test]
+    fn uploads_under_a_name_in_no_chain_are_refused_naming_the_entries() {
+        let c = chain(
+            r#"{"tenants": {"acme": {"chain": [{"name": "roles"}, {"name": "crm"}, {"name": "shipped", "source": "file:rules/shipped.rule"}]}}}"#,
+        );
+        let tenants = ["default", "acme"];
+        assert_eq!(upload_target("acme", "roles", &tenants, Some(&c)), Ok(()));
+        assert_eq!(upload_target("acme", "crm", &tenants, Some(&c)), Ok(()));
+        let e = upload_target("acme", "role", &tenants, Some(&c)).unwrap_err();
+        assert_eq!(e.status, 409);
+        assert_eq!(
+            e.message,
+            "rule `role` is in no chain of tenant `acme`; its chain has `roles`, `crm`, `shipped`"
+        );
+        let e = upload_target("acme", "shipped", &tenants, Some(&c)).unwrap_err();
+        assert_eq!(e.status, 409);
+        assert!(
+            e.message.contains("file:rules/shipped.rule"),
+            "{}",
+            e.message
+        );
+        let e = upload_target("default", "roles", &tenants, None).unwrap_err();
+        assert_eq!(e.status, 409);
+        assert!(
+            e.message.starts_with("tenant `default` has no rule chain"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -95,6 +95,9 @@ pub struct Timing {
     pub call_us: u64,
     pub fuel: u64,
     pub commands: Vec<Command>,
+    /// A failed call's own log lines (`level: message`), for its audit line.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<String>,
 }
 
 /// A line for the platform's log.
@@ -294,6 +297,9 @@ pub fn run_chain(
                 });
                 line["kind"] = json!(failure.kind());
                 line["detail"] = json!(failure.to_string());
+                if !timing.logs.is_empty() {
+                    line["logs"] = json!(timing.logs);
+                }
                 runner.log(Line::Audit(line));
                 if !rule.fail_open {
                     return End::Failed {
@@ -497,6 +503,64 @@ mod tests {
         );
         assert!(progress.claims.is_empty());
         assert_eq!(runner.audits()[0]["kind"], "bad-output");
+    }
+
+    #[test]
+    fn a_failed_rule_audit_line_has_what_it_used_and_its_own_logs() {
+        struct Crashes(Vec<Line>);
+        impl RunRule for Crashes {
+            fn run(
+                &mut self,
+                rule: &RuleConfig,
+                _: &Event,
+            ) -> (Result<Vec<Command>, Failure>, Timing) {
+                let timing = Timing {
+                    rule: rule.name.clone(),
+                    instantiate_us: 40,
+                    call_us: 900,
+                    fuel: 123_456,
+                    logs: vec![
+                        "info: looking up the plan".into(),
+                        "error: rule panicked at src/lib.rs:3:5: no plan".into(),
+                    ],
+                    ..Timing::default()
+                };
+                let failure = Failure::Trap("rule panicked at src/lib.rs:3:5: no plan".into());
+                (Err(failure), timing)
+            }
+            fn log(&mut self, line: Line) {
+                self.0.push(line);
+            }
+        }
+        let tenant = tenant_rules(&["a"], &[]);
+        let mut runner = Crashes(Vec::new());
+        let end = run_chain(
+            &mut runner,
+            &tenant,
+            &Secrets::new(),
+            &base(),
+            0,
+            None,
+            &mut Progress::default(),
+        );
+        assert!(matches!(end, End::Failed { .. }));
+        let Some(Line::Audit(line)) = runner.0.last() else {
+            panic!("an audit line");
+        };
+        assert_eq!(line["fuel"], 123_456);
+        assert_eq!(line["call_us"], 900);
+        assert_eq!(line["kind"], "trap");
+        assert_eq!(
+            line["detail"],
+            "it crashed (rule panicked at src/lib.rs:3:5: no plan)"
+        );
+        assert_eq!(
+            line["logs"],
+            json!([
+                "info: looking up the plan",
+                "error: rule panicked at src/lib.rs:3:5: no plan"
+            ])
+        );
     }
 
     #[test]

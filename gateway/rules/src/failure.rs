@@ -34,6 +34,18 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// A trap's failure: the rule's own panic report when it logged one just
+/// before (the SDK's panic hook, [`edgeauth_contract::PANIC_PREFIX`]), the
+/// bare trap (`wasm trap: unreachable`) otherwise. `messages` are the
+/// call's log messages, oldest first.
+pub fn trap<'a>(trap: &str, messages: impl DoubleEndedIterator<Item = &'a str>) -> Failure {
+    let mut messages = messages;
+    match messages.rfind(|m| m.starts_with(edgeauth_contract::PANIC_PREFIX)) {
+        Some(panic) => Failure::Trap(panic.to_owned()),
+        None => Failure::Trap(trap.to_owned()),
+    }
+}
+
 impl Failure {
     /// Short machine-readable kind for audit logs.
     pub fn kind(&self) -> &'static str {
@@ -60,5 +72,35 @@ impl Failure {
             Failure::ForbiddenHost(_) => "it called a host that is not in its allow list",
             Failure::Load(_) => "it could not be loaded",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trap_after_a_panic_report_carries_the_report() {
+        let logs = [
+            "checking the domain",
+            "rule panicked at src/lib.rs:12:9: no domain in `x`",
+        ];
+        let f = trap(
+            "wasm trap: wasm `unreachable` instruction executed",
+            logs.into_iter(),
+        );
+        assert_eq!(
+            f,
+            Failure::Trap("rule panicked at src/lib.rs:12:9: no domain in `x`".into())
+        );
+        assert_eq!(
+            f.to_string(),
+            "it crashed (rule panicked at src/lib.rs:12:9: no domain in `x`)"
+        );
+        // Without a report (not built with the SDK), the trap itself.
+        let f = trap("wasm trap: stack overflow", ["a line"].into_iter());
+        assert_eq!(f, Failure::Trap("wasm trap: stack overflow".into()));
+        // What the person sees never includes either.
+        assert_eq!(f.summary(), "it crashed");
     }
 }

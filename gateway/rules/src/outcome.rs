@@ -58,10 +58,9 @@ pub fn failed(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Sign-in failed",
             &format!(
-                "The sign-in rule \u{201c}{rule}\u{201d} could not complete: {} ({}). You have not been signed in. \
+                "The sign-in rule \u{201c}{rule}\u{201d} could not complete: {}. You have not been signed in. \
                  The administrator can find this sign-in in the gateway's log under reference {correlation_id}.",
                 failure.summary(),
-                failure.kind()
             ),
             &format!("{}?rd=/", routes::LOGIN),
             "Try again",
@@ -322,12 +321,60 @@ mod tests {
         };
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let page = body(&response);
-        assert!(page.contains("it could not be loaded (load)"), "{page}");
+        assert!(
+            page.contains("could not complete: it could not be loaded."),
+            "{page}"
+        );
         assert!(page.contains("cid-7"));
         assert!(!page.contains("/srv/secret"), "{page}");
         assert!(line["detail"].as_str().unwrap().contains("/srv/secret"));
         assert_eq!(line["correlation_id"], "cid-7");
         assert!(set_cookies(&response)[0].starts_with("edgeauth_login=;"));
+    }
+
+    #[test]
+    fn a_crashed_rule_gets_a_generic_page_and_its_panic_goes_to_the_audit_line() {
+        let s = settings();
+        let failure = Failure::Trap("rule panicked at src/lib.rs:3:5: no plan for `acme`".into());
+        let step = finish(
+            &s,
+            fin(false),
+            End::Failed {
+                rule: "plans".into(),
+                failure,
+            },
+            Progress::default(),
+            1000,
+            &mut counter_rng(),
+        );
+        let Step::Respond {
+            response,
+            audit: Some(Line::Audit(line)),
+        } = step
+        else {
+            panic!("a failure answers at once");
+        };
+        let page = body(&response);
+        assert!(page.contains("it crashed."), "{page}");
+        assert!(page.contains("under reference cid-7"), "{page}");
+        for internal in [
+            "wasm",
+            "trap",
+            "unreachable",
+            "panicked",
+            "src/lib.rs",
+            "acme",
+        ] {
+            assert!(
+                !page.to_lowercase().contains(internal),
+                "{internal} in {page}"
+            );
+        }
+        assert_eq!(line["kind"], "trap");
+        assert_eq!(
+            line["detail"],
+            "it crashed (rule panicked at src/lib.rs:3:5: no plan for `acme`)"
+        );
     }
 
     #[test]

@@ -61,6 +61,29 @@ pub fn configure(config: &mut Config) {
 
 pub use crate::failure::Failure;
 
+/// A failed call: why, what it used up to the failure, and the rule's own
+/// log lines (host `log` import) of the call, for the audit line.
+#[derive(Debug)]
+pub struct Failed {
+    pub failure: Failure,
+    pub fuel_used: u64,
+    pub instantiate_us: u64,
+    pub call_us: u64,
+    pub logs: Vec<String>,
+}
+
+impl Failed {
+    fn before_call(failure: Failure) -> Failed {
+        Failed {
+            failure,
+            fuel_used: 0,
+            instantiate_us: 0,
+            call_us: 0,
+            logs: Vec::new(),
+        }
+    }
+}
+
 /// A successful call.
 #[derive(Debug)]
 pub struct Outcome {
@@ -79,6 +102,8 @@ struct RuleState {
     http_timeout_ms: u32,
     http_calls_left: u32,
     forbidden: Option<String>,
+    /// The call's log lines (`level: message`), the last [`KEPT_LOGS`].
+    logs: Vec<String>,
 }
 
 impl wit::Host for RuleState {}
@@ -93,6 +118,9 @@ fn level(l: wit::LogLevel) -> LogLevel {
 }
 
 const MAX_HOST_LOG: usize = 2000;
+/// Log lines of a call kept for a failure's audit line, and their length.
+const KEPT_LOGS: usize = 10;
+const KEPT_LOG_CHARS: usize = 500;
 const MAX_RANDOM: u32 = 1024;
 
 impl host::Host for RuleState {
@@ -103,6 +131,11 @@ impl host::Host for RuleState {
             .take(MAX_HOST_LOG)
             .collect();
         self.io.log(&self.tenant, &self.rule, level(l), &message);
+        if self.logs.len() == KEPT_LOGS {
+            self.logs.remove(0);
+        }
+        let kept: String = message.chars().take(KEPT_LOG_CHARS).collect();
+        self.logs.push(format!("{}: {kept}", level(l).as_str()));
     }
 
     fn now_ms(&mut self) -> u64 {
@@ -288,11 +321,17 @@ fn classify(err: wasmtime::Error, state: &RuleState) -> Failure {
     if state.limiter.exceeded() {
         return Failure::Memory;
     }
-    match err.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => Failure::Fuel,
-        Some(t) => Failure::Trap(t.to_string()),
-        None => Failure::Trap(format!("{err}")),
-    }
+    let trap = match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => return Failure::Fuel,
+        Some(t) => t.to_string(),
+        None => format!("{err}"),
+    };
+    // A rule built with the SDK logged why it panicked just before the trap.
+    let messages = state
+        .logs
+        .iter()
+        .filter_map(|l| l.split_once(": ").map(|(_, m)| m));
+    crate::failure::trap(&trap, messages)
 }
 
 /// One engine and linker; a fresh store per call.
@@ -367,7 +406,7 @@ impl Runtime {
         rule: &RuleConfig,
         event: &Event,
         io: Box<dyn Io>,
-    ) -> Result<Outcome, Failure> {
+    ) -> Result<Outcome, Failed> {
         let started = Instant::now();
         let state = RuleState {
             limiter: Limiter::new(rule.memory_bytes),
@@ -378,18 +417,26 @@ impl Runtime {
             http_timeout_ms: rule.http_timeout_ms,
             http_calls_left: rule.http_calls,
             forbidden: None,
+            logs: Vec::new(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store
             .set_fuel(rule.fuel)
-            .map_err(|e| Failure::Load(format!("{e}")))?;
+            .map_err(|e| Failed::before_call(Failure::Load(format!("{e}"))))?;
         let instance = match PostLogin::instantiate(&mut store, component, &self.linker) {
             Ok(i) => i,
             Err(e) => {
-                return Err(match classify(e, store.data()) {
+                let failure = match classify(e, store.data()) {
                     Failure::Trap(t) => Failure::Load(t),
                     other => other,
+                };
+                return Err(Failed {
+                    failure,
+                    fuel_used: rule.fuel - store.get_fuel().unwrap_or(0),
+                    instantiate_us: started.elapsed().as_micros() as u64,
+                    call_us: 0,
+                    logs: std::mem::take(&mut store.data_mut().logs),
                 });
             }
         };
@@ -400,20 +447,40 @@ impl Runtime {
             .call_on_login(&mut store, &input);
         let call_us = instantiated.elapsed().as_micros() as u64;
         let fuel_used = rule.fuel - store.get_fuel().unwrap_or(0);
+        let instantiate_us = (instantiated - started).as_micros() as u64;
+        // What it used up to the failure, whatever the failure.
+        let failed = |failure: Failure, state: &mut RuleState| Failed {
+            failure,
+            fuel_used,
+            instantiate_us,
+            call_us,
+            logs: std::mem::take(&mut state.logs),
+        };
         let returned = match result {
             Ok(r) => r,
-            Err(e) => return Err(classify(e, store.data())),
+            Err(e) => {
+                let failure = classify(e, store.data());
+                return Err(failed(failure, store.data_mut()));
+            }
         };
         if let Some(h) = store.data().forbidden.clone() {
-            return Err(Failure::ForbiddenHost(h));
+            return Err(failed(Failure::ForbiddenHost(h), store.data_mut()));
         }
-        let raw = returned.map_err(|e| Failure::Error(e.chars().take(500).collect()))?;
-        let commands = command::validate(raw.into_iter().map(from_wit).collect(), rule)
-            .map_err(Failure::Output)?;
+        let raw = match returned {
+            Ok(raw) => raw,
+            Err(e) => {
+                let failure = Failure::Error(e.chars().take(500).collect());
+                return Err(failed(failure, store.data_mut()));
+            }
+        };
+        let commands = match command::validate(raw.into_iter().map(from_wit).collect(), rule) {
+            Ok(c) => c,
+            Err(e) => return Err(failed(Failure::Output(e), store.data_mut())),
+        };
         Ok(Outcome {
             commands,
             fuel_used,
-            instantiate_us: (instantiated - started).as_micros() as u64,
+            instantiate_us,
             call_us,
         })
     }

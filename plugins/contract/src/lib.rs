@@ -27,6 +27,20 @@ pub mod validate;
 /// The WIT package every rule is built against.
 pub const WIT_PACKAGE: &str = "edgeauth:plugin@0.1.0";
 
+/// How a rule built with the SDK reports a panic: one `error` log line
+/// through the host's `log` import, just before the trap, starting with this
+/// prefix, then `<file>:<line>:<column>: <message>`. The gateway takes that
+/// line as the failure's detail instead of the bare wasm trap.
+pub const PANIC_PREFIX: &str = "rule panicked at ";
+
+/// The panic line of [`PANIC_PREFIX`].
+pub fn panic_line(location: Option<(&str, u32, u32)>, message: &str) -> String {
+    match location {
+        Some((file, line, column)) => format!("{PANIC_PREFIX}{file}:{line}:{column}: {message}"),
+        None => format!("{PANIC_PREFIX}an unknown location: {message}"),
+    }
+}
+
 /// Size of a rule's commands the gateway accepts unless the tenant
 /// configures another output cap (`output_bytes`).
 pub const DEFAULT_OUTPUT_BYTES: usize = 64 << 10;

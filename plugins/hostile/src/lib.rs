@@ -4,7 +4,8 @@
 //! sign-in passes untouched.
 //!
 //! Modes: `loop` (burns CPU forever), `alloc` (allocates without bound),
-//! `trap` (panics), `huge` (returns far more than the output cap), `forbidden-host`
+//! `trap` (panics), `panic` (logs a line, then panics with a message naming
+//! the person: the SDK reports it to the gateway before the trap), `huge` (returns far more than the output cap), `forbidden-host`
 //! (calls a host outside its allow list and ignores the error),
 //! `error` (returns err), `bad-claim` (sets a reserved claim); and one
 //! well-behaved mode for the gateway's re-authentication flow: `reauth`
@@ -58,6 +59,10 @@ fn on_login(login: &Login) -> Result<Commands, String> {
             }
         }
         "trap" => panic!("hostile rule panics on purpose"),
+        "panic" => {
+            host::log(Level::Info, "hostile rule: about to panic");
+            panic!("hostile rule panics for {} on purpose", login.user.sub);
+        }
         "huge" => {
             // About 430 KB of commands, past the default 64 KiB output cap.
             for i in 0..2_000 {
@@ -108,6 +113,24 @@ mod tests {
             json!({"config": {"path": "/h/loop", "mode": "loop"}, "transaction": {"return_url": "/ok"}}),
         );
         assert!(on_login(&l).unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn panic_mode_logs_then_panics_with_the_subject() {
+        edgeauth_plugin::install_panic_hook();
+        let l = Login::from_json(json!({"config": {"mode": "panic"}, "user": {"sub": "bob"}}));
+        let caught = std::panic::catch_unwind(|| on_login(&l));
+        assert!(caught.is_err());
+        let logs: Vec<String> = edgeauth_plugin::testing::logs()
+            .into_iter()
+            .map(|(_, m)| m)
+            .collect();
+        assert_eq!(logs[0], "hostile rule: about to panic");
+        assert!(logs[1].starts_with("rule panicked at "), "{logs:?}");
+        assert!(
+            logs[1].ends_with(": hostile rule panics for bob on purpose"),
+            "{logs:?}"
+        );
     }
 
     #[test]

@@ -124,8 +124,39 @@ pub fn __dispatch(
     event: bindings::edgeauth::plugin::types::Event,
     rule: fn(&Login) -> Result<Commands, String>,
 ) -> Result<Vec<bindings::edgeauth::plugin::types::Command>, String> {
+    install_panic_hook();
     let login = wire::login(event);
     rule(&login).map(|c| c.0.into_iter().map(wire::command).collect())
+}
+
+/// Makes a panic of the rule report its message and location through the
+/// host's `log` import (an `error` line, see
+/// [`edgeauth_contract::PANIC_PREFIX`]) before the trap, so the gateway's
+/// audit line says why the rule crashed instead of `wasm trap: unreachable`.
+/// Called by [`rule!`] on every call (installed once); the hook before it
+/// still runs after.
+pub fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let before = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            host::log(Level::Error, &panic_report(info));
+            before(info);
+        }));
+    });
+}
+
+/// The log line of a panic: location and message (a `&str` or `String`
+/// payload; other payloads are named as such).
+fn panic_report(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic payload that is not text)".to_owned());
+    let location = info.location().map(|l| (l.file(), l.line(), l.column()));
+    edgeauth_contract::panic_line(location, &message)
 }
 
 /// Exports `f: fn(&Login) -> Result<Commands, String>` as the rule.
@@ -157,3 +188,25 @@ pub type __String = String;
 pub mod host;
 #[cfg(not(target_family = "wasm"))]
 pub mod testing;
+
+#[cfg(test)]
+mod panic_tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_is_logged_with_its_message_and_location() {
+        install_panic_hook();
+        let line = line!() + 1;
+        let caught = std::panic::catch_unwind(|| panic!("no {} today", "lunch"));
+        assert!(caught.is_err());
+        let logs = testing::logs();
+        let (level, message) = logs.last().expect("the hook logged the panic");
+        assert!(matches!(level, Level::Error));
+        let start = format!("{}{}:{line}:", edgeauth_contract::PANIC_PREFIX, file!());
+        assert!(message.starts_with(&start), "{message}");
+        assert!(message.ends_with(": no lunch today"), "{message}");
+        // A literal message, the other payload type.
+        let _ = std::panic::catch_unwind(|| panic!("plain"));
+        assert!(testing::logs().last().unwrap().1.ends_with(": plain"));
+    }
+}

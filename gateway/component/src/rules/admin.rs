@@ -14,9 +14,11 @@
 use std::time::Instant;
 
 use edgeauth_core::Response;
+use edgeauth_core::kv_schema;
 use edgeauth_core::pages;
 use edgeauth_core::settings::Settings;
-use edgeauth_core::tenants::DocRules;
+use edgeauth_core::tenant_docs::Index;
+use edgeauth_core::tenants::{self, DocRules, Tenants};
 use edgeauth_rules::admin::{self, Endpoint, stats};
 use edgeauth_rules::artifact::{self, MAX_ARTIFACT};
 use edgeauth_rules::config::{self, Source};
@@ -111,6 +113,58 @@ fn names_ok(tenant: &str, rule: &str) -> Result<(), Response> {
     }
 }
 
+/// The tenants the gateway serves, and the rules document of `tenant`
+/// (`None`: no such tenant): the `tenants` variable's, then (with
+/// `tenant_store = "kv"`) the stored ones; without either, only `default`.
+fn tenants_and_doc(tenant: &str) -> Result<(Vec<String>, Option<DocRules>), Response> {
+    let get = |n: &str| spin_sdk::variables::get(n).ok();
+    let fixed = Tenants::parse(&get("tenants").unwrap_or_default())
+        .map_err(|e| pages::misconfigured(&e.to_string()))?;
+    let store = tenants::store_enabled(get).map_err(|e| pages::misconfigured(&e.to_string()))?;
+    if fixed.is_empty() && !store {
+        let doc = (tenant == tenants::DEFAULT_TENANT).then(DocRules::default);
+        return Ok((vec![tenants::DEFAULT_TENANT.to_owned()], doc));
+    }
+    let mut ids: Vec<String> = fixed.ids().map(str::to_owned).collect();
+    let mut doc = fixed.get(tenant).map(|t| t.rules.clone());
+    if store {
+        let kv = Kv::open()?;
+        let index = kv
+            .get_raw(kv_schema::TENANT_INDEX)
+            .map_err(|_| pages::storage_unavailable())?;
+        ids.extend(Index::decode(index.as_deref()).tenants.into_keys());
+        if doc.is_none() {
+            doc = crate::tenant_admin::stored(&kv, tenant)
+                .map_err(|_| pages::storage_unavailable())?
+                .and_then(|(_, s)| s.tenant().ok())
+                .map(|t| t.rules);
+        }
+    }
+    Ok((ids, doc))
+}
+
+/// Refuses an upload that would be stored and never run: for a tenant the
+/// gateway does not serve, or under a name no chain entry of it loads.
+fn check_target(settings: &Settings, tenant: &str, rule: &str) -> Result<(), Response> {
+    let (ids, doc) = tenants_and_doc(tenant)?;
+    let rules = match &doc {
+        Some(doc) => chain::load_for(settings, tenant, doc)
+            .map_err(|e| problem(StatusCode::INTERNAL_SERVER_ERROR, e))?,
+        None => None,
+    };
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let chain = rules.as_ref().and_then(|r| r.config.tenant(tenant));
+    admin::upload_target(tenant, rule, &ids, chain).map_err(|refused| {
+        chain::audit(
+            json!({"event": "artifact-refused", "tenant": tenant, "rule": rule, "detail": refused.message}),
+        );
+        problem(
+            StatusCode::from_u16(refused.status).unwrap_or(StatusCode::CONFLICT),
+            refused.message,
+        )
+    })
+}
+
 async fn put(settings: &Settings, tenant: &str, rule: &str, req: IncomingRequest) -> Response {
     if let Err(r) = names_ok(tenant, rule) {
         return r;
@@ -119,6 +173,9 @@ async fn put(settings: &Settings, tenant: &str, rule: &str, req: IncomingRequest
         Ok(k) => k,
         Err(e) => return problem(StatusCode::CONFLICT, e),
     };
+    if let Err(r) = check_target(settings, tenant, rule) {
+        return r;
+    }
     let bytes = match body(req, MAX_ARTIFACT).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -276,7 +333,7 @@ async fn dry_run(
             );
             last.push(match &result {
                 Ok(commands) => json!({"rule": rule.name, "commands": commands}),
-                Err(f) => json!({"rule": rule.name, "failure": f.kind(), "detail": f.to_string()}),
+                Err(f) => json!({"rule": rule.name, "failure": f.kind(), "detail": f.to_string(), "logs": timing.logs}),
             });
             per_rule[i].push(timing);
             if result.is_err() && !rule.fail_open {

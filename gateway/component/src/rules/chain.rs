@@ -48,6 +48,16 @@ pub(super) struct Rules {
 /// `rule_secrets` variables, where the request's tenant document's own
 /// chain and secrets (`doc`) replace the variables' for that tenant.
 pub(super) fn load(settings: &Settings, doc: &DocRules) -> Result<Option<Rules>, String> {
+    load_for(settings, settings.tenant.as_str(), doc)
+}
+
+/// [`load`] with the document rules `doc` of tenant `tenant` (the admin
+/// endpoints name a tenant that need not be the request host's).
+pub(super) fn load_for(
+    settings: &Settings,
+    tenant: &str,
+    doc: &DocRules,
+) -> Result<Option<Rules>, String> {
     let text = variable("rules");
     if text.trim().is_empty() && doc.chain.is_none() {
         return Ok(None);
@@ -55,7 +65,6 @@ pub(super) fn load(settings: &Settings, doc: &DocRules) -> Result<Option<Rules>,
     let own = |h: &str| settings.headers.configured().any(|c| c.as_str() == h);
     let mut config = config::parse(&text, own).map_err(|e| format!("variable `rules`: {e}"))?;
     if let Some(chain) = &doc.chain {
-        let tenant = settings.tenant.as_str();
         let mine = config::parse(
             &serde_json::json!({"tenants": {tenant: chain}}).to_string(),
             own,
@@ -69,7 +78,7 @@ pub(super) fn load(settings: &Settings, doc: &DocRules) -> Result<Option<Rules>,
     let mut secrets = config::parse_secrets(&variable("rule_secrets"))
         .map_err(|e| format!("variable `rule_secrets`: {e}"))?;
     if let Some(own_secrets) = &doc.secrets {
-        secrets.insert(settings.tenant.clone(), own_secrets.clone());
+        secrets.insert(tenant.to_owned(), own_secrets.clone());
     }
     Ok(Some(Rules {
         config,
@@ -250,7 +259,13 @@ pub(super) fn run_rule(
             timing.commands = outcome.commands.clone();
             (Ok(outcome.commands), timing)
         }
-        Err(f) => (Err(f), timing),
+        Err(failed) => {
+            timing.instantiate_us = failed.instantiate_us;
+            timing.call_us = failed.call_us;
+            timing.fuel = failed.fuel_used;
+            timing.logs = failed.logs;
+            (Err(failed.failure), timing)
+        }
     }
 }
 
