@@ -297,15 +297,13 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn failure_pages_name_the_class_and_reference_not_the_detail() {
-        let s = settings();
-        let failure = Failure::Load("cannot read /srv/secret/rules/a.wasm: No such file".into());
+    /// The page and audit line of a sign-in whose rule `rule` failed.
+    fn failed(rule: &str, failure: Failure) -> (Response, serde_json::Value) {
         let step = finish(
-            &s,
+            &settings(),
             fin(false),
             End::Failed {
-                rule: "a".into(),
+                rule: rule.into(),
                 failure,
             },
             Progress::default(),
@@ -319,6 +317,15 @@ mod tests {
         else {
             panic!("a failure answers at once");
         };
+        (response, line)
+    }
+
+    #[test]
+    fn failure_pages_name_the_class_and_reference_not_the_detail() {
+        let (response, line) = failed(
+            "a",
+            Failure::Load("cannot read /srv/secret/rules/a.wasm: No such file".into()),
+        );
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let page = body(&response);
         assert!(
@@ -334,26 +341,10 @@ mod tests {
 
     #[test]
     fn a_crashed_rule_gets_a_generic_page_and_its_panic_goes_to_the_audit_line() {
-        let s = settings();
-        let failure = Failure::Trap("rule panicked at src/lib.rs:3:5: no plan for `acme`".into());
-        let step = finish(
-            &s,
-            fin(false),
-            End::Failed {
-                rule: "plans".into(),
-                failure,
-            },
-            Progress::default(),
-            1000,
-            &mut counter_rng(),
+        let (response, line) = failed(
+            "plans",
+            Failure::Trap("rule panicked at src/lib.rs:3:5: no plan for `acme`".into()),
         );
-        let Step::Respond {
-            response,
-            audit: Some(Line::Audit(line)),
-        } = step
-        else {
-            panic!("a failure answers at once");
-        };
         let page = body(&response);
         assert!(page.contains("it crashed."), "{page}");
         assert!(page.contains("under reference cid-7"), "{page}");
