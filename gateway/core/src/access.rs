@@ -18,13 +18,12 @@ use crate::settings::Settings;
 pub struct Forward {
     pub uri: Uri,
     pub headers: HeaderMap,
-    /// `None` on a public path without a session.
-    pub identity: Option<Identity>,
     /// An assertion signed for this request, to cache (`crate::assertion_cache`);
     /// `None` when a cached one was used or there is no identity.
     pub fresh_assertion: Option<String>,
-    /// The request's session, for the lifecycle duties the caller does
-    /// around forwarding (`crate::lifecycle::duty`).
+    /// The request's session (`None` on a public path without one), for
+    /// the lifecycle duties the caller does around forwarding
+    /// (`crate::lifecycle::duty`).
     pub session: Option<session::Session>,
     /// Whether the governing route passes the access token.
     pub passes_token: bool,
@@ -130,12 +129,13 @@ pub fn authorize_with_cache(
         Err(e) => return Access::Respond(bad_path(parts, e)),
     };
     let public = rule.is_some_and(|r| r.public);
-    let (identity, extras, session) = match session::read(settings, &parts.headers, now) {
-        Ok(s) => (Some(s.identity.clone()), s.extras.clone(), Some(s)),
-        Err(_) if public => (None, session::Extras::default(), None),
+    let session = match session::read(settings, &parts.headers, now) {
+        Ok(s) => Some(s),
+        Err(_) if public => None,
         Err(_) => return Access::Respond(unauthenticated(parts, rule.is_some_and(|r| r.api))),
     };
-    if let Some(Err(d)) = identity.as_ref().map(|id| admits(settings, rule, id)) {
+    let identity = session.as_ref().map(|s| &s.identity);
+    if let Some(Err(d)) = identity.map(|id| admits(settings, rule, id)) {
         return deny(parts, d);
     }
     let path_and_query = match parts.uri.query() {
@@ -152,12 +152,12 @@ pub fn authorize_with_cache(
     };
     let reused = cached.and_then(|c| crate::assertion_cache::reusable(c, now));
     let mut fresh_assertion = None;
-    let assertion = identity.as_ref().map(|id| match reused {
+    let assertion = session.as_ref().map(|s| match reused {
         Some(jwt) => jwt.to_owned(),
         None => {
             let jwt = settings.assertion_keys.sign_with_claims(
-                id,
-                &extras.claims,
+                &s.identity,
+                &s.extras.claims,
                 &settings.public_origin(),
                 &settings.assertion_audience,
                 now,
@@ -173,16 +173,15 @@ pub fn authorize_with_cache(
     let mut headers = crate::forward::origin_headers(
         settings,
         &parts.headers,
-        identity.as_ref().zip(assertion.as_deref()),
+        identity.zip(assertion.as_deref()),
         client_addr,
     );
-    if identity.is_some() {
-        crate::forward::add_rule_headers(settings, &mut headers, &extras.headers);
+    if let Some(s) = &session {
+        crate::forward::add_rule_headers(settings, &mut headers, &s.extras.headers);
     }
     Access::Forward(Box::new(Forward {
         uri,
         headers,
-        identity,
         fresh_assertion,
         passes_token: rule.is_some_and(|r| r.pass_access_token) && session.is_some(),
         session,
@@ -422,7 +421,7 @@ mod tests {
         else {
             panic!()
         };
-        assert!(f.identity.is_none());
+        assert!(f.session.is_none());
         assert!(f.headers.get("x-auth-request-user").is_none());
         assert!(f.headers.get("x-edgeauth-assertion").is_none());
         assert_eq!(f.uri.to_string(), "http://127.0.0.1:3001/public/a?x=1");
