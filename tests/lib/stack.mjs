@@ -98,16 +98,20 @@ export function checkBinaries(runtime = RUNTIME) {
  */
 export async function startGateway({ port, originUrl, issuer, clientId = 'edgeauth', clientSecret = CLIENT_SECRET,
   sessionKeys, assertionKeys, allowedEmailDomains = '', vars = {}, env = {}, echo = false, stateDir: givenStateDir,
-  manifest = MANIFEST, runtimeConfig, component = COMPONENT, runtime = RUNTIME }) {
+  keepState = false, manifest = MANIFEST, runtimeConfig, component = COMPONENT, runtime = RUNTIME }) {
   checkBinaries(runtime);
   const p = port ?? await freePort('127.0.0.1');
   const publicUrl = `http://127.0.0.1:${p}`;
   const sk = sessionKeys ?? [sessionKey()];
   const ak = assertionKeys ?? [assertionKey('ed25519')];
-  // `stateDir`: start from prepared key-value data (removed at stop like a fresh one).
+  // `stateDir`: start from prepared key-value data (removed at stop like a
+  // fresh one, unless `keepState`: scripts/demo's EDGEAUTH_DEMO_STATE).
   const stateDir = givenStateDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-state-'));
   let cleanup = () => {}; // the runtime's own files (spinUp)
-  const removeState = () => { cleanup(); fs.rmSync(stateDir, { recursive: true, force: true }); };
+  const removeState = () => {
+    cleanup();
+    if (!keepState) fs.rmSync(stateDir, { recursive: true, force: true });
+  };
   const forgetRemoval = onExitSync(removeState); // also when the file is killed before stop()
   const spinVars = {
     public_url: publicUrl,

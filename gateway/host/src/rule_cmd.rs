@@ -5,20 +5,24 @@
 //!   `post-login` world and its imports;
 //! - `build` validates, precompiles for the gateway's embedded Pulley runtime
 //!   and signs, producing the artifact the gateway loads;
-//! - `run` runs a rule locally against a JSON event and prints its commands,
-//!   with the same budgets and checks as the gateway;
+//! - `new` makes a rule crate that builds and tests out of the box;
+//! - `test` (also `run`) runs a rule locally against a JSON event and prints
+//!   its commands, logs and budget used, with the gateway's budgets and checks;
 //! - `inspect` prints an artifact's signed header;
 //! - `upload` puts an artifact into a running gateway's KV through its admin
 //!   endpoint.
+
+mod run;
+mod scaffold;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use edgeauth_rules::artifact::{self, RUNTIME_ID, SigningKey};
-use edgeauth_rules::config::{self, RuleConfig};
-use edgeauth_rules::event::{Event, HttpError, HttpRequest, HttpResponse, LogLevel};
-use edgeauth_rules::runtime::{self, Io, Runtime};
+use edgeauth_rules::config;
+use edgeauth_rules::event::HttpRequest;
+use edgeauth_rules::runtime::{self, Runtime};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
@@ -28,20 +32,26 @@ pub const USAGE: &str = "\
 edgeauth rule: build, test and ship tenant post-login rules (wit/plugin.wit)
 
 USAGE:
+    edgeauth rule new      NAME [--dir DIR] [--sdk PATH]
     edgeauth rule keygen   [--kid ID]
-    edgeauth rule validate RULE.wasm
-    edgeauth rule build    RULE.wasm --name NAME [--key FILE] [-o OUT.rule]
-    edgeauth rule run      RULE.wasm --event EVENT.json [--rules RULES.json] [--tenant ID]
-                           [--name NAME] [--secrets SECRETS.json] [--no-http]
+    edgeauth rule validate RULE
+    edgeauth rule test     RULE --event EVENT.json [--config JSON|@FILE] [--now TIME]
+                           [--rules RULES.json] [--tenant ID] [--name NAME]
+                           [--secrets SECRETS.json] [--no-http]
+    edgeauth rule build    RULE --name NAME [--key FILE] [-o OUT.rule]
     edgeauth rule inspect  OUT.rule
     edgeauth rule upload   OUT.rule --gateway URL [--tenant ID]
 
-RULE.wasm is a wasm32-unknown-unknown module built with the edgeauth-plugin SDK
-(turned into a component here) or a component. The signing key is read from
---key FILE or EDGEAUTH_RULE_SIGNING_KEY (`kid:<base64url seed>`); upload reads
-the admin token from EDGEAUTH_ADMIN_TOKEN. `run` uses the rule's budgets from
---rules (the gateway's `rules` JSON) or the defaults, and makes real outbound
-calls to the rule's allowed hosts unless --no-http.
+RULE is the rule's crate directory (built here with cargo for
+wasm32-unknown-unknown, the .wasm's path printed), a .wasm module built with the
+edgeauth-plugin SDK (turned into a component here) or a component. `new` writes
+a crate with a test, sample events (fixtures/) and a `rules` entry. `test` (also
+`run`) prints the commands on stdout, the rule's log lines and the fuel, memory
+and time it used on stderr; it uses the rule's entry in --rules (the gateway's
+`rules` JSON) or the defaults, the clock at --now (RFC 3339 or Unix ms), and
+makes real outbound calls to the rule's allowed hosts unless --no-http. The
+signing key is read from --key FILE or EDGEAUTH_RULE_SIGNING_KEY
+(`kid:<base64url seed>`); upload reads the admin token from EDGEAUTH_ADMIN_TOKEN.
 ";
 
 struct Args {
@@ -127,8 +137,8 @@ pub fn main(args: &[String]) -> Result<()> {
         "validate" => {
             let a = Args::parse(rest, &[])?;
             a.only(&[])?;
-            let path = a.one_file("rule .wasm file")?;
-            let wasm = componentize(&read(&path)?)?;
+            let path = a.one_file("rule (crate directory, .wasm module or component)")?;
+            let wasm = componentize(&run::rule_wasm(&path)?.bytes)?;
             let rt = native_runtime()?;
             let component = compile(&rt, &wasm)?;
             rt.check(&component)
@@ -144,29 +154,27 @@ pub fn main(args: &[String]) -> Result<()> {
         "build" => {
             let a = Args::parse(rest, &["--name", "--key", "-o"])?;
             a.only(&["--name", "--key", "-o"])?;
-            let path = a.one_file("rule .wasm file")?;
+            let path = a.one_file("rule (crate directory, .wasm module or component)")?;
             let name = a.value("--name").context("--name NAME is required")?;
             let key = signing_key(a.value("--key"))?;
-            let out = a
-                .value("-o")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| path.with_extension("rule"));
+            let out = a.value("-o").map(PathBuf::from).unwrap_or_else(|| {
+                if path.is_dir() {
+                    path.join(format!("{name}.rule"))
+                } else {
+                    path.with_extension("rule")
+                }
+            });
             build(&path, name, &key, &out)
         }
-        "run" => {
-            let a = Args::parse(
-                rest,
-                &["--event", "--rules", "--tenant", "--name", "--secrets"],
-            )?;
-            a.only(&[
-                "--event",
-                "--rules",
-                "--tenant",
-                "--name",
-                "--secrets",
-                "--no-http",
-            ])?;
-            run(&a)
+        "test" | "run" => {
+            let a = Args::parse(rest, run::VALUE_FLAGS)?;
+            a.only(run::FLAGS)?;
+            run::test(&a)
+        }
+        "new" => {
+            let a = Args::parse(rest, scaffold::VALUE_FLAGS)?;
+            a.only(scaffold::VALUE_FLAGS)?;
+            scaffold::new(&a)
         }
         "inspect" => {
             let a = Args::parse(rest, &[])?;
@@ -306,7 +314,7 @@ fn build(path: &Path, name: &str, key: &SigningKey, out: &Path) -> Result<()> {
         bail!("rule name `{name}` must be 1-64 of a-z 0-9 - _");
     }
     let started = Instant::now();
-    let wasm = componentize(&read(path)?)?;
+    let wasm = componentize(&run::rule_wasm(path)?.bytes)?;
     let rt = native_runtime()?;
     let component = compile(&rt, &wasm)?;
     rt.check(&component)
@@ -327,151 +335,6 @@ fn build(path: &Path, name: &str, key: &SigningKey, out: &Path) -> Result<()> {
         started.elapsed().as_millis()
     );
     Ok(())
-}
-
-struct LocalIo {
-    http: bool,
-    rt: tokio::runtime::Runtime,
-}
-
-impl Io for LocalIo {
-    fn now_ms(&mut self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
-    }
-
-    fn random(&mut self, buf: &mut [u8]) {
-        random(buf)
-    }
-
-    fn log(&mut self, tenant: &str, rule: &str, level: LogLevel, message: &str) {
-        eprintln!("rule log [{tenant}/{rule}] {}: {message}", level.as_str());
-    }
-
-    fn http(&mut self, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
-        if !self.http {
-            eprintln!(
-                "rule http (not sent, --no-http): {} {}",
-                req.method, req.url
-            );
-            return Err(HttpError::Unreachable(
-                "outbound calls disabled by --no-http".into(),
-            ));
-        }
-        eprintln!("rule http: {} {}", req.method, req.url);
-        let timeout = Duration::from_millis(u64::from(req.timeout_ms));
-        self.rt.block_on(client::send(req, timeout))
-    }
-}
-
-fn run(a: &Args) -> Result<()> {
-    let path = a.one_file("rule .wasm file")?;
-    let event_path = a
-        .value("--event")
-        .context("--event EVENT.json is required")?;
-    let mut event: Event =
-        serde_json::from_slice(&read(Path::new(event_path))?).with_context(|| {
-            format!("{event_path} is not a valid event (see `edgeauth_rules::event::Event`)")
-        })?;
-    let tenant = a
-        .value("--tenant")
-        .unwrap_or(config::DEFAULT_TENANT)
-        .to_owned();
-    let name = a.value("--name").map(str::to_owned).unwrap_or_else(|| {
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("rule");
-        stem.to_ascii_lowercase()
-            .replace(['.', ' '], "-")
-            .replace("rule_", "")
-            .replace('_', "-")
-    });
-    let rule: RuleConfig = match a.value("--rules") {
-        Some(file) => {
-            let text =
-                std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?;
-            let rules = config::parse(&text, |_| false).map_err(|e| anyhow!("{file}: {e}"))?;
-            rules
-                .tenant(&tenant)
-                .and_then(|t| t.chain.iter().find(|r| r.name == name))
-                .cloned()
-                .with_context(|| {
-                    format!("{file} has no rule `{name}` for tenant `{tenant}` (pass --name)")
-                })?
-        }
-        None => config::parse(
-            &format!(r#"{{"tenants": {{"{tenant}": {{"chain": [{{"name": "{name}"}}]}}}}}}"#),
-            |_| false,
-        )
-        .map_err(|e| anyhow!(e))?
-        .tenants[&tenant]
-            .chain[0]
-            .clone(),
-    };
-    if event.tenant_id.is_empty() {
-        event.tenant_id = tenant.clone();
-    }
-    event.rule_name = rule.name.clone();
-    if a.value("--rules").is_some() || event.config.is_null() {
-        event.config = rule.config.clone();
-    }
-    if let Some(file) = a.value("--secrets") {
-        let all = config::parse_secrets(&std::fs::read_to_string(file)?)
-            .map_err(|e| anyhow!("{file}: {e}"))?;
-        let mine = all.get(&tenant).cloned().unwrap_or_default();
-        event.secrets = rule
-            .secrets
-            .iter()
-            .filter_map(|s| mine.get(s).map(|v| (s.clone(), v.clone())))
-            .collect();
-    }
-    let wasm = componentize(&read(&path)?)?;
-    let rt = native_runtime()?;
-    let component = compile(&rt, &wasm)?;
-    rt.check(&component)
-        .map_err(|e| anyhow!("{} is not a valid rule: {e}", path.display()))?;
-    let io = LocalIo {
-        http: !a.has("--no-http"),
-        rt: tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?,
-    };
-    let started = Instant::now();
-    match rt.run(&component, &rule, &event, Box::new(io)) {
-        Ok(outcome) => {
-            println!("{}", serde_json::to_string_pretty(&outcome.commands)?);
-            eprintln!(
-                "rule `{}` OK: {} command(s), fuel {} of {}, {} us (native pulley64; the gateway runs pulley32)",
-                rule.name,
-                outcome.commands.len(),
-                outcome.fuel_used,
-                rule.fuel,
-                started.elapsed().as_micros()
-            );
-            Ok(())
-        }
-        Err(failed) => {
-            let fail_open = if rule.fail_open {
-                " (fail-open: the gateway would skip it)"
-            } else {
-                " (the sign-in would fail closed)"
-            };
-            // Its log lines were printed as it ran; repeated here as the
-            // gateway's audit line carries them.
-            for line in &failed.logs {
-                eprintln!("rule `{}` logged before failing: {line}", rule.name);
-            }
-            bail!(
-                "rule `{}` failed [{}]: {} after fuel {} of {}, {} us{fail_open}",
-                rule.name,
-                failed.failure.kind(),
-                failed.failure,
-                failed.fuel_used,
-                rule.fuel,
-                failed.instantiate_us + failed.call_us,
-            )
-        }
-    }
 }
 
 fn upload(path: &Path, gateway: &str, tenant: &str) -> Result<()> {

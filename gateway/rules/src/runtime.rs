@@ -89,6 +89,9 @@ impl Failed {
 pub struct Outcome {
     pub commands: Vec<Command>,
     pub fuel_used: u64,
+    /// Linear memory the rule's store held at the end, over all memories
+    /// (what its `memory_bytes` cap limits).
+    pub memory_bytes: usize,
     pub instantiate_us: u64,
     pub call_us: u64,
 }
@@ -480,6 +483,7 @@ impl Runtime {
         Ok(Outcome {
             commands,
             fuel_used,
+            memory_bytes: store.data().limiter.in_use(),
             instantiate_us,
             call_us,
         })

@@ -118,6 +118,27 @@ impl Event {
         }
     }
 
+    /// An event from the text of an event file, refusing what serde alone
+    /// would let through silently: a field this contract does not have
+    /// (`emial_verified`, `userMetadata`) would otherwise be dropped and take
+    /// its default, and a tenant's test would pass for the wrong reason.
+    pub fn from_file_text(text: &str) -> Result<Event, String> {
+        let given: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let event: Event =
+            serde_json::from_value(given.clone()).map_err(|e| format!("not a login event: {e}"))?;
+        let known = serde_json::to_value(&event).map_err(|e| e.to_string())?;
+        let mut unknown = Vec::new();
+        unknown_fields(&given, &known, String::new(), &mut unknown);
+        match unknown.as_slice() {
+            [] => Ok(event),
+            fields => Err(format!(
+                "unknown field{} {} (the event's fields are those of wit/plugin.wit's `event`, in snake_case)",
+                if fields.len() == 1 { "" } else { "s" },
+                fields.join(", ")
+            )),
+        }
+    }
+
     /// The rule's configuration as `T` (`{}` when there is none).
     pub fn config<T: DeserializeOwned>(&self) -> Result<T, String> {
         let v = if self.config.is_null() {
@@ -140,6 +161,33 @@ impl Event {
             .iter()
             .find(|(k, _)| k == field)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Object keys in `given` that `known` (the same event parsed and written
+/// back) lacks. JSON-typed fields (`config`, metadata, profiles) are free-form
+/// and come back whole, so only the contract's own records are compared.
+fn unknown_fields(given: &Value, known: &Value, at: String, out: &mut Vec<String>) {
+    match (given, known) {
+        (Value::Object(g), Value::Object(k)) => {
+            for (name, value) in g {
+                let here = if at.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{at}.{name}")
+                };
+                match k.get(name) {
+                    None => out.push(here),
+                    Some(kv) => unknown_fields(value, kv, here, out),
+                }
+            }
+        }
+        (Value::Array(g), Value::Array(k)) => {
+            for (i, (gv, kv)) in g.iter().zip(k).enumerate() {
+                unknown_fields(gv, kv, format!("{at}[{i}]"), out);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -170,6 +218,37 @@ mod tests {
         assert_eq!(e.connection.id, "default");
         assert_eq!(e.connection.kind, ConnectionKind::Oidc);
         assert_eq!(e.config::<BTreeMap<String, u32>>().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn event_files_with_unknown_fields_are_refused() {
+        let ok = Event::from_file_text(
+            r#"{"user": {"sub": "a", "email_verified": true, "app_metadata": {"anything": [1, {"x": 2}]}},
+                "config": {"free": "form"}, "transaction": {"resumed": [["k", "v"]]}}"#,
+        )
+        .unwrap();
+        assert!(ok.user.email_verified);
+        let err = Event::from_file_text(
+            r#"{"user": {"sub": "a", "emial_verified": true, "identities": [{"conection": "x"}]}, "extra": 1}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("user.emial_verified")
+                && err.contains("user.identities[0].conection")
+                && err.contains("extra"),
+            "{err}"
+        );
+        assert!(
+            Event::from_file_text(r#"{"user": {"email_verified": "true"}}"#)
+                .unwrap_err()
+                .contains("not a login event"),
+            "a string is not a bool"
+        );
+        assert!(
+            Event::from_file_text("{nope")
+                .unwrap_err()
+                .contains("not JSON")
+        );
     }
 
     #[test]

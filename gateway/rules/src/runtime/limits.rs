@@ -33,6 +33,12 @@ impl Limiter {
         }
     }
 
+    /// Bytes of linear memory in use over all memories (what counts
+    /// against the cap).
+    pub(super) fn in_use(&self) -> usize {
+        self.memory_total
+    }
+
     /// Whether the rule asked for more memory than its cap.
     pub(super) fn exceeded(&self) -> bool {
         self.exceeded

@@ -1,0 +1,404 @@
+//! `edgeauth rule test` (also `rule run`): one rule, one event, the way a
+//! sign-in runs it: the gateway's runtime settings, the rule's budgets from
+//! the tenant's `rules` entry (or the defaults), the gateway's checks of what
+//! it returns. Prints the commands on stdout and the rule's log lines and
+//! what it used of its budget on stderr.
+//!
+//! The rule comes as its crate (built here for wasm32-unknown-unknown), a
+//! `.wasm` module or a component. A signed `.rule` artifact is code for the
+//! gateway's 32-bit interpreter, which cannot run in a 64-bit process: it is
+//! refused with what to pass instead.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use edgeauth_rules::artifact;
+use edgeauth_rules::config::{self, RuleConfig};
+use edgeauth_rules::event::{Event, HttpError, HttpRequest, HttpResponse, LogLevel};
+use edgeauth_rules::runtime::Io;
+use serde_json::Value;
+
+use super::{Args, compile, componentize, native_runtime, random, read};
+use crate::client;
+
+/// Flags of `rule test` that take a value.
+pub(super) const VALUE_FLAGS: &[&str] = &[
+    "--event",
+    "--rules",
+    "--tenant",
+    "--name",
+    "--secrets",
+    "--now",
+    "--config",
+];
+/// Every flag of `rule test`.
+pub(super) const FLAGS: &[&str] = &[
+    "--event",
+    "--rules",
+    "--tenant",
+    "--name",
+    "--secrets",
+    "--now",
+    "--config",
+    "--no-http",
+];
+
+/// A rule to run: its wasm and the name it goes by when none is given.
+pub(super) struct RuleWasm {
+    pub bytes: Vec<u8>,
+    default_name: String,
+}
+
+/// The wasm of `path`: a crate directory is built first (its path printed,
+/// it is the file `rule build` takes next).
+pub(super) fn rule_wasm(path: &Path) -> Result<RuleWasm> {
+    if path.is_dir() {
+        let built = build_crate(path)?;
+        eprintln!("built {}", built.wasm.display());
+        return Ok(RuleWasm {
+            bytes: read(&built.wasm)?,
+            default_name: built.package,
+        });
+    }
+    let bytes = read(path)?;
+    if bytes.starts_with(artifact::MAGIC) || bytes.starts_with(artifact::BOUND_MAGIC) {
+        bail!(
+            "{} is a signed artifact: code precompiled for the gateway's 32-bit interpreter, which runs only inside the gateway. Test the .wasm it was built from, or the rule's crate directory",
+            path.display()
+        );
+    }
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("rule");
+    Ok(RuleWasm {
+        bytes,
+        default_name: stem
+            .to_ascii_lowercase()
+            .replace(['.', ' '], "-")
+            .replace("rule_", "")
+            .replace('_', "-"),
+    })
+}
+
+struct BuiltCrate {
+    package: String,
+    wasm: PathBuf,
+}
+
+/// `cargo build --release --target wasm32-unknown-unknown` for the rule crate
+/// in `dir` (its own workspace or a member of one); the `.wasm` it made.
+fn build_crate(dir: &Path) -> Result<BuiltCrate> {
+    let manifest = dir.join("Cargo.toml");
+    if !manifest.is_file() {
+        bail!(
+            "{} is a directory without Cargo.toml: pass a rule crate, a .wasm file or a component",
+            dir.display()
+        );
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(&cargo)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .output()
+        .context("cannot run cargo (is Rust installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "cargo metadata for {}: {}",
+            manifest.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let meta: Value = serde_json::from_slice(&out.stdout).context("cargo metadata output")?;
+    let wanted = std::fs::canonicalize(&manifest)?;
+    let package = meta["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| {
+            p["manifest_path"]
+                .as_str()
+                .and_then(|m| std::fs::canonicalize(m).ok())
+                .is_some_and(|m| m == wanted)
+        })
+        .with_context(|| format!("{} names no package", manifest.display()))?;
+    let name = package["name"].as_str().unwrap_or_default().to_owned();
+    let lib = package["targets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| {
+            t["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "cdylib"))
+        })
+        .and_then(|t| t["name"].as_str())
+        .with_context(|| {
+            format!("package `{name}` has no cdylib library: a rule crate needs `[lib] crate-type = [\"cdylib\"]`")
+        })?
+        .replace('-', "_");
+    let target_dir = meta["target_directory"]
+        .as_str()
+        .context("cargo metadata gave no target directory")?;
+    let status = Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .args(["--package", &name])
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!(
+            "cargo build of `{name}` failed (the target may be missing: rustup target add wasm32-unknown-unknown)"
+        );
+    }
+    Ok(BuiltCrate {
+        package: name,
+        wasm: Path::new(target_dir)
+            .join("wasm32-unknown-unknown/release")
+            .join(format!("{lib}.wasm")),
+    })
+}
+
+/// `--now`: RFC 3339 (`2026-12-07T09:30:00Z`) or Unix time in milliseconds.
+fn parse_now(text: &str) -> Result<u64> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().context("--now: Unix time in milliseconds");
+    }
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+            anyhow!("--now {text:?}: {e} (give RFC 3339, e.g. 2026-12-07T09:30:00Z, or Unix milliseconds)")
+        })?;
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| anyhow!("--now {text:?} is before 1970"))
+}
+
+/// `--config`: JSON text, or `@FILE`.
+fn parse_config(arg: &str) -> Result<Value> {
+    let (text, from) = match arg.strip_prefix('@') {
+        Some(file) => (
+            std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?,
+            file,
+        ),
+        None => (arg.to_owned(), "--config"),
+    };
+    serde_json::from_str(&text).map_err(|e| anyhow!("{from}: not JSON: {e}"))
+}
+
+struct LocalIo {
+    http: bool,
+    /// `--now`, else the real clock.
+    now_ms: Option<u64>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Io for LocalIo {
+    fn now_ms(&mut self) -> u64 {
+        self.now_ms.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0)
+        })
+    }
+
+    fn random(&mut self, buf: &mut [u8]) {
+        random(buf)
+    }
+
+    fn log(&mut self, tenant: &str, rule: &str, level: LogLevel, message: &str) {
+        eprintln!("rule log [{tenant}/{rule}] {}: {message}", level.as_str());
+    }
+
+    fn http(&mut self, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
+        if !self.http {
+            eprintln!(
+                "rule http (not sent, --no-http): {} {}",
+                req.method, req.url
+            );
+            return Err(HttpError::Unreachable(
+                "outbound calls disabled by --no-http".into(),
+            ));
+        }
+        eprintln!("rule http: {} {}", req.method, req.url);
+        let timeout = Duration::from_millis(u64::from(req.timeout_ms));
+        self.rt.block_on(client::send(req, timeout))
+    }
+}
+
+/// The tenant's entry for `name` in `--rules`, or the defaults.
+fn rule_entry(a: &Args, tenant: &str, name: &str) -> Result<RuleConfig> {
+    match a.value("--rules") {
+        Some(file) => {
+            let text =
+                std::fs::read_to_string(file).with_context(|| format!("cannot read {file}"))?;
+            let rules = config::parse(&text, |_| false).map_err(|e| anyhow!("{file}: {e}"))?;
+            let t = rules.tenant(tenant).with_context(|| {
+                format!(
+                    "{file} has no tenant `{tenant}` (it has: {}; pass --tenant)",
+                    rules.tenants.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            })?;
+            t.chain.iter().find(|r| r.name == name).cloned().with_context(|| {
+                format!(
+                    "{file} has no rule `{name}` for tenant `{tenant}` (its chain: {}; pass --name)",
+                    t.chain.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            })
+        }
+        None => {
+            let text = serde_json::json!({"tenants": {tenant: {"chain": [{"name": name}]}}});
+            let rules = config::parse(&text.to_string(), |_| false).map_err(|e| anyhow!(e))?;
+            Ok(rules.tenants[tenant].chain[0].clone())
+        }
+    }
+}
+
+pub(super) fn test(a: &Args) -> Result<()> {
+    let path = a.one_file("rule (crate directory, .wasm module or component)")?;
+    let event_path = a
+        .value("--event")
+        .context("--event EVENT.json is required (sample events: plugins/fixtures/)")?;
+    let event_text =
+        std::fs::read_to_string(event_path).with_context(|| format!("cannot read {event_path}"))?;
+    let mut event = Event::from_file_text(&event_text).map_err(|e| anyhow!("{event_path}: {e}"))?;
+    let now_ms = a.value("--now").map(parse_now).transpose()?;
+    let config_arg = a.value("--config").map(parse_config).transpose()?;
+    let wasm = rule_wasm(&path)?;
+    let tenant = a.value("--tenant").map(str::to_owned).unwrap_or_else(|| {
+        if event.tenant_id.is_empty() {
+            config::DEFAULT_TENANT.to_owned()
+        } else {
+            event.tenant_id.clone()
+        }
+    });
+    let name = a.value("--name").unwrap_or(&wasm.default_name).to_owned();
+    let rule = rule_entry(a, &tenant, &name)?;
+    event.tenant_id = tenant.clone();
+    event.rule_name = rule.name.clone();
+    // The gateway gives a rule its entry's config; the event file's counts
+    // only when no rules file says otherwise, and --config beats both.
+    if let Some(c) = config_arg {
+        event.config = c;
+    } else if a.value("--rules").is_some() || event.config.is_null() {
+        event.config = rule.config.clone();
+    }
+    if let Some(file) = a.value("--secrets") {
+        let all = config::parse_secrets(&std::fs::read_to_string(file)?)
+            .map_err(|e| anyhow!("{file}: {e}"))?;
+        let mine = all.get(&tenant).cloned().unwrap_or_default();
+        event.secrets = rule
+            .secrets
+            .iter()
+            .filter_map(|s| mine.get(s).map(|v| (s.clone(), v.clone())))
+            .collect();
+    }
+    let component_bytes = componentize(&wasm.bytes)?;
+    let rt = native_runtime()?;
+    let component = compile(&rt, &component_bytes)?;
+    rt.check(&component)
+        .map_err(|e| anyhow!("{} is not a valid rule: {e}", path.display()))?;
+    let io = LocalIo {
+        http: !a.has("--no-http"),
+        now_ms,
+        rt: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+    };
+    let started = Instant::now();
+    match rt.run(&component, &rule, &event, Box::new(io)) {
+        Ok(outcome) => {
+            println!("{}", serde_json::to_string_pretty(&outcome.commands)?);
+            eprintln!(
+                "rule `{}` OK: {} command(s); fuel {} of {}; memory {} of {} bytes; instantiate {} us, call {} us, {} us in all (native pulley64; the gateway runs pulley32)",
+                rule.name,
+                outcome.commands.len(),
+                outcome.fuel_used,
+                rule.fuel,
+                outcome.memory_bytes,
+                rule.memory_bytes,
+                outcome.instantiate_us,
+                outcome.call_us,
+                started.elapsed().as_micros()
+            );
+            Ok(())
+        }
+        Err(failed) => {
+            let fail_open = if rule.fail_open {
+                " (fail-open: the gateway would skip it)"
+            } else {
+                " (the sign-in would fail closed)"
+            };
+            // Its log lines were printed as it ran; repeated here as the
+            // gateway's audit line carries them.
+            for line in &failed.logs {
+                eprintln!("rule `{}` logged before failing: {line}", rule.name);
+            }
+            bail!(
+                "rule `{}` failed [{}]: {} after fuel {} of {}, {} us{fail_open}",
+                rule.name,
+                failed.failure.kind(),
+                failed.failure,
+                failed.fuel_used,
+                rule.fuel,
+                failed.instantiate_us + failed.call_us,
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_takes_rfc3339_or_milliseconds() {
+        assert_eq!(
+            parse_now("2026-12-07T09:30:00Z").unwrap(),
+            1_796_635_800_000
+        );
+        assert_eq!(
+            parse_now("2026-12-07T10:30:00.250+01:00").unwrap(),
+            1_796_635_800_250
+        );
+        assert_eq!(parse_now("1796635800000").unwrap(), 1_796_635_800_000);
+        for bad in ["", "yesterday", "2026-12-07", "1969-12-31T23:59:59Z"] {
+            assert!(parse_now(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_is_json_or_a_file() {
+        assert_eq!(
+            parse_config(r#"{"domains": ["example.com"]}"#).unwrap()["domains"][0],
+            "example.com"
+        );
+        let err = parse_config("{domains").unwrap_err().to_string();
+        assert!(err.contains("--config: not JSON"), "{err}");
+        assert!(parse_config("@/nonexistent/c.json").is_err());
+    }
+
+    #[test]
+    fn signed_artifacts_are_refused_with_what_to_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("r.rule");
+        std::fs::write(&f, [artifact::MAGIC, b"rest".as_slice()].concat()).unwrap();
+        let err = rule_wasm(&f).err().unwrap().to_string();
+        assert!(
+            err.contains("signed artifact") && err.contains(".wasm"),
+            "{err}"
+        );
+        let err = rule_wasm(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("without Cargo.toml"), "{err}");
+    }
+}

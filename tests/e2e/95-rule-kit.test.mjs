@@ -1,0 +1,130 @@
+// The tenant's local rule kit, as plugins/README.md tells a new tenant to use
+// it: `edgeauth rule new` makes a crate whose own tests pass as made,
+// `rule test` runs it for wasm on the shipped sample events (plugins/fixtures)
+// with the clock set, and refuses an event file with a misspelled field; then
+// the same crate is built, signed, uploaded and runs in a real sign-in.
+//
+// The crate builds with cargo into the shared target directory (with the
+// workspace's Cargo.lock, so it reuses what scripts/test built); the first
+// run compiles its test harness' dependencies (a minute or two on 2 cores).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CookieJar, request } from '../lib/http.mjs';
+import { ROOT } from '../lib/procs.mjs';
+import { HOST_BIN, startStack, stopStack } from '../lib/stack.mjs';
+import { loginOk, verifyAssertion, originSaw } from '../lib/gateway-flow.mjs';
+
+const run = promisify(execFile);
+const FIXTURES = path.join(ROOT, 'plugins/fixtures');
+const ADMIN_TOKEN = crypto.randomBytes(18).toString('base64url');
+const CARGO_ENV = {
+  ...process.env,
+  CARGO_TARGET_DIR: path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target'),
+  CARGO_TERM_COLOR: 'never',
+};
+
+let tmp;
+let crate;
+let stack;
+
+/** `edgeauth ...` in `cwd`: { code, stdout, stderr } (never throws). */
+async function edgeauth(args, { cwd = tmp, env = {} } = {}) {
+  try {
+    const r = await run(HOST_BIN, args, { cwd, env: { ...CARGO_ENV, ...env }, encoding: 'utf8', maxBuffer: 64 << 20 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (e) {
+    return { code: e.code ?? 1, stdout: e.stdout ?? '', stderr: e.stderr ?? String(e) };
+  }
+}
+
+before(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-rule-kit-'));
+  crate = path.join(tmp, 'welcome-rule');
+  const made = await edgeauth(['rule', 'new', 'welcome-rule']);
+  assert.equal(made.code, 0, made.stderr);
+  assert.match(made.stdout, /created rule crate `welcome-rule`/);
+  fs.copyFileSync(path.join(ROOT, 'Cargo.lock'), path.join(crate, 'Cargo.lock'));
+});
+
+after(async () => {
+  if (stack) await stopStack(stack);
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+test('a new rule crate passes its own tests as made', { timeout: 900_000 }, async () => {
+  const r = await run('cargo', ['test', '--offline', '--quiet'], { cwd: crate, env: CARGO_ENV, encoding: 'utf8', maxBuffer: 64 << 20 })
+    .catch((e) => assert.fail(`cargo test in the new crate failed:\n${e.stdout}\n${e.stderr}`));
+  assert.match(r.stdout, /test result: ok\. 3 passed/);
+  for (const f of fs.readdirSync(FIXTURES)) assert.ok(fs.existsSync(path.join(crate, 'fixtures', f)), `fixture ${f} shipped`);
+});
+
+test('rule test builds the crate and runs it on sample events as a sign-in would', { timeout: 900_000 }, async () => {
+  const first = await edgeauth(['rule', 'test', crate, '--event', path.join(FIXTURES, 'first-login.json'),
+    '--now', '2026-12-07T09:30:00Z'], { cwd: crate });
+  assert.equal(first.code, 0, first.stderr);
+  assert.match(first.stderr, /built .*welcome_rule\.wasm/, 'the built file is named');
+  assert.match(first.stderr, /rule `welcome-rule` OK: 2 command\(s\); fuel \d+ of 50000000; memory \d+ of 16777216 bytes/);
+  assert.deepEqual(JSON.parse(first.stdout), [
+    { command: 'patch-app-metadata', patch: { first_login_ms: Date.parse('2026-12-07T09:30:00Z') } },
+    { command: 'set-claim', name: 'https://example.com/login_count', value: 1 },
+  ]);
+
+  const denied = await edgeauth(['rule', 'test', '.', '--event', path.join(FIXTURES, 'unverified-email.json')], { cwd: crate });
+  assert.equal(denied.code, 0, denied.stderr);
+  assert.deepEqual(JSON.parse(denied.stdout), [{ command: 'deny', reason: 'a verified email address is required' }]);
+
+  // The rule's config from the tenant's entry, as the gateway gives it.
+  const rules = path.join(tmp, 'rules.json');
+  fs.writeFileSync(rules, JSON.stringify({ tenants: { default: { chain: [{ name: 'welcome-rule', config: { claim_namespace: 'https://acme.test/' } }] } } }));
+  const configured = await edgeauth(['rule', 'test', '.', '--event', path.join(FIXTURES, 'returning-user.json'), '--rules', rules], { cwd: crate });
+  assert.deepEqual(JSON.parse(configured.stdout), [{ command: 'set-claim', name: 'https://acme.test/login_count', value: 13 }]);
+
+  // A misspelled field would otherwise be dropped silently and the rule see
+  // `email_verified: false`.
+  const typo = path.join(tmp, 'typo.json');
+  fs.writeFileSync(typo, JSON.stringify({ user: { sub: 'a', email: 'a@example.com', emailVerified: true } }));
+  const refused = await edgeauth(['rule', 'test', '.', '--event', typo], { cwd: crate });
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /unknown field user\.emailVerified/);
+
+  const bad = await edgeauth(['rule', 'test', '.', '--event', path.join(FIXTURES, 'saml.json'), '--now', 'tomorrow'], { cwd: crate });
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /--now "tomorrow".*RFC 3339/);
+});
+
+test('the crate built and signed by the kit runs in a real sign-in', { timeout: 900_000 }, async () => {
+  const lines = (await edgeauth(['rule', 'keygen', '--kid', 'kit1'])).stdout.split('\n').filter((l) => l && !l.startsWith('#'));
+  const [secret, pub] = lines;
+  const built = await edgeauth(['rule', 'build', '.', '--name', 'welcome-rule'], { cwd: crate, env: { EDGEAUTH_RULE_SIGNING_KEY: secret } });
+  assert.equal(built.code, 0, built.stderr);
+  const artifact = path.join(crate, 'welcome-rule.rule');
+  assert.ok(fs.existsSync(artifact), built.stdout);
+
+  stack = await startStack({
+    gatewayOptions: {
+      vars: {
+        rules: fs.readFileSync(path.join(crate, 'rules.json'), 'utf8'),
+        rule_keys: pub,
+        admin_token: ADMIN_TOKEN,
+      },
+    },
+  });
+  const [gw] = stack.gateways;
+  const up = await edgeauth(['rule', 'upload', artifact, '--gateway', gw.url], { env: { EDGEAUTH_ADMIN_TOKEN: ADMIN_TOKEN } });
+  assert.equal(up.code, 0, up.stderr);
+
+  const jar = new CookieJar();
+  await loginOk(gw, stack.idp, jar, '/kit');
+  assert.equal((await request(`${gw.url}/kit`, { jar })).status, 200);
+  const seen = await originSaw(stack.origin, '/kit');
+  assert.ok(seen.length, 'the origin got the signed-in request');
+  const { payload } = await verifyAssertion(gw, stack.origin.url, seen.at(-1).headers['x-edgeauth-assertion']);
+  assert.equal(payload['https://example.com/login_count'], 1, JSON.stringify(payload));
+});
