@@ -154,8 +154,20 @@ fn plan(o: &Options) -> Result<Plan> {
         Some(path) => RuntimeConfig::load(path)?,
         None => RuntimeConfig::default(),
     };
-    let app_vars = AppVariables::resolve(&manifest.variables, |k| std::env::var(k).ok())
+    let app_vars =
+        AppVariables::resolve_with(&manifest.variables, &runtime_config.static_variables, |k| {
+            std::env::var(k).ok()
+        })
         .with_context(|| format!("cannot start app {:?}", manifest.app_name))?;
+    // Spin ignores values for names the manifest does not declare; so does
+    // the host, but a misspelled name should not go unnoticed.
+    for name in runtime_config.static_variables.keys() {
+        if !manifest.variables.contains_key(name) {
+            eprintln!(
+                "warning: the runtime config's static provider sets `{name}`, which the manifest does not declare (ignored)"
+            );
+        }
+    }
 
     let ids: Vec<String> = if o.component_ids.is_empty() {
         vec![manifest.default_component()?.to_string()]
@@ -230,6 +242,7 @@ fn check(o: &Options) -> Result<()> {
         let from = match v.source {
             Source::Default => "default".to_string(),
             Source::Env => format!("env {}{}", variables::ENV_PREFIX, name.to_ascii_uppercase()),
+            Source::Static => "runtime config, static provider".to_string(),
         };
         println!("  {name} = {shown} ({from})");
     }

@@ -9,6 +9,11 @@
 //! url = "redis://127.0.0.1:6379"
 //! ```
 //!
+//! and `[[variables_provider]]` entries of `type = "static"` (`values = {
+//! name = "value", ... }`): variables from the file instead of the process
+//! environment, which under Spin saves a blocking lookup per variable and
+//! request (bench/README.md).
+//!
 //! Anything the host would not honour is a startup error naming the field,
 //! never silently ignored: a store the operator placed in Redis but that the
 //! host kept on local disk would split the instances' state (a logout through
@@ -32,6 +37,9 @@ pub enum StoreConfig {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RuntimeConfig {
     pub key_value_stores: BTreeMap<String, StoreConfig>,
+    /// The static providers' values; with several providers, the first one
+    /// that has a name gives it (Spin asks them in order).
+    pub static_variables: BTreeMap<String, String>,
 }
 
 /// Spin's types the host does not implement, named so the error says "not
@@ -49,9 +57,23 @@ impl RuntimeConfig {
         let doc: toml::Table = text.parse().context("not valid TOML")?;
         let mut config = RuntimeConfig::default();
         for (section, value) in doc {
+            if section == "variables_provider" {
+                let toml::Value::Array(providers) = value else {
+                    bail!("variables_provider must be an array of tables ([[variables_provider]])");
+                };
+                for (i, p) in providers.into_iter().enumerate() {
+                    let toml::Value::Table(p) = p else {
+                        bail!("variables_provider[{i}] must be a table");
+                    };
+                    for (name, value) in static_values(i, p)? {
+                        config.static_variables.entry(name).or_insert(value);
+                    }
+                }
+                continue;
+            }
             if section != "key_value_store" {
                 bail!(
-                    "[{section}] is not supported by the edgeauth host (it reads only [key_value_store.<label>]); use `spin up` for it or remove it"
+                    "[{section}] is not supported by the edgeauth host (it reads [key_value_store.<label>] and [[variables_provider]] type = \"static\"); use `spin up` for it or remove it"
                 );
             }
             let toml::Value::Table(stores) = value else {
@@ -68,6 +90,47 @@ impl RuntimeConfig {
         }
         Ok(config)
     }
+}
+
+/// One `[[variables_provider]]`: only `type = "static"` is served here.
+fn static_values(i: usize, mut p: toml::Table) -> Result<Vec<(String, String)>> {
+    let field = |name: &str| format!("variables_provider[{i}].{name}");
+    match p.remove("type") {
+        Some(toml::Value::String(t)) if t == "static" => {}
+        Some(toml::Value::String(t)) => bail!(
+            "{} = {t:?} is not supported by the edgeauth host (it has \"static\"; SPIN_VARIABLE_* stand for \"env\"); use `spin up`",
+            field("type")
+        ),
+        _ => bail!("{} is missing (\"static\")", field("type")),
+    }
+    let values = match p.remove("values") {
+        Some(toml::Value::Table(v)) => v,
+        None => toml::Table::new(),
+        Some(other) => bail!(
+            "{} must be a table, not {}",
+            field("values"),
+            other.type_str()
+        ),
+    };
+    if let Some(extra) = p.keys().next() {
+        bail!("{} is not a setting of a static provider", field(extra));
+    }
+    values
+        .into_iter()
+        .map(|(name, v)| match v {
+            toml::Value::String(s) => {
+                crate::variables::validate_name(&name).map_err(|e| {
+                    anyhow::anyhow!("{}: invalid variable name {e}", field("values"))
+                })?;
+                Ok((name, s))
+            }
+            other => bail!(
+                "{}.{name} must be a string, not {} (variables are strings)",
+                field("values"),
+                other.type_str()
+            ),
+        })
+        .collect()
 }
 
 fn store_config(label: &str, mut t: toml::Table) -> Result<StoreConfig> {
@@ -125,6 +188,38 @@ mod tests {
 
     fn err(text: &str) -> String {
         format!("{:#}", RuntimeConfig::parse(text).unwrap_err())
+    }
+
+    #[test]
+    fn static_variables_providers() {
+        let c = RuntimeConfig::parse(
+            "[[variables_provider]]\ntype = \"static\"\nvalues = { routes = \"[]\", public_url = \"http://a\" }\n\
+             [[variables_provider]]\ntype = \"static\"\nvalues = { public_url = \"http://b\" }\n",
+        )
+        .unwrap();
+        assert_eq!(c.static_variables["routes"], "[]");
+        assert_eq!(
+            c.static_variables["public_url"], "http://a",
+            "the first provider wins"
+        );
+        assert!(
+            err("[[variables_provider]]\ntype = \"vault\"\n")
+                .contains("not supported by the edgeauth host")
+        );
+        assert!(err("[[variables_provider]]\nvalues = {}\n").contains("type is missing"));
+        assert!(
+            err("[[variables_provider]]\ntype = \"static\"\nvalues = { ttl = 5 }\n")
+                .contains("ttl must be a string")
+        );
+        assert!(
+            err("[[variables_provider]]\ntype = \"static\"\nprefix = \"X\"\n")
+                .contains("prefix is not a setting")
+        );
+        assert!(
+            err("[[variables_provider]]\ntype = \"static\"\nvalues = { Bad-Name = \"x\" }\n")
+                .contains("invalid variable name")
+        );
+        assert!(err("[variables_provider]\ntype = \"static\"\n").contains("array of tables"));
     }
 
     #[test]

@@ -3,9 +3,14 @@
 //! (`SPIN_VARIABLE_<NAME>`) overrides defaults; `[component.<id>.variables]`
 //! maps component-visible names to templates over the application variables.
 //!
-//! Everything is resolved once at startup: the only provider here is the
-//! process environment, which does not change while the host runs, and an
-//! unresolvable required variable must stop the host before it serves.
+//! A runtime config file's static providers (`[[variables_provider]] type =
+//! "static"`, [`crate::runtime_config`]) come first, as under Spin 4.1: a
+//! value there beats `SPIN_VARIABLE_<NAME>` (tests/e2e/02-variables-provider
+//! checks both runtimes agree).
+//!
+//! Everything is resolved once at startup: neither provider changes while the
+//! host runs, and an unresolvable required variable must stop the host before
+//! it serves.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -123,6 +128,8 @@ pub struct VariableDecl {
 pub enum Source {
     Default,
     Env,
+    /// A static provider of the runtime config file.
+    Static,
 }
 
 #[derive(Clone, Debug)]
@@ -142,8 +149,18 @@ impl AppVariables {
     /// Resolves every declared variable, reading overrides with `env`
     /// (the process environment in production, a map in tests). Fails naming
     /// every required variable that has no value.
+    #[cfg(test)]
     pub fn resolve(
         decls: &BTreeMap<String, VariableDecl>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
+        Self::resolve_with(decls, &BTreeMap::new(), env)
+    }
+
+    /// [`Self::resolve`] with the runtime config's static values first.
+    pub fn resolve_with(
+        decls: &BTreeMap<String, VariableDecl>,
+        statics: &BTreeMap<String, String>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self> {
         let mut values = BTreeMap::new();
@@ -154,6 +171,15 @@ impl AppVariables {
                 bail!("variable {name:?} must be `required` OR have a `default`");
             }
             let env_name = format!("{ENV_PREFIX}{}", name.to_ascii_uppercase());
+            if let Some(value) = statics.get(name) {
+                let resolved = Resolved {
+                    value: value.clone(),
+                    secret: decl.secret,
+                    source: Source::Static,
+                };
+                values.insert(name.clone(), resolved);
+                continue;
+            }
             let resolved = match (env(&env_name), &decl.default) {
                 (Some(value), _) => Resolved {
                     value,
@@ -349,6 +375,30 @@ mod tests {
         assert!(key.secret);
         assert_eq!(key.value, "k");
         assert_eq!(app.get("untouched").unwrap().source, Source::Default);
+    }
+
+    #[test]
+    fn static_values_come_before_the_environment() {
+        let decls = BTreeMap::from([
+            ("a".to_string(), decl(Some("default-a"), false, false)),
+            ("b".to_string(), decl(None, true, true)),
+            ("c".to_string(), decl(Some("default-c"), false, false)),
+        ]);
+        let statics = BTreeMap::from([
+            ("a".to_string(), "static-a".to_string()),
+            ("b".to_string(), "static-b".to_string()),
+        ]);
+        let env = |k: &str| (k == "SPIN_VARIABLE_A").then(|| "env-a".to_string());
+        let app = AppVariables::resolve_with(&decls, &statics, env).unwrap();
+        let a = app.get("a").unwrap();
+        assert_eq!((a.value.as_str(), a.source), ("static-a", Source::Static));
+        let b = app.get("b").unwrap();
+        assert_eq!(
+            (b.value.as_str(), b.secret),
+            ("static-b", true),
+            "fills a required secret"
+        );
+        assert_eq!(app.get("c").unwrap().source, Source::Default);
     }
 
     #[test]
