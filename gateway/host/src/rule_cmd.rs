@@ -168,7 +168,7 @@ pub fn main(args: &[String]) -> Result<()> {
         }
         "test" | "run" => {
             let a = Args::parse(rest, run::VALUE_FLAGS)?;
-            a.only(run::FLAGS)?;
+            a.only(&[run::VALUE_FLAGS, run::SWITCHES].concat())?;
             run::test(&a)
         }
         "new" => {

@@ -33,17 +33,8 @@ pub(super) const VALUE_FLAGS: &[&str] = &[
     "--now",
     "--config",
 ];
-/// Every flag of `rule test`.
-pub(super) const FLAGS: &[&str] = &[
-    "--event",
-    "--rules",
-    "--tenant",
-    "--name",
-    "--secrets",
-    "--now",
-    "--config",
-    "--no-http",
-];
+/// Flags of `rule test` without a value.
+pub(super) const SWITCHES: &[&str] = &["--no-http"];
 
 /// A rule to run: its wasm and the name it goes by when none is given.
 pub(super) struct RuleWasm {
