@@ -187,6 +187,25 @@ pub fn parse_spec(spec: &str) -> Result<(String, String), Refused> {
     Ok((name.to_owned(), version.to_owned()))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployBody {
+    rules: Vec<String>,
+}
+
+/// The `name@version` specs of a deploy request's body,
+/// `{"rules": ["name@version", ...]}`.
+pub fn parse_deploy_body(body: &[u8]) -> Result<Vec<String>, Refused> {
+    serde_json::from_slice::<DeployBody>(body)
+        .map(|b| b.rules)
+        .map_err(|e| {
+            refused(
+                400,
+                format!("the body must be {{\"rules\": [\"name@version\", ...]}}: {e}"),
+            )
+        })
+}
+
 /// Who deploys, and when (from the request; `id` from the tenant's counter).
 #[derive(Debug, Clone)]
 pub struct Stamp {
@@ -611,6 +630,17 @@ mod tests {
         assert_eq!(asked, [("b".to_owned(), V2.to_owned())]);
         assert_eq!(Pinned::of(None), Pinned::default());
         assert_eq!(pinned.version("c"), None);
+    }
+
+    #[test]
+    fn deploy_bodies_list_specs() {
+        assert_eq!(
+            parse_deploy_body(br#"{"rules": ["a@1111111111111111"]}"#).unwrap(),
+            ["a@1111111111111111"]
+        );
+        for bad in [&b"[]"[..], b"{}", br#"{"rules": "a"}"#, br#"{"rules": [], "x": 1}"#] {
+            assert_eq!(parse_deploy_body(bad).unwrap_err().status, 400);
+        }
     }
 
     #[test]

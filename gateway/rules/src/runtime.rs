@@ -91,6 +91,9 @@ pub struct Outcome {
     pub fuel_used: u64,
     pub instantiate_us: u64,
     pub call_us: u64,
+    /// The rule's own log lines of the call (host `log` import), for its
+    /// execution log.
+    pub logs: Vec<String>,
 }
 
 struct RuleState {
@@ -482,6 +485,7 @@ impl Runtime {
             fuel_used,
             instantiate_us,
             call_us,
+            logs: std::mem::take(&mut store.data_mut().logs),
         })
     }
 }
