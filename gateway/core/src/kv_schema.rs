@@ -113,9 +113,10 @@ pub const RULE_VERSION_LIST: &str = "rule-version-list";
 pub const RULE_DEPLOYMENT: &str = "rule-deployment";
 pub const RULE_DEPLOYMENT_SEQ: &str = "rule-deployment-seq";
 /// Per-rule execution logs (`edgeauth_rules::run_log`): a counter numbering
-/// a rule's runs (no expiry, never indexed) and a ring of slots
-/// `rule-log:<tenant>:<rule>:<n mod ring>`, each an envelope that expires
-/// [`RULE_LOG_RETENTION_SECS`] after its run (swept like state).
+/// a rule's runs and a ring of slots `rule-log:<tenant>:<rule>:<n mod ring>`.
+/// The ring bounds them (a fixed number of keys per rule, each overwritten),
+/// so they are stored without an envelope and never indexed or swept: two
+/// writes per run, the least a sign-in can pay for them.
 pub const RULE_LOG_SEQ: &str = "rule-log-seq";
 pub const RULE_LOG: &str = "rule-log";
 /// Tenant documents (`crate::tenant_docs`), configuration like rule
@@ -222,8 +223,6 @@ pub const SWEEP_EVERY: i64 = 16;
 pub const PROVIDER_RETENTION_SECS: u64 = 24 * 3600;
 /// How long person records are kept after the person's last sign-in.
 pub const RULE_USER_RETENTION_SECS: u64 = 400 * 24 * 3600;
-/// How long a rule's execution log entry is kept after its run.
-pub const RULE_LOG_RETENTION_SECS: u64 = 30 * 24 * 3600;
 /// How long the cursor is kept without sweeps (it is rewritten by each pass).
 const CURSOR_RETENTION_SECS: u64 = 30 * 24 * 3600;
 
@@ -833,11 +832,6 @@ mod tests {
         ] {
             assert_eq!(verdict(&config, None, now), Verdict::Forget, "{config}");
         }
-        // Execution logs are state: swept once over.
-        assert_eq!(
-            verdict(&rule_log("t", "r", 3), Some(&encode(now, b"{}")), now),
-            Verdict::Delete
-        );
         for config in [
             tenant_host("a.example"),
             tenant_id("a"),

@@ -5,9 +5,9 @@
 //!
 //! Stored in KV as a ring: a counter numbers the rule's runs (atomic
 //! `increment`, so concurrent sign-ins on any instance get distinct numbers)
-//! and run `n` goes to slot `n % RING` (keys in `edgeauth_core::kv_schema`),
-//! an envelope expiring `RULE_LOG_RETENTION_SECS` after the run. Each entry
-//! carries its number, so a slot still holding an older lap is recognised.
+//! and run `n` goes to slot `n % RING` (keys in `edgeauth_core::kv_schema`;
+//! the ring bounds them, so no expiry). Each entry carries its number, so a
+//! slot still holding an older lap is recognised.
 //! Entries are capped at [`MAX_ENTRY`] bytes: log lines are cut and the
 //! oldest dropped first.
 

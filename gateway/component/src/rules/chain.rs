@@ -385,21 +385,21 @@ fn run_chain(
         progress,
     );
     if let Some(kv) = runner.kv.as_ref() {
-        record_runs(kv, base, &runner.runs, now);
+        record_runs(kv, base, &runner.runs);
     }
     end
 }
 
 /// Best effort: a sign-in does not fail because its log could not be kept.
 /// Its cost is in the audit line (`write_us`).
-fn record_runs(kv: &Kv, base: &Event, runs: &[(String, Entry)], now: u64) {
+fn record_runs(kv: &Kv, base: &Event, runs: &[(String, Entry)]) {
     if runs.is_empty() {
         return;
     }
     let started = Instant::now();
     let mut failed = 0;
     for (rule, entry) in runs {
-        if versions::append_log(kv, &base.tenant_id, rule, entry, now).is_err() {
+        if versions::append_log(kv, &base.tenant_id, rule, entry).is_err() {
             failed += 1;
         }
     }

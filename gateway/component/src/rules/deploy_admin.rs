@@ -462,7 +462,7 @@ pub fn logs(parts: &Parts, tenant: &str, rule: &str) -> Response {
         Ok(kv) => kv,
         Err(r) => return r,
     };
-    match versions::read_logs(&kv, tenant, rule, limit, now()) {
+    match versions::read_logs(&kv, tenant, rule, limit) {
         Ok(runs) => reply(
             StatusCode::OK,
             json!({"tenant": tenant, "rule": rule, "ring": run_log::RING, "runs": runs}),

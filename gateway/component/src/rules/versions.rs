@@ -107,21 +107,12 @@ pub fn exists(kv: &Kv, tenant: &str, rule: &str, version: &str) -> bool {
 }
 
 /// Appends one run to the rule's log ring: a counter increment and one
-/// write (plus the sweep index's on a slot's first write).
-pub fn append_log(
-    kv: &Kv,
-    tenant: &str,
-    rule: &str,
-    entry: &Entry,
-    now: u64,
-) -> Result<(), Unavailable> {
+/// write (the ring bounds the slots: no envelope, no sweep index).
+pub fn append_log(kv: &Kv, tenant: &str, rule: &str, entry: &Entry) -> Result<(), Unavailable> {
     let n = kv.increment(&kv_schema::rule_log_seq(tenant, rule), 1)?.max(1) as u64;
-    let expires = now + kv_schema::RULE_LOG_RETENTION_SECS;
-    kv.put(
+    kv.put_permanent(
         &kv_schema::rule_log(tenant, rule, run_log::slot(n)),
-        &kv_schema::encode(expires, &entry.encode(n)),
-        expires,
-        now,
+        &entry.encode(n),
     )
 }
 
@@ -131,12 +122,11 @@ pub fn read_logs(
     tenant: &str,
     rule: &str,
     limit: u64,
-    now: u64,
 ) -> Result<Vec<Entry>, Unavailable> {
     let seq = kv.counter(&kv_schema::rule_log_seq(tenant, rule))?;
     let mut out = Vec::new();
     for n in run_log::latest(seq, limit) {
-        let stored = kv.get_live(&kv_schema::rule_log(tenant, rule, run_log::slot(n)), now)?;
+        let stored = kv.get_raw(&kv_schema::rule_log(tenant, rule, run_log::slot(n)))?;
         if let Some(e) = stored.and_then(|b| Entry::decode(&b, n)) {
             out.push(e);
         }
