@@ -11,7 +11,9 @@
 //   deployment "1": a = group-roles (claim https://t.example/a), b = email-domain (no claim)
 //   deployment "2": a = email-domain (no claim), b = group-roles (claim https://t.example/b)
 // A sign-in under "1" carries only claim a, under "2" only claim b; a mix of
-// the two deployments would carry both or neither.
+// the two deployments would carry both or neither. A third gateway puts a
+// pausing rule (progressive profiling) before `a`: a paused sign-in resumes
+// with the versions it started with, or is refused once they are collected.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,7 +26,7 @@ import path from 'node:path';
 import { CookieJar, request } from '../lib/http.mjs';
 import { ROOT, waitFor } from '../lib/procs.mjs';
 import { HOST_BIN, startStack, stopStack } from '../lib/stack.mjs';
-import { loginOk, verifyAssertion, originSaw } from '../lib/gateway-flow.mjs';
+import { login, loginOk, verifyAssertion, originSaw, show } from '../lib/gateway-flow.mjs';
 import { readKv } from '../lib/kv.mjs';
 
 const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
@@ -88,7 +90,7 @@ before(async () => {
   await build('a3', 'hostile', 'a'); // never deployed: collected by gc
   await build('b1', 'email_domain', 'b');
   await build('b2', 'group_roles', 'b');
-  stack = await startStack({ gateways: 2 }); // the stack's own, and one with rules
+  stack = await startStack({ gateways: 3 }); // the stack's own, one with rules, one for pauses
   gw = await stack.startGateway({
     vars: {
       rules: JSON.stringify({ tenants: { default: { chain: [{ name: 'a', config: config(CLAIM_A) }, { name: 'b', config: config(CLAIM_B) }] } } }),
@@ -231,4 +233,60 @@ test('logs: the last runs of a rule, bounded, with the audit line\'s correlation
   const median = (xs) => [...xs].sort((p, q) => p - q)[xs.length >> 1];
   const alone = [...costs.slice(0, 3), ...costs.slice(-2)];
   console.log(`# rule log write per sign-in (2 rules, 4 KV writes): alone median ${median(alone)} us (${alone.join(' ')}); under load median ${median(costs.slice(3, -2))} us`);
+});
+
+test('a paused sign-in resumes with the versions it started with, and is refused clearly once they are collected', async () => {
+  const pv = {};
+  const pf = {};
+  for (const [id, crate, name] of [['p', 'progressive_profile', 'profile'], ['a1', 'group_roles', 'a'], ['a2', 'email_domain', 'a'],
+    ['a3', 'crm_lead', 'a'], ['a4', 'hostile', 'a']]) {
+    pf[id] = path.join(tmp, `pause-${id}.rule`);
+    await cli(['rule', 'build', wasm(crate), '--name', name, '-o', pf[id]], { EDGEAUTH_RULE_SIGNING_KEY: key.secret });
+  }
+  const pgw = await stack.startGateway({
+    vars: {
+      rules: JSON.stringify({ tenants: { default: { chain: [
+        { name: 'profile', config: { field: 'company', form_url: '/profile-form', from_login: 1 } },
+        { name: 'a', config: config(CLAIM_A) },
+      ] } } }),
+      routes: JSON.stringify([{ path: '/profile-form', public: true }]),
+      rule_keys: key.public,
+      admin_token: ADMIN_TOKEN,
+    },
+  });
+  try {
+    const on = ['--gateway', pgw.url];
+    for (const id of Object.keys(pf)) pv[id] = versionOf(await cli(['rule', 'upload', pf[id], '--no-deploy', ...on]));
+    await cli(['rule', 'deploy', `profile@${pv.p}`, `a@${pv.a1}`, ...on]);
+    const pause = async (username) => {
+      const jar = new CookieJar();
+      const l = await login(pgw, stack.idp, jar, `/paused-${username}`, { username });
+      assert.equal(l.callback.status, 302, show(l.callback));
+      const form = new URL(l.callback.location);
+      assert.equal(form.pathname, '/profile-form', show(l.callback));
+      return { jar, state: form.searchParams.get('state') };
+    };
+    const resume = ({ jar, state }) => request(`${pgw.url}/.edgeauth/continue?state=${encodeURIComponent(state)}&company=Acme`, { jar });
+
+    // Paused under a1; a2 (no claim) is deployed meanwhile; the sign-in still runs a1.
+    const alice = await pause('alice');
+    await cli(['rule', 'deploy', `a@${pv.a2}`, ...on]);
+    const done = await resume(alice);
+    assert.equal(done.status, 302, show(done));
+    assert.equal((await request(`${pgw.url}/paused-alice`, { jar: alice.jar })).status, 200);
+    const seen = (await originSaw(stack.origin, '/paused-alice')).pop();
+    const { payload } = await verifyAssertion(pgw, stack.origin.url, seen.headers['x-edgeauth-assertion']);
+    assert.deepEqual(payload[CLAIM_A], ['on'], 'the version deployed when the sign-in started ran');
+
+    // Paused under a2; four deployments later a2 is no longer kept, gc collects it: refused with a clear page.
+    const bob = await pause('bob');
+    for (const id of ['a1', 'a3', 'a4', 'a1']) await cli(['rule', 'deploy', `a@${pv[id]}`, ...on]);
+    assert.deepEqual(jsonOf(await cli(['rule', 'gc', ...on])).deleted, { a: [pv.a2] });
+    const refused = await resume(bob);
+    assert.equal(refused.status, 400, show(refused));
+    assert.match(refused.body, /Sign-in rules changed while you were away; sign in again\./);
+    await waitFor(() => /"detail":"a version the sign-in started with is gone","event":"resume-refused"/.test(pgw.proc.output), { what: 'audit line of the refusal' });
+  } finally {
+    await pgw.stop();
+  }
 });

@@ -470,4 +470,3 @@ fn run(a: &Args) -> Result<()> {
         }
     }
 }
-

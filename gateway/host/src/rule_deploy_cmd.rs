@@ -161,10 +161,13 @@ pub fn main(cmd: &str, args: &[String]) -> Option<Result<()>> {
                 a.only_flags()?;
                 let url = format!("{}/{}/_gc", base(a.gateway()?), a.tenant());
                 let v = call("POST", &url, None)?;
-                let deleted: usize = v["deleted"]
-                    .as_object()
-                    .map_or(0, |m| m.values().filter_map(Value::as_array).map(Vec::len).sum());
-                println!("tenant `{}`: {deleted} unused version(s) deleted", a.tenant());
+                let deleted: usize = v["deleted"].as_object().map_or(0, |m| {
+                    m.values().filter_map(Value::as_array).map(Vec::len).sum()
+                });
+                println!(
+                    "tenant `{}`: {deleted} unused version(s) deleted",
+                    a.tenant()
+                );
                 print_json(&v)
             }
             "logs" => {
@@ -226,7 +229,10 @@ fn summarize_deployment(tenant: &str, v: &Value, what: &str) {
             d["id"]
         );
     } else {
-        println!("tenant `{tenant}`: {what}, deployment {}: {versions}", d["id"]);
+        println!(
+            "tenant `{tenant}`: {what}, deployment {}: {versions}",
+            d["id"]
+        );
     }
 }
 
@@ -285,7 +291,10 @@ fn upload(path: &Path, gateway: &str, tenant: &str, deploy: bool) -> Result<()> 
     let (method, url) = if deploy {
         ("PUT", format!("{}/{tenant}/{rule}", base(gateway)))
     } else {
-        ("POST", format!("{}/{tenant}/{rule}/versions", base(gateway)))
+        (
+            "POST",
+            format!("{}/{tenant}/{rule}/versions", base(gateway)),
+        )
     };
     let v = call(method, &url, Some(bytes)).map_err(|e| {
         // Kept as before versions: scripts match "upload refused (HTTP n)".

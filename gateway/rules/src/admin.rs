@@ -12,19 +12,46 @@ pub use edgeauth_core::admin::authorized;
 /// The admin endpoint a request names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint<'a> {
-    List { tenant: &'a str },
-    DryRun { tenant: &'a str },
+    List {
+        tenant: &'a str,
+    },
+    DryRun {
+        tenant: &'a str,
+    },
     /// Upload a version and deploy it (the upload path from before versions).
-    Put { tenant: &'a str, rule: &'a str },
-    Delete { tenant: &'a str, rule: &'a str },
+    Put {
+        tenant: &'a str,
+        rule: &'a str,
+    },
+    Delete {
+        tenant: &'a str,
+        rule: &'a str,
+    },
     /// Upload a version only.
-    Upload { tenant: &'a str, rule: &'a str },
-    Versions { tenant: &'a str, rule: &'a str },
-    Logs { tenant: &'a str, rule: &'a str },
-    Deployment { tenant: &'a str },
-    Deploy { tenant: &'a str },
-    Rollback { tenant: &'a str },
-    Gc { tenant: &'a str },
+    Upload {
+        tenant: &'a str,
+        rule: &'a str,
+    },
+    Versions {
+        tenant: &'a str,
+        rule: &'a str,
+    },
+    Logs {
+        tenant: &'a str,
+        rule: &'a str,
+    },
+    Deployment {
+        tenant: &'a str,
+    },
+    Deploy {
+        tenant: &'a str,
+    },
+    Rollback {
+        tenant: &'a str,
+    },
+    Gc {
+        tenant: &'a str,
+    },
     NotFound,
 }
 
@@ -208,8 +235,14 @@ mod tests {
             Endpoint::Gc { tenant: "acme" }
         );
         // A version cannot be written by name: no PUT under versions.
-        assert_eq!(endpoint(&Method::PUT, "acme/r/versions"), Endpoint::NotFound);
-        assert_eq!(endpoint(&Method::PUT, "acme/r/versions/0123456789abcdef"), Endpoint::NotFound);
+        assert_eq!(
+            endpoint(&Method::PUT, "acme/r/versions"),
+            Endpoint::NotFound
+        );
+        assert_eq!(
+            endpoint(&Method::PUT, "acme/r/versions/0123456789abcdef"),
+            Endpoint::NotFound
+        );
         assert_eq!(endpoint(&Method::GET, "acme/_deploy"), Endpoint::NotFound);
         assert_eq!(endpoint(&Method::PUT, "a/b/c"), Endpoint::NotFound);
     }

@@ -241,7 +241,9 @@ pub fn deploy(
         }
         if !uploadable.contains(&rule.as_str()) {
             let message = if uploadable.is_empty() {
-                format!("tenant `{tenant}` has no rule loaded from uploads in its chain, so no version of `{rule}` would run")
+                format!(
+                    "tenant `{tenant}` has no rule loaded from uploads in its chain, so no version of `{rule}` would run"
+                )
             } else {
                 format!(
                     "rule `{rule}` is in no chain entry of tenant `{tenant}` loaded from uploads; those are {}",
@@ -465,39 +467,79 @@ mod tests {
             parse_spec(&format!("roles@{V1}")).unwrap(),
             ("roles".into(), V1.into())
         );
-        for bad in ["roles", "roles@", "roles@abc", "Roles@1111111111111111", "@1111111111111111", "a@b@c"] {
+        for bad in [
+            "roles",
+            "roles@",
+            "roles@abc",
+            "Roles@1111111111111111",
+            "@1111111111111111",
+            "a@b@c",
+        ] {
             let e = parse_spec(bad).unwrap_err();
             assert_eq!(e.status, 400, "{bad}");
         }
-        assert!(parse_spec("roles@abc").unwrap_err().message.contains("16 lowercase hex digits"));
+        assert!(
+            parse_spec("roles@abc")
+                .unwrap_err()
+                .message
+                .contains("16 lowercase hex digits")
+        );
     }
 
     #[test]
     fn a_deploy_switches_the_named_rules_and_keeps_the_others() {
         let chain = tenant_rules(&["a", "b"], &[]);
         let k = known(&[("a", &[V1, V2]), ("b", &[V1, V3])]);
-        let first = deploy("acme", None, &chain, &req(&[("a", V1), ("b", V1)]), &k, stamp(1))
-            .unwrap()
-            .unwrap();
+        let first = deploy(
+            "acme",
+            None,
+            &chain,
+            &req(&[("a", V1), ("b", V1)]),
+            &k,
+            stamp(1),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(first.active.id, 1);
         assert!(first.previous.is_empty());
-        let second = deploy("acme", Some(&first), &chain, &req(&[("a", V2)]), &k, stamp(2))
-            .unwrap()
-            .unwrap();
+        let second = deploy(
+            "acme",
+            Some(&first),
+            &chain,
+            &req(&[("a", V2)]),
+            &k,
+            stamp(2),
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(second.active.versions["a"], V2);
         assert_eq!(second.active.versions["b"], V1, "b keeps its version");
         assert_eq!(second.previous, vec![first.active.clone()]);
         // The same versions again: nothing to do, the history is kept.
         assert_eq!(
-            deploy("acme", Some(&second), &chain, &req(&[("a", V2)]), &k, stamp(3)),
+            deploy(
+                "acme",
+                Some(&second),
+                &chain,
+                &req(&[("a", V2)]),
+                &k,
+                stamp(3)
+            ),
             Ok(None)
         );
         // The history is bounded.
         let mut r = second;
         for (i, v) in [V1, V2, V1, V2].iter().enumerate() {
-            r = deploy("acme", Some(&r), &chain, &req(&[("a", v)]), &k, stamp(10 + i as u64))
-                .unwrap()
-                .unwrap();
+            r = deploy(
+                "acme",
+                Some(&r),
+                &chain,
+                &req(&[("a", v)]),
+                &k,
+                stamp(10 + i as u64),
+            )
+            .unwrap()
+            .unwrap();
         }
         assert_eq!(r.previous.len(), HISTORY);
         assert_eq!(r.previous[0].id, 12);
@@ -520,25 +562,55 @@ mod tests {
         assert_eq!(e.status, 404);
         assert_eq!(
             e.message,
-            format!("rule `a` of tenant `acme` has no version `{V3}`; its versions are `{V1}`, `{V2}`")
+            format!(
+                "rule `a` of tenant `acme` has no version `{V3}`; its versions are `{V1}`, `{V2}`"
+            )
         );
         let e = deploy("acme", None, &chain, &req(&[("b", V1)]), &k, stamp(1)).unwrap_err();
-        assert_eq!(e.message, "rule `b` of tenant `acme` has no versions; upload one first");
-        let e = deploy("acme", None, &chain, &req(&[("a", V1), ("a", V2)]), &k, stamp(1)).unwrap_err();
+        assert_eq!(
+            e.message,
+            "rule `b` of tenant `acme` has no versions; upload one first"
+        );
+        let e = deploy(
+            "acme",
+            None,
+            &chain,
+            &req(&[("a", V1), ("a", V2)]),
+            &k,
+            stamp(1),
+        )
+        .unwrap_err();
         assert_eq!(e.status, 400);
-        assert_eq!(deploy("acme", None, &chain, &[], &k, stamp(1)).unwrap_err().status, 400);
+        assert_eq!(
+            deploy("acme", None, &chain, &[], &k, stamp(1))
+                .unwrap_err()
+                .status,
+            400
+        );
         let empty = TenantRules::default();
         let e = deploy("acme", None, &empty, &req(&[("a", V1)]), &k, stamp(1)).unwrap_err();
-        assert!(e.message.starts_with("tenant `acme` has no rule loaded from uploads"), "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("tenant `acme` has no rule loaded from uploads"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn rules_that_left_the_chain_leave_the_next_deployment() {
         let k = known(&[("a", &[V1]), ("b", &[V1])]);
         let both = tenant_rules(&["a", "b"], &[]);
-        let r = deploy("t", None, &both, &req(&[("a", V1), ("b", V1)]), &k, stamp(1))
-            .unwrap()
-            .unwrap();
+        let r = deploy(
+            "t",
+            None,
+            &both,
+            &req(&[("a", V1), ("b", V1)]),
+            &k,
+            stamp(1),
+        )
+        .unwrap()
+        .unwrap();
         let only_a = tenant_rules(&["a"], &[]);
         let k2 = known(&[("a", &[V1, V2])]);
         let r = deploy("t", Some(&r), &only_a, &req(&[("a", V2)]), &k2, stamp(2))
@@ -552,22 +624,40 @@ mod tests {
         let chain = tenant_rules(&["a", "b"], &[]);
         let k = known(&[("a", &[V1, V2]), ("b", &[V1, V2])]);
         assert_eq!(rollback("t", None, stamp(1)).unwrap_err().status, 409);
-        let one = deploy("t", None, &chain, &req(&[("a", V1), ("b", V1)]), &k, stamp(1))
-            .unwrap()
-            .unwrap();
+        let one = deploy(
+            "t",
+            None,
+            &chain,
+            &req(&[("a", V1), ("b", V1)]),
+            &k,
+            stamp(1),
+        )
+        .unwrap()
+        .unwrap();
         let e = rollback("t", Some(&one), stamp(2)).unwrap_err();
         assert_eq!(
             e.message,
             "tenant `t` has no previous deployment: deployment 1 is its first"
         );
-        let two = deploy("t", Some(&one), &chain, &req(&[("a", V2), ("b", V2)]), &k, stamp(2))
-            .unwrap()
-            .unwrap();
+        let two = deploy(
+            "t",
+            Some(&one),
+            &chain,
+            &req(&[("a", V2), ("b", V2)]),
+            &k,
+            stamp(2),
+        )
+        .unwrap()
+        .unwrap();
         let back = rollback("t", Some(&two), stamp(3)).unwrap();
         assert_eq!(back.active.versions, one.active.versions);
         assert_eq!((back.active.id, back.active.rollback_of), (3, Some(2)));
         assert_eq!(back.previous[0].id, 2);
-        assert_eq!(back.previous.len(), 1, "deployment 1 is now active again as 3");
+        assert_eq!(
+            back.previous.len(),
+            1,
+            "deployment 1 is now active again as 3"
+        );
         let forward = rollback("t", Some(&back), stamp(4)).unwrap();
         assert_eq!(forward.active.versions, two.active.versions);
         // Encoded and read back as stored.
@@ -579,9 +669,16 @@ mod tests {
     fn gc_deletes_only_versions_no_kept_deployment_names() {
         let chain = tenant_rules(&["a", "b"], &[]);
         let k = known(&[("a", &[V1, V2, V3]), ("b", &[V1, V2])]);
-        let one = deploy("t", None, &chain, &req(&[("a", V1), ("b", V1)]), &k, stamp(1))
-            .unwrap()
-            .unwrap();
+        let one = deploy(
+            "t",
+            None,
+            &chain,
+            &req(&[("a", V1), ("b", V1)]),
+            &k,
+            stamp(1),
+        )
+        .unwrap()
+        .unwrap();
         let two = deploy("t", Some(&one), &chain, &req(&[("a", V2)]), &k, stamp(2))
             .unwrap()
             .unwrap();
@@ -599,7 +696,13 @@ mod tests {
         assert_eq!(list_range(0), 1..=0);
         assert_eq!(list_range(3), 1..=3);
         assert_eq!(list_range(250), 51..=250);
-        let listed = versions_listed([Some(V1.into()), None, Some(V2.into()), Some(V1.into()), Some("junk".into())]);
+        let listed = versions_listed([
+            Some(V1.into()),
+            None,
+            Some(V2.into()),
+            Some(V1.into()),
+            Some("junk".into()),
+        ]);
         assert_eq!(listed, [V1, V2]);
     }
 
@@ -608,9 +711,12 @@ mod tests {
         let chain = tenant_rules(&["a", "b", "c"], &[]);
         let pinned = Pinned {
             deployment: 4,
-            versions: [("a".to_owned(), V1.to_owned()), ("b".to_owned(), V2.to_owned())]
-                .into_iter()
-                .collect(),
+            versions: [
+                ("a".to_owned(), V1.to_owned()),
+                ("b".to_owned(), V2.to_owned()),
+            ]
+            .into_iter()
+            .collect(),
         };
         assert_eq!(check_pinned(&chain, 0, &pinned, |_, _| true), Ok(()));
         assert_eq!(
@@ -638,7 +744,12 @@ mod tests {
             parse_deploy_body(br#"{"rules": ["a@1111111111111111"]}"#).unwrap(),
             ["a@1111111111111111"]
         );
-        for bad in [&b"[]"[..], b"{}", br#"{"rules": "a"}"#, br#"{"rules": [], "x": 1}"#] {
+        for bad in [
+            &b"[]"[..],
+            b"{}",
+            br#"{"rules": "a"}"#,
+            br#"{"rules": [], "x": 1}"#,
+        ] {
             assert_eq!(parse_deploy_body(bad).unwrap_err().status, 400);
         }
     }

@@ -68,7 +68,12 @@ fn cut(text: &str, chars: usize) -> String {
 impl Entry {
     /// The entry of a rule's run from its audit line (`event: rule`) and its
     /// log lines; `None` for any other line.
-    pub fn from_audit(audit: &Value, logs: Vec<String>, version: Option<&str>, at: u64) -> Option<Entry> {
+    pub fn from_audit(
+        audit: &Value,
+        logs: Vec<String>,
+        version: Option<&str>,
+        at: u64,
+    ) -> Option<Entry> {
         if audit.get("event")?.as_str()? != "rule" {
             return None;
         }
@@ -115,7 +120,9 @@ impl Entry {
     /// The entry stored in slot of run `n`, if it is that run's (not an
     /// older lap's, not unreadable).
     pub fn decode(bytes: &[u8], n: u64) -> Option<Entry> {
-        serde_json::from_slice::<Entry>(bytes).ok().filter(|e| e.n == n)
+        serde_json::from_slice::<Entry>(bytes)
+            .ok()
+            .filter(|e| e.n == n)
     }
 }
 
@@ -145,7 +152,13 @@ mod tests {
 
     #[test]
     fn an_entry_has_what_the_audit_line_has() {
-        let e = Entry::from_audit(&audit(), vec!["info: hi".into()], Some("1111111111111111"), 77).unwrap();
+        let e = Entry::from_audit(
+            &audit(),
+            vec!["info: hi".into()],
+            Some("1111111111111111"),
+            77,
+        )
+        .unwrap();
         assert_eq!(e.correlation_id, "cid-1");
         assert_eq!((e.duration_us, e.fuel, e.at), (1000, 4242, 77));
         assert_eq!(e.outcome, "failed");
@@ -155,22 +168,34 @@ mod tests {
         assert_eq!(e.logs, ["info: hi"]);
         let stored = e.encode(5);
         assert_eq!(Entry::decode(&stored, 5).unwrap().n, 5);
-        assert!(Entry::decode(&stored, 25).is_none(), "an older lap's entry is not run 25");
+        assert!(
+            Entry::decode(&stored, 25).is_none(),
+            "an older lap's entry is not run 25"
+        );
         assert!(Entry::decode(b"junk", 5).is_none());
         assert!(Entry::from_audit(&json!({"event": "login-failed"}), vec![], None, 1).is_none());
     }
 
     #[test]
     fn entries_are_capped_dropping_the_oldest_lines() {
-        let lines: Vec<String> = (0..50).map(|i| format!("info: line {i} {}", "x".repeat(1000))).collect();
+        let lines: Vec<String> = (0..50)
+            .map(|i| format!("info: line {i} {}", "x".repeat(1000)))
+            .collect();
         let e = Entry::from_audit(&audit(), lines, None, 1).unwrap();
         assert_eq!(e.logs.len(), MAX_LINES);
         assert_eq!(e.logs_dropped, 30);
-        assert!(e.logs.iter().all(|l| l.chars().count() <= MAX_LINE_CHARS + 1));
+        assert!(
+            e.logs
+                .iter()
+                .all(|l| l.chars().count() <= MAX_LINE_CHARS + 1)
+        );
         let stored = e.encode(1);
         assert!(stored.len() <= MAX_ENTRY, "{}", stored.len());
         let back = Entry::decode(&stored, 1).unwrap();
-        assert!(back.logs.last().unwrap().starts_with("info: line 49 "), "the newest lines are kept");
+        assert!(
+            back.logs.last().unwrap().starts_with("info: line 49 "),
+            "the newest lines are kept"
+        );
         assert!(back.logs_dropped > 30);
         let mut long = audit();
         long["detail"] = json!("d".repeat(5000));

@@ -335,7 +335,9 @@ impl RunRule for Runner<'_> {
     fn log(&mut self, line: Line) {
         match &line {
             Line::Rule { level, message, .. } => {
-                self.current.1.push(format!("{}: {message}", level.as_str()));
+                self.current
+                    .1
+                    .push(format!("{}: {message}", level.as_str()));
             }
             Line::Audit(fields) => {
                 let (version, logs) = std::mem::take(&mut self.current);

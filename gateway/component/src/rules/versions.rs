@@ -109,7 +109,9 @@ pub fn exists(kv: &Kv, tenant: &str, rule: &str, version: &str) -> bool {
 /// Appends one run to the rule's log ring: a counter increment and one
 /// write (the ring bounds the slots: no envelope, no sweep index).
 pub fn append_log(kv: &Kv, tenant: &str, rule: &str, entry: &Entry) -> Result<(), Unavailable> {
-    let n = kv.increment(&kv_schema::rule_log_seq(tenant, rule), 1)?.max(1) as u64;
+    let n = kv
+        .increment(&kv_schema::rule_log_seq(tenant, rule), 1)?
+        .max(1) as u64;
     kv.put_permanent(
         &kv_schema::rule_log(tenant, rule, run_log::slot(n)),
         &entry.encode(n),
@@ -117,12 +119,7 @@ pub fn append_log(kv: &Kv, tenant: &str, rule: &str, entry: &Entry) -> Result<()
 }
 
 /// The rule's last runs, newest first.
-pub fn read_logs(
-    kv: &Kv,
-    tenant: &str,
-    rule: &str,
-    limit: u64,
-) -> Result<Vec<Entry>, Unavailable> {
+pub fn read_logs(kv: &Kv, tenant: &str, rule: &str, limit: u64) -> Result<Vec<Entry>, Unavailable> {
     let seq = kv.counter(&kv_schema::rule_log_seq(tenant, rule))?;
     let mut out = Vec::new();
     for n in run_log::latest(seq, limit) {
