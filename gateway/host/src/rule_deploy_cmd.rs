@@ -318,3 +318,51 @@ fn upload(path: &Path, gateway: &str, tenant: &str, deploy: bool) -> Result<()> 
     println!("version: {version}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn options_and_names_are_parsed() {
+        let p = Parsed::parse(
+            &args("a@1111111111111111 --gateway=http://gw/ --tenant acme b@2222222222222222"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(p.positional, ["a@1111111111111111", "b@2222222222222222"]);
+        assert_eq!(p.gateway().unwrap(), "http://gw");
+        assert_eq!(p.tenant(), "acme");
+        let p = Parsed::parse(&args("x.rule --no-deploy --gateway g"), &["--no-deploy"]).unwrap();
+        assert_eq!(p.switches, ["--no-deploy"]);
+        assert_eq!(p.tenant(), "default");
+        assert!(p.one("artifact").is_ok());
+    }
+
+    #[test]
+    fn mistakes_are_refused_with_the_usage() {
+        let e = Parsed::parse(&args("--no-deploy"), &[]).err().unwrap();
+        assert!(
+            e.to_string().starts_with("unknown option --no-deploy"),
+            "{e}"
+        );
+        assert!(Parsed::parse(&args("--gateway"), &[]).is_err());
+        let p = Parsed::parse(&args("a b"), &[]).unwrap();
+        assert!(p.one("rule name").is_err());
+        assert!(p.only_flags().is_err());
+        assert!(Parsed::parse(&[], &[]).unwrap().gateway().is_err());
+        // Not one of these commands: left to `rule_cmd`.
+        assert!(main("build", &[]).is_none());
+        let e = main("deploy", &args("--gateway http://127.0.0.1:9"))
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("name at least one RULE@VERSION"),
+            "{e}"
+        );
+    }
+}

@@ -2,9 +2,11 @@
 //! enabled only when the secret variable `admin_token` is set and called with
 //! `Authorization: Bearer <admin_token>`:
 //!
-//! - `PUT  .../<tenant>/<rule>`: store a signed artifact (checked first,
-//!   then stored bound with the gateway's MAC, `artifact::bind`);
-//! - `DELETE .../<tenant>/<rule>`;
+//! - `PUT  .../<tenant>/<rule>`: store a signed artifact as a version
+//!   (checked first, then stored bound with the gateway's MAC to its
+//!   version, `artifact::bind_at`) and deploy it; the other version and
+//!   deployment endpoints are `super::deploy_admin`'s;
+//! - `DELETE .../<tenant>/<rule>`: the artifact stored before versions;
 //! - `GET  .../<tenant>`: the tenant's chain and each artifact's signed header;
 //! - `POST .../<tenant>/_run?iterations=N` with an event (JSON): runs the
 //!   chain without applying anything or calling out, and reports each rule's
