@@ -693,7 +693,7 @@ mod tests {
 
     #[test]
     fn listing_versions_reads_the_latest_entries_once_each() {
-        assert_eq!(list_range(0), 1..=0);
+        assert_eq!(list_range(0).count(), 0);
         assert_eq!(list_range(3), 1..=3);
         assert_eq!(list_range(250), 51..=250);
         let listed = versions_listed([
