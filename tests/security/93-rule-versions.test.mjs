@@ -107,6 +107,7 @@ test('another tenant\'s versions, deployment and logs are neither visible nor de
   // Globex's sign-in does not run acme's version: it has none to run.
   const g = await login(globex, idp, new CookieJar(), '/globex');
   assert.equal(g.callback.status, 500, show(g.callback));
+  await waitFor(() => /"detail":"[^"]*no version of it is deployed[^"]*","event":"login-failed","kind":"load","rule":"roles","sub":"alice","tenant":"globex"/.test(gw.proc.output), { what: 'globex\'s load failure' });
   // An unknown tenant is refused naming the tenants.
   const nobody = await admin(acme, 'POST', 'initech/_deploy', { body: JSON.stringify({ rules: [`roles@${v.one}`] }) });
   assert.equal(nobody.status, 404);

@@ -219,7 +219,11 @@ pub(super) fn artifact_bytes(
         (Source::Kv, None) => kv
             .and_then(|kv| kv.get_raw(&config::artifact_key(tenant, &rule.name)).ok())
             .flatten()
-            .ok_or_else(|| Failure::Load("no artifact uploaded for it".into())),
+            .ok_or_else(|| {
+                Failure::Load(
+                    "no version of it is deployed (`edgeauth rule deploy`), nor an artifact uploaded before versions".into(),
+                )
+            }),
         (Source::File(path), _) => {
             std::fs::read(path).map_err(|e| Failure::Load(format!("cannot read {path}: {e}")))
         }
