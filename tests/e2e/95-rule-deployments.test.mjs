@@ -208,7 +208,12 @@ test('logs: the last runs of a rule, bounded, with the audit line\'s correlation
   assert.ok(cid);
   await waitFor(() => audits().some((x) => x.event === 'rule-runs-recorded' && x.correlation_id === cid), { what: 'the runs recorded' });
 
-  const three = jsonOf(await cli(['rule', 'logs', 'a', '--limit', '3', ...at()]));
+  const threeOut = await cli(['rule', 'logs', 'a', '--limit', '3', ...at()]);
+  const three = jsonOf(threeOut);
+  // One line per run for people, newest first, then the JSON.
+  const lines = threeOut.split('\n');
+  assert.equal(lines[0], 'rule `a` of tenant `default`: last 3 run(s), newest first');
+  assert.match(lines[1], new RegExp(`^  #\\d+ .* ok .* version [0-9a-f]{16} .* ${cid}$`));
   assert.equal(three.runs.length, 3);
   const newest = three.runs[0];
   assert.equal(newest.correlation_id, cid, 'the newest run is the last sign-in, under its audit line\'s id');

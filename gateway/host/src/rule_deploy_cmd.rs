@@ -178,7 +178,9 @@ pub fn main(cmd: &str, args: &[String]) -> Option<Result<()>> {
                     let n: u32 = n.parse().context("--limit takes a number")?;
                     url.push_str(&format!("?limit={n}"));
                 }
-                print_json(&call("GET", &url, None)?)
+                let v = call("GET", &url, None)?;
+                print!("{}", run_lines(&v));
+                print_json(&v)
             }
             _ => unreachable!("dispatched by name"),
         }
@@ -234,6 +236,35 @@ fn summarize_deployment(tenant: &str, v: &Value, what: &str) {
             d["id"]
         );
     }
+}
+
+/// One line per run, newest first: number, outcome (and failure kind),
+/// version, duration, fuel, correlation id.
+fn run_lines(v: &Value) -> String {
+    let runs = v["runs"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut out = format!(
+        "rule `{}` of tenant `{}`: last {} run(s), newest first\n",
+        v["rule"].as_str().unwrap_or("?"),
+        v["tenant"].as_str().unwrap_or("?"),
+        runs.len()
+    );
+    for r in runs {
+        let outcome = match r["kind"].as_str() {
+            Some(kind) => format!("{} [{kind}]", r["outcome"].as_str().unwrap_or("?")),
+            None => r["outcome"].as_str().unwrap_or("?").to_owned(),
+        };
+        out.push_str(&format!(
+            "  #{:<5} at {:<10} {:<18} version {:<16} {:>8} us  fuel {:<10} {}\n",
+            r["n"],
+            r["at"],
+            outcome,
+            r["version"].as_str().unwrap_or("(pre-version)"),
+            r["duration_us"],
+            r["fuel"],
+            r["correlation_id"].as_str().unwrap_or("")
+        ));
+    }
+    out
 }
 
 fn actor() -> String {
@@ -341,6 +372,37 @@ mod tests {
         assert_eq!(p.switches, ["--no-deploy"]);
         assert_eq!(p.tenant(), "default");
         assert!(p.one("artifact").is_ok());
+    }
+
+    #[test]
+    fn runs_are_listed_one_line_each() {
+        let v = serde_json::json!({"tenant": "acme", "rule": "roles", "runs": [
+            {"n": 7, "at": 1700000000, "outcome": "failed", "kind": "trap", "version": "1111111111111111",
+             "duration_us": 950, "fuel": 1234, "correlation_id": "cid-7", "logs": []},
+            {"n": 6, "at": 1699999999, "outcome": "ok", "duration_us": 800, "fuel": 1000, "correlation_id": "cid-6"},
+        ]});
+        let text = run_lines(&v);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "rule `roles` of tenant `acme`: last 2 run(s), newest first"
+        );
+        assert!(
+            lines[1].contains("#7")
+                && lines[1].contains("failed [trap]")
+                && lines[1].ends_with("cid-7"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].contains("(pre-version)") && lines[2].ends_with("cid-6"),
+            "{}",
+            lines[2]
+        );
+        assert!(
+            !text.contains('{'),
+            "the JSON after it starts at the first brace"
+        );
     }
 
     #[test]
