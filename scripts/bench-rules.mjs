@@ -73,6 +73,7 @@ try {
   const us = (s) => `median ${s.median} us (min ${s.min}, mean ${s.mean}, max ${s.max})`;
   console.log(`\nRule calls inside the gateway component (wasm32-wasip2 + embedded wasmtime 48 / pulley32), ${iterations} iterations, fresh engine per iteration:`);
   console.log(`  engine + linker creation (once per request): ${us(one.engine_us)}`);
+  console.log(`  deployment record read (once per sign-in, before the chain): ${us(three.deployment_us)}`);
   for (const r of three.rules) {
     console.log(`  ${r.rule.padEnd(13)} load ${r.load_us.median} us (KV read ${r.read_us.median} + check ${r.verify_us.median} + deserialize ${r.deserialize_us.median})`
       + ` + instantiate ${r.instantiate_us.median} us + call ${r.call_us.median} us = ${us(r.total_us)}; fuel ${r.fuel}`);

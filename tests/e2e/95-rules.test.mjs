@@ -481,14 +481,18 @@ test('artifacts: tampered in storage fails closed; unsigned, foreign-key and tam
 
 test('uploads are stored bound with the gateway MAC: a bit flipped in the stored bytes fails closed, the same bytes unflipped sign in after a restart', async () => {
   const vars = ruleVars([{ name: 'email-domain', config: { domains: ['example.com'] } }]);
-  const KEY = 'rule-artifact:default:email-domain';
   const uploaded = fs.readFileSync(art['email-domain']);
+  // Uploads are stored as a version (content-addressed), deployed by the
+  // tenant's deployment record.
+  const KEY = `rule-version:default:email-domain:${crypto.createHash('sha256').update(uploaded).digest('hex').slice(0, 16)}`;
   const first = await stack.startGateway({ vars });
   let stored;
+  let entries;
   try {
     await upload(first, 'email-domain');
     await loginOk(first, stack.idp, new CookieJar(), '/', { rd: '/bound' });
-    stored = Buffer.from(readKv(first.stateDir)[KEY], 'base64');
+    entries = readKv(first.stateDir);
+    stored = Buffer.from(entries[KEY], 'base64');
   } finally {
     await first.stop();
   }
@@ -498,7 +502,7 @@ test('uploads are stored bound with the gateway MAC: a bit flipped in the stored
   flipped[flipped.length - 100] ^= 0x01; // in the precompiled code
   for (const [what, bytes] of [['flipped', flipped], ['intact', stored]]) {
     const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-state-'));
-    writeKv(stateDir, { [KEY]: bytes.toString('base64') });
+    writeKv(stateDir, { ...entries, [KEY]: bytes.toString('base64') });
     // The same session keys: the binding key is derived from them.
     const gw = await stack.startGateway({ stateDir, vars, sessionKeys: first.sessionKeys });
     try {

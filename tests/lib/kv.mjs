@@ -42,8 +42,10 @@ else:
 c.close()
 `;
 
+// Stores holding several rule artifacts (~300 KB each, base64) exceed
+// execFileSync's default 1 MiB of output.
 const sqlite = (stateDir, op, input) => execFileSync('python3', ['-c', SQLITE, kvFile(stateDir), op, STORE],
-  { input, encoding: 'utf8' });
+  { input, encoding: 'utf8', maxBuffer: 256 << 20 });
 
 /** The store's live entries, {key: base64 value}; {} when there is no store yet. */
 export function readKv(stateDir) {

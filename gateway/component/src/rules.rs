@@ -19,7 +19,11 @@ mod admin;
 #[cfg(feature = "rules")]
 mod chain;
 #[cfg(feature = "rules")]
+mod deploy_admin;
+#[cfg(feature = "rules")]
 mod net;
+#[cfg(feature = "rules")]
+mod versions;
 
 #[cfg(feature = "rules")]
 pub use chain::{complete, prepare, reserved};

@@ -90,6 +90,35 @@ pub const REFRESH_LOCK: &str = "refresh-lock";
 /// Rule artifacts uploaded by the operator: configuration, not state, so
 /// stored as uploaded (signed bytes), never expiring and never swept.
 pub const RULE_ARTIFACT: &str = "rule-artifact";
+/// Versioned rule deployments (`edgeauth_rules::deploy`), configuration like
+/// [`RULE_ARTIFACT`]: never expiring, never swept.
+/// - `rule-version:<tenant>:<rule>:<version>`: one immutable version, the
+///   artifact as uploaded, bound with the gateway's MAC to the tenant, the
+///   rule and the version id (the start of the artifact's SHA-256), so it is
+///   content-addressed and never rewritten;
+/// - `rule-version-meta:<tenant>:<rule>:<version>`: its metadata (JSON),
+///   written after the artifact: a version whose metadata exists is complete;
+/// - `rule-version-seq:<tenant>:<rule>` (a counter) and
+///   `rule-version-list:<tenant>:<rule>:<n>` (a version id): the rule's
+///   versions in upload order, appended by `increment` so concurrent uploads
+///   never lose one (Spin KV cannot list keys cheaply);
+/// - `rule-deployment:<tenant>`: the active deployment and the previous ones
+///   (JSON), the one record a sign-in reads to know which versions it runs,
+///   written last by a deploy or a rollback (one write: the switch is atomic);
+/// - `rule-deployment-seq:<tenant>`: a counter numbering deployments.
+pub const RULE_VERSION: &str = "rule-version";
+pub const RULE_VERSION_META: &str = "rule-version-meta";
+pub const RULE_VERSION_SEQ: &str = "rule-version-seq";
+pub const RULE_VERSION_LIST: &str = "rule-version-list";
+pub const RULE_DEPLOYMENT: &str = "rule-deployment";
+pub const RULE_DEPLOYMENT_SEQ: &str = "rule-deployment-seq";
+/// Per-rule execution logs (`edgeauth_rules::run_log`): a counter numbering
+/// a rule's runs and a ring of slots `rule-log:<tenant>:<rule>:<n mod ring>`.
+/// The ring bounds them (a fixed number of keys per rule, each overwritten),
+/// so they are stored without an envelope and never indexed or swept: two
+/// writes per run, the least a sign-in can pay for them.
+pub const RULE_LOG_SEQ: &str = "rule-log-seq";
+pub const RULE_LOG: &str = "rule-log";
 /// Tenant documents (`crate::tenant_docs`), configuration like rule
 /// artifacts: stored as JSON without an envelope, never expiring, never
 /// indexed or swept. The request path reads only [`tenant_host`].
@@ -151,6 +180,14 @@ pub const PREFIXES: &[&str] = &[
     SESSION_GRANT,
     REFRESH_LOCK,
     RULE_ARTIFACT,
+    RULE_VERSION,
+    RULE_VERSION_META,
+    RULE_VERSION_SEQ,
+    RULE_VERSION_LIST,
+    RULE_DEPLOYMENT,
+    RULE_DEPLOYMENT_SEQ,
+    RULE_LOG_SEQ,
+    RULE_LOG,
     TENANT_HOST,
     TENANT_ID,
     TENANT_INDEX,
@@ -280,6 +317,46 @@ pub fn rule_artifact(tenant: &str, rule: &str) -> String {
     format!("{RULE_ARTIFACT}:{tenant}:{rule}")
 }
 
+/// `rule-version:<tenant>:<rule>:<version>`: a version's bound artifact.
+pub fn rule_version(tenant: &str, rule: &str, version: &str) -> String {
+    format!("{RULE_VERSION}:{tenant}:{rule}:{version}")
+}
+
+/// `rule-version-meta:<tenant>:<rule>:<version>`: a version's metadata.
+pub fn rule_version_meta(tenant: &str, rule: &str, version: &str) -> String {
+    format!("{RULE_VERSION_META}:{tenant}:{rule}:{version}")
+}
+
+/// `rule-version-seq:<tenant>:<rule>`: the counter numbering the list.
+pub fn rule_version_seq(tenant: &str, rule: &str) -> String {
+    format!("{RULE_VERSION_SEQ}:{tenant}:{rule}")
+}
+
+/// `rule-version-list:<tenant>:<rule>:<n>` (1-based): the `n`th upload's version.
+pub fn rule_version_list(tenant: &str, rule: &str, n: u64) -> String {
+    format!("{RULE_VERSION_LIST}:{tenant}:{rule}:{n}")
+}
+
+/// `rule-deployment:<tenant>`: the tenant's active and previous deployments.
+pub fn rule_deployment(tenant: &str) -> String {
+    format!("{RULE_DEPLOYMENT}:{tenant}")
+}
+
+/// `rule-deployment-seq:<tenant>`: the counter numbering deployments.
+pub fn rule_deployment_seq(tenant: &str) -> String {
+    format!("{RULE_DEPLOYMENT_SEQ}:{tenant}")
+}
+
+/// `rule-log-seq:<tenant>:<rule>`: the counter numbering the rule's runs.
+pub fn rule_log_seq(tenant: &str, rule: &str) -> String {
+    format!("{RULE_LOG_SEQ}:{tenant}:{rule}")
+}
+
+/// `rule-log:<tenant>:<rule>:<slot>`: one slot of the rule's log ring.
+pub fn rule_log(tenant: &str, rule: &str, slot: u64) -> String {
+    format!("{RULE_LOG}:{tenant}:{rule}:{slot}")
+}
+
 /// `tenant-host:<host[:port]>` (as `crate::tenants::store_host` makes it):
 /// the tenant document a request with that `Host` is served with.
 pub fn tenant_host(host: &str) -> String {
@@ -348,6 +425,12 @@ pub fn login_seen(tenant: &str, sub: &str) -> String {
 fn is_configuration(key: &str) -> bool {
     [
         RULE_ARTIFACT,
+        RULE_VERSION,
+        RULE_VERSION_META,
+        RULE_VERSION_SEQ,
+        RULE_VERSION_LIST,
+        RULE_DEPLOYMENT,
+        RULE_DEPLOYMENT_SEQ,
         TENANT_HOST,
         TENANT_ID,
         TENANT_INDEX,
@@ -741,6 +824,14 @@ mod tests {
             Verdict::Reindex(now + 1)
         );
         assert_eq!(verdict("rule-artifact:t:r", None, now), Verdict::Forget);
+        for config in [
+            rule_version("t", "r", "0123abcd0123abcd"),
+            rule_version_meta("t", "r", "0123abcd0123abcd"),
+            rule_version_list("t", "r", 1),
+            rule_deployment("t"),
+        ] {
+            assert_eq!(verdict(&config, None, now), Verdict::Forget, "{config}");
+        }
         for config in [
             tenant_host("a.example"),
             tenant_id("a"),

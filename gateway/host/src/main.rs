@@ -13,6 +13,7 @@ mod pool;
 mod problem;
 mod profiles_cmd;
 mod rule_cmd;
+mod rule_deploy_cmd;
 mod runtime_config;
 mod server;
 mod tenant_cmd;

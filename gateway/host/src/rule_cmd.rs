@@ -9,24 +9,23 @@
 //! - `test` (also `run`) runs a rule locally against a JSON event and prints
 //!   its commands, logs and budget used, with the gateway's budgets and checks;
 //! - `inspect` prints an artifact's signed header;
-//! - `upload` puts an artifact into a running gateway's KV through its admin
-//!   endpoint.
+//! - `upload`, `versions`, `deploy`, `deployment`, `rollback`, `gc` and
+//!   `logs` talk to a running gateway's admin endpoints
+//!   (`crate::rule_deploy_cmd`).
 
 mod run;
 mod scaffold;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use edgeauth_rules::artifact::{self, RUNTIME_ID, SigningKey};
 use edgeauth_rules::config;
-use edgeauth_rules::event::HttpRequest;
 use edgeauth_rules::runtime::{self, Runtime};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
-use crate::client;
 
 pub const USAGE: &str = "\
 edgeauth rule: build, test and ship tenant post-login rules (wit/plugin.wit)
@@ -40,7 +39,7 @@ USAGE:
                            [--secrets SECRETS.json] [--no-http]
     edgeauth rule build    RULE --name NAME [--key FILE] [-o OUT.rule]
     edgeauth rule inspect  OUT.rule
-    edgeauth rule upload   OUT.rule --gateway URL [--tenant ID]
+    (versions and deployments: see below)
 
 RULE is the rule's crate directory (built here with cargo for
 wasm32-unknown-unknown, the .wasm's path printed), a .wasm module built with the
@@ -52,6 +51,8 @@ and time it used on stderr; it uses the rule's entry in --rules (the gateway's
 makes real outbound calls to the rule's allowed hosts unless --no-http. The
 signing key is read from --key FILE or EDGEAUTH_RULE_SIGNING_KEY
 (`kid:<base64url seed>`); upload reads the admin token from EDGEAUTH_ADMIN_TOKEN.
+
+VERSIONS AND DEPLOYMENTS (a running gateway; EDGEAUTH_ADMIN_TOKEN):
 ";
 
 struct Args {
@@ -124,7 +125,7 @@ impl Args {
 
 pub fn main(args: &[String]) -> Result<()> {
     let Some(cmd) = args.first() else {
-        print!("{USAGE}");
+        print!("{USAGE}{}", crate::rule_deploy_cmd::USAGE);
         return Ok(());
     };
     let rest = &args[1..];
@@ -190,22 +191,16 @@ pub fn main(args: &[String]) -> Result<()> {
             );
             Ok(())
         }
-        "upload" => {
-            let a = Args::parse(rest, &["--gateway", "--tenant"])?;
-            a.only(&["--gateway", "--tenant"])?;
-            let path = a.one_file("artifact")?;
-            let gateway = a.value("--gateway").context("--gateway URL is required")?;
-            upload(
-                &path,
-                gateway,
-                a.value("--tenant").unwrap_or(config::DEFAULT_TENANT),
-            )
-        }
         "help" | "--help" | "-h" => {
-            print!("{USAGE}");
+            print!("{USAGE}{}", crate::rule_deploy_cmd::USAGE);
             Ok(())
         }
-        other => bail!("unknown rule command {other:?}\n\n{USAGE}"),
+        other => crate::rule_deploy_cmd::main(other, rest).unwrap_or_else(|| {
+            bail!(
+                "unknown rule command {other:?}\n\n{USAGE}{}",
+                crate::rule_deploy_cmd::USAGE
+            )
+        }),
     }
 }
 
@@ -334,50 +329,5 @@ fn build(path: &Path, name: &str, key: &SigningKey, out: &Path) -> Result<()> {
         key.kid,
         started.elapsed().as_millis()
     );
-    Ok(())
-}
-
-fn upload(path: &Path, gateway: &str, tenant: &str) -> Result<()> {
-    let bytes = read(path)?;
-    let (header, _, _, _) =
-        artifact::parse_unverified(&bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let token = std::env::var("EDGEAUTH_ADMIN_TOKEN")
-        .context("set EDGEAUTH_ADMIN_TOKEN to the gateway's admin_token")?;
-    let url = format!(
-        "{}/.edgeauth/admin/rules/{tenant}/{}",
-        gateway.trim_end_matches('/'),
-        header.name
-    );
-    let req = HttpRequest {
-        method: "PUT".into(),
-        url: url.clone(),
-        headers: vec![
-            ("authorization".into(), format!("Bearer {token}")),
-            (
-                "content-type".into(),
-                "application/vnd.edgeauth.rule".into(),
-            ),
-        ],
-        body: Some(bytes),
-        timeout_ms: 30_000,
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let resp = rt
-        .block_on(client::send(&req, Duration::from_secs(30)))
-        .map_err(|e| anyhow!("PUT {url}: {e}"))?;
-    let body = String::from_utf8_lossy(&resp.body);
-    if resp.status != 200 && resp.status != 201 {
-        // The gateway's reason in its own words when it gives one.
-        let message = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v.get("message")?.as_str().map(str::to_owned));
-        match message {
-            Some(m) => bail!("upload refused (HTTP {}): {m}", resp.status),
-            None => bail!("PUT {url}: HTTP {}: {}", resp.status, body.trim()),
-        }
-    }
-    println!("uploaded rule `{}` to {url}: {}", header.name, body.trim());
     Ok(())
 }

@@ -12,19 +12,65 @@ pub use edgeauth_core::admin::authorized;
 /// The admin endpoint a request names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint<'a> {
-    List { tenant: &'a str },
-    DryRun { tenant: &'a str },
-    Put { tenant: &'a str, rule: &'a str },
-    Delete { tenant: &'a str, rule: &'a str },
+    List {
+        tenant: &'a str,
+    },
+    DryRun {
+        tenant: &'a str,
+    },
+    /// Upload a version and deploy it (the upload path from before versions).
+    Put {
+        tenant: &'a str,
+        rule: &'a str,
+    },
+    Delete {
+        tenant: &'a str,
+        rule: &'a str,
+    },
+    /// Upload a version only.
+    Upload {
+        tenant: &'a str,
+        rule: &'a str,
+    },
+    Versions {
+        tenant: &'a str,
+        rule: &'a str,
+    },
+    Logs {
+        tenant: &'a str,
+        rule: &'a str,
+    },
+    Deployment {
+        tenant: &'a str,
+    },
+    Deploy {
+        tenant: &'a str,
+    },
+    Rollback {
+        tenant: &'a str,
+    },
+    Gc {
+        tenant: &'a str,
+    },
     NotFound,
 }
 
 /// `rest` is the path after the admin prefix.
 pub fn endpoint<'a>(method: &http::Method, rest: &'a str) -> Endpoint<'a> {
     let segments: Vec<&str> = rest.split('/').collect();
+    use http::Method;
+    // Tenant-wide actions are `_`-prefixed second segments under GET or
+    // POST; a rule's own are PUT/DELETE on its name, or a third segment.
     match segments.as_slice() {
         [tenant] if *method == http::Method::GET => Endpoint::List { tenant },
         [tenant, "_run"] if *method == http::Method::POST => Endpoint::DryRun { tenant },
+        [tenant, "_deployment"] if *method == Method::GET => Endpoint::Deployment { tenant },
+        [tenant, "_deploy"] if *method == Method::POST => Endpoint::Deploy { tenant },
+        [tenant, "_rollback"] if *method == Method::POST => Endpoint::Rollback { tenant },
+        [tenant, "_gc"] if *method == Method::POST => Endpoint::Gc { tenant },
+        [tenant, rule, "versions"] if *method == Method::POST => Endpoint::Upload { tenant, rule },
+        [tenant, rule, "versions"] if *method == Method::GET => Endpoint::Versions { tenant, rule },
+        [tenant, rule, "logs"] if *method == Method::GET => Endpoint::Logs { tenant, rule },
         [tenant, rule] if *method == http::Method::PUT => Endpoint::Put { tenant, rule },
         [tenant, rule] if *method == http::Method::DELETE => Endpoint::Delete { tenant, rule },
         _ => Endpoint::NotFound,
@@ -67,20 +113,7 @@ pub fn upload_target(
     tenants: &[&str],
     chain: Option<&TenantRules>,
 ) -> Result<(), UploadRefused> {
-    if !tenants.contains(&tenant) {
-        let message = if tenants.is_empty() {
-            format!("no tenant `{tenant}`: the gateway has no tenants yet")
-        } else {
-            format!(
-                "no tenant `{tenant}`; the tenants are {}",
-                listing(tenants.iter().copied())
-            )
-        };
-        return Err(UploadRefused {
-            status: 404,
-            message,
-        });
-    }
+    tenant_known(tenant, tenants)?;
     let entries = chain.map(|c| c.chain.as_slice()).unwrap_or_default();
     let conflict = |message| {
         Err(UploadRefused {
@@ -103,6 +136,25 @@ pub fn upload_target(
             listing(entries.iter().map(|r| r.name.as_str()))
         )),
     }
+}
+
+/// 404 naming the tenants there are, for a tenant the gateway does not serve.
+pub fn tenant_known(tenant: &str, tenants: &[&str]) -> Result<(), UploadRefused> {
+    if !tenants.contains(&tenant) {
+        let message = if tenants.is_empty() {
+            format!("no tenant `{tenant}`: the gateway has no tenants yet")
+        } else {
+            format!(
+                "no tenant `{tenant}`; the tenants are {}",
+                listing(tenants.iter().copied())
+            )
+        };
+        return Err(UploadRefused {
+            status: 404,
+            message,
+        });
+    }
+    Ok(())
 }
 
 /// Min, median, mean and max of timings (`null` without any).
@@ -145,6 +197,53 @@ mod tests {
             }
         );
         assert_eq!(endpoint(&Method::GET, "acme/r"), Endpoint::NotFound);
+        assert_eq!(
+            endpoint(&Method::POST, "acme/r/versions"),
+            Endpoint::Upload {
+                tenant: "acme",
+                rule: "r"
+            }
+        );
+        assert_eq!(
+            endpoint(&Method::GET, "acme/r/versions"),
+            Endpoint::Versions {
+                tenant: "acme",
+                rule: "r"
+            }
+        );
+        assert_eq!(
+            endpoint(&Method::GET, "acme/r/logs"),
+            Endpoint::Logs {
+                tenant: "acme",
+                rule: "r"
+            }
+        );
+        assert_eq!(
+            endpoint(&Method::GET, "acme/_deployment"),
+            Endpoint::Deployment { tenant: "acme" }
+        );
+        assert_eq!(
+            endpoint(&Method::POST, "acme/_deploy"),
+            Endpoint::Deploy { tenant: "acme" }
+        );
+        assert_eq!(
+            endpoint(&Method::POST, "acme/_rollback"),
+            Endpoint::Rollback { tenant: "acme" }
+        );
+        assert_eq!(
+            endpoint(&Method::POST, "acme/_gc"),
+            Endpoint::Gc { tenant: "acme" }
+        );
+        // A version cannot be written by name: no PUT under versions.
+        assert_eq!(
+            endpoint(&Method::PUT, "acme/r/versions"),
+            Endpoint::NotFound
+        );
+        assert_eq!(
+            endpoint(&Method::PUT, "acme/r/versions/0123456789abcdef"),
+            Endpoint::NotFound
+        );
+        assert_eq!(endpoint(&Method::GET, "acme/_deploy"), Endpoint::NotFound);
         assert_eq!(endpoint(&Method::PUT, "a/b/c"), Endpoint::NotFound);
     }
 

@@ -203,6 +203,8 @@ pub enum ArtifactError {
     /// stored bytes changed since the upload (or were moved from another
     /// tenant or rule).
     BadBinding,
+    /// A stored version's bytes are not the artifact its id names.
+    WrongVersion(String),
 }
 
 impl std::fmt::Display for ArtifactError {
@@ -227,6 +229,10 @@ impl std::fmt::Display for ArtifactError {
             ArtifactError::BadBinding => write!(
                 f,
                 "the stored artifact does not match the gateway's MAC (altered in storage)"
+            ),
+            ArtifactError::WrongVersion(v) => write!(
+                f,
+                "the stored bytes are not version `{v}` (altered in storage)"
             ),
         }
     }
@@ -334,18 +340,71 @@ impl BindKeys {
         BindKeys { keys }
     }
 
-    /// The cipher for one tenant's rule: its key is the purpose key MACed
-    /// with the tenant and rule (length-prefixed), so an artifact bound for
-    /// one never opens as another's.
-    fn cipher(key: &[u8; 32], tenant: &str, rule: &str) -> XChaCha20Poly1305 {
-        let mut ctx = Vec::with_capacity(8 + tenant.len() + rule.len());
-        for part in [tenant, rule] {
+    /// The cipher for one place an artifact is stored: its key is the
+    /// purpose key MACed with the place's parts (length-prefixed, so the
+    /// encoding is prefix-free: `[tenant, rule]` of an artifact stored before
+    /// versions never equals any `[tenant, rule, version]`), so an artifact
+    /// bound for one never opens as another's.
+    fn cipher(key: &[u8; 32], place: &Place<'_>) -> XChaCha20Poly1305 {
+        let parts = place.parts();
+        let mut ctx = Vec::with_capacity(parts.iter().map(|p| 4 + p.len()).sum());
+        for part in parts {
             ctx.extend_from_slice(&(part.len() as u32).to_be_bytes());
             ctx.extend_from_slice(part.as_bytes());
         }
         let sub = hmac_sha256::HMAC::mac(&ctx, key);
         XChaCha20Poly1305::new(&sub.into())
     }
+}
+
+/// Where a bound artifact is stored, which its MAC covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place<'a> {
+    /// `rule-artifact:<tenant>:<rule>`, the one artifact of a rule from before
+    /// versions (and the legacy upload path's key).
+    Rule { tenant: &'a str, rule: &'a str },
+    /// `rule-version:<tenant>:<rule>:<version>`: one immutable version.
+    Version {
+        tenant: &'a str,
+        rule: &'a str,
+        version: &'a str,
+    },
+}
+
+impl<'a> Place<'a> {
+    fn parts(&self) -> Vec<&'a str> {
+        match *self {
+            Place::Rule { tenant, rule } => vec![tenant, rule],
+            Place::Version {
+                tenant,
+                rule,
+                version,
+            } => vec![tenant, rule, version],
+        }
+    }
+
+    fn rule(&self) -> &'a str {
+        match *self {
+            Place::Rule { rule, .. } | Place::Version { rule, .. } => rule,
+        }
+    }
+}
+
+/// Hex digits of a version id.
+pub const VERSION_LEN: usize = 16;
+
+/// The version id of a signed artifact: the first [`VERSION_LEN`] hex
+/// digits of the SHA-256 of its bytes as uploaded (content-addressed: the
+/// same artifact is the same version, a different one never overwrites it).
+pub fn version_id(artifact: &[u8]) -> String {
+    let mut id = sha256_hex(artifact);
+    id.truncate(VERSION_LEN);
+    id
+}
+
+/// Whether `text` looks like a version id (so it can be put in a key).
+pub fn valid_version(text: &str) -> bool {
+    text.len() == VERSION_LEN && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Wraps `artifact` (already verified with [`verify`]) for storage under
@@ -360,13 +419,24 @@ pub fn bind(
     keys: &BindKeys,
     rng: edgeauth_core::Rng<'_>,
 ) -> Result<Vec<u8>, String> {
+    bind_at(artifact, &Place::Rule { tenant, rule }, keys, rng)
+}
+
+/// [`bind`] for any [`Place`] (a version: bound to its id too, so a stored
+/// version cannot be swapped for another version of the same rule).
+pub fn bind_at(
+    artifact: &[u8],
+    place: &Place<'_>,
+    keys: &BindKeys,
+    rng: edgeauth_core::Rng<'_>,
+) -> Result<Vec<u8>, String> {
     let (kid, key) = keys
         .keys
         .first()
         .ok_or("no gateway key to bind artifacts with")?;
     let mut nonce = [0u8; NONCE_LEN];
     rng(&mut nonce);
-    let tag = BindKeys::cipher(key, tenant, rule)
+    let tag = BindKeys::cipher(key, place)
         .encrypt_in_place_detached(XNonce::from_slice(&nonce), artifact, &mut [])
         .map_err(|_| "binding failed")?;
     let kid_len = u8::try_from(kid.len()).map_err(|_| "key id too long")?;
@@ -443,18 +513,40 @@ pub fn open_stored<'a>(
     trusted: &TrustedKeys,
     bind_keys: &BindKeys,
 ) -> Result<(Verified<'a>, Check), ArtifactError> {
+    open_at(stored, &Place::Rule { tenant, rule }, trusted, bind_keys)
+}
+
+/// [`open_stored`] for any [`Place`]. A version is also refused when its
+/// bytes are not the ones its id names: on the fast path the MAC covers the
+/// id; on the slow path (no binding, or a retired gateway key) the
+/// artifact's digest is compared with the id.
+pub fn open_at<'a>(
+    stored: &'a [u8],
+    place: &Place<'_>,
+    trusted: &TrustedKeys,
+    bind_keys: &BindKeys,
+) -> Result<(Verified<'a>, Check), ArtifactError> {
     if stored.len() > MAX_ARTIFACT + BOUND_MAGIC.len() + 256 + NONCE_LEN + TAG_LEN {
         return Err(ArtifactError::TooLarge);
     }
+    let rule = place.rule();
+    let slow = |artifact: &'a [u8]| -> Result<(Verified<'a>, Check), ArtifactError> {
+        if let Place::Version { version, .. } = place
+            && version_id(artifact) != *version
+        {
+            return Err(ArtifactError::WrongVersion(version.to_string()));
+        }
+        Ok((verify(artifact, rule, trusted)?, Check::Signature))
+    };
     let bound = match split_bound(stored) {
-        None => return Ok((verify(stored, rule, trusted)?, Check::Signature)),
+        None => return slow(stored),
         Some(b) => b?,
     };
     let Some((_, key)) = bind_keys.keys.iter().find(|(k, _)| k == bound.kid) else {
         // Bound under a retired gateway key: the signature still decides.
-        return Ok((verify(bound.artifact, rule, trusted)?, Check::Signature));
+        return slow(bound.artifact);
     };
-    BindKeys::cipher(key, tenant, rule)
+    BindKeys::cipher(key, place)
         .decrypt_in_place_detached(
             XNonce::from_slice(bound.nonce),
             bound.artifact,
@@ -684,6 +776,59 @@ mod tests {
             open_stored(&b, "t", "r", &trusted(), &keys).unwrap().1,
             Check::Binding
         );
+    }
+
+    #[test]
+    fn a_version_is_bound_to_its_id_and_opens_nowhere_else() {
+        let a = key().sign("r", b"wasm", &[9u8; 3000], RUNTIME_ID, 1);
+        let v = version_id(&a);
+        assert!(valid_version(&v), "{v}");
+        assert_eq!(v, sha256_hex(&a)[..VERSION_LEN]);
+        let at = |tenant, rule, version| Place::Version {
+            tenant,
+            rule,
+            version,
+        };
+        let b = bind_at(&a, &at("t", "r", &v), &gw_keys(), &mut rng()).unwrap();
+        let (opened, how) = open_at(&b, &at("t", "r", &v), &trusted(), &gw_keys()).unwrap();
+        assert_eq!((opened.header.name.as_str(), how), ("r", Check::Binding));
+        // Another version id of the same rule, another tenant, or the
+        // pre-version key of the same rule: refused by the MAC.
+        let other = "0000000000000000";
+        for place in [
+            at("t", "r", other),
+            at("u", "r", &v),
+            Place::Rule {
+                tenant: "t",
+                rule: "r",
+            },
+        ] {
+            assert_eq!(
+                open_at(&b, &place, &trusted(), &gw_keys()).unwrap_err(),
+                ArtifactError::BadBinding,
+                "{place:?}"
+            );
+        }
+        // On the slow path (retired gateway key, or stored unbound) the
+        // digest decides which version the bytes are.
+        let retired = BindKeys::new(vec![("g9".into(), [5; 32])]);
+        assert_eq!(
+            open_at(&b, &at("t", "r", &v), &trusted(), &retired)
+                .unwrap()
+                .1,
+            Check::Signature
+        );
+        assert_eq!(
+            open_at(&b, &at("t", "r", other), &trusted(), &retired).unwrap_err(),
+            ArtifactError::WrongVersion(other.into())
+        );
+        assert_eq!(
+            open_at(&a, &at("t", "r", other), &trusted(), &gw_keys()).unwrap_err(),
+            ArtifactError::WrongVersion(other.into())
+        );
+        assert!(!valid_version("0123"));
+        assert!(!valid_version("0123456789ABCDEF"));
+        assert!(!valid_version("../../../../x/yy"));
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //!   `edgeauth-contract`, with the rule SDK) and the validation of what a rule
 //!   returns against its configuration;
 //! - [`merge`]: JSON merge patch for metadata;
+//! - [`deploy`] and [`run_log`]: versioned deployments (deploy, rollback,
+//!   garbage collection, the versions one sign-in runs) and the per-rule
+//!   execution logs kept in KV;
 //! - [`chain`], [`sign_in`], [`record`], [`resume`] and [`outcome`]: a
 //!   tenant's chain at sign-in (running it through a [`chain::RunRule`],
 //!   the event it starts from, what is kept in KV, pausing and resuming,
@@ -22,6 +25,7 @@ pub mod artifact;
 pub mod chain;
 pub mod command;
 pub mod config;
+pub mod deploy;
 pub mod event;
 pub mod failure;
 pub mod login_event;
@@ -29,6 +33,7 @@ pub mod merge;
 pub mod outcome;
 pub mod record;
 pub mod resume;
+pub mod run_log;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 pub mod sign_in;

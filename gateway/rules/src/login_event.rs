@@ -65,6 +65,7 @@ mod tests {
             login: login_state(),
             base,
             resumed: false,
+            pinned: Default::default(),
         }
     }
 

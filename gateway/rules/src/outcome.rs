@@ -16,6 +16,7 @@ use http::StatusCode;
 use serde_json::json;
 
 use crate::chain::{End, Line, Progress};
+use crate::deploy::Pinned;
 use crate::event::Event;
 use crate::failure::Failure;
 use crate::record::Pending;
@@ -91,6 +92,8 @@ pub struct Finish {
     /// Whether the chain ran at the continue endpoint (the resume cookie
     /// then goes unless the chain paused again).
     pub resumed: bool,
+    /// The rule versions the sign-in runs (kept if it pauses).
+    pub pinned: Pinned,
 }
 
 /// What the component does next.
@@ -235,6 +238,7 @@ pub fn finish(
                 progress,
                 base: fin.base,
                 expires,
+                pinned: Some(fin.pinned),
             };
             let (target, cookie) = resume::pause_target(settings, &url, &nonce, expires, rng);
             let mut response = clear_login(settings, pages::redirect(&target));
@@ -282,6 +286,7 @@ mod tests {
             login: login_state(),
             base,
             resumed,
+            pinned: Pinned::default(),
         }
     }
 
@@ -414,9 +419,16 @@ mod tests {
     #[test]
     fn a_pause_stores_the_sign_in_until_its_link_expires() {
         let s = settings();
+        let mut paused = fin(false);
+        paused.pinned = Pinned {
+            deployment: 7,
+            versions: [("profile".to_owned(), "1111111111111111".to_owned())]
+                .into_iter()
+                .collect(),
+        };
         let step = finish(
             &s,
-            fin(false),
+            paused,
             End::Redirect {
                 index: 2,
                 rule: "profile".into(),
@@ -443,6 +455,8 @@ mod tests {
             (p.index, p.rule.as_str(), p.tenant.as_str()),
             (2, "profile", "acme")
         );
+        // It resumes with the versions it started with.
+        assert_eq!(p.pinned.map(|d| d.deployment), Some(7));
         assert!(Pending::decode(&value, expires_at).is_none());
         let location = response.headers()[http::header::LOCATION].to_str().unwrap();
         assert!(location.starts_with("https://forms.example/p?state="));

@@ -28,6 +28,11 @@ pub struct Pending {
     pub progress: Progress,
     pub base: Event,
     pub expires: u64,
+    /// The deployment the sign-in started with; it resumes with the same
+    /// versions. Absent in sign-ins paused before deployments existed
+    /// (they resume with the active one).
+    #[serde(default)]
+    pub pinned: Option<crate::deploy::Pinned>,
 }
 
 impl Pending {
@@ -63,6 +68,7 @@ mod tests {
             progress: Progress::default(),
             base: Event::default(),
             expires: 2000,
+            pinned: None,
         };
         let v = p.encode();
         assert!(v.starts_with(b"2000 {"));

@@ -94,6 +94,9 @@ pub struct Outcome {
     pub memory_bytes: usize,
     pub instantiate_us: u64,
     pub call_us: u64,
+    /// The rule's own log lines of the call (host `log` import), for its
+    /// execution log.
+    pub logs: Vec<String>,
 }
 
 struct RuleState {
@@ -486,6 +489,7 @@ impl Runtime {
             memory_bytes: store.data().limiter.in_use(),
             instantiate_us,
             call_us,
+            logs: std::mem::take(&mut store.data_mut().logs),
         })
     }
 }

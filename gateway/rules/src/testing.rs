@@ -93,5 +93,6 @@ pub fn pending(tenant: &str, index: usize, rule: &str) -> Pending {
         progress: Progress::default(),
         base: Event::default(),
         expires: 2000,
+        pinned: None,
     }
 }

@@ -2,9 +2,11 @@
 //! enabled only when the secret variable `admin_token` is set and called with
 //! `Authorization: Bearer <admin_token>`:
 //!
-//! - `PUT  .../<tenant>/<rule>`: store a signed artifact (checked first,
-//!   then stored bound with the gateway's MAC, `artifact::bind`);
-//! - `DELETE .../<tenant>/<rule>`;
+//! - `PUT  .../<tenant>/<rule>`: store a signed artifact as a version
+//!   (checked first, then stored bound with the gateway's MAC to its
+//!   version, `artifact::bind_at`) and deploy it; the other version and
+//!   deployment endpoints are `super::deploy_admin`'s;
+//! - `DELETE .../<tenant>/<rule>`: the artifact stored before versions;
 //! - `GET  .../<tenant>`: the tenant's chain and each artifact's signed header;
 //! - `POST .../<tenant>/_run?iterations=N` with an event (JSON): runs the
 //!   chain without applying anything or calling out, and reports each rule's
@@ -20,8 +22,9 @@ use edgeauth_core::settings::Settings;
 use edgeauth_core::tenant_docs::Index;
 use edgeauth_core::tenants::{self, DocRules, Tenants};
 use edgeauth_rules::admin::{self, Endpoint, stats};
-use edgeauth_rules::artifact::{self, MAX_ARTIFACT};
+use edgeauth_rules::artifact;
 use edgeauth_rules::config::{self, Source};
+use edgeauth_rules::deploy::Pinned;
 use edgeauth_rules::event::Event;
 use edgeauth_rules::runtime::Runtime;
 use futures::StreamExt;
@@ -30,7 +33,7 @@ use http::request::Parts;
 use serde_json::{Value, json};
 use spin_sdk::http::IncomingRequest;
 
-use super::chain;
+use super::{chain, deploy_admin, versions};
 use crate::kv::Kv;
 use edgeauth_rules::chain::{Timing, event_for_rule};
 
@@ -38,11 +41,11 @@ pub const PREFIX: &str = "/.edgeauth/admin/rules/";
 const MAX_EVENT: usize = 64 * 1024;
 const MAX_ITERATIONS: u32 = 1000;
 
-fn reply(status: StatusCode, body: Value) -> Response {
+pub(super) fn reply(status: StatusCode, body: Value) -> Response {
     pages::json(status, body.to_string())
 }
 
-fn problem(status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn problem(status: StatusCode, message: impl Into<String>) -> Response {
     reply(
         status,
         json!({"error": status.canonical_reason().unwrap_or("error").to_ascii_lowercase().replace(' ', "_"), "message": message.into()}),
@@ -57,7 +60,7 @@ fn authorized(parts: &Parts) -> Option<bool> {
     admin::authorized(given, &chain::variable("admin_token"))
 }
 
-async fn body(req: IncomingRequest, limit: usize) -> Result<Vec<u8>, Response> {
+pub(super) async fn body(req: IncomingRequest, limit: usize) -> Result<Vec<u8>, Response> {
     let mut stream = req.into_body_stream();
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
@@ -96,13 +99,24 @@ pub async fn handle(
     match admin::endpoint(&parts.method, rest) {
         Endpoint::List { tenant } => list(settings, doc, tenant),
         Endpoint::DryRun { tenant } => dry_run(settings, doc, parts, req, tenant).await,
-        Endpoint::Put { tenant, rule } => put(settings, tenant, rule, req).await,
+        Endpoint::Put { tenant, rule } => {
+            deploy_admin::upload(settings, parts, (tenant, rule), req, true).await
+        }
+        Endpoint::Upload { tenant, rule } => {
+            deploy_admin::upload(settings, parts, (tenant, rule), req, false).await
+        }
+        Endpoint::Versions { tenant, rule } => deploy_admin::versions(tenant, rule),
+        Endpoint::Logs { tenant, rule } => deploy_admin::logs(parts, tenant, rule),
+        Endpoint::Deployment { tenant } => deploy_admin::deployment(tenant),
+        Endpoint::Deploy { tenant } => deploy_admin::deploy(settings, parts, tenant, req).await,
+        Endpoint::Rollback { tenant } => deploy_admin::rollback(parts, tenant),
+        Endpoint::Gc { tenant } => deploy_admin::gc(settings, tenant),
         Endpoint::Delete { tenant, rule } => delete(tenant, rule),
         Endpoint::NotFound => problem(StatusCode::NOT_FOUND, "no such admin endpoint"),
     }
 }
 
-fn names_ok(tenant: &str, rule: &str) -> Result<(), Response> {
+pub(super) fn names_ok(tenant: &str, rule: &str) -> Result<(), Response> {
     if config::valid_name(tenant) && config::valid_name(rule) {
         Ok(())
     } else {
@@ -116,7 +130,7 @@ fn names_ok(tenant: &str, rule: &str) -> Result<(), Response> {
 /// The tenants the gateway serves, and the rules document of `tenant`
 /// (`None`: no such tenant): the `tenants` variable's, then (with
 /// `tenant_store = "kv"`) the stored ones; without either, only `default`.
-fn tenants_and_doc(tenant: &str) -> Result<(Vec<String>, Option<DocRules>), Response> {
+pub(super) fn tenants_and_doc(tenant: &str) -> Result<(Vec<String>, Option<DocRules>), Response> {
     let get = |n: &str| spin_sdk::variables::get(n).ok();
     let fixed = Tenants::parse(&get("tenants").unwrap_or_default())
         .map_err(|e| pages::misconfigured(&e.to_string()))?;
@@ -143,9 +157,32 @@ fn tenants_and_doc(tenant: &str) -> Result<(Vec<String>, Option<DocRules>), Resp
     Ok((ids, doc))
 }
 
+/// The tenant's rule chain (empty without one), or 404 naming the tenants
+/// there are.
+pub(super) fn tenant_chain(
+    settings: &Settings,
+    tenant: &str,
+) -> Result<edgeauth_rules::config::TenantRules, Response> {
+    let (ids, doc) = tenants_and_doc(tenant)?;
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    if let Err(refused) = admin::tenant_known(tenant, &ids) {
+        return Err(problem(StatusCode::NOT_FOUND, refused.message));
+    }
+    let rules = match &doc {
+        Some(doc) => chain::load_for(settings, tenant, doc)
+            .map_err(|e| problem(StatusCode::INTERNAL_SERVER_ERROR, e))?,
+        None => None,
+    };
+    Ok(rules
+        .as_ref()
+        .and_then(|r| r.config.tenant(tenant))
+        .cloned()
+        .unwrap_or_default())
+}
+
 /// Refuses an upload that would be stored and never run: for a tenant the
 /// gateway does not serve, or under a name no chain entry of it loads.
-fn check_target(settings: &Settings, tenant: &str, rule: &str) -> Result<(), Response> {
+pub(super) fn check_target(settings: &Settings, tenant: &str, rule: &str) -> Result<(), Response> {
     let (ids, doc) = tenants_and_doc(tenant)?;
     let rules = match &doc {
         Some(doc) => chain::load_for(settings, tenant, doc)
@@ -163,67 +200,6 @@ fn check_target(settings: &Settings, tenant: &str, rule: &str) -> Result<(), Res
             refused.message,
         )
     })
-}
-
-async fn put(settings: &Settings, tenant: &str, rule: &str, req: IncomingRequest) -> Response {
-    if let Err(r) = names_ok(tenant, rule) {
-        return r;
-    }
-    let keys = match chain::keys() {
-        Ok(k) => k,
-        Err(e) => return problem(StatusCode::CONFLICT, e),
-    };
-    if let Err(r) = check_target(settings, tenant, rule) {
-        return r;
-    }
-    let bytes = match body(req, MAX_ARTIFACT).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let verified = match artifact::verify(&bytes, rule, &keys) {
-        Ok(v) => v,
-        Err(e) => {
-            chain::audit(
-                json!({"event": "artifact-refused", "tenant": tenant, "rule": rule, "detail": e.to_string()}),
-            );
-            return problem(StatusCode::BAD_REQUEST, format!("artifact refused: {e}"));
-        }
-    };
-    // Loading it once now catches a runtime mismatch before any sign-in does.
-    let runtime = match Runtime::new() {
-        Ok(r) => r,
-        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e),
-    };
-    if let Err(e) = runtime.load(&verified) {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            format!("artifact does not load: {e}"),
-        );
-    }
-    let header = verified.header.clone();
-    // Checked once here; sign-ins check the gateway's MAC instead.
-    let keys = artifact::BindKeys::from_ring(&settings.session_keys);
-    let stored = match artifact::bind(&bytes, tenant, rule, &keys, &mut crate::io::rng) {
-        Ok(b) => b,
-        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e),
-    };
-    let kv = match Kv::open() {
-        Ok(kv) => kv,
-        Err(r) => return r,
-    };
-    if kv
-        .put_permanent(&config::artifact_key(tenant, rule), &stored)
-        .is_err()
-    {
-        return pages::storage_unavailable();
-    }
-    chain::audit(
-        json!({"event": "artifact-stored", "tenant": tenant, "rule": rule, "code_sha256": header.code_sha256, "kid": header.kid}),
-    );
-    reply(
-        StatusCode::CREATED,
-        json!({"tenant": tenant, "rule": rule, "bytes": bytes.len(), "header": header}),
-    )
 }
 
 fn delete(tenant: &str, rule: &str) -> Response {
@@ -248,6 +224,11 @@ fn list(settings: &Settings, doc: &DocRules, tenant: &str) -> Response {
         Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
     let kv = Kv::open().ok();
+    let pinned = kv
+        .as_ref()
+        .and_then(|kv| versions::record(kv, tenant).ok())
+        .map(|r| Pinned::of(r.as_ref()))
+        .unwrap_or_default();
     let chain: Vec<Value> = rules
         .as_ref()
         .and_then(|r| r.config.tenant(tenant))
@@ -255,7 +236,8 @@ fn list(settings: &Settings, doc: &DocRules, tenant: &str) -> Response {
             t.chain
                 .iter()
                 .map(|r| {
-                    let artifact = chain::artifact_bytes(kv.as_ref(), tenant, r)
+                    let version = chain::version_of(&pinned, r);
+                    let artifact = chain::artifact_bytes(kv.as_ref(), tenant, r, version)
                         .ok()
                         .and_then(|b| artifact::parse_unverified(artifact::stored_artifact(&b)).ok().map(|(h, _, _, code)| json!({"header": h, "code_bytes": code.len()})));
                     json!({
@@ -263,13 +245,16 @@ fn list(settings: &Settings, doc: &DocRules, tenant: &str) -> Response {
                         "source": match &r.source { Source::Kv => "kv".to_owned(), Source::File(p) => format!("file:{p}") },
                         "fuel": r.fuel, "memory_bytes": r.memory_bytes, "output_bytes": r.output_bytes,
                         "fail_open": r.fail_open, "allowed_hosts": r.allowed_hosts, "headers": r.headers,
-                        "secrets": r.secrets, "artifact": artifact,
+                        "secrets": r.secrets, "artifact": artifact, "version": version,
                     })
                 })
                 .collect()
         })
         .unwrap_or_default();
-    reply(StatusCode::OK, json!({"tenant": tenant, "chain": chain}))
+    reply(
+        StatusCode::OK,
+        json!({"tenant": tenant, "deployment": pinned.deployment, "chain": chain}),
+    )
 }
 
 async fn dry_run(
@@ -309,11 +294,25 @@ async fn dry_run(
     };
     event.tenant_id = tenant.to_owned();
     let kv = Kv::open().ok();
+    let mut deployment_us = Vec::new();
     let mut engine_us = Vec::new();
     let mut chain_us = Vec::new();
     let mut per_rule: Vec<Vec<Timing>> = vec![Vec::new(); tenant_rules.chain.len()];
     let mut last: Vec<Value> = Vec::new();
     for _ in 0..iterations {
+        // What a sign-in reads first: the deployment record (timed apart).
+        let read = Instant::now();
+        let pinned = match kv.as_ref().map(|kv| versions::record(kv, tenant)) {
+            Some(Ok(record)) => Pinned::of(record.as_ref()),
+            Some(Err(e)) => {
+                return problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the deployment record cannot be read: {e:?}"),
+                );
+            }
+            None => Pinned::default(),
+        };
+        deployment_us.push(read.elapsed().as_micros() as u64);
         let started = Instant::now();
         let runtime = match Runtime::new() {
             Ok(r) => r,
@@ -327,7 +326,7 @@ async fn dry_run(
                 &runtime,
                 (&rules.keys, &rules.bind),
                 kv.as_ref(),
-                rule,
+                (rule, chain::version_of(&pinned, rule)),
                 &for_rule,
                 true,
             );
@@ -368,6 +367,7 @@ async fn dry_run(
         StatusCode::OK,
         json!({
             "tenant": tenant, "iterations": iterations,
+            "deployment_us": stats(deployment_us),
             "engine_us": stats(engine_us), "chain_us": stats(chain_us),
             "rules": rules_out, "results": last,
         }),

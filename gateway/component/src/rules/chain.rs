@@ -14,20 +14,23 @@ use edgeauth_core::policy;
 use edgeauth_core::settings::Settings;
 use edgeauth_core::tenant_docs;
 use edgeauth_core::tenants::{self, DocRules};
-use edgeauth_rules::artifact::{self, BindKeys, TrustedKeys};
+use edgeauth_rules::artifact::{self, BindKeys, Place, TrustedKeys};
 use edgeauth_rules::chain::{self as pure, End, Line, Progress, RunRule, Timing};
 use edgeauth_rules::command::Command;
 use edgeauth_rules::config::{self, RuleConfig, RulesConfig, Source, TenantRules};
+use edgeauth_rules::deploy::{self, Pinned};
 use edgeauth_rules::event::{Event, HttpError, HttpRequest, HttpResponse, LogLevel};
 use edgeauth_rules::outcome::{self, Finish, Step};
 use edgeauth_rules::record::Pending;
 use edgeauth_rules::resume::{self, CONTINUE, ResumeError};
+use edgeauth_rules::run_log::Entry;
 use edgeauth_rules::runtime::{Failure, Io, Runtime};
 use edgeauth_rules::sign_in::{self, SignIn};
 use http::StatusCode;
 use http::request::Parts;
 use spin_sdk::http::IncomingRequest;
 
+use super::versions::{self, RecordError};
 use crate::io;
 use crate::kv::Kv;
 
@@ -197,19 +200,41 @@ impl Io for GatewayIo {
     }
 }
 
+/// The stored bytes of `rule`: the deployed `version`, or (`None`) the
+/// artifact uploaded before versions, or its file.
 pub(super) fn artifact_bytes(
     kv: Option<&Kv>,
     tenant: &str,
     rule: &RuleConfig,
+    version: Option<&str>,
 ) -> Result<Vec<u8>, Failure> {
-    match &rule.source {
-        Source::Kv => kv
+    match (&rule.source, version) {
+        (Source::Kv, Some(v)) => kv
+            .and_then(|kv| {
+                kv.get_raw(&kv_schema::rule_version(tenant, &rule.name, v))
+                    .ok()
+            })
+            .flatten()
+            .ok_or_else(|| Failure::Load(format!("its deployed version {v} is gone"))),
+        (Source::Kv, None) => kv
             .and_then(|kv| kv.get_raw(&config::artifact_key(tenant, &rule.name)).ok())
             .flatten()
-            .ok_or_else(|| Failure::Load("no artifact uploaded for it".into())),
-        Source::File(path) => {
+            .ok_or_else(|| {
+                Failure::Load(
+                    "no version of it is deployed (`edgeauth rule deploy`), nor an artifact uploaded before versions".into(),
+                )
+            }),
+        (Source::File(path), _) => {
             std::fs::read(path).map_err(|e| Failure::Load(format!("cannot read {path}: {e}")))
         }
+    }
+}
+
+/// The version of `rule` a sign-in pinned to `pinned` loads (files have none).
+pub(super) fn version_of<'p>(pinned: &'p Pinned, rule: &RuleConfig) -> Option<&'p str> {
+    match rule.source {
+        Source::Kv => pinned.version(&rule.name),
+        Source::File(_) => None,
     }
 }
 
@@ -219,7 +244,7 @@ pub(super) fn run_rule(
     runtime: &Runtime,
     (keys, bind): (&TrustedKeys, &BindKeys),
     kv: Option<&Kv>,
-    rule: &RuleConfig,
+    (rule, version): (&RuleConfig, Option<&str>),
     event: &Event,
     dry_run: bool,
 ) -> (Result<Vec<Command>, Failure>, Timing) {
@@ -228,14 +253,26 @@ pub(super) fn run_rule(
         rule: rule.name.clone(),
         ..Timing::default()
     };
-    let bytes = match artifact_bytes(kv, &event.tenant_id, rule) {
+    let bytes = match artifact_bytes(kv, &event.tenant_id, rule, version) {
         Ok(b) => b,
         Err(f) => return (Err(f), timing),
     };
     timing.read_us = started.elapsed().as_micros() as u64;
     // Uploaded artifacts carry the gateway's MAC, checked instead of the
     // signature; older ones and files get the full signature check.
-    let verified = match artifact::open_stored(&bytes, &event.tenant_id, &rule.name, keys, bind) {
+    let tenant = event.tenant_id.as_str();
+    let place = match version {
+        Some(version) => Place::Version {
+            tenant,
+            rule: &rule.name,
+            version,
+        },
+        None => Place::Rule {
+            tenant,
+            rule: &rule.name,
+        },
+    };
+    let verified = match artifact::open_at(&bytes, &place, keys, bind) {
         Ok((v, _)) => v,
         Err(e) => {
             return (
@@ -257,6 +294,7 @@ pub(super) fn run_rule(
             timing.call_us = outcome.call_us;
             timing.fuel = outcome.fuel_used;
             timing.commands = outcome.commands.clone();
+            timing.logs = outcome.logs;
             (Ok(outcome.commands), timing)
         }
         Err(failed) => {
@@ -269,38 +307,65 @@ pub(super) fn run_rule(
     }
 }
 
-/// Runs rules on the embedded runtime, artifacts from KV or files.
+/// Runs rules on the embedded runtime, artifacts from KV (the pinned
+/// versions) or files, and keeps each run's execution log entry.
 struct Runner<'a> {
     runtime: Runtime,
     keys: &'a TrustedKeys,
     bind: &'a BindKeys,
     kv: Option<Kv>,
+    pinned: &'a Pinned,
+    now: u64,
+    /// The running rule's version and log lines, until its audit line.
+    current: (Option<String>, Vec<String>),
+    runs: Vec<(String, Entry)>,
 }
 
 impl RunRule for Runner<'_> {
     fn run(&mut self, rule: &RuleConfig, event: &Event) -> (Result<Vec<Command>, Failure>, Timing) {
-        run_rule(
+        let version = version_of(self.pinned, rule);
+        let (result, timing) = run_rule(
             &self.runtime,
             (self.keys, self.bind),
             self.kv.as_ref(),
-            rule,
+            (rule, version),
             event,
             false,
-        )
+        );
+        self.current = (version.map(str::to_owned), timing.logs.clone());
+        (result, timing)
     }
 
     fn log(&mut self, line: Line) {
+        match &line {
+            Line::Rule { level, message, .. } => {
+                self.current
+                    .1
+                    .push(format!("{}: {message}", level.as_str()));
+            }
+            Line::Audit(fields) => {
+                let (version, logs) = std::mem::take(&mut self.current);
+                if let Some(entry) = Entry::from_audit(fields, logs, version.as_deref(), self.now)
+                    && let Some(rule) = fields.get("rule").and_then(|r| r.as_str())
+                {
+                    self.runs.push((rule.to_owned(), entry));
+                }
+            }
+        }
         log(line);
     }
 }
 
+/// Runs the chain with the `pinned` versions, then stores each run in its
+/// rule's execution log (the only KV writes rules add to a sign-in).
 fn run_chain(
     rules: &Rules,
     tenant: &TenantRules,
-    base: &Event,
+    (base, pinned): (&Event, &Pinned),
     from: usize,
     resumed: Option<Vec<(String, String)>>,
     progress: &mut Progress,
+    now: u64,
 ) -> End {
     let runtime = match Runtime::new() {
         Ok(r) => r,
@@ -311,8 +376,12 @@ fn run_chain(
         keys: &rules.keys,
         bind: &rules.bind,
         kv: Kv::open().ok(),
+        pinned,
+        now,
+        current: (None, Vec::new()),
+        runs: Vec::new(),
     };
-    pure::run_chain(
+    let end = pure::run_chain(
         &mut runner,
         tenant,
         &rules.secrets,
@@ -320,7 +389,45 @@ fn run_chain(
         from,
         resumed,
         progress,
-    )
+    );
+    if let Some(kv) = runner.kv.as_ref() {
+        record_runs(kv, base, &runner.runs);
+    }
+    end
+}
+
+/// Best effort: a sign-in does not fail because its log could not be kept.
+/// Its cost is in the audit line (`write_us`).
+fn record_runs(kv: &Kv, base: &Event, runs: &[(String, Entry)]) {
+    if runs.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    let mut failed = 0;
+    for (rule, entry) in runs {
+        if versions::append_log(kv, &base.tenant_id, rule, entry).is_err() {
+            failed += 1;
+        }
+    }
+    audit(serde_json::json!({
+        "event": "rule-runs-recorded", "tenant": base.tenant_id,
+        "correlation_id": base.transaction.correlation_id,
+        "runs": runs.len(), "failed": failed,
+        "write_us": started.elapsed().as_micros() as u64,
+    }));
+}
+
+/// The versions a sign-in of `tenant` runs: the deployment record, read once.
+fn pinned_now(tenant: &str) -> Result<Pinned, Response> {
+    let kv = Kv::open()?;
+    match versions::record(&kv, tenant) {
+        Ok(record) => Ok(Pinned::of(record.as_ref())),
+        Err(RecordError::Unavailable) => Err(pages::storage_unavailable()),
+        Err(RecordError::Unreadable(e)) => {
+            eprintln!("edgeauth: tenant `{tenant}`: {e}");
+            Err(pages::misconfigured(&e))
+        }
+    }
 }
 
 // ------------------------------------------------------------------ outcomes
@@ -474,11 +581,25 @@ pub async fn complete(
             correlation_id: random_id(),
         },
     );
+    // One read: the whole chain runs the versions deployed at this moment,
+    // whatever deploys happen while it runs.
+    let pinned = match pinned_now(tenant_id) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     let mut progress = Progress::starting(
         &serde_json::Value::Object(person.app_metadata),
         &serde_json::Value::Object(person.user_metadata),
     );
-    let end = run_chain(&rules, tenant, &base, 0, None, &mut progress);
+    let end = run_chain(
+        &rules,
+        tenant,
+        (&base, &pinned),
+        0,
+        None,
+        &mut progress,
+        now,
+    );
     let fin = Finish {
         identity,
         id_token: tokens.id_token,
@@ -486,6 +607,7 @@ pub async fn complete(
         login: start.login.clone(),
         base,
         resumed: false,
+        pinned,
     };
     finish(settings, fin, end, progress, now).await
 }
@@ -535,14 +657,35 @@ async fn resume(settings: &Settings, doc: &DocRules, parts: &Parts, now: u64) ->
     let Some(rules) = rules.as_ref() else {
         return outcome::resume_error(ResumeError::NoRules);
     };
+    // The versions it started with (paused before deployments existed: the
+    // active ones); if one of them was garbage-collected since, it cannot
+    // go on with a consistent chain.
+    let pinned = match pending.pinned {
+        Some(p) => p,
+        None => match pinned_now(&pending.tenant) {
+            Ok(p) => p,
+            Err(r) => return r,
+        },
+    };
+    if let Err(rule) = deploy::check_pinned(tenant, pending.index, &pinned, |r, v| {
+        versions::exists(&kv, &pending.tenant, r, v)
+    }) {
+        audit(serde_json::json!({
+            "event": "resume-refused", "tenant": pending.tenant, "rule": rule,
+            "deployment": pinned.deployment, "correlation_id": pending.base.transaction.correlation_id,
+            "detail": "a version the sign-in started with is gone",
+        }));
+        return outcome::resume_error(ResumeError::RulesChanged);
+    }
     let mut progress = pending.progress;
     let end = run_chain(
         rules,
         tenant,
-        &pending.base,
+        (&pending.base, &pinned),
         pending.index,
         Some(request.fields),
         &mut progress,
+        now,
     );
     let fin = Finish {
         identity: pending.identity,
@@ -551,6 +694,7 @@ async fn resume(settings: &Settings, doc: &DocRules, parts: &Parts, now: u64) ->
         login: pending.login,
         base: pending.base,
         resumed: true,
+        pinned,
     };
     finish(settings, fin, end, progress, now).await
 }

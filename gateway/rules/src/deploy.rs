@@ -1,0 +1,765 @@
+//! Versioned rule deployments: the decisions (the component does their KV
+//! I/O, keys in `edgeauth_core::kv_schema`).
+//!
+//! - An upload creates an immutable [`VersionMeta`] (id = the start of the
+//!   artifact's SHA-256, `artifact::version_id`): uploading the same bytes
+//!   again is the same version, different bytes are another one.
+//! - A tenant's [`Record`] names, per rule of its chain, the version that
+//!   runs (the active [`Deployment`]) and keeps the [`HISTORY`] previous
+//!   deployments. A sign-in reads it once ([`Pinned`]) and loads exactly
+//!   those versions; a deploy writes it last, after the versions it names
+//!   exist, in one write, so a sign-in sees the whole old or the whole new
+//!   chain, never a mix.
+//! - [`rollback`] makes the previous deployment active again (as a new
+//!   deployment, so a second rollback goes forward again).
+//! - [`gc_plan`] deletes the versions no deployment in the record names.
+//!
+//! A chain rule the active deployment does not name runs its artifact from
+//! before versions (`rule-artifact:<tenant>:<rule>`), if any: uploads from
+//! before keep working until the rule is deployed by version.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Source, TenantRules};
+
+/// Previous deployments kept in the record: what rollback can return to,
+/// and what garbage collection keeps.
+pub const HISTORY: usize = 3;
+/// Versions listed or kept per rule at most (listing reads one key each).
+pub const MAX_VERSIONS: usize = 200;
+
+/// What is known of one uploaded version (`rule-version-meta:...`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionMeta {
+    pub version: String,
+    pub rule: String,
+    /// SHA-256 of the artifact as uploaded (hex); the version id is its start.
+    pub sha256: String,
+    /// The key that signed it (checked at upload).
+    pub kid: String,
+    /// Who uploaded it, as the uploader said (informational: the admin
+    /// token is one credential).
+    pub uploader: String,
+    /// Unix seconds of the upload.
+    pub uploaded_at: u64,
+    /// Size of the artifact as uploaded.
+    pub bytes: u64,
+    /// The signed header's `created` and code digest.
+    pub created: u64,
+    pub code_sha256: String,
+}
+
+impl VersionMeta {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<VersionMeta> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// One deployment: which version of each rule runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// Numbered per tenant by an atomic counter.
+    pub id: u64,
+    /// Unix seconds.
+    pub at: u64,
+    pub by: String,
+    /// Rule name -> version id.
+    pub versions: BTreeMap<String, String>,
+    /// The deployment this one restored (a rollback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_of: Option<u64>,
+}
+
+/// A tenant's deployment record (`rule-deployment:<tenant>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub active: Deployment,
+    /// Most recent first, at most [`HISTORY`].
+    #[serde(default)]
+    pub previous: Vec<Deployment>,
+}
+
+impl Record {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// A stored record; an unreadable one is an error (fail closed: a
+    /// sign-in must not silently run other versions than deployed).
+    pub fn decode(bytes: &[u8]) -> Result<Record, String> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| format!("the tenant's deployment record is unreadable: {e}"))
+    }
+
+    /// Every version the record names (active and previous), by rule.
+    pub fn referenced(&self) -> BTreeMap<&str, Vec<&str>> {
+        let mut out: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for d in std::iter::once(&self.active).chain(&self.previous) {
+            for (rule, version) in &d.versions {
+                let v = out.entry(rule.as_str()).or_default();
+                if !v.contains(&version.as_str()) {
+                    v.push(version);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// The versions one sign-in runs, read once at its start and kept with a
+/// paused sign-in, so it resumes with the same ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pinned {
+    /// The active deployment's id; 0 without any deployment.
+    pub deployment: u64,
+    pub versions: BTreeMap<String, String>,
+}
+
+impl Pinned {
+    pub fn of(record: Option<&Record>) -> Pinned {
+        record.map_or_else(Pinned::default, |r| Pinned {
+            deployment: r.active.id,
+            versions: r.active.versions.clone(),
+        })
+    }
+
+    /// The version of `rule` to load; `None`: its artifact from before versions.
+    pub fn version(&self, rule: &str) -> Option<&str> {
+        self.versions.get(rule).map(String::as_str)
+    }
+}
+
+/// Why a deploy, rollback or version request is refused; `status` is the
+/// HTTP status the admin API answers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub status: u16,
+    pub message: String,
+}
+
+fn refused(status: u16, message: String) -> Refused {
+    Refused { status, message }
+}
+
+fn listing(names: &[&str]) -> String {
+    const LISTED: usize = 20;
+    let mut out = names
+        .iter()
+        .take(LISTED)
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > LISTED {
+        out.push_str(&format!(" and {} more", names.len() - LISTED));
+    }
+    out
+}
+
+/// `name@version` (as the CLI and the deploy body spell a chain entry).
+pub fn parse_spec(spec: &str) -> Result<(String, String), Refused> {
+    let Some((name, version)) = spec.split_once('@') else {
+        return Err(refused(
+            400,
+            format!("`{spec}` is not `rule@version` (e.g. `roles@3f2a9c1d0b4e5f60`)"),
+        ));
+    };
+    if !crate::config::valid_name(name) {
+        return Err(refused(
+            400,
+            format!("rule name `{name}` must be 1-64 of a-z 0-9 - _"),
+        ));
+    }
+    if !crate::artifact::valid_version(version) {
+        return Err(refused(
+            400,
+            format!(
+                "version `{version}` of `{name}` must be {} lowercase hex digits, as `edgeauth rule upload` printed it",
+                crate::artifact::VERSION_LEN
+            ),
+        ));
+    }
+    Ok((name.to_owned(), version.to_owned()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployBody {
+    rules: Vec<String>,
+}
+
+/// The `name@version` specs of a deploy request's body,
+/// `{"rules": ["name@version", ...]}`.
+pub fn parse_deploy_body(body: &[u8]) -> Result<Vec<String>, Refused> {
+    serde_json::from_slice::<DeployBody>(body)
+        .map(|b| b.rules)
+        .map_err(|e| {
+            refused(
+                400,
+                format!("the body must be {{\"rules\": [\"name@version\", ...]}}: {e}"),
+            )
+        })
+}
+
+/// Who deploys, and when (from the request; `id` from the tenant's counter).
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    pub id: u64,
+    pub at: u64,
+    pub by: String,
+}
+
+/// The record after deploying `requested` (rule -> version) over `current`:
+/// the other rules keep their versions, rules no longer loaded from uploads
+/// by the chain are dropped. `known` lists, per requested rule, the versions
+/// uploaded for this tenant. `Ok(None)`: nothing would change.
+pub fn deploy(
+    tenant: &str,
+    current: Option<&Record>,
+    chain: &TenantRules,
+    requested: &[(String, String)],
+    known: &BTreeMap<String, Vec<String>>,
+    stamp: Stamp,
+) -> Result<Option<Record>, Refused> {
+    if requested.is_empty() {
+        return Err(refused(400, "name at least one `rule@version`".into()));
+    }
+    let uploadable: Vec<&str> = chain
+        .chain
+        .iter()
+        .filter(|r| r.source == Source::Kv)
+        .map(|r| r.name.as_str())
+        .collect();
+    for (i, (rule, version)) in requested.iter().enumerate() {
+        if requested[..i].iter().any(|(r, _)| r == rule) {
+            return Err(refused(400, format!("rule `{rule}` is named twice")));
+        }
+        if !uploadable.contains(&rule.as_str()) {
+            let message = if uploadable.is_empty() {
+                format!(
+                    "tenant `{tenant}` has no rule loaded from uploads in its chain, so no version of `{rule}` would run"
+                )
+            } else {
+                format!(
+                    "rule `{rule}` is in no chain entry of tenant `{tenant}` loaded from uploads; those are {}",
+                    listing(&uploadable)
+                )
+            };
+            return Err(refused(409, message));
+        }
+        let versions: Vec<&str> = known
+            .get(rule)
+            .map(|v| v.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        if !versions.contains(&version.as_str()) {
+            let message = if versions.is_empty() {
+                format!("rule `{rule}` of tenant `{tenant}` has no versions; upload one first")
+            } else {
+                format!(
+                    "rule `{rule}` of tenant `{tenant}` has no version `{version}`; its versions are {}",
+                    listing(&versions)
+                )
+            };
+            return Err(refused(404, message));
+        }
+    }
+    let mut versions: BTreeMap<String, String> = current
+        .map(|r| r.active.versions.clone())
+        .unwrap_or_default();
+    versions.retain(|rule, _| uploadable.contains(&rule.as_str()));
+    for (rule, version) in requested {
+        versions.insert(rule.clone(), version.clone());
+    }
+    if current.is_some_and(|r| r.active.versions == versions) {
+        return Ok(None);
+    }
+    Ok(Some(push(
+        current,
+        Deployment {
+            id: stamp.id,
+            at: stamp.at,
+            by: stamp.by,
+            versions,
+            rollback_of: None,
+        },
+    )))
+}
+
+/// `next` becomes active, the active one the most recent previous.
+fn push(current: Option<&Record>, next: Deployment) -> Record {
+    let mut previous = Vec::new();
+    if let Some(r) = current {
+        previous.push(r.active.clone());
+        previous.extend(r.previous.iter().cloned());
+    }
+    previous.truncate(HISTORY);
+    Record {
+        active: next,
+        previous,
+    }
+}
+
+/// The record after a rollback: the previous deployment's versions become
+/// active again, as a new deployment (the one rolled back stays in the
+/// history, so rolling back again returns to it).
+pub fn rollback(tenant: &str, current: Option<&Record>, stamp: Stamp) -> Result<Record, Refused> {
+    let Some(current) = current else {
+        return Err(refused(
+            409,
+            format!("tenant `{tenant}` has no deployment to roll back"),
+        ));
+    };
+    let Some(before) = current.previous.first() else {
+        return Err(refused(
+            409,
+            format!(
+                "tenant `{tenant}` has no previous deployment: deployment {} is its first",
+                current.active.id
+            ),
+        ));
+    };
+    let mut rest = current.clone();
+    rest.previous.remove(0);
+    Ok(push(
+        Some(&rest),
+        Deployment {
+            id: stamp.id,
+            at: stamp.at,
+            by: stamp.by,
+            versions: before.versions.clone(),
+            rollback_of: Some(current.active.id),
+        },
+    ))
+}
+
+/// What garbage collection deletes: per rule, the listed versions that
+/// neither the active nor a previous deployment names.
+pub fn gc_plan(
+    record: Option<&Record>,
+    listed: &BTreeMap<String, Vec<String>>,
+) -> BTreeMap<String, Vec<String>> {
+    let referenced = record.map(Record::referenced).unwrap_or_default();
+    listed
+        .iter()
+        .filter_map(|(rule, versions)| {
+            let keep = referenced.get(rule.as_str());
+            let gone: Vec<String> = versions
+                .iter()
+                .filter(|v| !keep.is_some_and(|k| k.contains(&v.as_str())))
+                .cloned()
+                .collect();
+            (!gone.is_empty()).then(|| (rule.clone(), gone))
+        })
+        .collect()
+}
+
+/// The rules garbage collection looks at: the chain's rules loaded from
+/// uploads and every rule the record names.
+pub fn gc_rules(chain: Option<&TenantRules>, record: Option<&Record>) -> Vec<String> {
+    let mut rules: Vec<String> = chain
+        .map(|c| {
+            c.chain
+                .iter()
+                .filter(|r| r.source == Source::Kv)
+                .map(|r| r.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(r) = record {
+        for name in r.referenced().keys() {
+            if !rules.iter().any(|n| n == name) {
+                rules.push((*name).to_owned());
+            }
+        }
+    }
+    rules
+}
+
+/// The versions of a rule in upload order, from its list entries (`None`:
+/// an entry that could not be read or was collected): each once.
+pub fn versions_listed(entries: impl IntoIterator<Item = Option<String>>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for v in entries.into_iter().flatten() {
+        if crate::artifact::valid_version(&v) && !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// Which list entries (1-based) to read for a rule whose counter is `seq`:
+/// the latest [`MAX_VERSIONS`].
+pub fn list_range(seq: i64) -> std::ops::RangeInclusive<u64> {
+    let seq = seq.max(0) as u64;
+    seq.saturating_sub(MAX_VERSIONS as u64 - 1).max(1)..=seq
+}
+
+/// A free-form name of who uploads or deploys, as sent by the CLI
+/// (`x-edgeauth-actor`): printable, at most 64 characters; else `admin`.
+pub fn actor(header: Option<&str>) -> String {
+    match header.map(str::trim) {
+        Some(a)
+            if !a.is_empty() && a.chars().count() <= 64 && a.chars().all(|c| !c.is_control()) =>
+        {
+            a.to_owned()
+        }
+        _ => "admin".to_owned(),
+    }
+}
+
+/// A paused sign-in may resume only if every version it still has to run
+/// exists (`exists(rule, version)`); `Err(rule)`: the first one gone.
+pub fn check_pinned(
+    chain: &TenantRules,
+    from: usize,
+    pinned: &Pinned,
+    mut exists: impl FnMut(&str, &str) -> bool,
+) -> Result<(), String> {
+    for rule in chain.chain.iter().skip(from) {
+        if let Some(v) = pinned.version(&rule.name)
+            && !exists(&rule.name, v)
+        {
+            return Err(rule.name.clone());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::tenant_rules;
+
+    const V1: &str = "1111111111111111";
+    const V2: &str = "2222222222222222";
+    const V3: &str = "3333333333333333";
+
+    fn stamp(id: u64) -> Stamp {
+        Stamp {
+            id,
+            at: 1000 + id,
+            by: "ci".into(),
+        }
+    }
+
+    fn known(pairs: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
+        pairs
+            .iter()
+            .map(|(r, v)| ((*r).to_owned(), v.iter().map(|s| (*s).to_owned()).collect()))
+            .collect()
+    }
+
+    fn req(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(r, v)| ((*r).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn specs_name_a_rule_and_a_full_version() {
+        assert_eq!(
+            parse_spec(&format!("roles@{V1}")).unwrap(),
+            ("roles".into(), V1.into())
+        );
+        for bad in [
+            "roles",
+            "roles@",
+            "roles@abc",
+            "Roles@1111111111111111",
+            "@1111111111111111",
+            "a@b@c",
+        ] {
+            let e = parse_spec(bad).unwrap_err();
+            assert_eq!(e.status, 400, "{bad}");
+        }
+        assert!(
+            parse_spec("roles@abc")
+                .unwrap_err()
+                .message
+                .contains("16 lowercase hex digits")
+        );
+    }
+
+    #[test]
+    fn a_deploy_switches_the_named_rules_and_keeps_the_others() {
+        let chain = tenant_rules(&["a", "b"], &[]);
+        let k = known(&[("a", &[V1, V2]), ("b", &[V1, V3])]);
+        let first = deploy(
+            "acme",
+            None,
+            &chain,
+            &req(&[("a", V1), ("b", V1)]),
+            &k,
+            stamp(1),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(first.active.id, 1);
+        assert!(first.previous.is_empty());
+        let second = deploy(
+            "acme",
+            Some(&first),
+            &chain,
+            &req(&[("a", V2)]),
+            &k,
+            stamp(2),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(second.active.versions["a"], V2);
+        assert_eq!(second.active.versions["b"], V1, "b keeps its version");
+        assert_eq!(second.previous, vec![first.active.clone()]);
+        // The same versions again: nothing to do, the history is kept.
+        assert_eq!(
+            deploy(
+                "acme",
+                Some(&second),
+                &chain,
+                &req(&[("a", V2)]),
+                &k,
+                stamp(3)
+            ),
+            Ok(None)
+        );
+        // The history is bounded.
+        let mut r = second;
+        for (i, v) in [V1, V2, V1, V2].iter().enumerate() {
+            r = deploy(
+                "acme",
+                Some(&r),
+                &chain,
+                &req(&[("a", v)]),
+                &k,
+                stamp(10 + i as u64),
+            )
+            .unwrap()
+            .unwrap();
+        }
+        assert_eq!(r.previous.len(), HISTORY);
+        assert_eq!(r.previous[0].id, 12);
+    }
+
+    #[test]
+    fn deploys_of_unknown_rules_or_versions_are_refused_naming_what_exists() {
+        let mut chain = tenant_rules(&["a", "b", "shipped"], &[]);
+        chain.chain[2].source = Source::File("rules/x.rule".into());
+        let k = known(&[("a", &[V1, V2])]);
+        let e = deploy("acme", None, &chain, &req(&[("c", V1)]), &k, stamp(1)).unwrap_err();
+        assert_eq!(e.status, 409);
+        assert_eq!(
+            e.message,
+            "rule `c` is in no chain entry of tenant `acme` loaded from uploads; those are `a`, `b`"
+        );
+        let e = deploy("acme", None, &chain, &req(&[("shipped", V1)]), &k, stamp(1)).unwrap_err();
+        assert_eq!(e.status, 409);
+        let e = deploy("acme", None, &chain, &req(&[("a", V3)]), &k, stamp(1)).unwrap_err();
+        assert_eq!(e.status, 404);
+        assert_eq!(
+            e.message,
+            format!(
+                "rule `a` of tenant `acme` has no version `{V3}`; its versions are `{V1}`, `{V2}`"
+            )
+        );
+        let e = deploy("acme", None, &chain, &req(&[("b", V1)]), &k, stamp(1)).unwrap_err();
+        assert_eq!(
+            e.message,
+            "rule `b` of tenant `acme` has no versions; upload one first"
+        );
+        let e = deploy(
+            "acme",
+            None,
+            &chain,
+            &req(&[("a", V1), ("a", V2)]),
+            &k,
+            stamp(1),
+        )
+        .unwrap_err();
+        assert_eq!(e.status, 400);
+        assert_eq!(
+            deploy("acme", None, &chain, &[], &k, stamp(1))
+                .unwrap_err()
+                .status,
+            400
+        );
+        let empty = TenantRules::default();
+        let e = deploy("acme", None, &empty, &req(&[("a", V1)]), &k, stamp(1)).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("tenant `acme` has no rule loaded from uploads"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn rules_that_left_the_chain_leave_the_next_deployment() {
+        let k = known(&[("a", &[V1]), ("b", &[V1])]);
+        let both = tenant_rules(&["a", "b"], &[]);
+        let r = deploy(
+            "t",
+            None,
+            &both,
+            &req(&[("a", V1), ("b", V1)]),
+            &k,
+            stamp(1),
+        )
+        .unwrap()
+        .unwrap();
+        let only_a = tenant_rules(&["a"], &[]);
+        let k2 = known(&[("a", &[V1, V2])]);
+        let r = deploy("t", Some(&r), &only_a, &req(&[("a", V2)]), &k2, stamp(2))
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.active.versions.keys().collect::<Vec<_>>(), ["a"]);
+    }
+
+    #[test]
+    fn rollback_restores_the_previous_chain_and_a_second_one_goes_forward() {
+        let chain = tenant_rules(&["a", "b"], &[]);
+        let k = known(&[("a", &[V1, V2]), ("b", &[V1, V2])]);
+        assert_eq!(rollback("t", None, stamp(1)).unwrap_err().status, 409);
+        let one = deploy(
+            "t",
+            None,
+            &chain,
+            &req(&[("a", V1), ("b", V1)]),
+            &k,
+            stamp(1),
+        )
+        .unwrap()
+        .unwrap();
+        let e = rollback("t", Some(&one), stamp(2)).unwrap_err();
+        assert_eq!(
+            e.message,
+            "tenant `t` has no previous deployment: deployment 1 is its first"
+        );
+        let two = deploy(
+            "t",
+            Some(&one),
+            &chain,
+            &req(&[("a", V2), ("b", V2)]),
+            &k,
+            stamp(2),
+        )
+        .unwrap()
+        .unwrap();
+        let back = rollback("t", Some(&two), stamp(3)).unwrap();
+        assert_eq!(back.active.versions, one.active.versions);
+        assert_eq!((back.active.id, back.active.rollback_of), (3, Some(2)));
+        assert_eq!(back.previous[0].id, 2);
+        assert_eq!(
+            back.previous.len(),
+            1,
+            "deployment 1 is now active again as 3"
+        );
+        let forward = rollback("t", Some(&back), stamp(4)).unwrap();
+        assert_eq!(forward.active.versions, two.active.versions);
+        // Encoded and read back as stored.
+        assert_eq!(Record::decode(&forward.encode()).unwrap(), forward);
+        assert!(Record::decode(b"{").is_err());
+    }
+
+    #[test]
+    fn gc_deletes_only_versions_no_kept_deployment_names() {
+        let chain = tenant_rules(&["a", "b"], &[]);
+        let k = known(&[("a", &[V1, V2, V3]), ("b", &[V1, V2])]);
+        let one = deploy(
+            "t",
+            None,
+            &chain,
+            &req(&[("a", V1), ("b", V1)]),
+            &k,
+            stamp(1),
+        )
+        .unwrap()
+        .unwrap();
+        let two = deploy("t", Some(&one), &chain, &req(&[("a", V2)]), &k, stamp(2))
+            .unwrap()
+            .unwrap();
+        let plan = gc_plan(Some(&two), &k);
+        assert_eq!(plan, known(&[("a", &[V3]), ("b", &[V2])]));
+        // Without a record, everything listed goes.
+        assert_eq!(gc_plan(None, &k), k);
+        assert_eq!(gc_rules(Some(&chain), Some(&two)), ["a", "b"]);
+        let only_a = tenant_rules(&["a"], &[]);
+        assert_eq!(gc_rules(Some(&only_a), Some(&two)), ["a", "b"]);
+    }
+
+    #[test]
+    fn listing_versions_reads_the_latest_entries_once_each() {
+        assert_eq!(list_range(0).count(), 0);
+        assert_eq!(list_range(3), 1..=3);
+        assert_eq!(list_range(250), 51..=250);
+        let listed = versions_listed([
+            Some(V1.into()),
+            None,
+            Some(V2.into()),
+            Some(V1.into()),
+            Some("junk".into()),
+        ]);
+        assert_eq!(listed, [V1, V2]);
+    }
+
+    #[test]
+    fn a_paused_sign_in_resumes_only_while_its_versions_exist() {
+        let chain = tenant_rules(&["a", "b", "c"], &[]);
+        let pinned = Pinned {
+            deployment: 4,
+            versions: [
+                ("a".to_owned(), V1.to_owned()),
+                ("b".to_owned(), V2.to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        assert_eq!(check_pinned(&chain, 0, &pinned, |_, _| true), Ok(()));
+        assert_eq!(
+            check_pinned(&chain, 0, &pinned, |r, _| r != "b"),
+            Err("b".to_owned())
+        );
+        // Rules already run, and rules without a version (pre-version
+        // artifacts), are not looked up.
+        let mut asked = Vec::new();
+        assert_eq!(
+            check_pinned(&chain, 1, &pinned, |r, v| {
+                asked.push((r.to_owned(), v.to_owned()));
+                true
+            }),
+            Ok(())
+        );
+        assert_eq!(asked, [("b".to_owned(), V2.to_owned())]);
+        assert_eq!(Pinned::of(None), Pinned::default());
+        assert_eq!(pinned.version("c"), None);
+    }
+
+    #[test]
+    fn deploy_bodies_list_specs() {
+        assert_eq!(
+            parse_deploy_body(br#"{"rules": ["a@1111111111111111"]}"#).unwrap(),
+            ["a@1111111111111111"]
+        );
+        for bad in [
+            &b"[]"[..],
+            b"{}",
+            br#"{"rules": "a"}"#,
+            br#"{"rules": [], "x": 1}"#,
+        ] {
+            assert_eq!(parse_deploy_body(bad).unwrap_err().status, 400);
+        }
+    }
+
+    #[test]
+    fn actors_are_short_printable_names() {
+        assert_eq!(actor(Some(" ci@build-7 ")), "ci@build-7");
+        assert_eq!(actor(None), "admin");
+        assert_eq!(actor(Some("")), "admin");
+        assert_eq!(actor(Some("a\nb")), "admin");
+        assert_eq!(actor(Some(&"x".repeat(65))), "admin");
+    }
+}
