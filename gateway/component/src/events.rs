@@ -196,6 +196,7 @@ pub async fn respond(
 ) {
     let outbox = store(settings, now);
     io::respond(out, response).await;
+    crate::after::run();
     if settings.webhooks.is_empty() && outbox.0.is_empty() {
         return;
     }

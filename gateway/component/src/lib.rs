@@ -2,6 +2,7 @@
 //! the I/O the core asks for (IdP calls, KV, the origin) and streams the
 //! origin's answer back. Decisions are all made in `edgeauth_core`.
 
+mod after;
 mod backchannel;
 mod events;
 mod io;

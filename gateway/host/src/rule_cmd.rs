@@ -26,7 +26,6 @@ use edgeauth_rules::runtime::{self, Runtime};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
-
 pub const USAGE: &str = "\
 edgeauth rule: build, test and ship tenant post-login rules (wit/plugin.wit)
 

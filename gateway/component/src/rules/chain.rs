@@ -390,28 +390,31 @@ fn run_chain(
         resumed,
         progress,
     );
-    if let Some(kv) = runner.kv.as_ref() {
-        record_runs(kv, base, &runner.runs);
+    if let Some(kv) = runner.kv.take()
+        && !runner.runs.is_empty()
+    {
+        // After the answer: the person does not wait for the log writes.
+        let runs = std::mem::take(&mut runner.runs);
+        let tenant = base.tenant_id.clone();
+        let cid = base.transaction.correlation_id.clone();
+        crate::after::defer(move || record_runs(&kv, &tenant, &cid, &runs));
     }
     end
 }
 
 /// Best effort: a sign-in does not fail because its log could not be kept.
-/// Its cost is in the audit line (`write_us`).
-fn record_runs(kv: &Kv, base: &Event, runs: &[(String, Entry)]) {
-    if runs.is_empty() {
-        return;
-    }
+/// Its cost is in the audit line (`write_us`), paid after the answer.
+fn record_runs(kv: &Kv, tenant: &str, correlation_id: &str, runs: &[(String, Entry)]) {
     let started = Instant::now();
     let mut failed = 0;
     for (rule, entry) in runs {
-        if versions::append_log(kv, &base.tenant_id, rule, entry).is_err() {
+        if versions::append_log(kv, tenant, rule, entry).is_err() {
             failed += 1;
         }
     }
     audit(serde_json::json!({
-        "event": "rule-runs-recorded", "tenant": base.tenant_id,
-        "correlation_id": base.transaction.correlation_id,
+        "event": "rule-runs-recorded", "tenant": tenant,
+        "correlation_id": correlation_id,
         "runs": runs.len(), "failed": failed,
         "write_us": started.elapsed().as_micros() as u64,
     }));
