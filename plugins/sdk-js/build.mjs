@@ -12,7 +12,7 @@
 //     --disable stdio random clocks http fetch-event -o rule.wasm
 //
 // With --cache DIR, a build whose inputs (the rule's directory's .js files,
-// the SDK, the WIT, the componentize-js version) did not change is copied
+// the SDK's, the WIT, the componentize-js version) did not change is copied
 // from DIR instead of redone (~15-25 s each).
 
 import crypto from 'node:crypto';
@@ -33,7 +33,7 @@ function inputsHash(source) {
   const dir = path.dirname(source);
   const files = [
     ...fs.readdirSync(dir).filter((f) => /\.(m?js|ts)$/.test(f)).map((f) => path.join(dir, f)),
-    path.join(here, 'index.js'),
+    ...fs.readdirSync(here).filter((f) => f.endsWith('.js')).map((f) => path.join(here, f)),
     WIT,
   ].sort();
   for (const f of files) h.update(`${path.relative(dir, f)}\0`).update(fs.readFileSync(f)).update('\0');

@@ -28,6 +28,7 @@ import { HOST_BIN, startStack, stopStack } from '../lib/stack.mjs';
 import { SESSION, show, login, loginOk } from '../lib/gateway-flow.mjs';
 import { jsRules } from '../lib/js-rules.mjs';
 import { drift } from '../../plugins/sdk-js/gen-types.mjs';
+import * as commands from '../../plugins/sdk-js/commands.js';
 
 const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
 const rustWasm = (crate) => path.join(TARGET, 'wasm32-unknown-unknown', 'release', `rule_${crate}.wasm`);
@@ -134,6 +135,40 @@ after(async () => {
 
 test('the SDK typings are generated from wit/plugin.wit, unchanged', async () => {
   assert.deepEqual(await drift(), []);
+});
+
+test("the SDK's command helpers make exactly the WIT's command cases, with its field names", () => {
+  // The generated typings (checked above against the WIT) are the reference.
+  const dts = fs.readFileSync(path.join(ROOT, 'plugins/sdk-js/types/interfaces/edgeauth-plugin-types.d.ts'), 'utf8');
+  const records = {};
+  for (const m of dts.matchAll(/export interface (\w+) \{([^}]*)\}/g)) {
+    const fields = {};
+    for (const f of m[2].replace(/\/\*\*[\s\S]*?\*\//g, '').matchAll(/(\w+)(\??):\s*([^,]+),/g)) fields[f[1]] = { optional: f[2] === '?', type: f[3].trim() };
+    records[m[1]] = fields;
+  }
+  const cases = Object.fromEntries(Object.entries(records)
+    .filter(([name, f]) => name.startsWith('Command') && f.tag)
+    .map(([, f]) => [f.tag.type.replace(/'/g, ''), f.val.type]));
+  assert.ok(Object.keys(cases).length >= 8, `parsed the typings: ${JSON.stringify(cases)}`);
+  const made = [
+    commands.deny('no'), commands.setClaim('https://example.com/x', [1]), commands.setHeader('x-team', 'a'),
+    commands.patchAppMetadata({ a: 1 }), commands.patchUserMetadata({ b: 2 }), commands.redirect('/form'),
+    commands.requireReauth({ promptLogin: true, maxAge: 60 }), commands.logCommand('info', 'hi'),
+  ];
+  assert.deepEqual(made.map((c) => c.tag).sort(), Object.keys(cases).sort(), 'one helper per command case, no other');
+  for (const c of made) {
+    const type = cases[c.tag];
+    if (type === 'string' || type === 'Json') {
+      assert.equal(typeof c.val, 'string', c.tag);
+      continue;
+    }
+    const fields = records[type];
+    assert.ok(fields, `${c.tag}: record ${type} in the typings`);
+    for (const k of Object.keys(c.val)) assert.ok(k in fields, `${c.tag}: field ${k} is not in ${type} (${Object.keys(fields)})`);
+    for (const [k, f] of Object.entries(fields)) if (!f.optional) assert.ok(c.val[k] !== undefined, `${c.tag}: ${type}.${k} is missing`);
+  }
+  // JSON fields are JSON text.
+  assert.deepEqual(JSON.parse(commands.setClaim('https://example.com/x', { a: [1] }).val.value), { a: [1] });
 });
 
 test('a JS rule is signed like a Rust rule; a component importing WASI is refused, naming the JS build options', async () => {

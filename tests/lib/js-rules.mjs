@@ -68,6 +68,10 @@ export async function jsRules() {
     }
     out.wasm[name] = wasm;
     out.rule[name] = artifact;
+    // Older builds of this rule (~28 MB each) are of no further use.
+    for (const f of fs.readdirSync(CACHE)) {
+      if (f.startsWith(`${name}-`) && f.endsWith('.rule') && path.join(CACHE, f) !== artifact) fs.rmSync(path.join(CACHE, f), { force: true });
+    }
   }));
   return out;
 }
