@@ -171,6 +171,29 @@ test("the SDK's command helpers make exactly the WIT's command cases, with its f
   assert.deepEqual(JSON.parse(commands.setClaim('https://example.com/x', { a: [1] }).val.value), { a: [1] });
 });
 
+test('the SDK gives a rule the host\'s clock and randomness, parsed JSON fields, and errors instead of traps', async () => {
+  // Under Node with a stand-in host (the SDK replaces globals: its own process).
+  const { stdout } = await run(process.execPath, ['--import', './plugins/sdk-js/test/register.mjs', 'plugins/sdk-js/test/sdk-check.mjs'], { cwd: ROOT, encoding: 'utf8' });
+  const out = JSON.parse(stdout);
+  // Not the engine's clock (frozen at the build's snapshot without WASI): the host's.
+  assert.equal(out.dateNow, 1796000000123);
+  assert.equal(out.newDate, 1796000000123);
+  assert.equal(out.epoch, '1970-01-01T00:00:00.000Z');
+  assert.equal(out.parsed, Date.UTC(2020, 0, 2, 3, 4, 5));
+  assert.equal(out.isDate, true);
+  // 53 bits from the host's random bytes 1..7, then 8..14.
+  const expect = (b) => (((b[0] << 13) | (b[1] << 5) | (b[2] >> 3)) * 2 ** 32 + (((b[3] << 24) | (b[4] << 16) | (b[5] << 8) | b[6]) >>> 0)) / 2 ** 53;
+  assert.deepEqual(out.random, [expect([1, 2, 3, 4, 5, 6, 7]), expect([8, 9, 10, 11, 12, 13, 14])]);
+  assert.deepEqual(out.getRandomValues, [1, 2, 3]);
+  assert.equal(out.big, 2500, 'more than one host call of 1024 bytes');
+  assert.deepEqual(out.commands, [{ tag: 'deny', val: 'no' }]);
+  assert.deepEqual(out.seen, { config: { x: 1 }, domain: 'example.com', count: 3, meta: { company: 'Acme' }, profile: { p: 2 }, resumed: 'Beta', secret: 'v' });
+  // Thrown as strings: componentize-js makes them the export's `err` (a thrown Error object would trap).
+  assert.equal(out.throwsError, 'TypeError: bad domain');
+  assert.equal(out.throwsString, 'plain');
+  assert.equal(out.notArray, 'the rule returned string, not an array of commands');
+});
+
 test('a JS rule is signed like a Rust rule; a component importing WASI is refused, naming the JS build options', async () => {
   // (`rule build` validated it: tests/lib/js-rules.mjs. Not validated again
   // here: compiling the ~9 MB engine takes the debug host minutes.)
