@@ -13,7 +13,7 @@ import { freePort, startProcess } from '../tests/lib/procs.mjs';
 const { values: a } = parseArgs({
   options: {
     host: { type: 'string' }, component: { type: 'string' }, baseline: { type: 'string' },
-    'wasm-dir': { type: 'string' }, iterations: { type: 'string', default: '200' },
+    'wasm-dir': { type: 'string' }, iterations: { type: 'string', default: '200' }, 'no-js': { type: 'boolean' },
   },
 });
 const iterations = Number(a.iterations);
@@ -33,6 +33,19 @@ for (const [name, file] of rules) {
   cli(['rule', 'build', path.join(a['wasm-dir'], file), '--name', name, '-o', built[name]], { EDGEAUTH_RULE_SIGNING_KEY: secret });
   console.error(`built ${name} in ${Date.now() - t} ms (${fs.statSync(built[name]).size} bytes)`);
 }
+// The JavaScript versions (componentize-js, signed with the cached test key;
+// tests/lib/js-rules.mjs), unless --no-js.
+let js;
+if (!a['no-js']) {
+  process.env.EDGEAUTH_HOST_BIN = a.host;
+  const { jsRules } = await import('../tests/lib/js-rules.mjs');
+  const t = Date.now();
+  js = await jsRules();
+  for (const l of js.log) console.error(l);
+  console.error(`JS rules ready in ${Date.now() - t} ms`);
+  rules.push(['email-domain-js', null, rules[0][2]], ['profile-js', null, rules[2][2]]);
+  Object.assign(built, js.rule);
+}
 const chain = (names) => names.map((n) => {
   const [, , config] = rules.find(([r]) => r === n);
   return { name: n, config, ...(n === 'group-roles' ? { headers: ['x-roles'] } : {}) };
@@ -44,16 +57,26 @@ const vars = {
   oidc_client_secret: 'x', session_keys: `s1:${crypto.randomBytes(32).toString('base64url')}`,
   assertion_keys: `a1:ed25519:${crypto.randomBytes(32).toString('base64url')}`,
   // Two tenants (two host spellings of the port): uploads go only to tenants the gateway serves.
-  tenants: JSON.stringify({ one: { public_url: `http://127.0.0.1:${port}` }, three: { public_url: `http://localhost:${port}` } }),
-  rules: JSON.stringify({ tenants: { one: { chain: chain(['email-domain']) }, three: { chain: chain(['email-domain', 'group-roles', 'profile']) } } }),
-  rule_keys: pub, admin_token: token,
+  tenants: JSON.stringify({
+    one: { public_url: `http://127.0.0.1:${port}` }, three: { public_url: `http://localhost:${port}` },
+    // The dry run names its tenant in the path: these hosts are never used.
+    ...(js ? { js: { public_url: 'http://js.bench.test' } } : {}),
+  }),
+  rules: JSON.stringify({ tenants: {
+    one: { chain: chain(['email-domain']) }, three: { chain: chain(['email-domain', 'group-roles', 'profile']) },
+    // Rust and JS versions of two rules, one after the other in one chain.
+    ...(js ? { js: { chain: chain(['email-domain', 'email-domain-js', 'profile', 'profile-js']) } } : {}),
+  } }),
+  rule_keys: js ? `${pub},${js.key.public}` : pub, admin_token: token,
 };
 const env = Object.fromEntries(Object.entries(vars).map(([k, v]) => [`SPIN_VARIABLE_${k.toUpperCase()}`, v]));
 const { proc } = await startProcess('bench-gateway', a.host, ['up', '--manifest', 'spin.toml', '--listen', `127.0.0.1:${port}`,
   '--component', a.component, '--state-dir', path.join(tmp, 'state')], { env, ready: /listening on/, timeoutMs: 300000 });
 const gw = `http://127.0.0.1:${port}`;
 try {
-  for (const [tenant, names] of [['one', ['email-domain']], ['three', ['email-domain', 'group-roles', 'profile']]]) {
+  const uploads = [['one', ['email-domain']], ['three', ['email-domain', 'group-roles', 'profile']]];
+  if (js) uploads.push(['js', ['email-domain', 'email-domain-js', 'profile', 'profile-js']]);
+  for (const [tenant, names] of uploads) {
     for (const n of names) cli(['rule', 'upload', built[n], '--gateway', gw, '--tenant', tenant], { EDGEAUTH_ADMIN_TOKEN: token });
   }
   const event = JSON.stringify({
@@ -80,6 +103,22 @@ try {
   }
   console.log(`  1-rule chain (email-domain), engine included: ${us(one.chain_us)}`);
   console.log(`  3-rule chain (email-domain, group-roles, profile), engine included: ${us(three.chain_us)}`);
+  if (js) {
+    // Fewer iterations: a JS rule costs tens of ms.
+    const jsIterations = Math.max(1, Math.min(iterations, Number(process.env.BENCH_JS_ITERATIONS || 30)));
+    const r = await fetch(`${gw}/.edgeauth/admin/rules/js/_run?iterations=${jsIterations}`, {
+      method: 'POST', body: event, headers: { authorization: `Bearer ${token}` },
+    });
+    if (r.status !== 200) throw new Error(`js: ${r.status} ${await r.text()}`);
+    const res = await r.json();
+    for (const x of res.results) if (x.failure) throw new Error(`${x.rule} failed: ${x.detail}`);
+    console.log(`\nRust and JavaScript versions of the same rules, same run, same event, ${jsIterations} iterations:`);
+    for (const x of res.rules) {
+      const size = fs.statSync(built[x.rule]).size;
+      console.log(`  ${x.rule.padEnd(15)} artifact ${(size / 1048576).toFixed(2)} MiB: load ${x.load_us.median} us (KV read ${x.read_us.median} + check ${x.verify_us.median} + deserialize ${x.deserialize_us.median})`
+        + ` + instantiate ${x.instantiate_us.median} us + call ${x.call_us.median} us = ${us(x.total_us)}; fuel ${x.fuel}`);
+    }
+  }
   const size = fs.statSync(a.component).size;
   if (a.baseline && fs.existsSync(a.baseline)) {
     const base = fs.statSync(a.baseline).size;

@@ -144,10 +144,11 @@ pub fn main(args: &[String]) -> Result<()> {
             rt.check(&component)
                 .map_err(|e| anyhow!("{} is not a valid rule: {e}", path.display()))?;
             println!(
-                "{}: OK, implements {} world post-login ({} bytes as a component)",
+                "{}: OK, implements {} world post-login ({} bytes as a component; {})",
                 path.display(),
                 edgeauth_rules::WIT_PACKAGE,
-                wasm.len()
+                wasm.len(),
+                memory_note(&wasm)?
             );
             Ok(())
         }
@@ -272,6 +273,43 @@ pub fn componentize(bytes: &[u8]) -> Result<Vec<u8>> {
         .context("cannot turn the module into a component")
 }
 
+/// Bytes of linear memory a component's core modules define at their
+/// initial sizes: what its `memory_bytes` cap must at least allow before the
+/// rule runs a line (imported memories are counted where they are defined).
+pub fn start_memory(component: &[u8]) -> Result<u64> {
+    let mut total = 0u64;
+    for payload in wasmparser::Parser::new(0).parse_all(component) {
+        if let wasmparser::Payload::MemorySection(reader) = payload? {
+            for memory in reader {
+                let memory = memory?;
+                let page = 1u64 << memory.page_size_log2.unwrap_or(16);
+                total = total.saturating_add(memory.initial.saturating_mul(page));
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// What `validate` and `build` say about memory: the start size, and a
+/// warning when the default cap would refuse it.
+fn memory_note(component: &[u8]) -> Result<String> {
+    let start = start_memory(component)?;
+    let default = config::DEFAULT_MEMORY as u64;
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64);
+    Ok(if start > default {
+        format!(
+            "starts with {} of linear memory, more than the default memory_bytes ({}): set memory_bytes in its rule entry",
+            mib(start),
+            mib(default)
+        )
+    } else {
+        format!(
+            "starts with {} of linear memory; memory_bytes must leave room to grow",
+            mib(start)
+        )
+    })
+}
+
 /// The native engine for `validate` and `run`: the gateway's settings, on
 /// the 64-bit Pulley interpreter (the gateway runs the 32-bit one).
 fn native_runtime() -> Result<Runtime> {
@@ -319,14 +357,23 @@ fn build(path: &Path, name: &str, key: &SigningKey, out: &Path) -> Result<()> {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let signed = key.sign(name, &wasm, &code, RUNTIME_ID, created);
+    if signed.len() > artifact::MAX_ARTIFACT {
+        bail!(
+            "the artifact would be {} bytes, over the gateway's limit of {} bytes (it would be refused at upload and load)",
+            signed.len(),
+            artifact::MAX_ARTIFACT
+        );
+    }
     std::fs::write(out, &signed).with_context(|| format!("cannot write {}", out.display()))?;
     println!(
-        "{}: rule `{name}` ({} bytes component, {} bytes artifact, runtime {RUNTIME_ID}, key {}) in {} ms",
+        "{}: rule `{name}` ({} bytes component, {} bytes artifact, runtime {RUNTIME_ID}, key {}; {}) in {} ms",
         out.display(),
         wasm.len(),
         signed.len(),
         key.kid,
+        memory_note(&wasm)?,
         started.elapsed().as_millis()
     );
+
     Ok(())
 }

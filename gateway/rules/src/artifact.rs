@@ -34,7 +34,9 @@ pub const MAGIC: &[u8] = b"EDGEAUTH-RULE1\n";
 const DOMAIN: &[u8] = b"edgeauth-rule-artifact-v1\0";
 const MAX_HEADER: usize = 4096;
 /// Largest artifact accepted (upload and load).
-pub const MAX_ARTIFACT: usize = 8 << 20;
+/// JavaScript rules carry their engine (SpiderMonkey, ~24 MB of Pulley code
+/// plus a ~3 MB heap snapshot): ~28 MB as an artifact.
+pub const MAX_ARTIFACT: usize = 48 << 20;
 
 /// What the embedded runtime runs. Artifacts built for anything else are
 /// refused with a message saying to rebuild them.

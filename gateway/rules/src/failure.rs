@@ -8,6 +8,10 @@ pub enum Failure {
     Fuel,
     /// Tried to grow memory past its cap.
     Memory,
+    /// Its memories' initial sizes alone pass the cap: it cannot even start
+    /// (a JavaScript rule's engine starts with ~9 MiB). Bytes of the cap and
+    /// the total asked for.
+    MemoryAtStart { cap: usize, asked: usize },
     /// Trapped (panic, unreachable, stack overflow...).
     Trap(String),
     /// Returned `err(..)`.
@@ -25,6 +29,10 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Fuel => write!(f, "it ran out of its CPU budget (fuel)"),
             Failure::Memory => write!(f, "it exceeded its memory cap"),
+            Failure::MemoryAtStart { cap, asked } => write!(
+                f,
+                "it exceeded its memory cap before it ran: memory_bytes is {cap} and it needs more than {asked} bytes to start; raise the rule's memory_bytes (at most 64 MiB)"
+            ),
             Failure::Trap(t) => write!(f, "it crashed ({t})"),
             Failure::Error(e) => write!(f, "it returned an error ({e})"),
             Failure::Output(e) => write!(f, "its output was refused: {e}"),
@@ -51,7 +59,7 @@ impl Failure {
     pub fn kind(&self) -> &'static str {
         match self {
             Failure::Fuel => "out-of-fuel",
-            Failure::Memory => "out-of-memory",
+            Failure::Memory | Failure::MemoryAtStart { .. } => "out-of-memory",
             Failure::Trap(_) => "trap",
             Failure::Error(_) => "error",
             Failure::Output(_) => "bad-output",
@@ -65,7 +73,7 @@ impl Failure {
     pub fn summary(&self) -> &'static str {
         match self {
             Failure::Fuel => "it ran out of its CPU budget",
-            Failure::Memory => "it exceeded its memory cap",
+            Failure::Memory | Failure::MemoryAtStart { .. } => "it exceeded its memory cap",
             Failure::Trap(_) => "it crashed",
             Failure::Error(_) => "it returned an error",
             Failure::Output(_) => "its output was refused",
@@ -102,5 +110,22 @@ mod tests {
         assert_eq!(f, Failure::Trap("wasm trap: stack overflow".into()));
         // What the person sees never includes either.
         assert_eq!(f.summary(), "it crashed");
+    }
+
+    #[test]
+    fn a_cap_under_the_start_size_names_memory_bytes_and_the_need() {
+        let f = Failure::MemoryAtStart {
+            cap: 8 << 20,
+            asked: 9_502_720,
+        };
+        // Same kind and page as any out-of-memory failure; the detail says
+        // which setting to change and to what.
+        assert_eq!(f.kind(), "out-of-memory");
+        assert_eq!(f.summary(), "it exceeded its memory cap");
+        assert!(
+            f.to_string()
+                .contains("memory_bytes is 8388608 and it needs more than 9502720 bytes to start"),
+            "{f}"
+        );
     }
 }

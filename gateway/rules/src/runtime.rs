@@ -380,6 +380,15 @@ impl Runtime {
                     || n.starts_with("edgeauth:plugin/types@0.1."))
             })
             .collect();
+        if foreign.iter().any(|n| n.starts_with("wasi:")) {
+            // componentize-js output with its default features: the engine's
+            // console, clocks, randomness and fetch come through WASI, which a
+            // rule never gets (its clock, randomness and log are `host`'s).
+            return Err(format!(
+                "it imports {} (a rule may import only edgeauth:plugin/host). A Rust rule: build it for wasm32-unknown-unknown. A JavaScript rule: build it with componentize-js --disable stdio random clocks http fetch-event (plugins/README.md)",
+                foreign.join(", ")
+            ));
+        }
         if !foreign.is_empty() {
             return Err(format!(
                 "it imports {} (a rule may import only edgeauth:plugin/host; build it for wasm32-unknown-unknown so it has no WASI imports)",
@@ -435,6 +444,13 @@ impl Runtime {
             Err(e) => {
                 let failure = match classify(e, store.data()) {
                     Failure::Trap(t) => Failure::Load(t),
+                    // Refused before the rule ran a line of its own: its
+                    // memories' initial sizes do not fit the cap. Say so,
+                    // with the figure to configure.
+                    Failure::Memory => {
+                        let (cap, asked) = store.data().limiter.refused();
+                        Failure::MemoryAtStart { cap, asked }
+                    }
                     other => other,
                 };
                 return Err(Failed {

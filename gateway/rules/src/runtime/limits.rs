@@ -21,6 +21,8 @@ pub(super) struct Limiter {
     /// The last growth granted, taken back if the engine could not apply it.
     last_growth: usize,
     exceeded: bool,
+    /// Bytes the refused growth would have brought the total to.
+    asked: usize,
 }
 
 impl Limiter {
@@ -30,6 +32,7 @@ impl Limiter {
             memory_total: 0,
             last_growth: 0,
             exceeded: false,
+            asked: 0,
         }
     }
 
@@ -42,6 +45,12 @@ impl Limiter {
     /// Whether the rule asked for more memory than its cap.
     pub(super) fn exceeded(&self) -> bool {
         self.exceeded
+    }
+
+    /// The cap, and the total the refused growth asked for (0 if none was
+    /// refused).
+    pub(super) fn refused(&self) -> (usize, usize) {
+        (self.memory_cap, self.asked)
     }
 }
 
@@ -58,6 +67,7 @@ impl ResourceLimiter for Limiter {
         let total = self.memory_total.saturating_add(growth);
         if total > self.memory_cap {
             self.exceeded = true;
+            self.asked = total;
             // Trap right away instead of letting the guest see a failed grow.
             return Err(wasmtime::format_err!(
                 "memory cap of {} bytes exceeded ({} bytes in use, {growth} more asked for)",
