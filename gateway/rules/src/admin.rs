@@ -90,7 +90,7 @@ pub struct UploadRefused {
 /// At most this many names are listed in a refusal.
 const LISTED: usize = 20;
 
-fn listing<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+pub(crate) fn listing<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     let names: Vec<&str> = names.into_iter().collect();
     let mut out = names
         .iter()

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::admin::listing;
 use crate::config::{Source, TenantRules};
 
 /// Previous deployments kept in the record: what rollback can return to,
@@ -147,20 +148,6 @@ fn refused(status: u16, message: String) -> Refused {
     Refused { status, message }
 }
 
-fn listing(names: &[&str]) -> String {
-    const LISTED: usize = 20;
-    let mut out = names
-        .iter()
-        .take(LISTED)
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if names.len() > LISTED {
-        out.push_str(&format!(" and {} more", names.len() - LISTED));
-    }
-    out
-}
-
 /// `name@version` (as the CLI and the deploy body spell a chain entry).
 pub fn parse_spec(spec: &str) -> Result<(String, String), Refused> {
     let Some((name, version)) = spec.split_once('@') else {
@@ -247,7 +234,7 @@ pub fn deploy(
             } else {
                 format!(
                     "rule `{rule}` is in no chain entry of tenant `{tenant}` loaded from uploads; those are {}",
-                    listing(&uploadable)
+                    listing(uploadable.iter().copied())
                 )
             };
             return Err(refused(409, message));
@@ -262,7 +249,7 @@ pub fn deploy(
             } else {
                 format!(
                     "rule `{rule}` of tenant `{tenant}` has no version `{version}`; its versions are {}",
-                    listing(&versions)
+                    listing(versions.iter().copied())
                 )
             };
             return Err(refused(404, message));

@@ -63,6 +63,14 @@ fn record(kv: &Kv, tenant: &str) -> Result<Option<Record>, Response> {
     })
 }
 
+/// The store and the tenant's deployment record, which every deployment
+/// endpoint starts from.
+fn open_record(tenant: &str) -> Result<(Kv, Option<Record>), Response> {
+    let kv = Kv::open()?;
+    let current = record(&kv, tenant)?;
+    Ok((kv, current))
+}
+
 fn tenant_ok(tenant: &str) -> Result<(), Response> {
     if config::valid_name(tenant) {
         Ok(())
@@ -251,12 +259,8 @@ pub async fn deploy(
             Err(r) => return refused(r),
         }
     }
-    let kv = match Kv::open() {
-        Ok(kv) => kv,
-        Err(r) => return r,
-    };
-    let before = match record(&kv, tenant) {
-        Ok(r) => r.map(|r| r.active.id),
+    let (kv, before) = match open_record(tenant) {
+        Ok((kv, r)) => (kv, r.map(|r| r.active.id)),
         Err(r) => return r,
     };
     match deploy_versions(settings, parts, &kv, tenant, &requested) {
@@ -275,12 +279,8 @@ pub fn rollback(parts: &Parts, tenant: &str) -> Response {
     if let Err(r) = tenant_ok(tenant) {
         return r;
     }
-    let kv = match Kv::open() {
-        Ok(kv) => kv,
-        Err(r) => return r,
-    };
-    let current = match record(&kv, tenant) {
-        Ok(r) => r,
+    let (kv, current) = match open_record(tenant) {
+        Ok(opened) => opened,
         Err(r) => return r,
     };
     // Refused before taking a number when there is nothing to return to.
@@ -335,11 +335,7 @@ pub fn deployment(tenant: &str) -> Response {
     if let Err(r) = tenant_ok(tenant) {
         return r;
     }
-    let kv = match Kv::open() {
-        Ok(kv) => kv,
-        Err(r) => return r,
-    };
-    match record(&kv, tenant) {
+    match open_record(tenant).map(|(_, r)| r) {
         Ok(Some(r)) => reply(
             StatusCode::OK,
             json!({"tenant": tenant, "deployment": r.active, "previous": r.previous}),
@@ -356,12 +352,8 @@ pub fn versions(tenant: &str, rule: &str) -> Response {
     if let Err(r) = names_ok(tenant, rule) {
         return r;
     }
-    let kv = match Kv::open() {
-        Ok(kv) => kv,
-        Err(r) => return r,
-    };
-    let current = match record(&kv, tenant) {
-        Ok(r) => r,
+    let (kv, current) = match open_record(tenant) {
+        Ok(opened) => opened,
         Err(r) => return r,
     };
     let metas = match versions::metas(&kv, tenant, rule) {
@@ -404,12 +396,8 @@ pub fn gc(settings: &Settings, tenant: &str) -> Response {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let kv = match Kv::open() {
-        Ok(kv) => kv,
-        Err(r) => return r,
-    };
-    let current = match record(&kv, tenant) {
-        Ok(r) => r,
+    let (kv, current) = match open_record(tenant) {
+        Ok(opened) => opened,
         Err(r) => return r,
     };
     let mut listed = std::collections::BTreeMap::new();
