@@ -16,14 +16,26 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Args {
     pub positional: Vec<String>,
     flags: Vec<(String, String)>,
+    switches: Vec<String>,
     usage: &'static str,
 }
 
 impl Args {
     /// Every `--flag` takes a value; only those in `allowed` are accepted.
     pub fn parse(args: &[String], allowed: &[&str], usage: &'static str) -> Result<Args> {
+        Self::parse_with(args, allowed, &[], usage)
+    }
+
+    /// [`Self::parse`] that also accepts the value-less `switches`.
+    pub fn parse_with(
+        args: &[String],
+        allowed: &[&str],
+        switches: &[&str],
+        usage: &'static str,
+    ) -> Result<Args> {
         let mut positional = Vec::new();
         let mut flags = Vec::new();
+        let mut given_switches = Vec::new();
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let Some(f) = a.strip_prefix("--") else {
@@ -34,6 +46,10 @@ impl Args {
                 Some((f, v)) => (format!("--{f}"), Some(v.to_owned())),
                 None => (format!("--{f}"), None),
             };
+            if inline.is_none() && switches.contains(&flag.as_str()) {
+                given_switches.push(flag);
+                continue;
+            }
             if !allowed.contains(&flag.as_str()) {
                 bail!("unknown option {flag}\n\n{usage}");
             }
@@ -49,8 +65,14 @@ impl Args {
         Ok(Args {
             positional,
             flags,
+            switches: given_switches,
             usage,
         })
+    }
+
+    /// Whether the switch was given.
+    pub fn has(&self, switch: &str) -> bool {
+        self.switches.iter().any(|s| s == switch)
     }
 
     /// The last value given for `flag`.

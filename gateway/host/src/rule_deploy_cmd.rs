@@ -15,6 +15,7 @@ use edgeauth_rules::config::DEFAULT_TENANT;
 use edgeauth_rules::event::HttpRequest;
 use serde_json::Value;
 
+use crate::admin_cli::Args;
 use crate::client;
 
 pub const USAGE: &str = "\
@@ -31,77 +32,19 @@ SHA-256; the same bytes again are the same version), prints it, and deploys
 it unless --no-deploy. `deploy` switches the named rules to those versions at
 once (the others keep theirs); `rollback` makes the previous deployment
 active again; `gc` deletes the versions no kept deployment uses. Set
-EDGEAUTH_ACTOR to say who uploads or deploys (default: $USER).
+EDGEAUTH_ACTOR to say who uploads or deploys (default: $USER). EDGEAUTH_GATEWAY
+may stand for --gateway, as for `edgeauth tenant` and `edgeauth profiles`.
 ";
 
-/// Flags taking a value; the others are switches.
+/// Flags taking a value; `--no-deploy` (upload) is the one switch.
 const WITH_VALUE: &[&str] = &["--gateway", "--tenant", "--limit"];
 
-struct Parsed {
-    positional: Vec<String>,
-    values: Vec<(String, String)>,
-    switches: Vec<String>,
+fn parse(args: &[String], switches: &[&str]) -> Result<Args> {
+    Args::parse_with(args, WITH_VALUE, switches, USAGE)
 }
 
-impl Parsed {
-    fn parse(args: &[String], allowed_switches: &[&str]) -> Result<Parsed> {
-        let mut p = Parsed {
-            positional: Vec::new(),
-            values: Vec::new(),
-            switches: Vec::new(),
-        };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            if !a.starts_with("--") {
-                p.positional.push(a.clone());
-                continue;
-            }
-            let (flag, inline) = match a.split_once('=') {
-                Some((f, v)) => (f, Some(v.to_owned())),
-                None => (a.as_str(), None),
-            };
-            if WITH_VALUE.contains(&flag) {
-                let v = match inline {
-                    Some(v) => v,
-                    None => it
-                        .next()
-                        .cloned()
-                        .with_context(|| format!("{flag} needs a value"))?,
-                };
-                p.values.push((flag.to_owned(), v));
-            } else if allowed_switches.contains(&flag) {
-                p.switches.push(flag.to_owned());
-            } else {
-                bail!("unknown option {flag}\n\nUSAGE:\n{USAGE}");
-            }
-        }
-        Ok(p)
-    }
-
-    fn value(&self, flag: &str) -> Option<&str> {
-        self.values
-            .iter()
-            .rev()
-            .find(|(f, _)| f == flag)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn gateway(&self) -> Result<&str> {
-        self.value("--gateway")
-            .map(|g| g.trim_end_matches('/'))
-            .context("--gateway URL is required")
-    }
-
-    fn tenant(&self) -> &str {
-        self.value("--tenant").unwrap_or(DEFAULT_TENANT)
-    }
-
-    fn one(&self, what: &str) -> Result<&str> {
-        match self.positional.as_slice() {
-            [one] => Ok(one),
-            _ => bail!("expected one {what}\n\nUSAGE:\n{USAGE}"),
-        }
-    }
+fn tenant(a: &Args) -> &str {
+    a.value("--tenant").unwrap_or(DEFAULT_TENANT)
 }
 
 /// `edgeauth rule <cmd> ...` for the commands of this module; `None` for others.
@@ -109,71 +52,71 @@ pub fn main(cmd: &str, args: &[String]) -> Option<Result<()>> {
     let run = || -> Result<()> {
         match cmd {
             "upload" => {
-                let a = Parsed::parse(args, &["--no-deploy"])?;
-                let path = a.one("artifact")?;
+                let a = parse(args, &["--no-deploy"])?;
+                let [path] = a.exactly("one artifact")?;
                 upload(
                     Path::new(path),
-                    a.gateway()?,
-                    a.tenant(),
-                    !a.switches.iter().any(|s| s == "--no-deploy"),
+                    &a.gateway()?,
+                    tenant(&a),
+                    !a.has("--no-deploy"),
                 )
             }
             "versions" => {
-                let a = Parsed::parse(args, &[])?;
-                let rule = a.one("rule name")?;
-                let url = format!("{}/{}/{rule}/versions", base(a.gateway()?), a.tenant());
+                let a = parse(args, &[])?;
+                let [rule] = a.exactly("one rule name")?;
+                let url = format!("{}/{}/{rule}/versions", base(&a.gateway()?), tenant(&a));
                 let v = call("GET", &url, None)?;
                 let versions = v["versions"].as_array().map_or(0, Vec::len);
                 println!(
                     "rule `{rule}` of tenant `{}`: {versions} version(s), active {}",
-                    a.tenant(),
+                    tenant(&a),
                     v["active"].as_str().unwrap_or("none")
                 );
                 print_json(&v)
             }
             "deploy" => {
-                let a = Parsed::parse(args, &[])?;
+                let a = parse(args, &[])?;
                 if a.positional.is_empty() {
-                    bail!("name at least one RULE@VERSION\n\nUSAGE:\n{USAGE}");
+                    bail!("name at least one RULE@VERSION\n\n{USAGE}");
                 }
-                let url = format!("{}/{}/_deploy", base(a.gateway()?), a.tenant());
+                let url = format!("{}/{}/_deploy", base(&a.gateway()?), tenant(&a));
                 let body = serde_json::json!({ "rules": a.positional });
                 let v = call("POST", &url, Some(body.to_string().into_bytes()))?;
-                summarize_deployment(a.tenant(), &v, "deployed");
+                summarize_deployment(tenant(&a), &v, "deployed");
                 print_json(&v)
             }
             "deployment" => {
-                let a = Parsed::parse(args, &[])?;
-                a.only_flags()?;
-                let url = format!("{}/{}/_deployment", base(a.gateway()?), a.tenant());
+                let a = parse(args, &[])?;
+                a.exactly::<0>("no arguments, only options")?;
+                let url = format!("{}/{}/_deployment", base(&a.gateway()?), tenant(&a));
                 print_json(&call("GET", &url, None)?)
             }
             "rollback" => {
-                let a = Parsed::parse(args, &[])?;
-                a.only_flags()?;
-                let url = format!("{}/{}/_rollback", base(a.gateway()?), a.tenant());
+                let a = parse(args, &[])?;
+                a.exactly::<0>("no arguments, only options")?;
+                let url = format!("{}/{}/_rollback", base(&a.gateway()?), tenant(&a));
                 let v = call("POST", &url, None)?;
-                summarize_deployment(a.tenant(), &v, "rolled back");
+                summarize_deployment(tenant(&a), &v, "rolled back");
                 print_json(&v)
             }
             "gc" => {
-                let a = Parsed::parse(args, &[])?;
-                a.only_flags()?;
-                let url = format!("{}/{}/_gc", base(a.gateway()?), a.tenant());
+                let a = parse(args, &[])?;
+                a.exactly::<0>("no arguments, only options")?;
+                let url = format!("{}/{}/_gc", base(&a.gateway()?), tenant(&a));
                 let v = call("POST", &url, None)?;
                 let deleted: usize = v["deleted"].as_object().map_or(0, |m| {
                     m.values().filter_map(Value::as_array).map(Vec::len).sum()
                 });
                 println!(
                     "tenant `{}`: {deleted} unused version(s) deleted",
-                    a.tenant()
+                    tenant(&a)
                 );
                 print_json(&v)
             }
             "logs" => {
-                let a = Parsed::parse(args, &[])?;
-                let rule = a.one("rule name")?;
-                let mut url = format!("{}/{}/{rule}/logs", base(a.gateway()?), a.tenant());
+                let a = parse(args, &[])?;
+                let [rule] = a.exactly("one rule name")?;
+                let mut url = format!("{}/{}/{rule}/logs", base(&a.gateway()?), tenant(&a));
                 if let Some(n) = a.value("--limit") {
                     let n: u32 = n.parse().context("--limit takes a number")?;
                     url.push_str(&format!("?limit={n}"));
@@ -190,19 +133,6 @@ pub fn main(cmd: &str, args: &[String]) -> Option<Result<()>> {
         "upload" | "versions" | "deploy" | "deployment" | "rollback" | "gc" | "logs"
     )
     .then(run)
-}
-
-impl Parsed {
-    fn only_flags(&self) -> Result<()> {
-        if self.positional.is_empty() {
-            Ok(())
-        } else {
-            bail!(
-                "unexpected argument {:?}\n\nUSAGE:\n{USAGE}",
-                self.positional[0]
-            )
-        }
-    }
 }
 
 fn base(gateway: &str) -> String {
@@ -360,18 +290,18 @@ mod tests {
 
     #[test]
     fn options_and_names_are_parsed() {
-        let p = Parsed::parse(
+        let p = parse(
             &args("a@1111111111111111 --gateway=http://gw/ --tenant acme b@2222222222222222"),
             &[],
         )
         .unwrap();
         assert_eq!(p.positional, ["a@1111111111111111", "b@2222222222222222"]);
         assert_eq!(p.gateway().unwrap(), "http://gw");
-        assert_eq!(p.tenant(), "acme");
-        let p = Parsed::parse(&args("x.rule --no-deploy --gateway g"), &["--no-deploy"]).unwrap();
-        assert_eq!(p.switches, ["--no-deploy"]);
-        assert_eq!(p.tenant(), "default");
-        assert!(p.one("artifact").is_ok());
+        assert_eq!(tenant(&p), "acme");
+        let p = parse(&args("x.rule --no-deploy --gateway g"), &["--no-deploy"]).unwrap();
+        assert!(p.has("--no-deploy"));
+        assert_eq!(tenant(&p), "default");
+        assert!(p.exactly::<1>("one artifact").is_ok());
     }
 
     #[test]
@@ -407,16 +337,18 @@ mod tests {
 
     #[test]
     fn mistakes_are_refused_with_the_usage() {
-        let e = Parsed::parse(&args("--no-deploy"), &[]).err().unwrap();
+        let e = parse(&args("--no-deploy"), &[]).err().unwrap();
         assert!(
             e.to_string().starts_with("unknown option --no-deploy"),
             "{e}"
         );
-        assert!(Parsed::parse(&args("--gateway"), &[]).is_err());
-        let p = Parsed::parse(&args("a b"), &[]).unwrap();
-        assert!(p.one("rule name").is_err());
-        assert!(p.only_flags().is_err());
-        assert!(Parsed::parse(&[], &[]).unwrap().gateway().is_err());
+        assert!(parse(&args("--gateway"), &[]).is_err());
+        let p = parse(&args("a b"), &[]).unwrap();
+        assert!(p.exactly::<1>("one rule name").is_err());
+        assert!(p.exactly::<0>("no arguments, only options").is_err());
+        if std::env::var_os("EDGEAUTH_GATEWAY").is_none() {
+            assert!(parse(&[], &[]).unwrap().gateway().is_err());
+        }
         // Not one of these commands: left to `rule_cmd`.
         assert!(main("build", &[]).is_none());
         let e = main("deploy", &args("--gateway http://127.0.0.1:9"))
