@@ -173,7 +173,8 @@ test("the SDK's command helpers make exactly the WIT's command cases, with its f
 
 test('the SDK gives a rule the host\'s clock and randomness, parsed JSON fields, and errors instead of traps', async () => {
   // Under Node with a stand-in host (the SDK replaces globals: its own process).
-  const { stdout } = await run(process.execPath, ['--import', './plugins/sdk-js/test/register.mjs', 'plugins/sdk-js/test/sdk-check.mjs'], { cwd: ROOT, encoding: 'utf8' });
+  // (testing.mjs: the host stand-in a rule's own tests use, e.g. `rule new --lang js`'s.)
+  const { stdout } = await run(process.execPath, ['plugins/sdk-js/sdk-check.mjs'], { cwd: ROOT, encoding: 'utf8' });
   const out = JSON.parse(stdout);
   // Not the engine's clock (frozen at the build's snapshot without WASI): the host's.
   assert.equal(out.dateNow, 1796000000123);
@@ -192,6 +193,15 @@ test('the SDK gives a rule the host\'s clock and randomness, parsed JSON fields,
   assert.equal(out.throwsError, 'TypeError: bad domain');
   assert.equal(out.throwsString, 'plain');
   assert.equal(out.notArray, 'the rule returned string, not an array of commands');
+  // testing.mjs lowers an event file as the gateway does: defaults, JSON fields as text, secrets by name.
+  assert.deepEqual(out.lowered.connection, { id: 'default', kind: 'saml', displayName: 'Identity provider' });
+  assert.equal(out.lowered.user.appMetadata, '{"a":1}');
+  assert.equal(out.lowered.user.userMetadata, '{}');
+  assert.equal(out.lowered.transaction.loginCount, '4');
+  assert.deepEqual(out.lowered.secrets, [{ name: 'a', value: '1' }, { name: 'b', value: '2' }]);
+  assert.match(out.typo, /unknown field user\.emailVerified/);
+  // ...and runs a rule on it with its clock and captured log.
+  assert.deepEqual(out.run, { commands: [commands.setClaim('https://example.com/now', 5)], logs: ['info: hello u'] });
 });
 
 test('a JS rule is signed like a Rust rule; a component importing WASI is refused, naming the JS build options', async () => {

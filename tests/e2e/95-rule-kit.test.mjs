@@ -7,6 +7,12 @@
 // The crate builds with cargo into the shared target directory (with the
 // workspace's Cargo.lock, so it reuses what scripts/test built); the first
 // run compiles its test harness' dependencies (a minute or two on 2 cores).
+//
+// The same for `rule new --lang js`: its `node --test` passes as made and
+// fails when the rule is broken, and `rule test` builds it into a component
+// and runs it. Building and compiling the JS engine takes minutes cold, so
+// the template is the one tests/lib/js-rules.mjs prebuilds into its caches
+// (scripts/test runs it first; jsTemplate() here is then a few seconds).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,6 +26,7 @@ import { CookieJar, request } from '../lib/http.mjs';
 import { ROOT } from '../lib/procs.mjs';
 import { HOST_BIN, startStack, stopStack } from '../lib/stack.mjs';
 import { loginOk, verifyAssertion, originSaw } from '../lib/gateway-flow.mjs';
+import { HOST_CACHE, TEMPLATE_JS, jsTemplate } from '../lib/js-rules.mjs';
 
 const run = promisify(execFile);
 const FIXTURES = path.join(ROOT, 'plugins/fixtures');
@@ -127,4 +134,76 @@ test('the crate built and signed by the kit runs in a real sign-in', { timeout: 
   assert.ok(seen.length, 'the origin got the signed-in request');
   const { payload } = await verifyAssertion(gw, stack.origin.url, seen.at(-1).headers['x-edgeauth-assertion']);
   assert.equal(payload['https://example.com/login_count'], 1, JSON.stringify(payload));
+});
+
+test('a new JavaScript rule passes its own node tests as made, fails them when broken, and runs built', { timeout: 900_000 }, async () => {
+  const started = Date.now();
+  for (const l of await jsTemplate()) console.log(`# ${l}`);
+  const warm = Date.now() - started;
+
+  const refused = await edgeauth(['rule', 'new', 'x', '--lang', 'python', '--dir', path.join(tmp, 'x')]);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /--lang "python": the templates are `rust` \(the default\) and `js`/);
+  assert.ok(!fs.existsSync(path.join(tmp, 'x')), 'nothing written');
+
+  const dir = path.join(tmp, TEMPLATE_JS);
+  const made = await edgeauth(['rule', 'new', TEMPLATE_JS, '--lang', 'js', '--dir', dir]);
+  assert.equal(made.code, 0, made.stderr);
+  assert.match(made.stdout, /created JavaScript rule `hello-js`/);
+  for (const f of fs.readdirSync(FIXTURES)) assert.ok(fs.existsSync(path.join(dir, 'fixtures', f)), `fixture ${f} shipped`);
+  const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'));
+  const repoPkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+  const pin = '@bytecodealliance/componentize-js';
+  assert.equal(pkg.devDependencies[pin], repoPkg.devDependencies[pin], 'componentize-js pinned as the repository pins it');
+  assert.equal(fs.realpathSync(path.join(dir, 'sdk')), path.join(ROOT, 'plugins/sdk-js'));
+
+  // Its tests, as a tenant runs them: plain `node --test`, no Wasm build.
+  const nodeTest = () => run(process.execPath, ['--test'], { cwd: dir, encoding: 'utf8' })
+    .then((r) => ({ code: 0, out: r.stdout }), (e) => ({ code: e.code, out: `${e.stdout}${e.stderr}` }));
+  const passed = await nodeTest();
+  assert.equal(passed.code, 0, passed.out);
+  assert.match(passed.out, /^# pass 3$/m);
+  assert.match(passed.out, /^# fail 0$/m);
+
+  // ...which fail when the rule is wrong (here: an off-by-one count).
+  const source = fs.readFileSync(path.join(dir, 'rule.js'), 'utf8');
+  const broken = source.replace('login.transaction.loginCount + 1', 'login.transaction.loginCount');
+  assert.notEqual(broken, source);
+  fs.writeFileSync(path.join(dir, 'rule.js'), broken);
+  const failed = await nodeTest();
+  assert.notEqual(failed.code, 0, failed.out);
+  assert.match(failed.out, /^# fail 2$/m);
+  fs.writeFileSync(path.join(dir, 'rule.js'), source);
+
+  // `rule test DIR` builds it (sdk/build.mjs) and runs the component as a
+  // sign-in would: the same commands as the Rust template's.
+  const t = Date.now();
+  const first = await edgeauth(['rule', 'test', '.', '--event', path.join(FIXTURES, 'first-login.json'), '--now', '2026-12-07T09:30:00Z'],
+    { cwd: dir, env: { EDGEAUTH_CACHE_DIR: HOST_CACHE } });
+  assert.equal(first.code, 0, first.stderr);
+  assert.match(first.stderr, /\(cached\)/, 'built from the prebuilt cache');
+  assert.match(first.stderr, /built .*hello-js\.wasm/);
+  assert.match(first.stderr, /rule `hello-js` OK: 2 command\(s\)/);
+  assert.deepEqual(JSON.parse(first.stdout), [
+    { command: 'patch-app-metadata', patch: { first_login_ms: Date.parse('2026-12-07T09:30:00Z') } },
+    { command: 'set-claim', name: 'https://example.com/login_count', value: 1 },
+  ]);
+  console.log(`# JS template: prebuild check ${warm} ms, rule test (build + run, cached) ${Date.now() - t} ms`);
+
+  // What a JS build needs is named when it is missing: node, then
+  // componentize-js (here an SDK copied out of the repository, with no
+  // node_modules above it, and no install in the rule's directory).
+  const noNode = await edgeauth(['rule', 'validate', dir], { env: { PATH: '/nonexistent' } });
+  assert.notEqual(noNode.code, 0);
+  assert.match(noNode.stderr, /cannot run node .*Node\.js/);
+  const repo = path.join(tmp, 'repo-copy');
+  fs.cpSync(path.join(ROOT, 'plugins/sdk-js'), path.join(repo, 'plugins/sdk-js'), { recursive: true });
+  fs.cpSync(path.join(ROOT, 'wit'), path.join(repo, 'wit'), { recursive: true });
+  const bare = path.join(tmp, 'no-deps');
+  const madeBare = await edgeauth(['rule', 'new', 'no-deps', '--lang', 'js', '--dir', bare, '--sdk', path.join(repo, 'plugins/sdk-js')]);
+  assert.equal(madeBare.code, 0, madeBare.stderr);
+  const noDeps = await edgeauth(['rule', 'validate', bare], { env: { EDGEAUTH_CACHE_DIR: path.join(tmp, 'empty-cache') } });
+  assert.notEqual(noDeps.code, 0);
+  assert.match(noDeps.stderr, /componentize-js is not installed: run `npm install` in .*no-deps/);
+  assert.match(noDeps.stderr, /the JavaScript build of `no-deps` failed/);
 });

@@ -6,6 +6,7 @@
 // rule's sources, the SDK, the WIT, the host's precompiling and signing
 // code and Cargo.lock), the cached files are used. scripts/test runs this file first (`node tests/lib/js-rules.mjs`) so
 // the test files' own before() finds everything built within their timeout.
+// Also `rule new --lang js`'s template (jsTemplate), for tests/e2e/95-rule-kit.
 
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -13,6 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import os from 'node:os';
 import { buildRule } from '../../plugins/sdk-js/build.mjs';
 import { ROOT } from './procs.mjs';
 
@@ -26,6 +28,36 @@ export const JS_RULES = {
   'email-domain-js': path.join(ROOT, 'plugins/examples-js/email-domain/rule.js'),
   'profile-js': path.join(ROOT, 'plugins/examples-js/progressive-profile/rule.js'),
 };
+
+/**
+ * The host's compiled-component cache (EDGEAUTH_CACHE_DIR) for the commands
+ * the tests run on JS rules: `rule test DIR` of `rule new --lang js`'s
+ * template builds it (build.mjs --cache here) and compiles the component
+ * (~40 s each, cached here by content).
+ */
+export const HOST_CACHE = path.join(CACHE, 'host');
+/** The name tests/e2e/95-rule-kit gives the JS template (its directory's name is part of the build's cache key). */
+export const TEMPLATE_JS = 'hello-js';
+
+/**
+ * `edgeauth rule new TEMPLATE_JS --lang js`, built and compiled as `rule
+ * validate` does, so the caches in HOST_CACHE hold it: keyed on the
+ * template's sources (the host writes them; the build's key is what it
+ * reads: rule.js, the SDK, the WIT) and then on the component's bytes. A
+ * minute or two cold, a few seconds warm. Returns the log lines.
+ */
+export async function jsTemplate() {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'edgeauth-js-template-'));
+  try {
+    const dir = path.join(tmp, TEMPLATE_JS);
+    await run(HOST_BIN, ['rule', 'new', TEMPLATE_JS, '--lang', 'js', '--dir', dir]);
+    const t = Date.now();
+    const { stdout } = await run(HOST_BIN, ['rule', 'validate', dir], { env: { ...process.env, EDGEAUTH_CACHE_DIR: HOST_CACHE } });
+    return [`${TEMPLATE_JS} (rule new --lang js): ${stdout.trim()} in ${Date.now() - t} ms`];
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
 
 /** The signing key of the cached artifacts (made once, kept with them). */
 async function testKey() {
@@ -77,6 +109,8 @@ export async function jsRules() {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const r = await jsRules();
-  for (const l of r.log) console.log(l);
+  // Which: `rules` (the examples), `template` (rule new --lang js), both by default.
+  const which = process.argv.slice(2);
+  if (!which.length || which.includes('rules')) for (const l of (await jsRules()).log) console.log(l);
+  if (!which.length || which.includes('template')) for (const l of await jsTemplate()) console.log(l);
 }

@@ -73,13 +73,21 @@ pub fn load(
 ) -> Result<(Component, Outcome)> {
     let wasm =
         fs::read(wasm_path).with_context(|| format!("cannot read {}", wasm_path.display()))?;
+    load_bytes(engine, &wasm, wasm_path, cache_dir)
+}
+
+/// [`load`] for wasm already in memory (`edgeauth rule` commands: a rule
+/// module is first turned into a component); `path` names it in messages.
+pub fn load_bytes(
+    engine: &Engine,
+    wasm: &[u8],
+    path: &Path,
+    cache_dir: Option<&Path>,
+) -> Result<(Component, Outcome)> {
     let Some(dir) = cache_dir else {
-        return Ok((
-            compile(engine, &wasm, wasm_path)?,
-            Outcome::CompiledUncached,
-        ));
+        return Ok((compile(engine, wasm, path)?, Outcome::CompiledUncached));
     };
-    let artifact = dir.join(format!("{}.cwasm", cache_key(engine, &wasm)));
+    let artifact = dir.join(format!("{}.cwasm", cache_key(engine, wasm)));
     if artifact.exists() {
         // SAFETY: the file is one this program serialized with an engine of
         // the same version and settings (both are in its name), in a
@@ -93,7 +101,7 @@ pub fn load(
             ),
         }
     }
-    let component = compile(engine, &wasm, wasm_path)?;
+    let component = compile(engine, wasm, path)?;
     let stored = component
         .serialize()
         .map_err(anyhow::Error::from)

@@ -5,7 +5,8 @@
 //!   `post-login` world and its imports;
 //! - `build` validates, precompiles for the gateway's embedded Pulley runtime
 //!   and signs, producing the artifact the gateway loads;
-//! - `new` makes a rule crate that builds and tests out of the box;
+//! - `new` makes a rule (a Rust crate or a JavaScript module) that builds
+//!   and tests out of the box;
 //! - `test` (also `run`) runs a rule locally against a JSON event and prints
 //!   its commands, logs and budget used, with the gateway's budgets and checks;
 //! - `inspect` prints an artifact's signed header;
@@ -30,7 +31,7 @@ pub const USAGE: &str = "\
 edgeauth rule: build, test and ship tenant post-login rules (wit/plugin.wit)
 
 USAGE:
-    edgeauth rule new      NAME [--dir DIR] [--sdk PATH]
+    edgeauth rule new      NAME [--lang rust|js] [--dir DIR] [--sdk PATH]
     edgeauth rule keygen   [--kid ID]
     edgeauth rule validate RULE
     edgeauth rule test     RULE --event EVENT.json [--config JSON|@FILE] [--now TIME]
@@ -40,16 +41,21 @@ USAGE:
     edgeauth rule inspect  OUT.rule
     (versions and deployments: see below)
 
-RULE is the rule's crate directory (built here with cargo for
-wasm32-unknown-unknown, the .wasm's path printed), a .wasm module built with the
-edgeauth-plugin SDK (turned into a component here) or a component. `new` writes
-a crate with a test, sample events (fixtures/) and a `rules` entry. `test` (also
+RULE is the rule's directory (a crate, built here with cargo for
+wasm32-unknown-unknown; or a JavaScript rule's, with package.json, built with
+node and its `sdk`'s build.mjs; the built file's path printed), a .wasm module
+built with the edgeauth-plugin SDK (turned into a component here) or a
+component. `new` writes a rule with its tests, sample events (fixtures/) and a
+`rules` entry: a Rust crate, or with --lang js a JavaScript module whose tests
+run under Node. `test` (also
 `run`) prints the commands on stdout, the rule's log lines and the fuel, memory
 and time it used on stderr; it uses the rule's entry in --rules (the gateway's
 `rules` JSON) or the defaults, the clock at --now (RFC 3339 or Unix ms), and
 makes real outbound calls to the rule's allowed hosts unless --no-http. The
 signing key is read from --key FILE or EDGEAUTH_RULE_SIGNING_KEY
 (`kid:<base64url seed>`); upload reads the admin token from EDGEAUTH_ADMIN_TOKEN.
+Large components (JavaScript rules) are compiled once per content and kept in
+EDGEAUTH_CACHE_DIR (default ~/.cache/edgeauth/components), as `edgeauth up` does.
 
 VERSIONS AND DEPLOYMENTS (a running gateway; EDGEAUTH_ADMIN_TOKEN):
 ";
@@ -137,10 +143,10 @@ pub fn main(args: &[String]) -> Result<()> {
         "validate" => {
             let a = Args::parse(rest, &[])?;
             a.only(&[])?;
-            let path = a.one_file("rule (crate directory, .wasm module or component)")?;
+            let path = a.one_file("rule (its directory, a .wasm module or a component)")?;
             let wasm = componentize(&run::rule_wasm(&path)?.bytes)?;
             let rt = native_runtime()?;
-            let component = compile(&rt, &wasm)?;
+            let component = compile(&rt, &wasm, &path)?;
             rt.check(&component)
                 .map_err(|e| anyhow!("{} is not a valid rule: {e}", path.display()))?;
             println!(
@@ -155,7 +161,7 @@ pub fn main(args: &[String]) -> Result<()> {
         "build" => {
             let a = Args::parse(rest, &["--name", "--key", "-o"])?;
             a.only(&["--name", "--key", "-o"])?;
-            let path = a.one_file("rule (crate directory, .wasm module or component)")?;
+            let path = a.one_file("rule (its directory, a .wasm module or a component)")?;
             let name = a.value("--name").context("--name NAME is required")?;
             let key = signing_key(a.value("--key"))?;
             let out = a.value("-o").map(PathBuf::from).unwrap_or_else(|| {
@@ -320,10 +326,26 @@ fn native_runtime() -> Result<Runtime> {
     Runtime::with_engine(engine).map_err(|e| anyhow!(e))
 }
 
-fn compile(rt: &Runtime, wasm: &[u8]) -> Result<Component> {
-    Component::new(rt.engine(), wasm)
-        .map_err(anyhow::Error::from)
-        .context("the component does not compile")
+/// Components at least this large are compiled through the host's
+/// compiled-component cache: a JavaScript rule carries its engine (~12 MB),
+/// which the debug tool takes most of a minute to compile at every `test`,
+/// `validate` and `build`; a Rust rule compiles in well under a second and
+/// would only fill the cache with every edit.
+const CACHE_FROM_BYTES: usize = 1 << 20;
+
+/// Compiles `wasm` (the rule at `path`) for the native engine, through
+/// the host's compiled-component cache (`EDGEAUTH_CACHE_DIR`) when large.
+fn compile(rt: &Runtime, wasm: &[u8], path: &Path) -> Result<Component> {
+    let cache_dir = (wasm.len() >= CACHE_FROM_BYTES)
+        .then(crate::cache::default_dir)
+        .flatten();
+    let (component, outcome) =
+        crate::cache::load_bytes(rt.engine(), wasm, path, cache_dir.as_deref())
+            .context("the component does not compile")?;
+    if outcome == crate::cache::Outcome::Hit {
+        eprintln!("edgeauth: {} compiled earlier (cached)", path.display());
+    }
+    Ok(component)
 }
 
 /// Precompiles for the gateway's embedded runtime (pulley32, same settings).
@@ -348,7 +370,7 @@ fn build(path: &Path, name: &str, key: &SigningKey, out: &Path) -> Result<()> {
     let started = Instant::now();
     let wasm = componentize(&run::rule_wasm(path)?.bytes)?;
     let rt = native_runtime()?;
-    let component = compile(&rt, &wasm)?;
+    let component = compile(&rt, &wasm, path)?;
     rt.check(&component)
         .map_err(|e| anyhow!("{} is not a valid rule: {e}", path.display()))?;
     let code = precompile(&wasm)?;

@@ -42,11 +42,21 @@ pub(super) struct RuleWasm {
     default_name: String,
 }
 
-/// The wasm of `path`: a crate directory is built first (its path printed,
-/// it is the file `rule build` takes next).
+/// The wasm of `path`: a rule's directory (a Rust crate, or a JavaScript
+/// rule as `rule new --lang js` makes it) is built first (the built file's
+/// path printed: it is the file `rule build` takes next).
 pub(super) fn rule_wasm(path: &Path) -> Result<RuleWasm> {
     if path.is_dir() {
-        let built = build_crate(path)?;
+        let built = if path.join("Cargo.toml").is_file() {
+            build_crate(path)?
+        } else if path.join("package.json").is_file() {
+            build_js(path)?
+        } else {
+            bail!(
+                "{} is a directory without Cargo.toml or package.json: pass a rule crate, a JavaScript rule's directory (`edgeauth rule new --lang js`), a .wasm file or a component",
+                path.display()
+            );
+        };
         eprintln!("built {}", built.wasm.display());
         return Ok(RuleWasm {
             bytes: read(&built.wasm)?,
@@ -71,21 +81,16 @@ pub(super) fn rule_wasm(path: &Path) -> Result<RuleWasm> {
     })
 }
 
-struct BuiltCrate {
+/// A rule built from its directory: its package's name and the wasm made.
+struct Built {
     package: String,
     wasm: PathBuf,
 }
 
 /// `cargo build --release --target wasm32-unknown-unknown` for the rule crate
 /// in `dir` (its own workspace or a member of one); the `.wasm` it made.
-fn build_crate(dir: &Path) -> Result<BuiltCrate> {
+fn build_crate(dir: &Path) -> Result<Built> {
     let manifest = dir.join("Cargo.toml");
-    if !manifest.is_file() {
-        bail!(
-            "{} is a directory without Cargo.toml: pass a rule crate, a .wasm file or a component",
-            dir.display()
-        );
-    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(&cargo)
         .args([
@@ -153,11 +158,72 @@ fn build_crate(dir: &Path) -> Result<BuiltCrate> {
             "cargo build of `{name}` failed (the target may be missing: rustup target add wasm32-unknown-unknown)"
         );
     }
-    Ok(BuiltCrate {
+    Ok(Built {
         package: name,
         wasm: Path::new(target_dir)
             .join("wasm32-unknown-unknown/release")
             .join(format!("{lib}.wasm")),
+    })
+}
+
+/// A JavaScript rule's directory, as `rule new --lang js` makes it: its
+/// package.json names the rule (`name`) and its module (`main`), and `sdk`
+/// links to plugins/sdk-js, whose build.mjs makes the component (the same
+/// command as the package's `npm run build`). Built into `NAME.wasm` there,
+/// through the host's cache directory when there is one (a build of
+/// unchanged sources is copied instead of redone: ~20 s).
+fn build_js(dir: &Path) -> Result<Built> {
+    let manifest = dir.join("package.json");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("cannot read {}", manifest.display()))?;
+    let package: Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow!("{}: not JSON: {e}", manifest.display()))?;
+    let name = package["name"]
+        .as_str()
+        .filter(|n| config::valid_name(n))
+        .with_context(|| {
+            format!(
+                "{}: `name` must be the rule's name (1-64 of a-z 0-9 - _)",
+                manifest.display()
+            )
+        })?
+        .to_owned();
+    let main = package["main"].as_str().unwrap_or("rule.js");
+    let builder = dir.join("sdk").join("build.mjs");
+    if !builder.is_file() {
+        bail!(
+            "{} is missing: a JavaScript rule's directory links `sdk` to plugins/sdk-js of the edgeauth repository (`ln -s PATH/plugins/sdk-js {}`)",
+            builder.display(),
+            dir.join("sdk").display()
+        );
+    }
+    let wasm = dir.join(format!("{name}.wasm"));
+    let mut node = Command::new("node");
+    node.current_dir(dir)
+        .arg(Path::new("sdk").join("build.mjs"))
+        .arg(main)
+        .arg("-o")
+        .arg(format!("{name}.wasm"));
+    if let Some(cache) = crate::cache::default_dir() {
+        node.arg("--cache").arg(cache);
+    }
+    // Its report goes to stderr with cargo's: stdout is the commands `rule
+    // test` prints.
+    node.stdout(std::io::stderr());
+    let status = node.status().map_err(|e| {
+        anyhow!(
+            "cannot run node ({e}): a JavaScript rule is built with Node.js (20.18 or later) and componentize-js"
+        )
+    })?;
+    if !status.success() {
+        bail!(
+            "the JavaScript build of `{name}` failed (above; componentize-js comes from `npm install` in {} or `npm ci` in the edgeauth repository)",
+            dir.display()
+        );
+    }
+    Ok(Built {
+        package: name,
+        wasm,
     })
 }
 
@@ -256,7 +322,7 @@ fn rule_entry(a: &Args, tenant: &str, name: &str) -> Result<RuleConfig> {
 }
 
 pub(super) fn test(a: &Args) -> Result<()> {
-    let path = a.one_file("rule (crate directory, .wasm module or component)")?;
+    let path = a.one_file("rule (its directory, a .wasm module or a component)")?;
     let event_path = a
         .value("--event")
         .context("--event EVENT.json is required (sample events: plugins/fixtures/)")?;
@@ -296,7 +362,7 @@ pub(super) fn test(a: &Args) -> Result<()> {
     }
     let component_bytes = componentize(&wasm.bytes)?;
     let rt = native_runtime()?;
-    let component = compile(&rt, &component_bytes)?;
+    let component = compile(&rt, &component_bytes, &path)?;
     rt.check(&component)
         .map_err(|e| anyhow!("{} is not a valid rule: {e}", path.display()))?;
     let io = LocalIo {
@@ -390,6 +456,6 @@ mod tests {
             "{err}"
         );
         let err = rule_wasm(dir.path()).err().unwrap().to_string();
-        assert!(err.contains("without Cargo.toml"), "{err}");
+        assert!(err.contains("without Cargo.toml or package.json"), "{err}");
     }
 }

@@ -1,16 +1,18 @@
 // Run by tests/e2e/95-js-rules in its own Node process (the SDK replaces
 // globals): prints what the SDK does with the host's clock and randomness,
-// and with a rule that throws, as JSON.
+// with a rule that throws, and what testing.mjs makes of an event file, as
+// JSON. The host is testing.mjs' stand-in (importing it puts it in place).
+// Not under test/: a rule made by `rule new --lang js` links this directory
+// as `sdk`, and `node --test` there would run anything under sdk/test/.
+
+import { host, toEvent, run } from './testing.mjs';
 
 let counter = 0;
-globalThis.hostMock = {
-  now: 1796000000123n,
-  logs: [],
-  // Deterministic "randomness" the test can recognise: 1, 2, 3, ...
-  bytes: (len) => Uint8Array.from({ length: len }, () => (++counter) & 0xff),
-};
+host.now = 1796000000123n;
+// Deterministic "randomness" the test can recognise: 1, 2, 3, ...
+host.randomBytes = (len) => Uint8Array.from({ length: len }, () => (++counter) & 0xff);
 const BuildDate = Date;
-const sdk = await import('../index.js');
+const sdk = await import('./index.js');
 
 const out = {};
 out.dateNow = Date.now();
@@ -50,4 +52,19 @@ const thrown = (fn) => {
 out.throwsError = thrown(() => { throw new TypeError('bad domain'); });
 out.throwsString = thrown(() => { throw 'plain'; });
 out.notArray = thrown(() => 'yes');
-console.log(JSON.stringify(out));
+// An event file as `rule test --event` reads it, lowered as the gateway does.
+const lowered = toEvent({ user: { sub: 'u', email_verified: true, app_metadata: { a: 1 } }, connection: { kind: 'saml' }, transaction: { login_count: 4 }, secrets: { b: '2', a: '1' } });
+out.lowered = { ...lowered, transaction: { ...lowered.transaction, loginCount: String(lowered.transaction.loginCount) } };
+out.typo = (() => {
+  try {
+    toEvent({ user: { emailVerified: true } });
+  } catch (e) {
+    return e.message;
+  }
+  return null;
+})();
+out.run = run(sdk.defineRule((login) => {
+  sdk.log('info', `hello ${login.user.sub}`);
+  return [sdk.setClaim('https://example.com/now', Date.now())];
+}), lowered, { nowMs: 5 });
+console.log(JSON.stringify(out, (k, v) => (v === undefined ? null : v)));
