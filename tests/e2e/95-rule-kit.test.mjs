@@ -158,7 +158,11 @@ test('a new JavaScript rule passes its own node tests as made, fails them when b
   assert.equal(fs.realpathSync(path.join(dir, 'sdk')), path.join(ROOT, 'plugins/sdk-js'));
 
   // Its tests, as a tenant runs them: plain `node --test`, no Wasm build.
-  const nodeTest = () => run(process.execPath, ['--test'], { cwd: dir, encoding: 'utf8' })
+  // (Without NODE_TEST_CONTEXT: set for this file's own runner, it would make
+  // the nested runner report to ours instead of printing.)
+  const tenantEnv = { ...process.env };
+  delete tenantEnv.NODE_TEST_CONTEXT;
+  const nodeTest = () => run(process.execPath, ['--test'], { cwd: dir, env: tenantEnv, encoding: 'utf8' })
     .then((r) => ({ code: 0, out: r.stdout }), (e) => ({ code: e.code, out: `${e.stdout}${e.stderr}` }));
   const passed = await nodeTest();
   assert.equal(passed.code, 0, passed.out);

@@ -458,4 +458,22 @@ mod tests {
         let err = rule_wasm(dir.path()).err().unwrap().to_string();
         assert!(err.contains("without Cargo.toml or package.json"), "{err}");
     }
+
+    #[test]
+    fn a_javascript_rule_directory_says_what_it_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let pkg = dir.path().join("package.json");
+        std::fs::write(&pkg, "{not json").unwrap();
+        let err = rule_wasm(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("package.json: not JSON"), "{err}");
+        std::fs::write(&pkg, r#"{"name": "@scope/Rule"}"#).unwrap();
+        let err = rule_wasm(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("`name` must be the rule's name"), "{err}");
+        std::fs::write(&pkg, r#"{"name": "my-rule", "main": "rule.js"}"#).unwrap();
+        let err = rule_wasm(dir.path()).err().unwrap().to_string();
+        assert!(
+            err.contains("sdk/build.mjs is missing") && err.contains("plugins/sdk-js"),
+            "{err}"
+        );
+    }
 }
