@@ -84,8 +84,10 @@ const sources = (dir) => fs.readdirSync(dir).filter((f) => SOURCE.test(f) && fs.
  */
 function buildInputs(dir, links) {
   if (links.length) {
+    // The rule's own tests (`*.test.js`, for node --test) are no part of its
+    // component: editing them rebuilds nothing.
     return [
-      ...sources(dir).map((f) => [f, path.join(dir, f)]),
+      ...sources(dir).filter((f) => !/\.test\.m?js$/.test(f)).map((f) => [f, path.join(dir, f)]),
       ...links.flatMap((l) => sources(path.join(dir, l)).map((f) => [`${l}/${f}`, path.join(dir, l, f)])),
       ['wit/plugin.wit', WIT],
     ];

@@ -41,19 +41,23 @@ export async function resolve(specifier, context, next) {
 /** The clock a call sees unless `run` is given `nowMs`: 2026-12-07T09:30:00Z. */
 export const DEFAULT_NOW_MS = 1_796_635_800_000;
 
+const defaultRandomBytes = (len) => new Uint8Array(nodeRandomBytes(len));
+const noHttp = (request) => {
+  throw { tag: 'forbidden-host', val: `${request.url}: no HTTP responder in this test (run(..., { http }))` };
+};
+
 /**
- * The stand-in host's state. `run` sets it for each call; tests of the SDK
- * itself may set it directly.
+ * The stand-in host's state. `run` sets all of it for each call (what a
+ * call is not given, to the defaults: nothing carries over from the last
+ * test); tests of the SDK itself may set it directly.
  */
 export const host = {
   /** `now-ms` (a bigint, as the WIT's u64 arrives). */
   now: BigInt(DEFAULT_NOW_MS),
   /** `random-bytes`: (len) => Uint8Array. */
-  randomBytes: (len) => new Uint8Array(nodeRandomBytes(len)),
+  randomBytes: defaultRandomBytes,
   /** `http-fetch`: (request) => response; throws the WIT's `http-error` by default. */
-  http: (request) => {
-    throw { tag: 'forbidden-host', val: `${request.url}: no HTTP responder in this test (run(..., { http }))` };
-  },
+  http: noHttp,
   /** `log` lines, as `level: message`. */
   logs: [],
 };
@@ -98,8 +102,8 @@ export class RuleFailed extends Error {
 export function run(rule, event, { nowMs: now = DEFAULT_NOW_MS, config, randomBytes: random, http } = {}) {
   host.now = BigInt(now);
   host.logs = [];
-  if (random) host.randomBytes = random;
-  if (http) host.http = http;
+  host.randomBytes = random ?? defaultRandomBytes;
+  host.http = http ?? noHttp;
   const called = config === undefined ? event : { ...event, config: JSON.stringify(config) };
   let commands;
   try {

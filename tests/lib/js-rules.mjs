@@ -31,9 +31,9 @@ export const JS_RULES = {
 
 /**
  * The host's compiled-component cache (EDGEAUTH_CACHE_DIR) for the commands
- * the tests run on JS rules: `rule test DIR` of `rule new --lang js`'s
- * template builds it (build.mjs --cache here) and compiles the component
- * (~40 s each, cached here by content).
+ * the tests run on JS rules (kept with the rest, not in the user's cache):
+ * `rule build` compiles each component to check it (~40 s), `rule test DIR`
+ * of `rule new --lang js`'s template also builds it (build.mjs --cache here).
  */
 export const HOST_CACHE = path.join(CACHE, 'host');
 /** The name tests/e2e/95-rule-kit gives the JS template (its directory's name is part of the build's cache key). */
@@ -94,7 +94,7 @@ export async function jsRules() {
     const artifact = path.join(CACHE, `${name}-${digest}.rule`);
     if (!fs.existsSync(artifact)) {
       const t = Date.now();
-      await run(HOST_BIN, ['rule', 'build', wasm, '--name', name, '-o', `${artifact}.tmp`], { env: { ...process.env, EDGEAUTH_RULE_SIGNING_KEY: key.secret } });
+      await run(HOST_BIN, ['rule', 'build', wasm, '--name', name, '-o', `${artifact}.tmp`], { env: { ...process.env, EDGEAUTH_RULE_SIGNING_KEY: key.secret, EDGEAUTH_CACHE_DIR: HOST_CACHE } });
       fs.renameSync(`${artifact}.tmp`, artifact);
       out.log.push(`${name}: artifact ${fs.statSync(artifact).size} bytes built in ${Date.now() - t} ms`);
     }

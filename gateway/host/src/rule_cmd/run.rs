@@ -5,7 +5,8 @@
 //! what it used of its budget on stderr.
 //!
 //! The rule comes as its crate (built here for wasm32-unknown-unknown), a
-//! `.wasm` module or a component. A signed `.rule` artifact is code for the
+//! JavaScript rule's directory (built here with node and componentize-js),
+//! a `.wasm` module or a component. A signed `.rule` artifact is code for the
 //! gateway's 32-bit interpreter, which cannot run in a 64-bit process: it is
 //! refused with what to pass instead.
 
