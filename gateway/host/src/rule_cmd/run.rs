@@ -67,7 +67,7 @@ pub(super) fn rule_wasm(path: &Path) -> Result<RuleWasm> {
     let bytes = read(path)?;
     if bytes.starts_with(artifact::MAGIC) || bytes.starts_with(artifact::BOUND_MAGIC) {
         bail!(
-            "{} is a signed artifact: code precompiled for the gateway's 32-bit interpreter, which runs only inside the gateway. Test the .wasm it was built from, or the rule's crate directory",
+            "{} is a signed artifact: code precompiled for the gateway's 32-bit interpreter, which runs only inside the gateway. Test the .wasm it was built from, or the rule's directory",
             path.display()
         );
     }
