@@ -94,22 +94,31 @@ test('a signed artifact runs in the gateway component and prints what the native
   assert.deepEqual(JSON.parse(r.stdout), JSON.parse(native.stdout), 'the same commands as the native run');
   assert.match(r.stderr, /gateway: uploaded rule `welcome-rule` version [0-9a-f]{16} for tenant `default`/);
   assert.match(r.stderr, /rule `welcome-rule` OK: 2 command\(s\); fuel \d+ of 50000000; memory \d+ of 16777216 bytes; instantiate \d+ us, call \d+ us, \d+ us in all \(ran in the gateway component \(pulley32\); load \d+ us\)/);
-  assert.match(r.stderr, /makes no outbound calls/, 'says the dry run does not call out');
+  assert.doesNotMatch(r.stderr, /outbound/, 'a rule without allowed hosts calls nothing anyway');
   const fuel = (s) => Number(/fuel (\d+) of/.exec(s)[1]);
   assert.ok(fuel(r.stderr) > 0, r.stderr);
+  // Fuel counts the rule's wasm instructions: the same on both interpreters.
+  assert.equal(fuel(r.stderr), fuel(native.stderr), `${r.stderr}\n${native.stderr}`);
+  const memory = (s) => Number(/memory (\d+) of/.exec(s)[1]);
+  assert.equal(memory(r.stderr), memory(native.stderr));
   // Nothing of the gateway is left behind.
   assert.deepEqual(fs.readdirSync(cliTmp).filter((f) => f.startsWith('edgeauth-rule-test-')), []);
 
   // The trusted key as the gateway's rule_keys has it; the entry's config
-  // from --rules; a tenant other than `default` (saml.json's `acme`).
+  // and budgets from --rules; a tenant other than `default` (saml.json's `acme`).
   const rules = path.join(tmp, 'rules.json');
   fs.writeFileSync(rules, JSON.stringify({ tenants: {
-    default: { chain: [{ name: 'welcome-rule', config: { claim_namespace: 'https://acme.test/' } }] },
+    default: { chain: [{ name: 'welcome-rule', config: { claim_namespace: 'https://acme.test/' }, fuel: 2000000,
+      allowed_hosts: ['https://crm.example'] }] },
   } }));
-  const configured = await inGateway(artifact, 'returning-user.json', '--trust', trusted.public, '--rules', rules, '--no-http');
+  const configured = await inGateway(artifact, 'returning-user.json', '--trust', trusted.public, '--rules', rules);
   assert.equal(configured.code, 0, configured.stderr);
   assert.deepEqual(JSON.parse(configured.stdout), [{ command: 'set-claim', name: 'https://acme.test/login_count', value: 13 }]);
-  assert.doesNotMatch(configured.stderr, /makes no outbound calls/);
+  assert.match(configured.stderr, /fuel \d+ of 2000000;/);
+  assert.match(configured.stderr, /the gateway's dry run makes no outbound calls: the rule's http calls to https:\/\/crm\.example get `unreachable`/);
+  const quiet = await inGateway(artifact, 'returning-user.json', '--trust', trusted.public, '--rules', rules, '--no-http');
+  assert.equal(quiet.code, 0, quiet.stderr);
+  assert.doesNotMatch(quiet.stderr, /outbound/);
 
   const acme = await inGateway(artifact, 'saml.json', '--key', trusted.file);
   assert.equal(acme.code, 0, acme.stderr);

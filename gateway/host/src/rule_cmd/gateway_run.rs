@@ -79,9 +79,11 @@ pub(super) fn test(a: &Args, path: &Path) -> Result<()> {
         .map(|f| std::fs::read_to_string(f).with_context(|| format!("cannot read {f}")))
         .transpose()?;
     let manifest = manifest_path(a)?;
-    if !a.has("--no-http") {
+    // A rule without allowed hosts cannot call out anywhere.
+    if !a.has("--no-http") && !rule.allowed_hosts.is_empty() {
         eprintln!(
-            "note: the gateway's dry run makes no outbound calls: a rule's http calls get `unreachable`, as with --no-http"
+            "note: the gateway's dry run makes no outbound calls: the rule's http calls to {} get `unreachable`, as with --no-http",
+            rule.allowed_hosts.join(", ")
         );
     }
     let run = GatewayRun {
