@@ -134,7 +134,7 @@ fn manifest_path(a: &Args) -> Result<PathBuf> {
         return Ok(here);
     }
     let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spin.toml");
-    if built_from.is_file() {
+    if let Ok(built_from) = std::fs::canonicalize(built_from) {
         return Ok(built_from);
     }
     bail!(
