@@ -146,15 +146,20 @@ struct Plan {
 }
 
 fn plan(o: &Options) -> Result<Plan> {
+    let runtime_config = match &o.runtime_config {
+        Some(path) => RuntimeConfig::load(path)?,
+        None => RuntimeConfig::default(),
+    };
+    plan_with(o, runtime_config)
+}
+
+/// [`plan`] with this runtime config (`rule test` makes its own).
+fn plan_with(o: &Options, runtime_config: RuntimeConfig) -> Result<Plan> {
     let manifest_path = o
         .manifest
         .clone()
         .unwrap_or_else(|| PathBuf::from("spin.toml"));
     let manifest = Manifest::load(&manifest_path)?;
-    let runtime_config = match &o.runtime_config {
-        Some(path) => RuntimeConfig::load(path)?,
-        None => RuntimeConfig::default(),
-    };
     let app_vars =
         AppVariables::resolve_with(&manifest.variables, &runtime_config.static_variables, |k| {
             std::env::var(k).ok()
@@ -323,6 +328,66 @@ async fn up(o: Options) -> Result<()> {
     for w in &plan.manifest.warnings {
         eprintln!("edgeauth: warning: {w}");
     }
+    let state_dir = o
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| plan.manifest.dir.join(".edgeauth-state"));
+    let clock = match clock::offset_from_env()? {
+        Some(offset) => {
+            eprintln!(
+                "edgeauth: TEST ONLY: components see the wall clock moved by {offset} s ({})",
+                clock::ENV
+            );
+            clock::Clock::OffsetSecs(offset)
+        }
+        None => clock::Clock::Real,
+    };
+    let how = Load {
+        limits: server::Limits {
+            request_timeout: Duration::from_secs(o.request_timeout.unwrap_or(60)),
+            pooling: o.pooling,
+            ..Default::default()
+        },
+        cache: !o.no_cache,
+        clock,
+        capture: None,
+    };
+    // Bound before compiling so a busy port fails fast; the readiness line
+    // comes only once requests can be served.
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr()?;
+    let server = load(plan, &state_dir, local, how).await?;
+    eprintln!(
+        "edgeauth: ready in {} ms (state in {})",
+        started.elapsed().as_millis(),
+        state_dir.display()
+    );
+    println!("edgeauth host listening on http://{local}");
+    server.serve(listener).await
+}
+
+/// How [`load`] serves an app.
+struct Load {
+    limits: server::Limits,
+    /// Read and write the compiled-component cache.
+    cache: bool,
+    clock: clock::Clock,
+    /// `Some`: quiet, the components' output kept there (`server::Server`).
+    capture: Option<wasmtime_wasi::p2::pipe::MemoryOutputPipe>,
+}
+
+/// What `up` and `rule test` (of a signed artifact, in the gateway) share:
+/// the planned app's stores opened and its components compiled and routed,
+/// ready to serve on `local` (the bound listener's address).
+async fn load(
+    plan: Plan,
+    state_dir: &std::path::Path,
+    local: SocketAddr,
+    how: Load,
+) -> Result<Arc<server::Server>> {
+    let quiet = how.capture.is_some();
     for c in &plan.components {
         for f in &c.files {
             if !f.source.is_dir() {
@@ -342,41 +407,27 @@ async fn up(o: Options) -> Result<()> {
             );
         }
     }
-    let state_dir = o
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| plan.manifest.dir.join(".edgeauth-state"));
     let kv = Arc::new(key_value::KvStores::open(
-        &state_dir,
+        state_dir,
         plan.components
             .iter()
             .flat_map(|c| c.kv_labels.iter().map(|l| (c.id.clone(), l.clone()))),
         &plan.runtime_config,
     )?);
-    for line in kv.describe() {
-        eprintln!("edgeauth: key-value store {line}");
+    if !quiet {
+        for line in kv.describe() {
+            eprintln!("edgeauth: key-value store {line}");
+        }
     }
     kv.check_reachable().await;
 
-    let limits = server::Limits {
-        request_timeout: Duration::from_secs(o.request_timeout.unwrap_or(60)),
-        pooling: o.pooling,
-        ..Default::default()
-    };
-    let engine = server::engine(&limits)?;
+    let engine = server::engine(&how.limits)?;
     let linker = server::linker(&engine)?;
 
-    // Bind before compiling so a busy port fails fast; the readiness line
-    // comes only once requests can be served.
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let local = listener.local_addr()?;
-
-    let cache_dir = if o.no_cache {
-        None
-    } else {
+    let cache_dir = if how.cache {
         cache::default_dir()
+    } else {
+        None
     };
     let mut routes = Vec::new();
     for c in plan.components {
@@ -398,7 +449,7 @@ async fn up(o: Options) -> Result<()> {
                     c.id
                 )
             })?;
-        if outcome == cache::Outcome::Hit {
+        if outcome == cache::Outcome::Hit && !quiet {
             eprintln!("edgeauth: loaded {} from cache", c.wasm.display());
         }
         let runtime = Arc::new(server::ComponentRuntime {
@@ -421,33 +472,23 @@ async fn up(o: Options) -> Result<()> {
                 .collect(),
         });
         for route in c.routes {
-            eprintln!("edgeauth: {} -> component {:?}", route.raw(), c.id);
+            if !quiet {
+                eprintln!("edgeauth: {} -> component {:?}", route.raw(), c.id);
+            }
             routes.push(server::RouteEntry {
                 route,
                 component: runtime.clone(),
             });
         }
     }
-    let clock_offset_secs = clock::offset_from_env()?;
-    if let Some(offset) = clock_offset_secs {
-        eprintln!(
-            "edgeauth: TEST ONLY: components see the wall clock moved by {offset} s ({})",
-            clock::ENV
-        );
-    }
     let server = Arc::new(server::Server {
         engine,
         routes,
-        limits,
-        clock_offset_secs,
+        limits: how.limits,
+        clock: how.clock,
+        capture: how.capture,
     });
-    eprintln!(
-        "edgeauth: ready in {} ms (state in {})",
-        started.elapsed().as_millis(),
-        state_dir.display()
-    );
-    println!("edgeauth host listening on http://{local}");
-    server.serve(listener).await
+    Ok(server)
 }
 
 fn main() -> ExitCode {

@@ -8,12 +8,14 @@
 //! - `new` makes a rule (a Rust crate or a JavaScript module) that builds
 //!   and tests out of the box;
 //! - `test` (also `run`) runs a rule locally against a JSON event and prints
-//!   its commands, logs and budget used, with the gateway's budgets and checks;
+//!   its commands, logs and budget used, with the gateway's budgets and checks
+//!   (a signed artifact: in the gateway component itself, `gateway_run`);
 //! - `inspect` prints an artifact's signed header;
 //! - `upload`, `versions`, `deploy`, `deployment`, `rollback`, `gc` and
 //!   `logs` talk to a running gateway's admin endpoints
 //!   (`crate::rule_deploy_cmd`).
 
+mod gateway_run;
 mod run;
 mod scaffold;
 
@@ -37,6 +39,9 @@ USAGE:
     edgeauth rule test     RULE --event EVENT.json [--config JSON|@FILE] [--now TIME]
                            [--rules RULES.json] [--tenant ID] [--name NAME]
                            [--secrets SECRETS.json] [--no-http]
+    edgeauth rule test     OUT.rule --event EVENT.json [--key FILE | --trust KID:PUBKEY]
+                           [--component GATEWAY.wasm] [--manifest spin.toml]
+                           (and the options above)
     edgeauth rule build    RULE --name NAME [--key FILE] [-o OUT.rule]
     edgeauth rule inspect  OUT.rule
     (versions and deployments: see below)
@@ -51,8 +56,14 @@ run under Node. `test` (also
 `run`) prints the commands on stdout, the rule's log lines and the fuel, memory
 and time it used on stderr; it uses the rule's entry in --rules (the gateway's
 `rules` JSON) or the defaults, the clock at --now (RFC 3339 or Unix ms), and
-makes real outbound calls to the rule's allowed hosts unless --no-http. The
-signing key is read from --key FILE or EDGEAUTH_RULE_SIGNING_KEY
+makes real outbound calls to the rule's allowed hosts unless --no-http.
+A signed OUT.rule runs inside the gateway component, exactly as the gateway
+runs it (pulley32; signature, upload, budgets, command checks), started here
+on a loopback port with temporary state: the component `edgeauth up` serves
+(spin.toml here, --manifest, or --component), the public key to trust that of
+--key FILE (or EDGEAUTH_RULE_SIGNING_KEY) or --trust (as in `rule_keys`); it
+makes no outbound calls (as --no-http) and the gateway's refusals are its own.
+The signing key is read from --key FILE or EDGEAUTH_RULE_SIGNING_KEY
 (`kid:<base64url seed>`); upload reads the admin token from EDGEAUTH_ADMIN_TOKEN.
 Large components (JavaScript rules) are compiled once per content and kept in
 EDGEAUTH_CACHE_DIR (default ~/.cache/edgeauth/components), as `edgeauth up` does.

@@ -24,6 +24,7 @@ use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
     StoreLimitsBuilder,
 };
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
@@ -159,8 +160,13 @@ pub struct Server {
     pub engine: Engine,
     pub routes: Vec<RouteEntry>,
     pub limits: Limits,
-    /// Test only (see `clock`): the components' wall clock moved by this much.
-    pub clock_offset_secs: Option<i64>,
+    /// The components' wall clock (see `clock`).
+    pub clock: crate::clock::Clock,
+    /// `None`: the components' output and one line per request go to the
+    /// host's stderr. `Some`: the components' output is kept here and
+    /// requests are not logged (`rule test` in the gateway shows it only when
+    /// something went wrong).
+    pub capture: Option<MemoryOutputPipe>,
 }
 
 impl Server {
@@ -174,6 +180,16 @@ impl Server {
 
     /// Serves until SIGINT/SIGTERM, then lets open requests finish (bounded).
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> Result<()> {
+        self.serve_until(listener, shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes (its value names why, for the log line),
+    /// then lets open requests finish (bounded).
+    pub async fn serve_until(
+        self: Arc<Self>,
+        listener: TcpListener,
+        stop: impl std::future::Future<Output = &'static str>,
+    ) -> Result<()> {
         // A plain thread, not a tokio task: a guest spinning on a runtime
         // worker must not be able to starve the clock that interrupts it.
         let engine = self.engine.weak();
@@ -189,7 +205,7 @@ impl Server {
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut connections = JoinSet::new();
-        let shutdown = shutdown_signal();
+        let shutdown = stop;
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -203,7 +219,9 @@ impl Server {
                     }
                 },
                 signal = &mut shutdown => {
-                    eprintln!("edgeauth: {signal}, shutting down");
+                    if self.capture.is_none() {
+                        eprintln!("edgeauth: {signal}, shutting down");
+                    }
                     break;
                 }
             };
@@ -255,6 +273,9 @@ impl Server {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let response = self.dispatch(req, peer).await;
+        if self.capture.is_some() {
+            return response;
+        }
         eprintln!(
             "{method} {path} {} {}ms",
             response.status().as_u16(),
@@ -296,11 +317,12 @@ impl Server {
         let mut wasi = WasiCtxBuilder::new();
         // Component output goes to the host's stderr, which keeps stdout free
         // for tools that parse the host's own output.
-        wasi.stdout(tokio::io::stderr()).stderr(tokio::io::stderr());
+        match &self.capture {
+            Some(pipe) => wasi.stdout(pipe.clone()).stderr(pipe.clone()),
+            None => wasi.stdout(tokio::io::stderr()).stderr(tokio::io::stderr()),
+        };
         wasi.envs(&component.environment);
-        if let Some(offset_secs) = self.clock_offset_secs {
-            wasi.wall_clock(crate::clock::OffsetClock { offset_secs });
-        }
+        self.clock.apply(&mut wasi);
         for (dir, guest) in &component.files {
             wasi.preopened_dir(dir, guest, wasmtime_wasi::FsPerms::ReadOnly)?;
         }

@@ -94,8 +94,11 @@ pub struct Timing {
     pub instantiate_us: u64,
     pub call_us: u64,
     pub fuel: u64,
+    /// Linear memory the rule held at the end of a successful call.
+    pub memory_bytes: u64,
     pub commands: Vec<Command>,
-    /// A failed call's own log lines (`level: message`), for its audit line.
+    /// The call's own log lines (`level: message`): a failed call's go in its
+    /// audit line, every call's in the admin dry run's answer.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<String>,
 }

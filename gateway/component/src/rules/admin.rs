@@ -11,7 +11,8 @@
 //! - `POST .../<tenant>/_run?iterations=N` with an event (JSON): runs the
 //!   chain without applying anything or calling out, and reports each rule's
 //!   commands and timings (load = KV read + check + deserialize; the check
-//!   is the gateway's MAC, or the signature for artifacts stored without it).
+//!   is the gateway's MAC, or the signature for artifacts stored without it),
+//!   and the last iteration's log lines, fuel and memory of each rule.
 
 use std::time::Instant;
 
@@ -330,10 +331,19 @@ async fn dry_run(
                 &for_rule,
                 true,
             );
-            last.push(match &result {
+            let mut out = match &result {
                 Ok(commands) => json!({"rule": rule.name, "commands": commands}),
-                Err(f) => json!({"rule": rule.name, "failure": f.kind(), "detail": f.to_string(), "logs": timing.logs}),
-            });
+                Err(f) => json!({"rule": rule.name, "failure": f.kind(), "detail": f.to_string()}),
+            };
+            // This run's own figures and log lines (`edgeauth rule test` of
+            // a signed artifact prints them).
+            out["logs"] = json!(timing.logs);
+            out["fuel"] = json!(timing.fuel);
+            out["memory_bytes"] = json!(timing.memory_bytes);
+            out["load_us"] = json!(timing.load_us);
+            out["instantiate_us"] = json!(timing.instantiate_us);
+            out["call_us"] = json!(timing.call_us);
+            last.push(out);
             per_rule[i].push(timing);
             if result.is_err() && !rule.fail_open {
                 break;

@@ -293,6 +293,7 @@ pub(super) fn run_rule(
             timing.instantiate_us = outcome.instantiate_us;
             timing.call_us = outcome.call_us;
             timing.fuel = outcome.fuel_used;
+            timing.memory_bytes = outcome.memory_bytes as u64;
             timing.commands = outcome.commands.clone();
             timing.logs = outcome.logs;
             (Ok(outcome.commands), timing)

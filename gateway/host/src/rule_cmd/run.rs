@@ -6,9 +6,10 @@
 //!
 //! The rule comes as its crate (built here for wasm32-unknown-unknown), a
 //! JavaScript rule's directory (built here with node and componentize-js),
-//! a `.wasm` module or a component. A signed `.rule` artifact is code for the
-//! gateway's 32-bit interpreter, which cannot run in a 64-bit process: it is
-//! refused with what to pass instead.
+//! a `.wasm` module or a component, run natively (pulley64); or as a signed
+//! `.rule` artifact, code for the gateway's 32-bit interpreter, which runs
+//! only inside the gateway: `super::gateway_run` runs it in the gateway
+//! component itself. Both print the same report ([`Report`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,7 +25,8 @@ use serde_json::Value;
 use super::{Args, compile, componentize, native_runtime, random, read};
 use crate::client;
 
-/// Flags of `rule test` that take a value.
+/// Flags of `rule test` that take a value (the last four: a signed artifact
+/// only, `super::gateway_run`).
 pub(super) const VALUE_FLAGS: &[&str] = &[
     "--event",
     "--rules",
@@ -33,6 +35,10 @@ pub(super) const VALUE_FLAGS: &[&str] = &[
     "--secrets",
     "--now",
     "--config",
+    "--key",
+    "--trust",
+    "--component",
+    "--manifest",
 ];
 /// Flags of `rule test` without a value.
 pub(super) const SWITCHES: &[&str] = &["--no-http"];
@@ -65,9 +71,9 @@ pub(super) fn rule_wasm(path: &Path) -> Result<RuleWasm> {
         });
     }
     let bytes = read(path)?;
-    if bytes.starts_with(artifact::MAGIC) || bytes.starts_with(artifact::BOUND_MAGIC) {
+    if is_artifact(&bytes) {
         bail!(
-            "{} is a signed artifact: code precompiled for the gateway's 32-bit interpreter, which runs only inside the gateway. Test the .wasm it was built from, or the rule's directory",
+            "{} is a signed artifact: code precompiled for the gateway's 32-bit interpreter, which runs only inside the gateway (`edgeauth rule test` runs it there). Validate or build the .wasm it was built from, or the rule's directory",
             path.display()
         );
     }
@@ -80,6 +86,12 @@ pub(super) fn rule_wasm(path: &Path) -> Result<RuleWasm> {
             .replace("rule_", "")
             .replace('_', "-"),
     })
+}
+
+/// Whether `bytes` are a signed artifact (as built, or as the gateway
+/// stores it).
+pub(super) fn is_artifact(bytes: &[u8]) -> bool {
+    bytes.starts_with(artifact::MAGIC) || bytes.starts_with(artifact::BOUND_MAGIC)
 }
 
 /// A rule built from its directory: its package's name and the wasm made.
@@ -275,7 +287,7 @@ impl Io for LocalIo {
     }
 
     fn log(&mut self, tenant: &str, rule: &str, level: LogLevel, message: &str) {
-        eprintln!("rule log [{tenant}/{rule}] {}: {message}", level.as_str());
+        print_log(tenant, rule, &format!("{}: {message}", level.as_str()));
     }
 
     fn http(&mut self, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
@@ -295,7 +307,7 @@ impl Io for LocalIo {
 }
 
 /// The tenant's entry for `name` in `--rules`, or the defaults.
-fn rule_entry(a: &Args, tenant: &str, name: &str) -> Result<RuleConfig> {
+pub(super) fn rule_entry(a: &Args, tenant: &str, name: &str) -> Result<RuleConfig> {
     match a.value("--rules") {
         Some(file) => {
             let text =
@@ -322,17 +334,43 @@ fn rule_entry(a: &Args, tenant: &str, name: &str) -> Result<RuleConfig> {
     }
 }
 
-pub(super) fn test(a: &Args) -> Result<()> {
-    let path = a.one_file("rule (its directory, a .wasm module or a component)")?;
+/// One run of one rule, as the gateway would make it: the event (with the
+/// rule's config and granted secrets), the rule's entry, the clock.
+pub(super) struct Prepared {
+    pub event: Event,
+    pub rule: RuleConfig,
+    pub now_ms: Option<u64>,
+}
+
+/// What `rule test` reads before it knows the rule: the event file, the
+/// clock and `--config` (checked before a crate is built).
+pub(super) struct Given {
+    event: Event,
+    now_ms: Option<u64>,
+    config: Option<Value>,
+}
+
+pub(super) fn given(a: &Args) -> Result<Given> {
     let event_path = a
         .value("--event")
         .context("--event EVENT.json is required (sample events: plugins/fixtures/)")?;
     let event_text =
         std::fs::read_to_string(event_path).with_context(|| format!("cannot read {event_path}"))?;
-    let mut event = Event::from_file_text(&event_text).map_err(|e| anyhow!("{event_path}: {e}"))?;
-    let now_ms = a.value("--now").map(parse_now).transpose()?;
-    let config_arg = a.value("--config").map(parse_config).transpose()?;
-    let wasm = rule_wasm(&path)?;
+    Ok(Given {
+        event: Event::from_file_text(&event_text).map_err(|e| anyhow!("{event_path}: {e}"))?,
+        now_ms: a.value("--now").map(parse_now).transpose()?,
+        config: a.value("--config").map(parse_config).transpose()?,
+    })
+}
+
+/// The event, entry and clock for the rule `default_name` names unless
+/// `--name` does.
+pub(super) fn prepare(a: &Args, given: Given, default_name: &str) -> Result<Prepared> {
+    let Given {
+        mut event,
+        now_ms,
+        config: config_arg,
+    } = given;
     let tenant = a.value("--tenant").map(str::to_owned).unwrap_or_else(|| {
         if event.tenant_id.is_empty() {
             config::DEFAULT_TENANT.to_owned()
@@ -340,7 +378,7 @@ pub(super) fn test(a: &Args) -> Result<()> {
             event.tenant_id.clone()
         }
     });
-    let name = a.value("--name").unwrap_or(&wasm.default_name).to_owned();
+    let name = a.value("--name").unwrap_or(default_name).to_owned();
     let rule = rule_entry(a, &tenant, &name)?;
     event.tenant_id = tenant.clone();
     event.rule_name = rule.name.clone();
@@ -361,6 +399,34 @@ pub(super) fn test(a: &Args) -> Result<()> {
             .filter_map(|s| mine.get(s).map(|v| (s.clone(), v.clone())))
             .collect();
     }
+    Ok(Prepared {
+        event,
+        rule,
+        now_ms,
+    })
+}
+
+pub(super) fn test(a: &Args) -> Result<()> {
+    let path = a.one_file("rule (its directory, a .wasm module, a component or a signed .rule)")?;
+    if path.is_file() && is_artifact(&read(&path)?) {
+        return super::gateway_run::test(a, &path);
+    }
+    if let Some(flag) = super::gateway_run::VALUE_FLAGS
+        .iter()
+        .find(|f| a.value(f).is_some())
+    {
+        bail!(
+            "{flag} is for a signed .rule artifact (run in the gateway component); {} is not one",
+            path.display()
+        );
+    }
+    let given = given(a)?;
+    let wasm = rule_wasm(&path)?;
+    let Prepared {
+        event,
+        rule,
+        now_ms,
+    } = prepare(a, given, &wasm.default_name)?;
     let component_bytes = componentize(&wasm.bytes)?;
     let rt = native_runtime()?;
     let component = compile(&rt, &component_bytes, &path)?;
@@ -374,44 +440,88 @@ pub(super) fn test(a: &Args) -> Result<()> {
             .build()?,
     };
     let started = Instant::now();
-    match rt.run(&component, &rule, &event, Box::new(io)) {
-        Ok(outcome) => {
-            println!("{}", serde_json::to_string_pretty(&outcome.commands)?);
-            eprintln!(
-                "rule `{}` OK: {} command(s); fuel {} of {}; memory {} of {} bytes; instantiate {} us, call {} us, {} us in all (native pulley64; the gateway runs pulley32)",
-                rule.name,
-                outcome.commands.len(),
-                outcome.fuel_used,
-                rule.fuel,
-                outcome.memory_bytes,
-                rule.memory_bytes,
-                outcome.instantiate_us,
-                outcome.call_us,
-                started.elapsed().as_micros()
-            );
-            Ok(())
-        }
-        Err(failed) => {
-            let fail_open = if rule.fail_open {
-                " (fail-open: the gateway would skip it)"
-            } else {
-                " (the sign-in would fail closed)"
-            };
-            // Its log lines were printed as it ran; repeated here as the
-            // gateway's audit line carries them.
-            for line in &failed.logs {
-                eprintln!("rule `{}` logged before failing: {line}", rule.name);
-            }
-            bail!(
-                "rule `{}` failed [{}]: {} after fuel {} of {}, {} us{fail_open}",
-                rule.name,
+    let ran = rt.run(&component, &rule, &event, Box::new(io));
+    let report = |fuel, instantiate_us, call_us| Report {
+        rule: &rule,
+        fuel,
+        instantiate_us,
+        call_us,
+        total_us: started.elapsed().as_micros() as u64,
+        ran_in: "native pulley64; the gateway runs pulley32",
+    };
+    match ran {
+        Ok(outcome) => report(outcome.fuel_used, outcome.instantiate_us, outcome.call_us).ok(
+            &serde_json::to_value(&outcome.commands)?,
+            outcome.memory_bytes as u64,
+        ),
+        // Its log lines were printed as it ran; repeated here as the
+        // gateway's audit line carries them.
+        Err(failed) => Err(
+            report(failed.fuel_used, failed.instantiate_us, failed.call_us).failed(
                 failed.failure.kind(),
-                failed.failure,
-                failed.fuel_used,
-                rule.fuel,
-                failed.instantiate_us + failed.call_us,
-            )
+                &failed.failure.to_string(),
+                &failed.logs,
+            ),
+        ),
+    }
+}
+
+/// One of the rule's log lines (`level: message`) on stderr.
+pub(super) fn print_log(tenant: &str, rule: &str, line: &str) {
+    eprintln!("rule log [{tenant}/{rule}] {line}");
+}
+
+/// What a run of the rule used, wherever it ran: the one report of `rule
+/// test`, commands on stdout and the rest on stderr.
+pub(super) struct Report<'a> {
+    pub rule: &'a RuleConfig,
+    pub fuel: u64,
+    pub instantiate_us: u64,
+    pub call_us: u64,
+    pub total_us: u64,
+    /// Where it ran, the end of the summary line.
+    pub ran_in: &'a str,
+}
+
+impl Report<'_> {
+    /// A successful run: its commands, then the summary line.
+    pub fn ok(&self, commands: &Value, memory_bytes: u64) -> Result<()> {
+        println!("{}", serde_json::to_string_pretty(commands)?);
+        eprintln!(
+            "rule `{}` OK: {} command(s); fuel {} of {}; memory {} of {} bytes; instantiate {} us, call {} us, {} us in all ({})",
+            self.rule.name,
+            commands.as_array().map_or(0, Vec::len),
+            self.fuel,
+            self.rule.fuel,
+            memory_bytes,
+            self.rule.memory_bytes,
+            self.instantiate_us,
+            self.call_us,
+            self.total_us,
+            self.ran_in
+        );
+        Ok(())
+    }
+
+    /// A failed run: the error to exit with, after `logs` (the rule's lines
+    /// before it failed) are repeated.
+    pub fn failed(&self, kind: &str, detail: &str, logs: &[String]) -> anyhow::Error {
+        let fail_open = if self.rule.fail_open {
+            " (fail-open: the gateway would skip it)"
+        } else {
+            " (the sign-in would fail closed)"
+        };
+        for line in logs {
+            eprintln!("rule `{}` logged before failing: {line}", self.rule.name);
         }
+        anyhow!(
+            "rule `{}` failed [{kind}]: {detail} after fuel {} of {}, {} us{fail_open} ({})",
+            self.rule.name,
+            self.fuel,
+            self.rule.fuel,
+            self.instantiate_us + self.call_us,
+            self.ran_in
+        )
     }
 }
 
@@ -456,6 +566,8 @@ mod tests {
             err.contains("signed artifact") && err.contains(".wasm"),
             "{err}"
         );
+        assert!(is_artifact(&read(&f).unwrap()));
+        assert!(!is_artifact(b"\0asm\x01\0\0\0"));
         let err = rule_wasm(dir.path()).err().unwrap().to_string();
         assert!(err.contains("without Cargo.toml or package.json"), "{err}");
     }
