@@ -496,7 +496,7 @@ test('uploads are stored bound with the gateway MAC: a bit flipped in the stored
   } finally {
     await first.stop();
   }
-  assert.ok(stored.subarray(0, 16).equals(Buffer.from('EDGEAUTH-BOUND1\n')), 'stored bound');
+  assert.ok(stored.subarray(0, 16).equals(Buffer.from('EDGEAUTH-BOUND2\n')), 'stored bound (keyed BLAKE3)');
   assert.ok(stored.subarray(stored.length - uploaded.length).equals(uploaded), 'the signed artifact, unchanged, at the end');
   const flipped = Buffer.from(stored);
   flipped[flipped.length - 100] ^= 0x01; // in the precompiled code

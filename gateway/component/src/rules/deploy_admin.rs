@@ -159,7 +159,7 @@ pub async fn upload(
                 rule,
                 version: &version,
             };
-            let bound = match artifact::bind_at(&bytes, &place, &keys, &mut crate::io::rng) {
+            let bound = match artifact::bind_at(&bytes, &place, &keys) {
                 Ok(b) => b,
                 Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, e),
             };

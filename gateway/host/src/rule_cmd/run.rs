@@ -71,7 +71,7 @@ pub(super) fn rule_wasm(path: &Path) -> Result<RuleWasm> {
         });
     }
     let bytes = read(path)?;
-    if is_artifact(&bytes) {
+    if artifact::is_artifact(&bytes) {
         bail!(
             "{} is a signed artifact: code precompiled for the gateway's 32-bit interpreter, which runs only inside the gateway (`edgeauth rule test` runs it there). Validate or build the .wasm it was built from, or the rule's directory",
             path.display()
@@ -86,12 +86,6 @@ pub(super) fn rule_wasm(path: &Path) -> Result<RuleWasm> {
             .replace("rule_", "")
             .replace('_', "-"),
     })
-}
-
-/// Whether `bytes` are a signed artifact (as built, or as the gateway
-/// stores it).
-pub(super) fn is_artifact(bytes: &[u8]) -> bool {
-    bytes.starts_with(artifact::MAGIC) || bytes.starts_with(artifact::BOUND_MAGIC)
 }
 
 /// A rule built from its directory: its package's name and the wasm made.
@@ -408,7 +402,7 @@ pub(super) fn prepare(a: &Args, given: Given, default_name: &str) -> Result<Prep
 
 pub(super) fn test(a: &Args) -> Result<()> {
     let path = a.one_file("rule (its directory, a .wasm module, a component or a signed .rule)")?;
-    if path.is_file() && is_artifact(&read(&path)?) {
+    if path.is_file() && artifact::is_artifact(&read(&path)?) {
         return super::gateway_run::test(a, &path);
     }
     if let Some(flag) = super::gateway_run::VALUE_FLAGS
@@ -566,8 +560,8 @@ mod tests {
             err.contains("signed artifact") && err.contains(".wasm"),
             "{err}"
         );
-        assert!(is_artifact(&read(&f).unwrap()));
-        assert!(!is_artifact(b"\0asm\x01\0\0\0"));
+        assert!(artifact::is_artifact(&read(&f).unwrap()));
+        assert!(!artifact::is_artifact(b"\0asm\x01\0\0\0"));
         let err = rule_wasm(dir.path()).err().unwrap().to_string();
         assert!(err.contains("without Cargo.toml or package.json"), "{err}");
     }
