@@ -36,7 +36,7 @@ the active one and the 3 before it), each as a new deployment; `gc` deletes
 the versions no kept deployment uses. Deploys and rollbacks of one tenant
 may run at once (from several pipelines, through several instances): each
 lands over the others' (compare-and-swap); after many at once the gateway
-may answer 409 "the deployment changed concurrently; retry". Set
+may answer 409 \"the deployment changed concurrently; retry\". Set
 EDGEAUTH_ACTOR to say who uploads or deploys (default: $USER). EDGEAUTH_GATEWAY
 may stand for --gateway, as for `edgeauth tenant` and `edgeauth profiles`.
 ";

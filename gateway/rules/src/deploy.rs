@@ -410,15 +410,19 @@ pub fn decode_stored(bytes: Option<&[u8]>) -> Result<Option<Record>, String> {
 }
 
 /// Whether the write of deployment `id` is in `stored` (read back after
-/// the store reported the swap done): active, or kept as previous because
-/// a later write read it. Spin's Redis store reports a swap whose
-/// transaction Redis aborted (the key changed since `current`) as done, so
-/// the component reads back and retries when this is false. (A write
+/// every swap): active, or kept as previous because a later write read it.
+/// Spin 4.1's Redis store answers every swap with `cas-failed`, including
+/// the ones that wrote, and one whose transaction Redis aborted as done, so
+/// the component trusts this instead of the answer. (A write
 /// pushed out of the history by [`HISTORY`] later writes before the read
 /// also reads as not landed: the retry then finds its versions active and
 /// changes nothing.)
 pub fn landed(stored: Option<&Record>, id: u64) -> bool {
-    stored.is_some_and(|r| std::iter::once(&r.active).chain(&r.previous).any(|d| d.id == id))
+    stored.is_some_and(|r| {
+        std::iter::once(&r.active)
+            .chain(&r.previous)
+            .any(|d| d.id == id)
+    })
 }
 
 /// What garbage collection deletes: per rule, the listed versions that
@@ -754,9 +758,16 @@ mod tests {
     fn history(n: u64) -> Record {
         let chain = tenant_rules(&["a", "b"], &[]);
         let k = known(&[("a", &[V1, V2, V3]), ("b", &[V1])]);
-        let mut r = deploy("t", None, &chain, &req(&[("a", V1), ("b", V1)]), &k, stamp(1))
-            .unwrap()
-            .unwrap();
+        let mut r = deploy(
+            "t",
+            None,
+            &chain,
+            &req(&[("a", V1), ("b", V1)]),
+            &k,
+            stamp(1),
+        )
+        .unwrap()
+        .unwrap();
         for id in 2..=n {
             let v = [V1, V2, V3][(id % 3) as usize];
             r = deploy("t", Some(&r), &chain, &req(&[("a", v)]), &k, stamp(id))
@@ -776,7 +787,11 @@ mod tests {
         let back = rollback("t", Some(&r), Some(3), stamp(6)).unwrap().unwrap();
         assert_eq!(back.active.versions, r.previous[1].versions);
         assert_eq!(
-            (back.active.id, back.active.rollback_of, back.active.restores),
+            (
+                back.active.id,
+                back.active.rollback_of,
+                back.active.restores
+            ),
             (6, Some(5), Some(3))
         );
         // 3 is active again (as 6); 5 is the most recent previous one.
@@ -823,9 +838,16 @@ mod tests {
         // conflicts, re-reads and recomputes over the first one's record.
         let chain = tenant_rules(&["a", "b"], &[]);
         let k = known(&[("a", &[V1, V2]), ("b", &[V1, V2])]);
-        let base = deploy("t", None, &chain, &req(&[("a", V1), ("b", V1)]), &k, stamp(1))
-            .unwrap()
-            .unwrap();
+        let base = deploy(
+            "t",
+            None,
+            &chain,
+            &req(&[("a", V1), ("b", V1)]),
+            &k,
+            stamp(1),
+        )
+        .unwrap()
+        .unwrap();
         let first = deploy("t", Some(&base), &chain, &req(&[("a", V2)]), &k, stamp(2))
             .unwrap()
             .unwrap();

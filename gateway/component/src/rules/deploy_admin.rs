@@ -265,8 +265,7 @@ fn deploy_versions(
             stamp.clone(),
         )?)
     })?;
-    let record =
-        record.ok_or_else(|| problem(StatusCode::INTERNAL_SERVER_ERROR, "no record"))?;
+    let record = record.ok_or_else(|| problem(StatusCode::INTERNAL_SERVER_ERROR, "no record"))?;
     if changed {
         audit(json!({
             "event": "rules-deployed", "tenant": tenant, "deployment": record.active.id,
@@ -322,12 +321,12 @@ pub fn rollback(parts: &Parts, tenant: &str) -> Response {
     if let Err(r) = tenant_ok(tenant) {
         return r;
     }
-    let to = match deploy::parse_rollback_to(
-        edgeauth_core::routes::query_param(parts, "to").as_deref(),
-    ) {
-        Ok(to) => to,
-        Err(r) => return refused(r),
-    };
+    let to =
+        match deploy::parse_rollback_to(edgeauth_core::routes::query_param(parts, "to").as_deref())
+        {
+            Ok(to) => to,
+            Err(r) => return refused(r),
+        };
     let (kv, current) = match open_record(tenant) {
         Ok(opened) => opened,
         Err(r) => return r,

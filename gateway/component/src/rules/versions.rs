@@ -64,11 +64,14 @@ pub type Updated = Result<Option<Record>, UpdateError>;
 ///   never swapped from missing. The first deploy to increment
 ///   `rule-deployment-init:<tenant>` stores the `null` record
 ///   (`deploy::NO_DEPLOYMENT`); the others wait for it and swap from it.
-/// - Redis: WATCH at `current`, MULTI/SET/EXEC at swap; when Redis aborts
-///   the transaction (the key changed), Spin reports the swap done (the
-///   client library reads the aborted EXEC as success). So every swap is
-///   checked by reading the record back (`deploy::landed`) and retried if
-///   another write is there instead.
+/// - Redis: WATCH at `current`, MULTI/SET/EXEC at swap, which Redis runs
+///   only if the key did not change; but Spin then sends `UNWATCH <key>`,
+///   which Redis refuses (UNWATCH takes no argument), and reports that as
+///   `cas-failed` after every swap, one that wrote included; and it reads
+///   an aborted EXEC as success. So its answer means nothing: after every
+///   swap the record is read back (`deploy::landed`: is this deployment
+///   there, active or kept by a later write?), and a try that did not land
+///   is retried.
 /// - A store without atomics (`CasOpen::Unsupported`): read, decide, write,
 ///   as before compare-and-swap, with a warning: concurrent deploys of one
 ///   tenant may then lose one another's change.
@@ -98,16 +101,18 @@ pub fn update_record(
         let Some(next) = decide(current.as_ref())? else {
             return Ok(None);
         };
-        if !kv.swap(cas, &next.encode())? {
-            continue;
-        }
+        // Whatever the store answers, the record read back decides (Spin's
+        // Redis store answers wrong both ways, see above).
+        let reported = kv.swap(cas, &next.encode())?;
         let stored = record(kv, tenant).map_err(UpdateError::Record)?;
         if deploy::landed(stored.as_ref(), next.active.id) {
             return Ok(Some(next));
         }
-        eprintln!(
-            "edgeauth: the store reported the swap of {key} done but holds another record; retrying"
-        );
+        if reported {
+            eprintln!(
+                "edgeauth: the store reported the swap of {key} done but holds another record; retrying"
+            );
+        }
     }
     Err(deploy::conflict().into())
 }
