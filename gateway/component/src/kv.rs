@@ -131,12 +131,12 @@ impl Kv {
             let current = handle.current()?;
             Ok(Cas { handle, current })
         });
-        opened.or_else(|e| match self.store.get(key) {
+        opened.map_err(|e| match self.store.get(key) {
             // Plain reads work: the store lacks (or refuses) atomics.
-            Ok(_) => Err(CasOpen::Unsupported(format!("{e:?}"))),
+            Ok(_) => CasOpen::Unsupported(format!("{e:?}")),
             Err(_) => {
                 eprintln!("edgeauth: key-value compare-and-swap failed: {e:?}");
-                Err(CasOpen::Unavailable)
+                CasOpen::Unavailable
             }
         })
     }
