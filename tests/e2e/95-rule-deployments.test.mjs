@@ -4,7 +4,8 @@
 // deploy, rollback in one command, gc removing only unreferenced versions,
 // the logs of the last runs with the audit line's correlation ids, and
 // sign-ins running concurrently with repeated deploys each running one
-// consistent chain.
+// consistent chain, concurrent deploys of different rules of one tenant
+// (one gateway, and two sharing Redis) each landing, and `rollback --to N`.
 //
 // Two rules, `a` and `b`, each with two versions built from different
 // example crates, so which version ran shows at the origin:
@@ -25,9 +26,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { CookieJar, request } from '../lib/http.mjs';
 import { ROOT, waitFor } from '../lib/procs.mjs';
-import { HOST_BIN, startStack, stopStack } from '../lib/stack.mjs';
+import { HOST_BIN, startGateway, startStack, stopStack } from '../lib/stack.mjs';
 import { login, loginOk, verifyAssertion, originSaw, show } from '../lib/gateway-flow.mjs';
 import { readKv } from '../lib/kv.mjs';
+import { redisMissing, startRedis } from '../lib/redis.mjs';
 
 const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
 const wasm = (crate) => path.join(TARGET, 'wasm32-unknown-unknown', 'release', `rule_${crate}.wasm`);
@@ -293,5 +295,102 @@ test('a paused sign-in resumes with the versions it started with, and is refused
     await waitFor(() => /"detail":"a version the sign-in started with is gone","event":"resume-refused"/.test(pgw.proc.output), { what: 'audit line of the refusal' });
   } finally {
     await pgw.stop();
+  }
+});
+
+// Ten rules `c0`..`c9` in one tenant's chain, each with one uploaded version;
+// ten deploys fired at once, each switching one rule. Each read-modify-write
+// of the deployment record must see the others' (compare-and-swap), so the
+// k-th deploy to land names exactly k of the rules, and the last names all.
+const RULES = Array.from({ length: 10 }, (_, i) => `c${i}`);
+const manyVars = () => ({
+  rules: JSON.stringify({ tenants: { default: { chain: RULES.map((name) => ({ name, config: config(CLAIM_A) })) } } }),
+  rule_keys: key.public,
+  admin_token: ADMIN_TOKEN,
+});
+const cv = {}; // 'c0' -> version id (the same for every gateway: content-addressed)
+
+async function buildMany() {
+  if (Object.keys(cv).length) return;
+  await Promise.all(RULES.map((name) => build(name, 'email_domain', name)));
+  for (const name of RULES) cv[name] = digest(files[name]).slice(0, 16);
+}
+
+async function uploadMany(url) {
+  for (const name of RULES) assert.equal(versionOf(await cli(['rule', 'upload', files[name], '--no-deploy', '--gateway', url])), cv[name]);
+}
+
+/** Fires one `rule deploy cK@v` per rule at once, through `urls` in turn; checks nothing was lost. */
+async function deployAllAtOnce(urls, label) {
+  const t0 = Date.now();
+  const outs = await Promise.all(RULES.map((name, i) => cli(['rule', 'deploy', `${name}@${cv[name]}`, '--gateway', urls[i % urls.length]])
+    .then(jsonOf, (e) => ({ failed: `${e.stdout}${e.stderr}` }))));
+  const failed = outs.filter((o) => o.failed);
+  assert.deepEqual(failed, [], 'every deploy succeeds');
+  const ids = outs.map((o) => o.deployment.id);
+  assert.equal(new Set(ids).size, RULES.length, `distinct deployment numbers: ${ids}`);
+  // Linearizable: the k-th write names k rules (one per deploy that landed before it).
+  const sizes = outs.map((o) => Object.keys(o.deployment.versions).length).sort((p, q) => p - q);
+  assert.deepEqual(sizes, RULES.map((_, i) => i + 1), `rules named by each deployment written: ${sizes}`);
+  const shown = jsonOf(await cli(['rule', 'deployment', '--gateway', urls[0]]));
+  assert.deepEqual(shown.deployment.versions, cv, 'the final deployment names every deploy\'s version');
+  // The history: the kept previous deployments are the ones written just before, newest first.
+  const bySize = new Map(outs.map((o) => [Object.keys(o.deployment.versions).length, o.deployment]));
+  assert.deepEqual(shown.deployment, bySize.get(10));
+  assert.deepEqual(shown.previous, [9, 8, 7].map((k) => bySize.get(k)));
+  console.log(`# ${label}: ${RULES.length} concurrent deploys in ${Date.now() - t0} ms, deployments ${ids.sort((p, q) => p - q).join(' ')}`);
+  return outs;
+}
+
+const audits = (g) => g.proc.output.split('\n').filter((l) => l.startsWith('edgeauth-audit: '))
+  .map((l) => JSON.parse(l.slice('edgeauth-audit: '.length)));
+
+test('concurrent deploys of different rules of one tenant all land, each in the history with its own number', async () => {
+  await buildMany();
+  const g = await startGateway({ originUrl: stack.origin.url, issuer: stack.idp.issuer, vars: manyVars() });
+  try {
+    await uploadMany(g.url);
+    const outs = await deployAllAtOnce([g.url], 'one gateway');
+    const deployed = audits(g).filter((x) => x.event === 'rules-deployed');
+    assert.deepEqual(deployed.map((x) => x.deployment).sort(), outs.map((o) => o.deployment.id).sort(), 'one audit line per deployment');
+
+    // rollback --to N: back to the deployment that named 8 rules, as a new deployment.
+    const shown = jsonOf(await cli(['rule', 'deployment', '--gateway', g.url]));
+    const target = shown.previous[1];
+    const back = await cli(['rule', 'rollback', '--to', String(target.id), '--gateway', g.url]);
+    assert.match(back, new RegExp(`rolled back to deployment ${target.id}, deployment \\d+: `), back);
+    const after = jsonOf(await cli(['rule', 'deployment', '--gateway', g.url]));
+    assert.deepEqual(after.deployment.versions, target.versions);
+    assert.equal(after.deployment.rollback_of, shown.deployment.id);
+    assert.equal(after.deployment.restores, target.id);
+    assert.deepEqual(after.previous.map((d) => d.id), [shown.deployment.id, shown.previous[0].id, shown.previous[2].id],
+      'the restored one is active again, not also kept as a previous one');
+    // Unknown numbers are refused, naming the ones there are.
+    const kept = [after.deployment.id, ...after.previous.map((d) => d.id)];
+    assert.match(await cliFails(['rule', 'rollback', '--to', '99999', '--gateway', g.url]),
+      new RegExp(`refused \\(HTTP 404\\): tenant \`default\` has no deployment 99999 to roll back to; its deployments are ${kept.map((id) => `${id}`).join(', ')}`));
+    assert.match(await cliFails(['rule', 'rollback', '--to', 'x', '--gateway', g.url]), /--to takes a deployment number/);
+    // The active one: nothing to do.
+    assert.match(await cli(['rule', 'rollback', '--to', String(after.deployment.id), '--gateway', g.url]), /already active/);
+    // The one-step rollback still goes back to the one before.
+    const one = jsonOf(await cli(['rule', 'rollback', '--gateway', g.url]));
+    assert.deepEqual(one.deployment.versions, shown.deployment.versions);
+  } finally {
+    await g.stop();
+  }
+});
+
+test('concurrent deploys through two instances sharing Redis all land', { skip: redisMissing ?? false }, async () => {
+  await buildMany();
+  const redis = await startRedis();
+  const common = { originUrl: stack.origin.url, issuer: stack.idp.issuer, vars: manyVars(), runtimeConfig: redis.runtimeConfig };
+  let gws = [];
+  try {
+    gws = await Promise.all([startGateway(common), startGateway(common)]);
+    await uploadMany(gws[0].url);
+    await deployAllAtOnce(gws.map((g) => g.url), 'two instances, one Redis');
+  } finally {
+    await Promise.all(gws.map((g) => g.stop()));
+    await redis.close();
   }
 });

@@ -4,7 +4,10 @@
 //! `atomics.increment` (on the same store) for single-use markers and the
 //! sweep index, the one atomic operation Spin's SQLite and Redis stores
 //! implement as such. Counters are read with a plain get where possible
-//! ([`Kv::counter`]): an increment of 0 is a write.
+//! ([`Kv::counter`]): an increment of 0 is a write. The rule deployment
+//! record is updated with wasi:keyvalue `atomics` compare-and-swap
+//! ([`Kv::cas`], [`Kv::swap`]); what Spin's stores do with it, and how
+//! `rules::versions::update_record` copes, is told there.
 
 use edgeauth_core::Response;
 use edgeauth_core::kv_schema::{self, Cursor, SweepPass, Verdict};
@@ -23,6 +26,22 @@ pub struct Kv {
 /// A failed store operation (the store is down or refused).
 #[derive(Debug)]
 pub struct Unavailable;
+
+/// One compare-and-swap under way: the value read, and the handle that
+/// swaps it only if the store still holds that value.
+pub struct Cas {
+    handle: atomics::Cas,
+    pub current: Option<Vec<u8>>,
+}
+
+/// Why a compare-and-swap could not start.
+#[derive(Debug)]
+pub enum CasOpen {
+    /// The store refuses `atomics::cas` while it serves plain reads: a
+    /// backend without it (the caller falls back to read-then-write).
+    Unsupported(String),
+    Unavailable,
+}
 
 impl Kv {
     pub fn open() -> Result<Kv, Response> {
@@ -102,6 +121,38 @@ impl Kv {
             eprintln!("edgeauth: key-value increment failed: {e:?}");
             Unavailable
         })
+    }
+
+    /// Starts a compare-and-swap of `key`: `Cas::new`, then `current` (Spin's
+    /// SQLite store reads the value to compare only there).
+    pub(crate) fn cas(&self, key: &str) -> Result<Cas, CasOpen> {
+        let bucket = self.bucket().map_err(|_| CasOpen::Unavailable)?;
+        let opened = atomics::Cas::new(bucket, key).and_then(|handle| {
+            let current = handle.current()?;
+            Ok(Cas { handle, current })
+        });
+        opened.map_err(|e| match self.store.get(key) {
+            // Plain reads work: the store lacks (or refuses) atomics.
+            Ok(_) => CasOpen::Unsupported(format!("{e:?}")),
+            Err(_) => {
+                eprintln!("edgeauth: key-value compare-and-swap failed: {e:?}");
+                CasOpen::Unavailable
+            }
+        })
+    }
+
+    /// Stores `value` if the key still holds what `cas` read; `Ok(false)`:
+    /// it changed meanwhile (the store says so; see `update_record` for a
+    /// store that does not).
+    pub(crate) fn swap(&self, cas: Cas, value: &[u8]) -> Result<bool, Unavailable> {
+        match atomics::swap(cas.handle, value) {
+            Ok(()) => Ok(true),
+            Err(atomics::CasError::CasFailed(_)) => Ok(false),
+            Err(atomics::CasError::StoreError(e)) => {
+                eprintln!("edgeauth: key-value swap failed: {e:?}");
+                Err(Unavailable)
+            }
+        }
     }
 
     /// A counter's current value: a plain read where the store's encoding

@@ -104,14 +104,24 @@ pub const RULE_ARTIFACT: &str = "rule-artifact";
 ///   never lose one (Spin KV cannot list keys cheaply);
 /// - `rule-deployment:<tenant>`: the active deployment and the previous ones
 ///   (JSON), the one record a sign-in reads to know which versions it runs,
-///   written last by a deploy or a rollback (one write: the switch is atomic);
-/// - `rule-deployment-seq:<tenant>`: a counter numbering deployments.
+///   written last by a deploy or a rollback (one write: the switch is atomic),
+///   by compare-and-swap (wasi:keyvalue `atomics`), so concurrent deploys
+///   recompute instead of overwriting each other; JSON `null` before the
+///   first deployment (`edgeauth_rules::deploy::NO_DEPLOYMENT`);
+/// - `rule-deployment-seq:<tenant>`: a counter numbering deployments;
+/// - `rule-deployment-init:<tenant>`: a counter marking that the record was
+///   created: the first deploy to increment it stores the `null` record that
+///   every deploy then swaps from (Spin's SQLite store cannot swap from a
+///   missing key conditionally). Deleting the record by hand needs this
+///   marker deleted too, else deploys of the tenant wait for a record that
+///   nobody creates (and answer 409).
 pub const RULE_VERSION: &str = "rule-version";
 pub const RULE_VERSION_META: &str = "rule-version-meta";
 pub const RULE_VERSION_SEQ: &str = "rule-version-seq";
 pub const RULE_VERSION_LIST: &str = "rule-version-list";
 pub const RULE_DEPLOYMENT: &str = "rule-deployment";
 pub const RULE_DEPLOYMENT_SEQ: &str = "rule-deployment-seq";
+pub const RULE_DEPLOYMENT_INIT: &str = "rule-deployment-init";
 /// Per-rule execution logs (`edgeauth_rules::run_log`): a counter numbering
 /// a rule's runs and a ring of slots `rule-log:<tenant>:<rule>:<n mod ring>`.
 /// The ring bounds them (a fixed number of keys per rule, each overwritten),
@@ -186,6 +196,7 @@ pub const PREFIXES: &[&str] = &[
     RULE_VERSION_LIST,
     RULE_DEPLOYMENT,
     RULE_DEPLOYMENT_SEQ,
+    RULE_DEPLOYMENT_INIT,
     RULE_LOG_SEQ,
     RULE_LOG,
     TENANT_HOST,
@@ -347,6 +358,11 @@ pub fn rule_deployment_seq(tenant: &str) -> String {
     format!("{RULE_DEPLOYMENT_SEQ}:{tenant}")
 }
 
+/// `rule-deployment-init:<tenant>`: the counter marking the record created.
+pub fn rule_deployment_init(tenant: &str) -> String {
+    format!("{RULE_DEPLOYMENT_INIT}:{tenant}")
+}
+
 /// `rule-log-seq:<tenant>:<rule>`: the counter numbering the rule's runs.
 pub fn rule_log_seq(tenant: &str, rule: &str) -> String {
     format!("{RULE_LOG_SEQ}:{tenant}:{rule}")
@@ -431,6 +447,7 @@ fn is_configuration(key: &str) -> bool {
         RULE_VERSION_LIST,
         RULE_DEPLOYMENT,
         RULE_DEPLOYMENT_SEQ,
+        RULE_DEPLOYMENT_INIT,
         TENANT_HOST,
         TENANT_ID,
         TENANT_INDEX,
@@ -829,6 +846,7 @@ mod tests {
             rule_version_meta("t", "r", "0123abcd0123abcd"),
             rule_version_list("t", "r", 1),
             rule_deployment("t"),
+            rule_deployment_init("t"),
         ] {
             assert_eq!(verdict(&config, None, now), Verdict::Forget, "{config}");
         }

@@ -23,7 +23,7 @@ pub const USAGE: &str = "\
     edgeauth rule versions   RULE --gateway URL [--tenant ID]
     edgeauth rule deploy     RULE@VERSION... --gateway URL [--tenant ID]
     edgeauth rule deployment --gateway URL [--tenant ID]
-    edgeauth rule rollback   --gateway URL [--tenant ID]
+    edgeauth rule rollback   [--to N] --gateway URL [--tenant ID]
     edgeauth rule gc         --gateway URL [--tenant ID]
     edgeauth rule logs       RULE --gateway URL [--tenant ID] [--limit N]
 
@@ -31,13 +31,18 @@ pub const USAGE: &str = "\
 SHA-256; the same bytes again are the same version), prints it, and deploys
 it unless --no-deploy. `deploy` switches the named rules to those versions at
 once (the others keep theirs); `rollback` makes the previous deployment
-active again; `gc` deletes the versions no kept deployment uses. Set
+active again, `rollback --to N` deployment N (a number `deployment` lists:
+the active one and the 3 before it), each as a new deployment; `gc` deletes
+the versions no kept deployment uses. Deploys and rollbacks of one tenant
+may run at once (from several pipelines, through several instances): each
+lands over the others' (compare-and-swap); after many at once the gateway
+may answer 409 \"the deployment changed concurrently; retry\". Set
 EDGEAUTH_ACTOR to say who uploads or deploys (default: $USER). EDGEAUTH_GATEWAY
 may stand for --gateway, as for `edgeauth tenant` and `edgeauth profiles`.
 ";
 
 /// Flags taking a value; `--no-deploy` (upload) is the one switch.
-const WITH_VALUE: &[&str] = &["--gateway", "--tenant", "--limit"];
+const WITH_VALUE: &[&str] = &["--gateway", "--tenant", "--limit", "--to"];
 
 fn parse(args: &[String], switches: &[&str]) -> Result<Args> {
     Args::parse_with(args, WITH_VALUE, switches, USAGE)
@@ -94,9 +99,22 @@ pub fn main(cmd: &str, args: &[String]) -> Option<Result<()>> {
             "rollback" => {
                 let a = parse(args, &[])?;
                 a.exactly::<0>("no arguments, only options")?;
-                let url = format!("{}/{}/_rollback", base(&a.gateway()?), tenant(&a));
+                let mut url = format!("{}/{}/_rollback", base(&a.gateway()?), tenant(&a));
+                let to = match a.value("--to") {
+                    Some(n) => Some(n.parse::<u64>().ok().filter(|n| *n > 0).with_context(|| {
+                        format!("--to takes a deployment number (as `edgeauth rule deployment` lists them), not `{n}`")
+                    })?),
+                    None => None,
+                };
+                if let Some(n) = to {
+                    url.push_str(&format!("?to={n}"));
+                }
                 let v = call("POST", &url, None)?;
-                summarize_deployment(tenant(&a), &v, "rolled back");
+                let what = to.map_or_else(
+                    || "rolled back".to_owned(),
+                    |n| format!("rolled back to deployment {n}"),
+                );
+                summarize_deployment(tenant(&a), &v, &what);
                 print_json(&v)
             }
             "gc" => {
@@ -157,7 +175,7 @@ fn summarize_deployment(tenant: &str, v: &Value, what: &str) {
         .unwrap_or_default();
     if v["changed"] == Value::Bool(false) {
         println!(
-            "tenant `{tenant}`: already deployed (deployment {}): {versions}",
+            "tenant `{tenant}`: already deployed (deployment {} is already active): {versions}",
             d["id"]
         );
     } else {

@@ -11,7 +11,13 @@
 //!   exist, in one write, so a sign-in sees the whole old or the whole new
 //!   chain, never a mix.
 //! - [`rollback`] makes the previous deployment active again (as a new
-//!   deployment, so a second rollback goes forward again).
+//!   deployment, so a second rollback goes forward again); [`rollback`] with
+//!   a number makes that kept deployment active again.
+//! - Concurrent deploys of one tenant: the component reads and writes the
+//!   record by compare-and-swap and recomputes on a conflict (at most
+//!   [`CAS_ATTEMPTS`] times, then [`conflict`]); [`landed`] checks a write
+//!   that the store reported done, [`decode_stored`] reads the
+//!   [`NO_DEPLOYMENT`] placeholder a first deploy creates.
 //! - [`gc_plan`] deletes the versions no deployment in the record names.
 //!
 //! A chain rule the active deployment does not name runs its artifact from
@@ -72,9 +78,12 @@ pub struct Deployment {
     pub by: String,
     /// Rule name -> version id.
     pub versions: BTreeMap<String, String>,
-    /// The deployment this one restored (a rollback).
+    /// The deployment that was active when this one rolled it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<u64>,
+    /// The deployment whose versions this one restored (`rollback --to N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restores: Option<u64>,
 }
 
 /// A tenant's deployment record (`rule-deployment:<tenant>`).
@@ -273,6 +282,7 @@ pub fn deploy(
             by: stamp.by,
             versions,
             rollback_of: None,
+            restores: None,
         },
     )))
 }
@@ -291,37 +301,128 @@ fn push(current: Option<&Record>, next: Deployment) -> Record {
     }
 }
 
-/// The record after a rollback: the previous deployment's versions become
-/// active again, as a new deployment (the one rolled back stays in the
-/// history, so rolling back again returns to it).
-pub fn rollback(tenant: &str, current: Option<&Record>, stamp: Stamp) -> Result<Record, Refused> {
+/// The record after a rollback: the versions of deployment `to` (`None`:
+/// the previous one) become active again, as a new deployment (the one
+/// rolled back goes to the history, so rolling back again returns to it;
+/// the restored one leaves it, as it is active again). `Ok(None)`: `to` is
+/// the active deployment, nothing to do. `to` must be a kept deployment:
+/// older ones' versions may have been collected.
+pub fn rollback(
+    tenant: &str,
+    current: Option<&Record>,
+    to: Option<u64>,
+    stamp: Stamp,
+) -> Result<Option<Record>, Refused> {
     let Some(current) = current else {
         return Err(refused(
             409,
             format!("tenant `{tenant}` has no deployment to roll back"),
         ));
     };
-    let Some(before) = current.previous.first() else {
-        return Err(refused(
-            409,
-            format!(
-                "tenant `{tenant}` has no previous deployment: deployment {} is its first",
-                current.active.id
-            ),
-        ));
+    let index = match to {
+        None if current.previous.is_empty() => {
+            return Err(refused(
+                409,
+                format!(
+                    "tenant `{tenant}` has no previous deployment: deployment {} is its first",
+                    current.active.id
+                ),
+            ));
+        }
+        None => 0,
+        Some(n) if n == current.active.id => return Ok(None),
+        Some(n) => match current.previous.iter().position(|d| d.id == n) {
+            Some(i) => i,
+            None => {
+                let kept = std::iter::once(&current.active)
+                    .chain(&current.previous)
+                    .map(|d| d.id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(refused(
+                    404,
+                    format!(
+                        "tenant `{tenant}` has no deployment {n} to roll back to; its deployments are {kept} (active first; older ones are not kept)"
+                    ),
+                ));
+            }
+        },
     };
     let mut rest = current.clone();
-    rest.previous.remove(0);
-    Ok(push(
+    let restored = rest.previous.remove(index);
+    Ok(Some(push(
         Some(&rest),
         Deployment {
             id: stamp.id,
             at: stamp.at,
             by: stamp.by,
-            versions: before.versions.clone(),
+            versions: restored.versions,
             rollback_of: Some(current.active.id),
+            restores: to.map(|_| restored.id),
         },
-    ))
+    )))
+}
+
+/// `?to=N` of a rollback request: a deployment number.
+pub fn parse_rollback_to(to: Option<&str>) -> Result<Option<u64>, Refused> {
+    match to {
+        None => Ok(None),
+        Some(n) => n.parse::<u64>().ok().filter(|n| *n > 0).map(Some).ok_or_else(|| {
+            refused(
+                400,
+                format!("`to` must be a deployment number (as `edgeauth rule deployment` lists them), not `{n}`"),
+            )
+        }),
+    }
+}
+
+/// How many times a deploy or rollback reads the record, recomputes and
+/// tries its compare-and-swap before giving up with [`conflict`]. A try fails
+/// only because another write landed in between, so this many deploys of
+/// one tenant at once all land.
+pub const CAS_ATTEMPTS: usize = 16;
+
+/// The answer when every attempt met another write.
+pub fn conflict() -> Refused {
+    refused(
+        409,
+        format!(
+            "the deployment changed concurrently; retry (another deploy or rollback of this tenant landed before each of {CAS_ATTEMPTS} attempts)"
+        ),
+    )
+}
+
+/// What a first deploy stores where the record is missing, before its
+/// compare-and-swap: "no deployment yet" (JSON `null`). Spin's SQLite store
+/// swaps from a missing key unconditionally (an upsert), so the record is
+/// only ever created this way (the component's `versions::update_record`)
+/// and then changed by swaps from a value the store compares.
+pub const NO_DEPLOYMENT: &[u8] = b"null";
+
+/// A stored record (`None`: never deployed by version, or the
+/// [`NO_DEPLOYMENT`] placeholder).
+pub fn decode_stored(bytes: Option<&[u8]>) -> Result<Option<Record>, String> {
+    match bytes {
+        None => Ok(None),
+        Some(b) if b == NO_DEPLOYMENT => Ok(None),
+        Some(b) => Record::decode(b).map(Some),
+    }
+}
+
+/// Whether the write of deployment `id` is in `stored` (read back after
+/// every swap): active, or kept as previous because a later write read it.
+/// Spin 4.1's Redis store answers every swap with `cas-failed`, including
+/// the ones that wrote, and one whose transaction Redis aborted as done, so
+/// the component trusts this instead of the answer. (A write
+/// pushed out of the history by [`HISTORY`] later writes before the read
+/// also reads as not landed: the retry then finds its versions active and
+/// changes nothing.)
+pub fn landed(stored: Option<&Record>, id: u64) -> bool {
+    stored.is_some_and(|r| {
+        std::iter::once(&r.active)
+            .chain(&r.previous)
+            .any(|d| d.id == id)
+    })
 }
 
 /// What garbage collection deletes: per rule, the listed versions that
@@ -610,7 +711,7 @@ mod tests {
     fn rollback_restores_the_previous_chain_and_a_second_one_goes_forward() {
         let chain = tenant_rules(&["a", "b"], &[]);
         let k = known(&[("a", &[V1, V2]), ("b", &[V1, V2])]);
-        assert_eq!(rollback("t", None, stamp(1)).unwrap_err().status, 409);
+        assert_eq!(rollback("t", None, None, stamp(1)).unwrap_err().status, 409);
         let one = deploy(
             "t",
             None,
@@ -621,7 +722,7 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        let e = rollback("t", Some(&one), stamp(2)).unwrap_err();
+        let e = rollback("t", Some(&one), None, stamp(2)).unwrap_err();
         assert_eq!(
             e.message,
             "tenant `t` has no previous deployment: deployment 1 is its first"
@@ -636,20 +737,149 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        let back = rollback("t", Some(&two), stamp(3)).unwrap();
+        let back = rollback("t", Some(&two), None, stamp(3)).unwrap().unwrap();
         assert_eq!(back.active.versions, one.active.versions);
         assert_eq!((back.active.id, back.active.rollback_of), (3, Some(2)));
+        assert_eq!(back.active.restores, None);
         assert_eq!(back.previous[0].id, 2);
         assert_eq!(
             back.previous.len(),
             1,
             "deployment 1 is now active again as 3"
         );
-        let forward = rollback("t", Some(&back), stamp(4)).unwrap();
+        let forward = rollback("t", Some(&back), None, stamp(4)).unwrap().unwrap();
         assert_eq!(forward.active.versions, two.active.versions);
         // Encoded and read back as stored.
         assert_eq!(Record::decode(&forward.encode()).unwrap(), forward);
         assert!(Record::decode(b"{").is_err());
+    }
+
+    /// Deployments 1..=n, each switching `a` to another version.
+    fn history(n: u64) -> Record {
+        let chain = tenant_rules(&["a", "b"], &[]);
+        let k = known(&[("a", &[V1, V2, V3]), ("b", &[V1])]);
+        let mut r = deploy(
+            "t",
+            None,
+            &chain,
+            &req(&[("a", V1), ("b", V1)]),
+            &k,
+            stamp(1),
+        )
+        .unwrap()
+        .unwrap();
+        for id in 2..=n {
+            let v = [V1, V2, V3][(id % 3) as usize];
+            r = deploy("t", Some(&r), &chain, &req(&[("a", v)]), &k, stamp(id))
+                .unwrap()
+                .unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn rollback_to_a_kept_deployment_restores_its_versions() {
+        let r = history(5); // active 5, previous 4 3 2
+        assert_eq!(
+            r.previous.iter().map(|d| d.id).collect::<Vec<_>>(),
+            [4, 3, 2]
+        );
+        let back = rollback("t", Some(&r), Some(3), stamp(6)).unwrap().unwrap();
+        assert_eq!(back.active.versions, r.previous[1].versions);
+        assert_eq!(
+            (
+                back.active.id,
+                back.active.rollback_of,
+                back.active.restores
+            ),
+            (6, Some(5), Some(3))
+        );
+        // 3 is active again (as 6); 5 is the most recent previous one.
+        assert_eq!(
+            back.previous.iter().map(|d| d.id).collect::<Vec<_>>(),
+            [5, 4, 2]
+        );
+        // Rolling back to the active one changes nothing.
+        assert_eq!(rollback("t", Some(&back), Some(6), stamp(7)), Ok(None));
+        // Unknown numbers are refused, naming the kept ones.
+        for n in [1, 3, 99] {
+            let e = rollback("t", Some(&back), Some(n), stamp(7)).unwrap_err();
+            assert_eq!(e.status, 404);
+            assert_eq!(
+                e.message,
+                format!(
+                    "tenant `t` has no deployment {n} to roll back to; its deployments are 6, 5, 4, 2 (active first; older ones are not kept)"
+                )
+            );
+        }
+        let e = rollback("t", None, Some(1), stamp(1)).unwrap_err();
+        assert_eq!(e.status, 409);
+        // The one-step rollback is `to` the most recent previous one, without `restores`.
+        let one = rollback("t", Some(&r), None, stamp(6)).unwrap().unwrap();
+        let to4 = rollback("t", Some(&r), Some(4), stamp(6)).unwrap().unwrap();
+        assert_eq!(one.active.versions, to4.active.versions);
+        assert_eq!(one.previous, to4.previous);
+        assert_eq!((one.active.restores, to4.active.restores), (None, Some(4)));
+    }
+
+    #[test]
+    fn rollback_targets_are_deployment_numbers() {
+        assert_eq!(parse_rollback_to(None), Ok(None));
+        assert_eq!(parse_rollback_to(Some("12")), Ok(Some(12)));
+        for bad in ["", "0", "-1", "x", "1.5"] {
+            let e = parse_rollback_to(Some(bad)).unwrap_err();
+            assert_eq!(e.status, 400, "{bad}");
+        }
+    }
+
+    #[test]
+    fn concurrent_deploys_recomputed_on_the_record_that_won_keep_both_changes() {
+        // Two deploys read the same record; the first swap lands, the second
+        // conflicts, re-reads and recomputes over the first one's record.
+        let chain = tenant_rules(&["a", "b"], &[]);
+        let k = known(&[("a", &[V1, V2]), ("b", &[V1, V2])]);
+        let base = deploy(
+            "t",
+            None,
+            &chain,
+            &req(&[("a", V1), ("b", V1)]),
+            &k,
+            stamp(1),
+        )
+        .unwrap()
+        .unwrap();
+        let first = deploy("t", Some(&base), &chain, &req(&[("a", V2)]), &k, stamp(2))
+            .unwrap()
+            .unwrap();
+        let second = deploy("t", Some(&first), &chain, &req(&[("b", V2)]), &k, stamp(3))
+            .unwrap()
+            .unwrap();
+        assert_eq!(second.active.versions["a"], V2);
+        assert_eq!(second.active.versions["b"], V2);
+        assert_eq!(
+            second.previous.iter().map(|d| d.id).collect::<Vec<_>>(),
+            [2, 1]
+        );
+        // Read back: each write is found while it is kept.
+        assert!(landed(Some(&second), 3) && landed(Some(&second), 2));
+        assert!(!landed(Some(&first), 3), "the write the store lost");
+        assert!(!landed(None, 1));
+        assert_eq!(conflict().status, 409);
+        assert!(
+            conflict()
+                .message
+                .starts_with("the deployment changed concurrently; retry")
+        );
+    }
+
+    #[test]
+    fn the_placeholder_reads_as_no_deployment() {
+        assert_eq!(decode_stored(None), Ok(None));
+        assert_eq!(decode_stored(Some(NO_DEPLOYMENT)), Ok(None));
+        let r = history(2);
+        assert_eq!(decode_stored(Some(&r.encode())), Ok(Some(r)));
+        assert!(decode_stored(Some(b"{")).is_err());
+        assert!(decode_stored(Some(b"")).is_err(), "only the placeholder");
     }
 
     #[test]

@@ -6,10 +6,12 @@
 //! - `GET  <rule>/versions`: the rule's versions and which deployments use them;
 //! - `GET  <rule>/logs?limit=N`: the rule's last runs;
 //! - `GET  _deployment`, `POST _deploy` (`{"rules": ["name@version", ...]}`),
-//!   `POST _rollback`, `POST _gc`.
+//!   `POST _rollback[?to=N]`, `POST _gc`.
 //!
 //! The decisions are `edgeauth_rules::deploy`'s; this module reads and
-//! writes KV (`super::versions`).
+//! writes KV (`super::versions`). Deploys and rollbacks change the record by
+//! compare-and-swap (`versions::update_record`), deciding again over the
+//! record that won when another write landed first.
 
 use edgeauth_core::Response;
 use edgeauth_core::settings::Settings;
@@ -24,7 +26,7 @@ use spin_sdk::http::IncomingRequest;
 
 use super::admin::{body, check_target, names_ok, problem, reply, tenant_chain};
 use super::chain::{self, audit};
-use super::versions::{self, RecordError};
+use super::versions::{self, RecordError, UpdateError};
 use crate::kv::{Kv, Unavailable};
 
 const MAX_DEPLOY_BODY: usize = 16 * 1024;
@@ -56,10 +58,41 @@ fn refused(r: Refused) -> Response {
     )
 }
 
-fn record(kv: &Kv, tenant: &str) -> Result<Option<Record>, Response> {
-    versions::record(kv, tenant).map_err(|e| match e {
+fn record_error(e: RecordError) -> Response {
+    match e {
         RecordError::Unavailable => edgeauth_core::pages::storage_unavailable(),
         RecordError::Unreadable(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+fn record(kv: &Kv, tenant: &str) -> Result<Option<Record>, Response> {
+    versions::record(kv, tenant).map_err(record_error)
+}
+
+fn update_error(e: UpdateError) -> Response {
+    match e {
+        UpdateError::Refused(r) => refused(r),
+        UpdateError::Record(e) => record_error(e),
+    }
+}
+
+/// Changes the tenant's record by compare-and-swap with `decide`; the
+/// record written (`true`) or, when `decide` changed nothing, the one
+/// stored (`false`).
+fn update(
+    kv: &Kv,
+    tenant: &str,
+    mut decide: impl FnMut(Option<&Record>) -> versions::Updated,
+) -> Result<(bool, Option<Record>), Response> {
+    let mut seen = None;
+    let written = versions::update_record(kv, tenant, |current| {
+        seen = current.cloned();
+        decide(current)
+    })
+    .map_err(update_error)?;
+    Ok(match written {
+        Some(record) => (true, Some(record)),
+        None => (false, seen),
     })
 }
 
@@ -184,7 +217,7 @@ pub async fn upload(
     };
     if deploy {
         match deploy_versions(settings, parts, &kv, tenant, &[(rule.to_owned(), version)]) {
-            Ok(record) => out["deployment"] = json!(record.active),
+            Ok((_, record)) => out["deployment"] = json!(record.active),
             Err(r) => return r,
         }
     }
@@ -192,16 +225,16 @@ pub async fn upload(
 }
 
 /// Deploys `requested` over the tenant's active deployment; the record
-/// (written last, one write) is the switch.
+/// (written last, one compare-and-swap) is the switch. `true`: a new
+/// deployment; `false`: they were already active.
 fn deploy_versions(
     settings: &Settings,
     parts: &Parts,
     kv: &Kv,
     tenant: &str,
     requested: &[(String, String)],
-) -> Result<Record, Response> {
+) -> Result<(bool, Record), Response> {
     let chain = tenant_chain(settings, tenant)?;
-    let current = record(kv, tenant)?;
     let mut known = std::collections::BTreeMap::new();
     for (rule, _) in requested {
         if !config::valid_name(rule) {
@@ -214,25 +247,32 @@ fn deploy_versions(
             .collect();
         known.insert(rule.clone(), listed);
     }
-    // Numbered before deciding: a refused deploy only skips a number.
+    // Numbered before deciding: a refused deploy only skips a number. One
+    // number for every attempt: a deploy that lands is numbered once.
     let id = versions::next_deployment_id(kv, tenant).map_err(unavailable)?;
     let stamp = Stamp {
         id,
         at: now(),
         by: actor(parts),
     };
-    let next = deploy::deploy(tenant, current.as_ref(), &chain, requested, &known, stamp)
-        .map_err(refused)?;
-    let Some(next) = next else {
-        // Already active: nothing written.
-        return current.ok_or_else(|| problem(StatusCode::INTERNAL_SERVER_ERROR, "no record"));
-    };
-    versions::write_record(kv, tenant, &next).map_err(unavailable)?;
-    audit(json!({
-        "event": "rules-deployed", "tenant": tenant, "deployment": next.active.id,
-        "versions": next.active.versions, "by": next.active.by,
-    }));
-    Ok(next)
+    let (changed, record) = update(kv, tenant, |current| {
+        Ok(deploy::deploy(
+            tenant,
+            current,
+            &chain,
+            requested,
+            &known,
+            stamp.clone(),
+        )?)
+    })?;
+    let record = record.ok_or_else(|| problem(StatusCode::INTERNAL_SERVER_ERROR, "no record"))?;
+    if changed {
+        audit(json!({
+            "event": "rules-deployed", "tenant": tenant, "deployment": record.active.id,
+            "versions": record.active.versions, "by": record.active.by,
+        }));
+    }
+    Ok((changed, record))
 }
 
 pub async fn deploy(
@@ -259,15 +299,15 @@ pub async fn deploy(
             Err(r) => return refused(r),
         }
     }
-    let (kv, before) = match open_record(tenant) {
-        Ok((kv, r)) => (kv, r.map(|r| r.active.id)),
+    let kv = match Kv::open() {
+        Ok(kv) => kv,
         Err(r) => return r,
     };
     match deploy_versions(settings, parts, &kv, tenant, &requested) {
-        Ok(record) => reply(
+        Ok((changed, record)) => reply(
             StatusCode::OK,
             json!({
-                "tenant": tenant, "changed": before != Some(record.active.id),
+                "tenant": tenant, "changed": changed,
                 "deployment": record.active, "previous": record.previous,
             }),
         ),
@@ -275,25 +315,39 @@ pub async fn deploy(
     }
 }
 
+/// `POST _rollback[?to=N]`: the previous deployment's versions (or
+/// deployment N's, a kept one) active again, as a new deployment.
 pub fn rollback(parts: &Parts, tenant: &str) -> Response {
     if let Err(r) = tenant_ok(tenant) {
         return r;
     }
+    let to =
+        match deploy::parse_rollback_to(edgeauth_core::routes::query_param(parts, "to").as_deref())
+        {
+            Ok(to) => to,
+            Err(r) => return refused(r),
+        };
     let (kv, current) = match open_record(tenant) {
         Ok(opened) => opened,
         Err(r) => return r,
     };
     // Refused before taking a number when there is nothing to return to.
-    if let Err(r) = deploy::rollback(
-        tenant,
-        current.as_ref(),
-        Stamp {
-            id: 0,
-            at: 0,
-            by: String::new(),
-        },
-    ) {
-        return refused(r);
+    let probe = Stamp {
+        id: 0,
+        at: 0,
+        by: String::new(),
+    };
+    match deploy::rollback(tenant, current.as_ref(), to, probe) {
+        Err(r) => return refused(r),
+        Ok(None) => {
+            if let Some(r) = current {
+                return reply(
+                    StatusCode::OK,
+                    json!({"tenant": tenant, "changed": false, "deployment": r.active, "previous": r.previous}),
+                );
+            }
+        }
+        Ok(Some(_)) => {}
     }
     let id = match versions::next_deployment_id(&kv, tenant) {
         Ok(id) => id,
@@ -304,30 +358,37 @@ pub fn rollback(parts: &Parts, tenant: &str) -> Response {
         at: now(),
         by: actor(parts),
     };
-    let next = match deploy::rollback(tenant, current.as_ref(), stamp) {
-        Ok(n) => n,
-        Err(r) => return refused(r),
-    };
-    // The versions it restores must still exist (gc keeps them; a store
-    // edited by hand might not).
-    for (rule, version) in &next.active.versions {
-        if !versions::exists(&kv, tenant, rule, version) {
-            return problem(
-                StatusCode::CONFLICT,
-                format!("version `{version}` of rule `{rule}` is gone; deploy a version instead"),
-            );
+    let updated = update(&kv, tenant, |current| {
+        let next = deploy::rollback(tenant, current, to, stamp.clone())?;
+        // The versions it restores must still exist (gc keeps them; a store
+        // edited by hand might not).
+        for (rule, version) in next.iter().flat_map(|n| &n.active.versions) {
+            if !versions::exists(&kv, tenant, rule, version) {
+                return Err(UpdateError::Refused(Refused {
+                    status: 409,
+                    message: format!(
+                        "version `{version}` of rule `{rule}` is gone; deploy a version instead"
+                    ),
+                }));
+            }
         }
+        Ok(next)
+    });
+    let (changed, next) = match updated {
+        Ok((changed, Some(next))) => (changed, next),
+        Ok((_, None)) => return problem(StatusCode::INTERNAL_SERVER_ERROR, "no record"),
+        Err(r) => return r,
+    };
+    if changed {
+        audit(json!({
+            "event": "rules-rolled-back", "tenant": tenant, "deployment": next.active.id,
+            "rollback_of": next.active.rollback_of, "restores": next.active.restores,
+            "versions": next.active.versions, "by": next.active.by,
+        }));
     }
-    if let Err(e) = versions::write_record(&kv, tenant, &next) {
-        return unavailable(e);
-    }
-    audit(json!({
-        "event": "rules-rolled-back", "tenant": tenant, "deployment": next.active.id,
-        "rollback_of": next.active.rollback_of, "versions": next.active.versions, "by": next.active.by,
-    }));
     reply(
         StatusCode::OK,
-        json!({"tenant": tenant, "deployment": next.active, "previous": next.previous}),
+        json!({"tenant": tenant, "changed": changed, "deployment": next.active, "previous": next.previous}),
     )
 }
 

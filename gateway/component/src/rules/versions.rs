@@ -3,10 +3,10 @@
 //! decided in `edgeauth_rules::deploy` and `edgeauth_rules::run_log`.
 
 use edgeauth_core::kv_schema;
-use edgeauth_rules::deploy::{self, Record, VersionMeta};
+use edgeauth_rules::deploy::{self, Record, Refused, VersionMeta};
 use edgeauth_rules::run_log::{self, Entry};
 
-use crate::kv::{Kv, Unavailable};
+use crate::kv::{CasOpen, Kv, Unavailable};
 
 /// Why the deployment record cannot be used.
 #[derive(Debug)]
@@ -21,17 +21,127 @@ pub enum RecordError {
 pub fn record(kv: &Kv, tenant: &str) -> Result<Option<Record>, RecordError> {
     match kv.get_raw(&kv_schema::rule_deployment(tenant)) {
         Err(Unavailable) => Err(RecordError::Unavailable),
-        Ok(None) => Ok(None),
-        Ok(Some(bytes)) => Record::decode(&bytes)
-            .map(Some)
-            .map_err(RecordError::Unreadable),
+        Ok(bytes) => deploy::decode_stored(bytes.as_deref()).map_err(RecordError::Unreadable),
     }
 }
 
-/// The switch: one write of the whole record, after every version it names
-/// was stored.
-pub fn write_record(kv: &Kv, tenant: &str, record: &Record) -> Result<(), Unavailable> {
-    kv.put_permanent(&kv_schema::rule_deployment(tenant), &record.encode())
+/// Why [`update_record`] wrote nothing.
+#[derive(Debug)]
+pub enum UpdateError {
+    /// The decision refused (or every attempt met another write:
+    /// `deploy::conflict`).
+    Refused(Refused),
+    Record(RecordError),
+}
+
+impl From<Unavailable> for UpdateError {
+    fn from(_: Unavailable) -> Self {
+        UpdateError::Record(RecordError::Unavailable)
+    }
+}
+
+impl From<Refused> for UpdateError {
+    fn from(r: Refused) -> Self {
+        UpdateError::Refused(r)
+    }
+}
+
+/// What [`update_record`] did: `Ok(Some(record))` wrote that record (the
+/// switch: one write of the whole record, after every version it names
+/// was stored); `Ok(None)`: `decide` changed nothing.
+pub type Updated = Result<Option<Record>, UpdateError>;
+
+/// Read-decide-write of the tenant's record as a compare-and-swap: reads it
+/// (`atomics::cas`), lets `decide` compute the next one from it (`Ok(None)`:
+/// nothing to change), swaps, and on a conflict reads and decides again,
+/// at most `deploy::CAS_ATTEMPTS` times. So two deploys racing (on one
+/// instance or several sharing the store) each land over the other's
+/// record instead of overwriting it.
+///
+/// What Spin 4.1's stores do, and how this copes:
+/// - SQLite (the default): `Cas::new` reads nothing, `current` does, and a
+///   swap from a missing key is an unconditional upsert: so the record is
+///   never swapped from missing. The first deploy to increment
+///   `rule-deployment-init:<tenant>` stores the `null` record
+///   (`deploy::NO_DEPLOYMENT`); the others wait for it and swap from it.
+/// - Redis: WATCH at `current`, MULTI/SET/EXEC at swap, which Redis runs
+///   only if the key did not change; but Spin then sends `UNWATCH <key>`,
+///   which Redis refuses (UNWATCH takes no argument), and reports that as
+///   `cas-failed` after every swap, one that wrote included; and it reads
+///   an aborted EXEC as success. So its answer means nothing: after every
+///   swap the record is read back (`deploy::landed`: is this deployment
+///   there, active or kept by a later write?), and a try that did not land
+///   is retried.
+/// - A store without atomics (`CasOpen::Unsupported`): read, decide, write,
+///   as before compare-and-swap, with a warning: concurrent deploys of one
+///   tenant may then lose one another's change.
+pub fn update_record(
+    kv: &Kv,
+    tenant: &str,
+    mut decide: impl FnMut(Option<&Record>) -> Updated,
+) -> Updated {
+    let key = kv_schema::rule_deployment(tenant);
+    for attempt in 0..deploy::CAS_ATTEMPTS {
+        if attempt > 0 {
+            backoff(attempt);
+        }
+        let cas = match kv.cas(&key) {
+            Ok(cas) => cas,
+            Err(CasOpen::Unavailable) => return Err(Unavailable.into()),
+            Err(CasOpen::Unsupported(e)) => return update_unchecked(kv, tenant, &e, decide),
+        };
+        if cas.current.is_none() {
+            if kv.increment(&kv_schema::rule_deployment_init(tenant), 1)? == 1 {
+                kv.put_permanent(&key, deploy::NO_DEPLOYMENT)?;
+            }
+            continue;
+        }
+        let current = deploy::decode_stored(cas.current.as_deref())
+            .map_err(|e| UpdateError::Record(RecordError::Unreadable(e)))?;
+        let Some(next) = decide(current.as_ref())? else {
+            return Ok(None);
+        };
+        // Whatever the store answers, the record read back decides (Spin's
+        // Redis store answers wrong both ways, see above).
+        let reported = kv.swap(cas, &next.encode())?;
+        let stored = record(kv, tenant).map_err(UpdateError::Record)?;
+        if deploy::landed(stored.as_ref(), next.active.id) {
+            return Ok(Some(next));
+        }
+        if reported {
+            eprintln!(
+                "edgeauth: the store reported the swap of {key} done but holds another record; retrying"
+            );
+        }
+    }
+    Err(deploy::conflict().into())
+}
+
+/// A few milliseconds, more with each attempt, spread by a random part so
+/// racing deploys do not retry in step.
+fn backoff(attempt: usize) {
+    let mut r = [0u8; 1];
+    crate::io::rng(&mut r);
+    let ms = attempt as u64 * 2 + u64::from(r[0] % 8);
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+}
+
+/// Read, decide, write: for a store without compare-and-swap.
+fn update_unchecked(
+    kv: &Kv,
+    tenant: &str,
+    why: &str,
+    mut decide: impl FnMut(Option<&Record>) -> Updated,
+) -> Updated {
+    eprintln!(
+        "edgeauth: warning: the key-value store has no compare-and-swap ({why}); the deployment record of tenant `{tenant}` is written without it, so concurrent deploys of the tenant may lose one another's change"
+    );
+    let current = record(kv, tenant).map_err(UpdateError::Record)?;
+    let next = decide(current.as_ref())?;
+    if let Some(next) = &next {
+        kv.put_permanent(&kv_schema::rule_deployment(tenant), &next.encode())?;
+    }
+    Ok(next)
 }
 
 /// The next deployment number of `tenant` (atomic across instances).
