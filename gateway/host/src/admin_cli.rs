@@ -101,6 +101,45 @@ impl Args {
     }
 }
 
+/// The request of one admin API call: the bearer token, the body with its
+/// content type, and who acts (`x-edgeauth-actor`, named in the gateway's
+/// audit lines). Every admin command builds its calls here.
+pub fn request(
+    token: &str,
+    method: &str,
+    url: &str,
+    body: Option<(Vec<u8>, &str)>,
+    actor: Option<&str>,
+    timeout: Duration,
+) -> HttpRequest {
+    let mut headers = vec![("authorization".to_owned(), format!("Bearer {token}"))];
+    let body = body.map(|(bytes, content_type)| {
+        headers.push(("content-type".into(), content_type.into()));
+        bytes
+    });
+    if let Some(actor) = actor {
+        headers.push(("x-edgeauth-actor".into(), actor.into()));
+    }
+    HttpRequest {
+        method: method.into(),
+        url: url.to_owned(),
+        headers,
+        body,
+        timeout_ms: timeout.as_millis() as u32,
+    }
+}
+
+/// What an admin API refusal says: its `message`, and the `field` it is
+/// about when it names one; `None` when the body is not the API's JSON.
+pub fn refusal(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let message = v["message"].as_str()?;
+    Some(match v["field"].as_str() {
+        Some(f) => format!("{message} [field {f}]"),
+        None => message.to_owned(),
+    })
+}
+
 /// One admin API call to `<gateway><prefix><path>` with the token from
 /// EDGEAUTH_ADMIN_TOKEN; the response for 2xx, else the API's error.
 pub fn call(
@@ -113,17 +152,8 @@ pub fn call(
     let token = std::env::var("EDGEAUTH_ADMIN_TOKEN")
         .context("set EDGEAUTH_ADMIN_TOKEN to the gateway's admin_token (for `edgeauth profiles`: or one of the tenant's own tokens)")?;
     let url = format!("{gateway}{prefix}{path}");
-    let mut headers = vec![("authorization".to_owned(), format!("Bearer {token}"))];
-    if body.is_some() {
-        headers.push(("content-type".into(), "application/json".into()));
-    }
-    let req = HttpRequest {
-        method: method.into(),
-        url: url.clone(),
-        headers,
-        body,
-        timeout_ms: TIMEOUT.as_millis() as u32,
-    };
+    let body = body.map(|b| (b, "application/json"));
+    let req = request(&token, method, &url, body, None, TIMEOUT);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -131,16 +161,9 @@ pub fn call(
         .block_on(client::send(&req, TIMEOUT))
         .map_err(|e| anyhow!("{method} {url}: {e}"))?;
     if !(200..300).contains(&resp.status) {
-        let body: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
-        let message = body["message"]
-            .as_str()
-            .map(str::to_owned)
+        let message = refusal(&resp.body)
             .unwrap_or_else(|| String::from_utf8_lossy(&resp.body).trim().to_owned());
-        let field = body["field"]
-            .as_str()
-            .map(|f| format!(" [field {f}]"))
-            .unwrap_or_default();
-        bail!("{method} {url}: HTTP {}: {message}{field}", resp.status);
+        bail!("{method} {url}: HTTP {}: {message}", resp.status);
     }
     Ok(resp)
 }

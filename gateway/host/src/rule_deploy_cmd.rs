@@ -12,10 +12,10 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, anyhow, bail};
 use edgeauth_rules::artifact;
 use edgeauth_rules::config::DEFAULT_TENANT;
-use edgeauth_rules::event::HttpRequest;
+
 use serde_json::Value;
 
-use crate::admin_cli::Args;
+use crate::admin_cli::{self, Args};
 use crate::client;
 
 pub const USAGE: &str = "\
@@ -230,17 +230,15 @@ fn call(method: &str, url: &str, body: Option<Vec<u8>>) -> Result<Value> {
     } else {
         "application/json"
     };
-    let req = HttpRequest {
-        method: method.into(),
-        url: url.to_owned(),
-        headers: vec![
-            ("authorization".into(), format!("Bearer {token}")),
-            ("content-type".into(), content_type.into()),
-            ("x-edgeauth-actor".into(), actor()),
-        ],
+    let body = body.map(|b| (b, content_type));
+    let req = admin_cli::request(
+        &token,
+        method,
+        url,
         body,
-        timeout_ms: 30_000,
-    };
+        Some(&actor()),
+        Duration::from_secs(30),
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -248,17 +246,14 @@ fn call(method: &str, url: &str, body: Option<Vec<u8>>) -> Result<Value> {
         .block_on(client::send(&req, Duration::from_secs(30)))
         .map_err(|e| anyhow!("{method} {url}: {e}"))?;
     let text = String::from_utf8_lossy(&resp.body);
-    let json = serde_json::from_str::<Value>(&text).ok();
     if !(200..300).contains(&resp.status) {
-        match json
-            .as_ref()
-            .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
-        {
+        match admin_cli::refusal(&resp.body) {
             Some(m) => bail!("refused (HTTP {}): {m}", resp.status),
             None => bail!("{method} {url}: HTTP {}: {}", resp.status, text.trim()),
         }
     }
-    json.ok_or_else(|| anyhow!("{method} {url}: the answer is not JSON: {}", text.trim()))
+    serde_json::from_str::<Value>(&text)
+        .map_err(|_| anyhow!("{method} {url}: the answer is not JSON: {}", text.trim()))
 }
 
 /// Uploads an artifact as a version (and deploys it unless told not to).

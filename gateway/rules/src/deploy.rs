@@ -542,6 +542,20 @@ mod tests {
             .collect()
     }
 
+    /// The record a deploy that must change something produces.
+    fn deployed(
+        tenant: &str,
+        current: Option<&Record>,
+        chain: &TenantRules,
+        pairs: &[(&str, &str)],
+        known: &BTreeMap<String, Vec<String>>,
+        id: u64,
+    ) -> Record {
+        deploy(tenant, current, chain, &req(pairs), known, stamp(id))
+            .unwrap()
+            .expect("the deploy changes the record")
+    }
+
     fn req(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
@@ -578,28 +592,10 @@ mod tests {
     fn a_deploy_switches_the_named_rules_and_keeps_the_others() {
         let chain = tenant_rules(&["a", "b"], &[]);
         let k = known(&[("a", &[V1, V2]), ("b", &[V1, V3])]);
-        let first = deploy(
-            "acme",
-            None,
-            &chain,
-            &req(&[("a", V1), ("b", V1)]),
-            &k,
-            stamp(1),
-        )
-        .unwrap()
-        .unwrap();
+        let first = deployed("acme", None, &chain, &[("a", V1), ("b", V1)], &k, 1);
         assert_eq!(first.active.id, 1);
         assert!(first.previous.is_empty());
-        let second = deploy(
-            "acme",
-            Some(&first),
-            &chain,
-            &req(&[("a", V2)]),
-            &k,
-            stamp(2),
-        )
-        .unwrap()
-        .unwrap();
+        let second = deployed("acme", Some(&first), &chain, &[("a", V2)], &k, 2);
         assert_eq!(second.active.versions["a"], V2);
         assert_eq!(second.active.versions["b"], V1, "b keeps its version");
         assert_eq!(second.previous, vec![first.active.clone()]);
@@ -689,16 +685,7 @@ mod tests {
     fn rules_that_left_the_chain_leave_the_next_deployment() {
         let k = known(&[("a", &[V1]), ("b", &[V1])]);
         let both = tenant_rules(&["a", "b"], &[]);
-        let r = deploy(
-            "t",
-            None,
-            &both,
-            &req(&[("a", V1), ("b", V1)]),
-            &k,
-            stamp(1),
-        )
-        .unwrap()
-        .unwrap();
+        let r = deployed("t", None, &both, &[("a", V1), ("b", V1)], &k, 1);
         let only_a = tenant_rules(&["a"], &[]);
         let k2 = known(&[("a", &[V1, V2])]);
         let r = deploy("t", Some(&r), &only_a, &req(&[("a", V2)]), &k2, stamp(2))
@@ -712,31 +699,13 @@ mod tests {
         let chain = tenant_rules(&["a", "b"], &[]);
         let k = known(&[("a", &[V1, V2]), ("b", &[V1, V2])]);
         assert_eq!(rollback("t", None, None, stamp(1)).unwrap_err().status, 409);
-        let one = deploy(
-            "t",
-            None,
-            &chain,
-            &req(&[("a", V1), ("b", V1)]),
-            &k,
-            stamp(1),
-        )
-        .unwrap()
-        .unwrap();
+        let one = deployed("t", None, &chain, &[("a", V1), ("b", V1)], &k, 1);
         let e = rollback("t", Some(&one), None, stamp(2)).unwrap_err();
         assert_eq!(
             e.message,
             "tenant `t` has no previous deployment: deployment 1 is its first"
         );
-        let two = deploy(
-            "t",
-            Some(&one),
-            &chain,
-            &req(&[("a", V2), ("b", V2)]),
-            &k,
-            stamp(2),
-        )
-        .unwrap()
-        .unwrap();
+        let two = deployed("t", Some(&one), &chain, &[("a", V2), ("b", V2)], &k, 2);
         let back = rollback("t", Some(&two), None, stamp(3)).unwrap().unwrap();
         assert_eq!(back.active.versions, one.active.versions);
         assert_eq!((back.active.id, back.active.rollback_of), (3, Some(2)));
@@ -758,16 +727,7 @@ mod tests {
     fn history(n: u64) -> Record {
         let chain = tenant_rules(&["a", "b"], &[]);
         let k = known(&[("a", &[V1, V2, V3]), ("b", &[V1])]);
-        let mut r = deploy(
-            "t",
-            None,
-            &chain,
-            &req(&[("a", V1), ("b", V1)]),
-            &k,
-            stamp(1),
-        )
-        .unwrap()
-        .unwrap();
+        let mut r = deployed("t", None, &chain, &[("a", V1), ("b", V1)], &k, 1);
         for id in 2..=n {
             let v = [V1, V2, V3][(id % 3) as usize];
             r = deploy("t", Some(&r), &chain, &req(&[("a", v)]), &k, stamp(id))
@@ -838,16 +798,7 @@ mod tests {
         // conflicts, re-reads and recomputes over the first one's record.
         let chain = tenant_rules(&["a", "b"], &[]);
         let k = known(&[("a", &[V1, V2]), ("b", &[V1, V2])]);
-        let base = deploy(
-            "t",
-            None,
-            &chain,
-            &req(&[("a", V1), ("b", V1)]),
-            &k,
-            stamp(1),
-        )
-        .unwrap()
-        .unwrap();
+        let base = deployed("t", None, &chain, &[("a", V1), ("b", V1)], &k, 1);
         let first = deploy("t", Some(&base), &chain, &req(&[("a", V2)]), &k, stamp(2))
             .unwrap()
             .unwrap();
@@ -886,16 +837,7 @@ mod tests {
     fn gc_deletes_only_versions_no_kept_deployment_names() {
         let chain = tenant_rules(&["a", "b"], &[]);
         let k = known(&[("a", &[V1, V2, V3]), ("b", &[V1, V2])]);
-        let one = deploy(
-            "t",
-            None,
-            &chain,
-            &req(&[("a", V1), ("b", V1)]),
-            &k,
-            stamp(1),
-        )
-        .unwrap()
-        .unwrap();
+        let one = deployed("t", None, &chain, &[("a", V1), ("b", V1)], &k, 1);
         let two = deploy("t", Some(&one), &chain, &req(&[("a", V2)]), &k, stamp(2))
             .unwrap()
             .unwrap();

@@ -29,7 +29,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use edgeauth_core::encoding::b64url;
 use edgeauth_rules::artifact::{self, TrustedKeys};
 use edgeauth_rules::config::{self, RuleConfig};
-use edgeauth_rules::event::HttpRequest;
+
 use serde_json::{Value, json};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
@@ -380,34 +380,26 @@ async fn call(
     content_type: &str,
     body: Vec<u8>,
 ) -> Result<Value> {
-    let req = HttpRequest {
-        method: method.into(),
-        url: url.to_owned(),
-        headers: vec![
-            ("authorization".into(), format!("Bearer {token}")),
-            ("content-type".into(), content_type.into()),
-            ("x-edgeauth-actor".into(), "rule-test".into()),
-        ],
-        body: Some(body),
-        timeout_ms: CALL_TIMEOUT.as_millis() as u32,
-    };
+    let req = crate::admin_cli::request(
+        token,
+        method,
+        url,
+        Some((body, content_type)),
+        Some("rule-test"),
+        CALL_TIMEOUT,
+    );
     let resp = client::send(&req, CALL_TIMEOUT)
         .await
         .map_err(|e| anyhow!("{method} {url}: {e}"))?;
     let text = String::from_utf8_lossy(&resp.body);
-    let json = serde_json::from_str::<Value>(&text).ok();
     if !(200..300).contains(&resp.status) {
-        return Err(
-            match json
-                .as_ref()
-                .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
-            {
-                Some(m) => anyhow::Error::new(Refused(format!("HTTP {}: {m}", resp.status))),
-                None => anyhow!("{method} {url}: HTTP {}: {}", resp.status, text.trim()),
-            },
-        );
+        return Err(match crate::admin_cli::refusal(&resp.body) {
+            Some(m) => anyhow::Error::new(Refused(format!("HTTP {}: {m}", resp.status))),
+            None => anyhow!("{method} {url}: HTTP {}: {}", resp.status, text.trim()),
+        });
     }
-    json.ok_or_else(|| anyhow!("{method} {url}: the answer is not JSON: {}", text.trim()))
+    serde_json::from_str::<Value>(&text)
+        .map_err(|_| anyhow!("{method} {url}: the answer is not JSON: {}", text.trim()))
 }
 
 /// The dry run's answer for the rule, as `rule test` reports a native run.
