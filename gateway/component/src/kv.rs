@@ -29,6 +29,7 @@ pub struct Unavailable;
 
 /// One compare-and-swap under way: the value read, and the handle that
 /// swaps it only if the store still holds that value.
+#[cfg_attr(not(feature = "rules"), allow(dead_code))] // only rule deploys swap so far
 pub struct Cas {
     handle: atomics::Cas,
     pub current: Option<Vec<u8>>,
@@ -36,6 +37,7 @@ pub struct Cas {
 
 /// Why a compare-and-swap could not start.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "rules"), allow(dead_code))]
 pub enum CasOpen {
     /// The store refuses `atomics::cas` while it serves plain reads: a
     /// backend without it (the caller falls back to read-then-write).
@@ -125,6 +127,7 @@ impl Kv {
 
     /// Starts a compare-and-swap of `key`: `Cas::new`, then `current` (Spin's
     /// SQLite store reads the value to compare only there).
+    #[cfg_attr(not(feature = "rules"), allow(dead_code))]
     pub(crate) fn cas(&self, key: &str) -> Result<Cas, CasOpen> {
         let bucket = self.bucket().map_err(|_| CasOpen::Unavailable)?;
         let opened = atomics::Cas::new(bucket, key).and_then(|handle| {
@@ -144,6 +147,7 @@ impl Kv {
     /// Stores `value` if the key still holds what `cas` read; `Ok(false)`:
     /// it changed meanwhile (the store says so; see `update_record` for a
     /// store that does not).
+    #[cfg_attr(not(feature = "rules"), allow(dead_code))]
     pub(crate) fn swap(&self, cas: Cas, value: &[u8]) -> Result<bool, Unavailable> {
         match atomics::swap(cas.handle, value) {
             Ok(()) => Ok(true),
