@@ -34,6 +34,9 @@ use crate::config::{Source, TenantRules};
 /// Previous deployments kept in the record: what rollback can return to,
 /// and what garbage collection keeps.
 pub const HISTORY: usize = 3;
+/// How many recent deployment ids a record keeps for [`landed`] (a few
+/// hundred bytes more for the sign-in that reads the record).
+pub const LANDED: usize = 64;
 /// Versions listed or kept per rule at most (listing reads one key each).
 pub const MAX_VERSIONS: usize = 200;
 
@@ -93,6 +96,12 @@ pub struct Record {
     /// Most recent first, at most [`HISTORY`].
     #[serde(default)]
     pub previous: Vec<Deployment>,
+    /// The ids of the most recent writes, newest first, at most [`LANDED`]:
+    /// what [`landed`] reads back after a swap. The history alone is too
+    /// short: under Spin's SQLite store, 10 concurrent deploys pushed a
+    /// landed write out of it before its read-back, and it retried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub landed: Vec<u64>,
 }
 
 impl Record {
@@ -290,14 +299,22 @@ pub fn deploy(
 /// `next` becomes active, the active one the most recent previous.
 fn push(current: Option<&Record>, next: Deployment) -> Record {
     let mut previous = Vec::new();
+    let mut landed = vec![next.id];
     if let Some(r) = current {
         previous.push(r.active.clone());
         previous.extend(r.previous.iter().cloned());
+        landed.extend(&r.landed);
+        if r.landed.is_empty() {
+            // A record written before `landed` existed: its history says.
+            landed.extend(previous.iter().map(|d| d.id));
+        }
     }
     previous.truncate(HISTORY);
+    landed.truncate(LANDED);
     Record {
         active: next,
         previous,
+        landed,
     }
 }
 
@@ -410,18 +427,18 @@ pub fn decode_stored(bytes: Option<&[u8]>) -> Result<Option<Record>, String> {
 }
 
 /// Whether the write of deployment `id` is in `stored` (read back after
-/// every swap): active, or kept as previous because a later write read it.
+/// every swap): active, or among the [`LANDED`] ids a later write kept.
 /// Spin 4.1's Redis store answers every swap with `cas-failed`, including
 /// the ones that wrote, and one whose transaction Redis aborted as done, so
-/// the component trusts this instead of the answer. (A write
-/// pushed out of the history by [`HISTORY`] later writes before the read
-/// also reads as not landed: the retry then finds its versions active and
-/// changes nothing.)
+/// the component trusts this instead of the answer. (A write followed by
+/// more than [`LANDED`] others before its read-back would read as not
+/// landed: the retry then finds its versions active and changes nothing.)
 pub fn landed(stored: Option<&Record>, id: u64) -> bool {
     stored.is_some_and(|r| {
-        std::iter::once(&r.active)
-            .chain(&r.previous)
-            .any(|d| d.id == id)
+        r.landed.contains(&id)
+            || std::iter::once(&r.active)
+                .chain(&r.previous)
+                .any(|d| d.id == id)
     })
 }
 
@@ -815,6 +832,25 @@ mod tests {
         assert!(landed(Some(&second), 3) && landed(Some(&second), 2));
         assert!(!landed(Some(&first), 3), "the write the store lost");
         assert!(!landed(None, 1));
+        // Ten writes later, deployment 2 is long out of the history (3
+        // kept) and still reads as landed; a record from before `landed`
+        // existed answers from its history.
+        let later = history(12);
+        assert_eq!(later.previous.len(), HISTORY);
+        assert!((1..=12).all(|id| landed(Some(&later), id)));
+        assert!(!landed(Some(&later), 13));
+        assert_eq!(Record::decode(&later.encode()).unwrap(), later);
+        let old: Record = serde_json::from_str(
+            &String::from_utf8(second.encode())
+                .unwrap()
+                .replace(r#","landed":[3,2,1]"#, ""),
+        )
+        .unwrap();
+        assert!(old.landed.is_empty() && landed(Some(&old), 2));
+        let next = deploy("t", Some(&old), &chain, &req(&[("a", V1)]), &k, stamp(4))
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.landed, [4, 3, 2, 1]);
         assert_eq!(conflict().status, 409);
         assert!(
             conflict()
