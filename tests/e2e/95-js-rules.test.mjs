@@ -24,7 +24,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { CookieJar, request, setCookie, isClearing } from '../lib/http.mjs';
 import { ROOT, freePort, waitFor } from '../lib/procs.mjs';
-import { HOST_BIN, startStack, stopStack } from '../lib/stack.mjs';
+import { edgeauthCli, startStack, stopStack } from '../lib/stack.mjs';
 import { SESSION, show, login, loginOk } from '../lib/gateway-flow.mjs';
 import { jsRules } from '../lib/js-rules.mjs';
 import { drift } from '../../plugins/sdk-js/gen-types.mjs';
@@ -34,16 +34,7 @@ const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
 const rustWasm = (crate) => path.join(TARGET, 'wasm32-unknown-unknown', 'release', `rule_${crate}.wasm`);
 const ADMIN_TOKEN = crypto.randomBytes(18).toString('base64url');
 const run = promisify(execFile);
-const cli = async (args, env = {}) => (await run(HOST_BIN, args, { env: { ...process.env, ...env }, encoding: 'utf8' })).stdout;
-
-async function cliFails(args) {
-  try {
-    await cli(args);
-  } catch (e) {
-    return `${e.stdout}${e.stderr}`;
-  }
-  throw new Error(`expected failure: edgeauth ${args.join(' ')}`);
-}
+const { cli, cliFails } = edgeauthCli();
 
 // The examples: table, the Rust crate, the chain names of both versions.
 const EXAMPLES = {

@@ -18,15 +18,13 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CookieJar, request } from '../lib/http.mjs';
 import { ROOT, waitFor } from '../lib/procs.mjs';
-import { HOST_BIN, startGateway, startStack, stopStack } from '../lib/stack.mjs';
+import { edgeauthCli, startGateway, startStack, stopStack } from '../lib/stack.mjs';
 import { login, loginOk, verifyAssertion, originSaw, show } from '../lib/gateway-flow.mjs';
 import { readKv } from '../lib/kv.mjs';
 import { redisMissing, startRedis } from '../lib/redis.mjs';
@@ -36,26 +34,12 @@ const wasm = (crate) => path.join(TARGET, 'wasm32-unknown-unknown', 'release', `
 const ADMIN_TOKEN = crypto.randomBytes(18).toString('base64url');
 const CLAIM_A = 'https://t.example/a';
 const CLAIM_B = 'https://t.example/b';
-const run = promisify(execFile);
 
 let stack; let gw; let tmp; let key;
 const v = {}; // 'a1' -> version id
 const files = {}; // 'a1' -> artifact path
 
-async function cli(args, env = {}) {
-  return (await run(HOST_BIN, args, {
-    env: { ...process.env, EDGEAUTH_ADMIN_TOKEN: ADMIN_TOKEN, EDGEAUTH_ACTOR: 'ci-deployer', ...env }, encoding: 'utf8',
-  })).stdout;
-}
-
-async function cliFails(args) {
-  try {
-    await cli(args);
-  } catch (e) {
-    return `${e.stdout}${e.stderr}`;
-  }
-  throw new Error(`expected failure: edgeauth ${args.join(' ')}`);
-}
+const { cli, cliFails } = edgeauthCli({ EDGEAUTH_ADMIN_TOKEN: ADMIN_TOKEN, EDGEAUTH_ACTOR: 'ci-deployer' });
 
 const at = () => ['--gateway', gw.url];
 const jsonOf = (out) => JSON.parse(out.slice(out.indexOf('{')));

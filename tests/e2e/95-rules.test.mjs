@@ -11,15 +11,13 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CookieJar, request, setCookie, isClearing } from '../lib/http.mjs';
 import { ROOT, waitFor } from '../lib/procs.mjs';
-import { HOST_BIN, startStack, stopStack } from '../lib/stack.mjs';
+import { edgeauthCli, startStack, stopStack } from '../lib/stack.mjs';
 import { SESSION, show, login, loginOk, verifyAssertion, originSaw } from '../lib/gateway-flow.mjs';
 import { walkIdp } from '../lib/idp-flow.mjs';
 import { readKv, writeKv } from '../lib/kv.mjs';
@@ -34,23 +32,7 @@ let tmp;
 let key; // { secret, public }
 const art = {}; // rule name -> artifact path
 
-// Asynchronous on purpose: a synchronous child process would stop this
-// process from draining the gateways' log pipes, and a gateway blocked on a
-// full pipe never answers.
-const run = promisify(execFile);
-
-async function cli(args, env = {}) {
-  return (await run(HOST_BIN, args, { env: { ...process.env, ...env }, encoding: 'utf8' })).stdout;
-}
-
-async function cliFails(args, env = {}) {
-  try {
-    await cli(args, env);
-  } catch (e) {
-    return `${e.stdout}${e.stderr}`;
-  }
-  throw new Error(`expected failure: edgeauth ${args.join(' ')}`);
-}
+const { cli, cliFails } = edgeauthCli();
 
 async function build(crate, name) {
   const out = path.join(tmp, `${name}.rule`);

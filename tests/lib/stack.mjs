@@ -1,15 +1,40 @@
 // Start the dev IdP, the example origin and the edgeauth host on free loopback
 // ports (gateway and origin on 127.0.0.1, IdP on 127.0.0.2).
 
+import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { ROOT, freePort, onExitSync, startProcess } from './procs.mjs';
 import { RUNTIME, SPIN_BIN, findSpin } from './runtime.mjs';
 
 const TARGET = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || 'target');
 export const HOST_BIN = process.env.EDGEAUTH_HOST_BIN || path.join(TARGET, 'debug', 'edgeauth');
+
+/**
+ * The `edgeauth` tool for a test file: `cli(args, env)` resolves to its
+ * stdout; `cliFails(args, env)` to its stdout and stderr, and throws if it
+ * succeeded. `baseEnv` is added to every call's environment. Asynchronous on
+ * purpose: a synchronous child process would stop this process from draining
+ * the gateways' log pipes, and a gateway blocked on a full pipe never answers.
+ */
+export function edgeauthCli(baseEnv = {}) {
+  const run = promisify(execFile);
+  const cli = async (args, env = {}) =>
+    (await run(HOST_BIN, args, { env: { ...process.env, ...baseEnv, ...env }, encoding: 'utf8' })).stdout;
+  const cliFails = async (args, env = {}) => {
+    try {
+      await cli(args, env);
+    } catch (e) {
+      return `${e.stdout}${e.stderr}`;
+    }
+    throw new Error(`expected failure: edgeauth ${args.join(' ')}`);
+  };
+  return { cli, cliFails };
+}
+
 export const COMPONENT = process.env.EDGEAUTH_COMPONENT
   || path.join(TARGET, 'wasm32-wasip2', 'release', 'edgeauth_component.wasm');
 export const MANIFEST = process.env.EDGEAUTH_MANIFEST || path.join(ROOT, 'spin.toml');

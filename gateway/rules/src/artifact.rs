@@ -381,6 +381,11 @@ impl BindKeys {
         hmac_sha256::HMAC::mac(&ctx, key)
     }
 
+    /// The keyed BLAKE3 of `artifact` stored at `place`.
+    fn tag(key: &[u8; 32], place: &Place<'_>, artifact: &[u8]) -> blake3::Hash {
+        blake3::keyed_hash(&BindKeys::place_key(key, place, Format::Blake3), artifact)
+    }
+
     /// The first format's cipher for `place`.
     fn cipher_v1(key: &[u8; 32], place: &Place<'_>) -> XChaCha20Poly1305 {
         use chacha20poly1305::KeyInit as _;
@@ -395,13 +400,6 @@ enum Format {
     Poly1305,
     /// `EDGEAUTH-BOUND2`: keyed BLAKE3.
     Blake3,
-}
-
-impl BindKeys {
-    /// The keyed BLAKE3 of `artifact` stored at `place`.
-    fn tag(key: &[u8; 32], place: &Place<'_>, artifact: &[u8]) -> blake3::Hash {
-        blake3::keyed_hash(&BindKeys::place_key(key, place, Format::Blake3), artifact)
-    }
 }
 
 /// Where a bound artifact is stored, which its MAC covers.
