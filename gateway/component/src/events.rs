@@ -341,7 +341,7 @@ pub async fn reserved(settings: &Settings, parts: &Parts, now: u64) -> Option<Re
         .headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let token = spin_sdk::variables::get("admin_token").unwrap_or_default();
+    let token = crate::vars::get("admin_token").unwrap_or_default();
     let answer = |status: u16, body: serde_json::Value| {
         http::Response::builder()
             .status(status)

@@ -153,35 +153,22 @@ impl SessionKv {
         if checks.sessions.is_empty() {
             return Ok(kv);
         }
+        let cache_key = want_assertion
+            .then(|| assertion_cache::key(settings, &parts.headers))
+            .flatten();
+        let mut keys = checks.keys();
+        keys.extend(cache_key.iter().cloned());
         // Without the store a revoked session cannot be told apart: fail closed.
         let store = Kv::open()?;
-        for key in &checks.sessions {
-            match store.exists(key) {
-                Ok(false) => {}
-                Ok(true) => {
-                    revocation::drop_session_cookie(settings, &mut parts.headers);
-                    return Ok(kv);
-                }
-                Err(_) => return Err(pages::storage_unavailable()),
-            }
+        let found = store
+            .get_each(&keys)
+            .map_err(|_| pages::storage_unavailable())?;
+        if checks.revoked(|key| found.get(key).map(Vec::as_slice)) {
+            revocation::drop_session_cookie(settings, &mut parts.headers);
+            return Ok(kv);
         }
-        // Every session of an erased (or logged-out-everywhere) person.
-        for (key, epoch) in &checks.people {
-            let stored = store
-                .get_raw(key)
-                .map_err(|_| pages::storage_unavailable())?;
-            if revocation::person_revoked(stored.as_deref(), *epoch) {
-                revocation::drop_session_cookie(settings, &mut parts.headers);
-                return Ok(kv);
-            }
-        }
-        if want_assertion {
-            kv.cache_key = assertion_cache::key(settings, &parts.headers);
-            kv.cached_assertion = kv
-                .cache_key
-                .as_ref()
-                .and_then(|k| store.get_raw(k).ok().flatten());
-        }
+        kv.cached_assertion = cache_key.as_ref().and_then(|k| found.get(k).cloned());
+        kv.cache_key = cache_key;
         kv.store = Some(store);
         Ok(kv)
     }

@@ -9,6 +9,8 @@
 //! ([`Kv::cas`], [`Kv::swap`]); what Spin's stores do with it, and how
 //! `rules::versions::update_record` copes, is told there.
 
+use std::collections::HashMap;
+
 use edgeauth_core::Response;
 use edgeauth_core::kv_schema::{self, Cursor, SweepPass, Verdict};
 use edgeauth_core::pages;
@@ -70,6 +72,20 @@ impl Kv {
             })
             .as_ref()
             .ok_or(Unavailable)
+    }
+
+    /// The values stored under `keys` (absent keys are absent from the map).
+    /// One read per key: wasi:keyvalue's `batch.get-many` would be one host
+    /// call, but Spin 4.1's Redis store answers it with `KEYS`, an error
+    /// every time, so it would cost a failed round trip before the reads.
+    pub fn get_each(&self, keys: &[String]) -> Result<HashMap<String, Vec<u8>>, Unavailable> {
+        let mut found = HashMap::new();
+        for key in keys {
+            if let Some(value) = self.get_raw(key)? {
+                found.insert(key.clone(), value);
+            }
+        }
+        Ok(found)
     }
 
     /// The stored value as it is (for values that are not envelopes: rule artifacts).

@@ -14,6 +14,7 @@ mod profile_writes;
 mod proxy;
 mod rules;
 mod tenant_admin;
+mod vars;
 
 use edgeauth_core::Response;
 use edgeauth_core::access::{self, Access};
@@ -54,7 +55,7 @@ fn load_settings(parts: &Parts) -> Result<Served, Response> {
         debug_assert!(
             VARIABLES.iter().any(|(n, _)| *n == name) || tenants::VARIABLES.contains(&name)
         );
-        spin_sdk::variables::get(name).ok()
+        vars::get(name)
     };
     let read = |key: &str| {
         let kv = kv::Kv::open().map_err(|_| ())?;

@@ -50,7 +50,7 @@ mod disabled {
     /// Rule settings would be ignored by this build: refused like any other
     /// invalid setting, naming the missing feature.
     pub fn prepare(_: &Settings, doc: &DocRules, _: &mut Parts) -> Result<(), Response> {
-        let get = |name: &str| spin_sdk::variables::get(name).ok();
+        let get = crate::vars::get;
         edgeauth_core::settings::refuse_rule_settings(get, doc.chain.is_some()).map_err(|e| {
             eprintln!("edgeauth: refusing to serve: {e}");
             edgeauth_core::pages::misconfigured(&e.to_string())

@@ -26,7 +26,7 @@ use spin_sdk::http::IncomingRequest;
 use crate::kv::Kv;
 
 pub(crate) fn variable(name: &str) -> Option<String> {
-    spin_sdk::variables::get(name).ok()
+    crate::vars::get(name)
 }
 
 pub(crate) fn reply(status: StatusCode, body: Value) -> Response {

@@ -83,6 +83,25 @@ pub struct Checks {
     pub people: Vec<(String, u64)>,
 }
 
+impl Checks {
+    /// Every key the checks read, for one batch read of the store.
+    pub fn keys(&self) -> Vec<String> {
+        let people = self.people.iter().map(|(key, _)| key.clone());
+        self.sessions.iter().cloned().chain(people).collect()
+    }
+
+    /// Whether the store's answer (`stored`: the value under a key, `None`
+    /// if absent) ends the request's session: a session's own entry exists,
+    /// or its person was revoked after the session was issued.
+    pub fn revoked<'a>(&self, stored: impl Fn(&str) -> Option<&'a [u8]>) -> bool {
+        self.sessions.iter().any(|key| stored(key).is_some())
+            || self
+                .people
+                .iter()
+                .any(|(key, epoch)| person_revoked(stored(key), *epoch))
+    }
+}
+
 /// The [`Checks`] for the session cookies the request carries (at most a
 /// few; none without a session cookie, so anonymous requests cost nothing).
 /// Cookies that do not open as sessions need none: they are refused anyway.
@@ -179,6 +198,28 @@ mod tests {
     use super::*;
     use crate::session;
     use crate::testutil::{alice, cookie_header as with_cookie, counter_rng, settings_with};
+
+    #[test]
+    fn one_batch_answer_decides_every_check() {
+        let checks = Checks {
+            sessions: vec!["rs/a".into(), "rs/b".into()],
+            people: vec![("rp/p".into(), 2)],
+        };
+        assert_eq!(checks.keys(), ["rs/a", "rs/b", "rp/p"]);
+        let answer = |pairs: &'static [(&'static str, &'static [u8])]| {
+            move |k: &str| pairs.iter().find(|(key, _)| *key == k).map(|(_, v)| *v)
+        };
+        // Nothing stored, or the person's epoch not past the session's: live.
+        assert!(!checks.revoked(answer(&[])));
+        assert!(!checks.revoked(answer(&[("rp/p", b"2")])));
+        // Any one session's entry (whatever its value), a later epoch, or an
+        // unreadable person entry: revoked.
+        assert!(checks.revoked(answer(&[("rs/b", b"")])));
+        assert!(checks.revoked(answer(&[("rp/p", b"3")])));
+        assert!(checks.revoked(answer(&[("rp/p", b"junk")])));
+        // Keys nobody asked for change nothing.
+        assert!(!checks.revoked(answer(&[("rs/c", b"x")])));
+    }
 
     #[test]
     fn a_person_wide_revocation_ends_the_sessions_signed_in_before_it() {

@@ -1,5 +1,6 @@
-//! Host-side bindings for the Spin 2.0 interfaces in `wit/spin.wit` and
-//! wasi:keyvalue's store and atomics (`wit/deps/keyvalue`).
+//! Host-side bindings for the Spin 2.0 interfaces in `wit/spin.wit`,
+//! wasi:keyvalue's store and atomics (`wit/deps/keyvalue`) and
+//! wasi:config's store (`wit/deps/config`).
 
 wasmtime::component::bindgen!({
     path: "wit",

@@ -285,6 +285,39 @@ impl ComponentVariables {
     }
 }
 
+impl ComponentVariables {
+    /// Every variable the component may read, as wasi:config's `get-all`
+    /// gives them (sorted, so the answer does not depend on hashing).
+    pub fn all(&self) -> Vec<(String, String)> {
+        let mut all: Vec<_> = self
+            .values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        all.sort();
+        all
+    }
+}
+
+/// `wasi:config/store` for the guest: the same variables as
+/// `fermyon:spin/variables`, as Spin serves them. An undeclared or invalid
+/// name is simply absent (`none`), as in Spin.
+impl crate::bindings::wasi::config::store::Host for crate::server::State {
+    async fn get(
+        &mut self,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<String>, crate::bindings::wasi::config::store::Error>> {
+        Ok(Ok(self.component.variables.get(&key).ok()))
+    }
+
+    async fn get_all(
+        &mut self,
+    ) -> wasmtime::Result<Result<Vec<(String, String)>, crate::bindings::wasi::config::store::Error>>
+    {
+        Ok(Ok(self.component.variables.all()))
+    }
+}
+
 /// `fermyon:spin/variables@2.0.0` for the guest.
 impl crate::bindings::fermyon::spin::variables::Host for crate::server::State {
     async fn get(
@@ -456,6 +489,11 @@ mod tests {
             vars.get("Bad-Name"),
             Err(GetError::InvalidName(_))
         ));
+        // wasi:config's get-all: the same granted variables, no others.
+        assert_eq!(
+            vars.all(),
+            [("base".to_string(), "http://gw/x".to_string())]
+        );
 
         templates.insert("other".to_string(), "{{ not_declared }}".to_string());
         assert!(ComponentVariables::new("gateway", &templates, &app).is_err());

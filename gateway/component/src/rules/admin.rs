@@ -132,7 +132,7 @@ pub(super) fn names_ok(tenant: &str, rule: &str) -> Result<(), Response> {
 /// (`None`: no such tenant): the `tenants` variable's, then (with
 /// `tenant_store = "kv"`) the stored ones; without either, only `default`.
 pub(super) fn tenants_and_doc(tenant: &str) -> Result<(Vec<String>, Option<DocRules>), Response> {
-    let get = |n: &str| spin_sdk::variables::get(n).ok();
+    let get = crate::vars::get;
     let fixed = Tenants::parse(&get("tenants").unwrap_or_default())
         .map_err(|e| pages::misconfigured(&e.to_string()))?;
     let store = tenants::store_enabled(get).map_err(|e| pages::misconfigured(&e.to_string()))?;

@@ -35,7 +35,7 @@ use crate::io;
 use crate::kv::Kv;
 
 pub(super) fn variable(name: &str) -> String {
-    spin_sdk::variables::get(name).unwrap_or_default()
+    crate::vars::get(name).unwrap_or_default()
 }
 
 /// Everything the rules need from the configuration.
@@ -123,7 +123,7 @@ pub fn prepare(settings: &Settings, doc: &DocRules, parts: &mut Parts) -> Result
     }
     // And every stored tenant's (kept in one small KV value by the admin API,
     // so this does not read their documents).
-    if tenants::store_enabled(|n| spin_sdk::variables::get(n).ok()).unwrap_or(false) {
+    if tenants::store_enabled(crate::vars::get).unwrap_or(false) {
         let stored = Kv::open()?
             .get_raw(kv_schema::TENANT_RULE_HEADERS)
             .map_err(|_| pages::storage_unavailable())?;
