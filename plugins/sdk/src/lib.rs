@@ -49,7 +49,8 @@ pub use serde_json::json;
 /// The contract's types, shared with the gateway (`edgeauth-contract`).
 pub use edgeauth_contract::command::{Command, LogLevel as Level};
 pub use edgeauth_contract::event::{
-    Connection, ConnectionKind, Event as Login, LinkedIdentity, RequestInfo, Transaction, User,
+    Connection, ConnectionKind, Event as Login, Json, LinkedIdentity, RequestInfo, Transaction,
+    User,
 };
 
 /// The ordered commands a rule returns.
