@@ -528,8 +528,10 @@ mod tests {
 
     #[test]
     fn json_fields_serialize_as_plain_values_and_change_in_place() {
-        let mut e = Event::default();
-        e.config = Json::from_text(r#"{"domains": ["example.com"]}"#.into());
+        let mut e = Event {
+            config: Json::from_text(r#"{"domains": ["example.com"]}"#.into()),
+            ..Default::default()
+        };
         e.user.identities.push(LinkedIdentity {
             profile: Json::from_text(r#"{"sub": "s"}"#.into()),
             ..Default::default()
