@@ -146,7 +146,7 @@ pub trait RunRule {
 pub fn event_for_rule(event: &Event, rule: &RuleConfig, secrets: &Secrets) -> Event {
     let mut event = event.clone();
     event.rule_name = rule.name.clone();
-    event.config = rule.config.clone();
+    event.config = rule.config.clone().into();
     let granted = secrets.get(&event.tenant_id);
     event.secrets = rule
         .secrets
@@ -260,8 +260,8 @@ pub fn run_chain(
     let mut resumed = resumed;
     for (index, rule) in tenant.chain.iter().enumerate().skip(from) {
         let mut event = base.clone();
-        event.user.app_metadata = progress.app.clone();
-        event.user.user_metadata = progress.user.clone();
+        event.user.app_metadata = progress.app.clone().into();
+        event.user.user_metadata = progress.user.clone().into();
         event.transaction.resumed = resumed.take();
         let event = event_for_rule(&event, rule, secrets);
         let (result, timing) = runner.run(rule, &event);

@@ -95,7 +95,7 @@ fn identities(
     let mut all = vec![LinkedIdentity {
         connection: connection.to_owned(),
         user_id: subject.to_owned(),
-        profile: Value::Object(claims),
+        profile: Value::Object(claims).into(),
     }];
     all.extend(
         person
@@ -105,7 +105,7 @@ fn identities(
             .map(|i| LinkedIdentity {
                 connection: i.connection.clone(),
                 user_id: i.subject.clone(),
-                profile: Value::Object(i.claims.clone()),
+                profile: Value::Object(i.claims.clone()).into(),
             }),
     );
     all
@@ -137,7 +137,7 @@ pub fn base_event(settings: &Settings, parts: &Parts, tenant: &str, who: SignIn<
     Event {
         tenant_id: tenant.to_owned(),
         rule_name: String::new(),
-        config: Value::Null,
+        config: Value::Null.into(),
         user: User {
             sub: identity.sub.clone(),
             email: identity.email.clone(),
@@ -146,8 +146,8 @@ pub fn base_event(settings: &Settings, parts: &Parts, tenant: &str, who: SignIn<
             picture,
             groups: identity.groups.clone(),
             identities: identities(identity, claims, person),
-            app_metadata: Value::Object(person.app_metadata.clone()),
-            user_metadata: Value::Object(person.user_metadata.clone()),
+            app_metadata: Value::Object(person.app_metadata.clone()).into(),
+            user_metadata: Value::Object(person.user_metadata.clone()).into(),
         },
         connection: match settings.connection(identity.connection_id()) {
             Some(c) => Connection {

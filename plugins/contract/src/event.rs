@@ -1,12 +1,162 @@
 //! What a rule receives: the WIT `event` record and its parts. JSON-typed
-//! WIT fields are [`serde_json::Value`]; a missing field takes its default,
-//! so event files and test fixtures only name what matters to them.
+//! WIT fields are [`Json`]: a [`serde_json::Value`] (through `Deref`) that a
+//! rule parses only if it reads it. A missing field takes its default, so
+//! event files and test fixtures only name what matters to them.
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::{Deref, DerefMut};
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+
+/// A JSON-typed field of the event (`config`, `app_metadata`,
+/// `user_metadata`, each identity's `profile`): a [`serde_json::Value`]
+/// to read, through `Deref` (`login.config.get("domains")`,
+/// `login.user.app_metadata["plan"]`, `.as_object()`).
+///
+/// Inside a rule it holds the JSON text the gateway sent and parses it on
+/// first use, so a rule pays for parsing only the fields it reads (on the
+/// gateway's interpreter, parsing every field cost a rule that reads none
+/// of them more than half of its call). Text that is not JSON reads as
+/// `null`, as does a missing field (the default). It serializes and
+/// deserializes as the plain JSON value, and compares by value (also with a
+/// [`Value`]: `assert_eq!(login.config, json!({..}))`). Made from a value:
+/// `json!({..}).into()`; the value, owned: [`Json::into_value`].
+///
+/// It parses in place through `&self` (a [`OnceCell`]), so a `Login` is
+/// `Send` but not `Sync`: the rule reads it on one thread. `std::sync::OnceLock`
+/// would have cost every call ~150 fuel more.
+#[derive(Clone, Default)]
+pub struct Json {
+    /// The text the value comes from, if it came as text.
+    text: Option<String>,
+    /// The value: set when made from one, else parsed from `text` on first use.
+    value: OnceCell<Value>,
+}
+
+impl Json {
+    /// A value to parse from `text` when first read (`null` if `text` is not JSON).
+    pub fn from_text(text: String) -> Json {
+        Json {
+            text: Some(text),
+            value: OnceCell::new(),
+        }
+    }
+
+    /// The value, parsed now if it was not yet.
+    pub fn value(&self) -> &Value {
+        self.value.get_or_init(|| match &self.text {
+            Some(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+            None => Value::Null,
+        })
+    }
+
+    /// The text the value is still to be parsed from, if it is.
+    fn unparsed_text(&self) -> Option<&str> {
+        match self.value.get() {
+            Some(_) => None,
+            None => self.text.as_deref(),
+        }
+    }
+
+    /// The value, owned.
+    pub fn into_value(self) -> Value {
+        match self.value.into_inner() {
+            Some(v) => v,
+            None => match self.text {
+                Some(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
+                None => Value::Null,
+            },
+        }
+    }
+}
+
+/// A panic while the value is parsed (none is expected: text that is not
+/// JSON reads as `null`) leaves it unparsed, never half-set: a rule's test
+/// may read a [`Json`] across `catch_unwind`.
+impl std::panic::RefUnwindSafe for Json {}
+
+impl Deref for Json {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        self.value()
+    }
+}
+
+/// Changing the value forgets the text it came from.
+impl DerefMut for Json {
+    fn deref_mut(&mut self) -> &mut Value {
+        self.value();
+        self.text = None;
+        match self.value.get_mut() {
+            Some(v) => v,
+            None => unreachable!("value() set it"),
+        }
+    }
+}
+
+impl From<Value> for Json {
+    fn from(v: Value) -> Json {
+        Json {
+            text: None,
+            value: OnceCell::from(v),
+        }
+    }
+}
+
+impl From<Json> for Value {
+    fn from(j: Json) -> Value {
+        j.into_value()
+    }
+}
+
+impl PartialEq for Json {
+    fn eq(&self, other: &Json) -> bool {
+        self.value() == other.value()
+    }
+}
+
+impl Eq for Json {}
+
+impl PartialEq<Value> for Json {
+    fn eq(&self, other: &Value) -> bool {
+        self.value() == other
+    }
+}
+
+impl PartialEq<Json> for Value {
+    fn eq(&self, other: &Json) -> bool {
+        self == other.value()
+    }
+}
+
+impl fmt::Debug for Json {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.value(), f)
+    }
+}
+
+impl fmt::Display for Json {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.value(), f)
+    }
+}
+
+impl Serialize for Json {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.value().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Json {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Json, D::Error> {
+        Value::deserialize(d).map(Json::from)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -42,7 +192,7 @@ impl Default for Connection {
 pub struct LinkedIdentity {
     pub connection: String,
     pub user_id: String,
-    pub profile: Value,
+    pub profile: Json,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -55,8 +205,8 @@ pub struct User {
     pub picture: Option<String>,
     pub groups: Vec<String>,
     pub identities: Vec<LinkedIdentity>,
-    pub app_metadata: Value,
-    pub user_metadata: Value,
+    pub app_metadata: Json,
+    pub user_metadata: Json,
 }
 
 impl User {
@@ -98,7 +248,7 @@ pub struct Transaction {
 pub struct Event {
     pub tenant_id: String,
     pub rule_name: String,
-    pub config: Value,
+    pub config: Json,
     pub user: User,
     pub connection: Connection,
     pub request: RequestInfo,
@@ -141,13 +291,23 @@ impl Event {
 
     /// The rule's configuration as `T` (`{}` when there is none).
     pub fn config<T: DeserializeOwned>(&self) -> Result<T, String> {
+        // Straight from the gateway's text when the config was not read as
+        // a value yet: no `Value` built and dropped on the way. Anything
+        // that does not read that way (`null`, not JSON, not a `T`) takes
+        // the path below, for its `{}` default and its error message.
+        if let Some(text) = self.config.unparsed_text()
+            && text.trim() != "null"
+            && let Ok(config) = serde_json::from_str(text)
+        {
+            return Ok(config);
+        }
         // Read in place: cloning the config for `from_value` cost the
         // example rules ~1,300-1,500 fuel per call (~5 %) on the interpreter.
         let empty = Value::Object(Default::default());
         let v = if self.config.is_null() {
             &empty
         } else {
-            &self.config
+            self.config.value()
         };
         T::deserialize(v).map_err(|e| format!("invalid rule configuration: {e}"))
     }
@@ -194,10 +354,13 @@ fn unknown_fields(given: &Value, known: &Value, at: String, out: &mut Vec<String
     }
 }
 
-/// JSON text for a WIT `json` field: `null` (absent) becomes `{}`.
-pub fn json_text(v: &Value) -> String {
+/// JSON text for a WIT `json` field: `null` (absent, or text that is not
+/// JSON) becomes `{}`; text the field came as is passed on as it is.
+pub fn json_text(v: &Json) -> String {
     if v.is_null() {
         "{}".into()
+    } else if let Some(text) = &v.text {
+        text.clone()
     } else {
         v.to_string()
     }
@@ -268,7 +431,120 @@ mod tests {
         assert_eq!(e.resumed("company"), Some("Acme"));
         assert_eq!(e.resumed("other"), None);
         assert_eq!(e.secret("k"), Some("v"));
-        assert_eq!(json_text(&Value::Null), "{}");
+        assert_eq!(json_text(&Json::default()), "{}");
         assert_eq!(json_value("{nope"), Value::Null);
+    }
+
+    #[test]
+    fn json_fields_parse_on_first_use_and_read_as_values() {
+        let text = r#"{"plan": "pro", "roles": ["admin"]}"#;
+        let j = Json::from_text(text.into());
+        assert!(j.value.get().is_none(), "not parsed before it is read");
+        assert_eq!(j["plan"], "pro");
+        assert_eq!(
+            j.get("roles").and_then(Value::as_array).map(Vec::len),
+            Some(1)
+        );
+        assert!(j.value.get().is_some());
+        assert_eq!(j, json!({"plan": "pro", "roles": ["admin"]}));
+        assert_eq!(json!({"plan": "pro", "roles": ["admin"]}), j);
+        assert_eq!(j, Json::from(json!({"roles": ["admin"], "plan": "pro"})));
+        assert_eq!(format!("{j}"), r#"{"plan":"pro","roles":["admin"]}"#);
+        assert_eq!(format!("{j:?}"), format!("{:?}", j.value()));
+        // Passed on as it came, not written again.
+        assert_eq!(json_text(&j), text);
+        assert_eq!(json_text(&Json::from(json!({"a": 1}))), r#"{"a":1}"#);
+        assert_eq!(Value::from(Json::from_text("[1]".into())), json!([1]));
+        assert_eq!(
+            Json::from_text("[1]".into()).clone().into_value(),
+            json!([1])
+        );
+    }
+
+    #[test]
+    fn json_text_that_is_not_json_reads_as_null_as_missing_fields_do() {
+        for bad in ["{nope", "", "nul", r#"{"a": 1} trailing"#] {
+            let j = Json::from_text(bad.into());
+            assert!(j.is_null(), "{bad:?}");
+            assert_eq!(j.get("a"), None);
+            assert_eq!(j, Json::default());
+            assert_eq!(json_text(&j), "{}", "{bad:?}");
+            assert_eq!(Json::from_text(bad.into()).into_value(), Value::Null);
+        }
+        assert_eq!(json_text(&Json::from_text(" null ".into())), "{}");
+        assert!(Json::default().is_null());
+        assert!(Event::default().config.is_null());
+        let e = Event::from_json(json!({"config": null, "user": {"app_metadata": {"x": 1}}}));
+        assert!(e.config.is_null() && e.user.user_metadata.is_null());
+        assert_eq!(e.user.app_metadata["x"], 1);
+    }
+
+    #[test]
+    fn config_reads_from_the_text_as_from_the_value() {
+        #[derive(Debug, PartialEq, Deserialize)]
+        struct Config {
+            domains: Vec<String>,
+            #[serde(default)]
+            message: Option<String>,
+        }
+        let with = |text: &str| Event {
+            config: Json::from_text(text.into()),
+            ..Default::default()
+        };
+        let e = with(r#"{"domains": ["example.com"]}"#);
+        assert_eq!(
+            e.config::<Config>().unwrap().domains,
+            ["example.com"],
+            "read from the text"
+        );
+        assert!(e.config.value.get().is_none(), "no value built on the way");
+        // No config (`null`, or text that is not JSON) reads as `{}`; errors
+        // are the value's, without the text's line and column.
+        for empty in ["null", " null", "{nope", ""] {
+            let e = with(empty);
+            assert_eq!(e.config::<BTreeMap<String, u32>>().unwrap().len(), 0);
+            assert_eq!(
+                e.config::<Option<BTreeMap<String, u32>>>().unwrap(),
+                Some(BTreeMap::new()),
+                "{empty:?}"
+            );
+            assert_eq!(
+                e.config::<Config>().unwrap_err(),
+                "invalid rule configuration: missing field `domains`"
+            );
+        }
+        let bad = with(r#"{"domains": "example.com"}"#);
+        assert_eq!(
+            bad.config::<Config>().unwrap_err(),
+            Event::from_json(json!({"config": {"domains": "example.com"}}))
+                .config::<Config>()
+                .unwrap_err()
+        );
+        // Once read as a value, the value is what counts.
+        let mut e = with(r#"{"domains": ["a"]}"#);
+        e.config["domains"] = json!(["b"]);
+        assert_eq!(e.config::<Config>().unwrap().domains, ["b"]);
+    }
+
+    #[test]
+    fn json_fields_serialize_as_plain_values_and_change_in_place() {
+        let mut e = Event {
+            config: Json::from_text(r#"{"domains": ["example.com"]}"#.into()),
+            ..Default::default()
+        };
+        e.user.identities.push(LinkedIdentity {
+            profile: Json::from_text(r#"{"sub": "s"}"#.into()),
+            ..Default::default()
+        });
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["config"], json!({"domains": ["example.com"]}));
+        assert_eq!(v["user"]["identities"][0]["profile"], json!({"sub": "s"}));
+        assert_eq!(v["user"]["app_metadata"], Value::Null);
+        assert_eq!(Event::from_json(v), e);
+        // A change is what is sent then, not the text it came as.
+        e.config["domains"] = json!(["example.org"]);
+        assert_eq!(json_text(&e.config), r#"{"domains":["example.org"]}"#);
+        e.user.user_metadata = json!({"company": "Acme"}).into();
+        assert_eq!(e.user.user_metadata["company"], "Acme");
     }
 }

@@ -3,8 +3,8 @@
 //! (`edgeauth-plugin`) so the two cannot drift:
 //!
 //! - [`event`]: what a rule receives (JSON-typed WIT fields are
-//!   [`serde_json::Value`] here); also the format of `edgeauth rule run`'s
-//!   event files;
+//!   [`event::Json`] here: a [`serde_json::Value`] parsed on first use);
+//!   also the format of `edgeauth rule run`'s event files;
 //! - [`command`]: what a rule returns, as sent over the WIT ([`command::RawCommand`],
 //!   JSON still text) and as the gateway applies it ([`command::Command`]);
 //! - [`http`]: the outbound call a rule may make through the host;

@@ -49,7 +49,8 @@ pub use serde_json::json;
 /// The contract's types, shared with the gateway (`edgeauth-contract`).
 pub use edgeauth_contract::command::{Command, LogLevel as Level};
 pub use edgeauth_contract::event::{
-    Connection, ConnectionKind, Event as Login, LinkedIdentity, RequestInfo, Transaction, User,
+    Connection, ConnectionKind, Event as Login, Json, LinkedIdentity, RequestInfo, Transaction,
+    User,
 };
 
 /// The ordered commands a rule returns.
@@ -133,17 +134,30 @@ pub fn __dispatch(
 /// host's `log` import (an `error` line, see
 /// [`edgeauth_contract::PANIC_PREFIX`]) before the trap, so the gateway's
 /// audit line says why the rule crashed instead of `wasm trap: unreachable`.
-/// Called by [`rule!`] on every call (installed once); the hook before it
-/// still runs after.
+/// Called by [`rule!`] on every call.
+///
+/// In a rule (wasm) it replaces the hook outright: every call runs in a
+/// fresh instance, where the hook before it is std's default, which has
+/// nowhere to write there. Keeping that one (a `Once`, taking it and boxing
+/// it into the new hook) cost each call ~300 fuel on the gateway's
+/// interpreter. Natively (a rule's unit tests) it is installed once and the
+/// hook before it still runs after (the test harness prints the panic).
 pub fn install_panic_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let before = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            host::log(Level::Error, &panic_report(info));
-            before(info);
-        }));
-    });
+    #[cfg(target_family = "wasm")]
+    std::panic::set_hook(Box::new(|info| {
+        host::log(Level::Error, &panic_report(info));
+    }));
+    #[cfg(not(target_family = "wasm"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let before = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                host::log(Level::Error, &panic_report(info));
+                before(info);
+            }));
+        });
+    }
 }
 
 /// The log line of a panic: location and message (a `&str` or `String`
@@ -208,5 +222,39 @@ mod panic_tests {
         // A literal message, the other payload type.
         let _ = std::panic::catch_unwind(|| panic!("plain"));
         assert!(testing::logs().last().unwrap().1.ends_with(": plain"));
+    }
+}
+
+#[cfg(test)]
+mod json_field_tests {
+    use super::*;
+
+    /// The forms plugins/README.md shows a rule author.
+    #[test]
+    fn the_events_json_fields_read_as_values() {
+        let mut login = Login::from_json(json!({
+            "config": {"domains": ["example.com"]},
+            "user": {"sub": "u", "app_metadata": {"plan": "pro"}}
+        }));
+        assert_eq!(login.user.app_metadata["plan"], "pro");
+        assert_eq!(login.user.app_metadata, json!({"plan": "pro"}));
+        assert!(login.user.user_metadata.is_null());
+        assert_eq!(
+            login
+                .config
+                .get("domains")
+                .and_then(Value::as_array)
+                .map(Vec::len),
+            Some(1)
+        );
+        #[derive(serde::Deserialize)]
+        struct Config {
+            domains: Vec<String>,
+        }
+        let config: Config = login.config().unwrap();
+        assert_eq!(config.domains, ["example.com"]);
+        login.config = json!({"domains": []}).into();
+        assert!(login.config::<Config>().unwrap().domains.is_empty());
+        let _: &Json = &login.user.user_metadata;
     }
 }

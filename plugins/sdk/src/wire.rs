@@ -2,19 +2,20 @@
 //! (`edgeauth-contract`): the only place the SDK touches the WIT bindings.
 
 use edgeauth_contract::command::RawCommand;
-use edgeauth_contract::event::json_value;
 use edgeauth_contract::http::{HttpError, HttpRequest, HttpResponse};
 
 use crate::bindings::edgeauth::plugin::host as wit_host;
 use crate::bindings::edgeauth::plugin::types as wit;
-use crate::{Command, Connection, ConnectionKind, Level, LinkedIdentity, Login};
+use crate::{Command, Connection, ConnectionKind, Json, Level, LinkedIdentity, Login};
 use crate::{RequestInfo, Transaction, User};
 
+/// The event as the rule gets it. Its JSON fields keep the gateway's text
+/// and are parsed only if the rule reads them ([`Json`]).
 pub(crate) fn login(e: wit::Event) -> Login {
     Login {
         tenant_id: e.tenant_id,
         rule_name: e.rule_name,
-        config: json_value(&e.config),
+        config: Json::from_text(e.config),
         user: User {
             sub: e.user.sub,
             email: e.user.email,
@@ -29,11 +30,11 @@ pub(crate) fn login(e: wit::Event) -> Login {
                 .map(|i| LinkedIdentity {
                     connection: i.connection,
                     user_id: i.user_id,
-                    profile: json_value(&i.profile),
+                    profile: Json::from_text(i.profile),
                 })
                 .collect(),
-            app_metadata: json_value(&e.user.app_metadata),
-            user_metadata: json_value(&e.user.user_metadata),
+            app_metadata: Json::from_text(e.user.app_metadata),
+            user_metadata: Json::from_text(e.user.user_metadata),
         },
         connection: Connection {
             id: e.connection.id,

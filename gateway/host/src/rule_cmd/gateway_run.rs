@@ -72,7 +72,7 @@ pub(super) fn test(a: &Args, path: &Path) -> Result<()> {
         now_ms,
     } = run::prepare(a, given, &signed_name)?;
     // The gateway gives the rule its entry's config: the one `prepare` chose.
-    rule.config = event.config.clone();
+    rule.config = event.config.value().clone();
     let trusted = trusted_keys(a)?;
     let secrets = a
         .value("--secrets")

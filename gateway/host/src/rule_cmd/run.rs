@@ -379,9 +379,9 @@ pub(super) fn prepare(a: &Args, given: Given, default_name: &str) -> Result<Prep
     // The gateway gives a rule its entry's config; the event file's counts
     // only when no rules file says otherwise, and --config beats both.
     if let Some(c) = config_arg {
-        event.config = c;
+        event.config = c.into();
     } else if a.value("--rules").is_some() || event.config.is_null() {
-        event.config = rule.config.clone();
+        event.config = rule.config.clone().into();
     }
     if let Some(file) = a.value("--secrets") {
         let all = config::parse_secrets(&std::fs::read_to_string(file)?)
