@@ -84,7 +84,7 @@ pub struct Checks {
 }
 
 impl Checks {
-    /// Every key the checks read, for one batch read of the store.
+    /// Every key the checks read, all read before deciding ([`Checks::revoked`]).
     pub fn keys(&self) -> Vec<String> {
         let people = self.people.iter().map(|(key, _)| key.clone());
         self.sessions.iter().cloned().chain(people).collect()
@@ -200,7 +200,7 @@ mod tests {
     use crate::testutil::{alice, cookie_header as with_cookie, counter_rng, settings_with};
 
     #[test]
-    fn one_batch_answer_decides_every_check() {
+    fn one_answer_for_all_keys_decides_every_check() {
         let checks = Checks {
             sessions: vec!["rs/a".into(), "rs/b".into()],
             people: vec![("rp/p".into(), 2)],
