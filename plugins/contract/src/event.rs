@@ -48,10 +48,8 @@ impl Json {
 
     /// The value, parsed now if it was not yet.
     pub fn value(&self) -> &Value {
-        self.value.get_or_init(|| match &self.text {
-            Some(text) => serde_json::from_str(text).unwrap_or(Value::Null),
-            None => Value::Null,
-        })
+        self.value
+            .get_or_init(|| self.text.as_deref().map(json_value).unwrap_or_default())
     }
 
     /// The text the value is still to be parsed from, if it is.
@@ -64,13 +62,8 @@ impl Json {
 
     /// The value, owned.
     pub fn into_value(self) -> Value {
-        match self.value.into_inner() {
-            Some(v) => v,
-            None => match self.text {
-                Some(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
-                None => Value::Null,
-            },
-        }
+        self.value();
+        self.value.into_inner().unwrap_or_default()
     }
 }
 
