@@ -9,6 +9,16 @@ use spin_sdk::http::{
     Scheme,
 };
 use spin_sdk::http_component;
+use spin_sdk::key_value::Store;
+
+/// A request with this header first reads that many keys (absent ones) from
+/// the KV store `default`, one get each, as a gateway's revocation check must
+/// on every request: the floor of any gateway that checks the store per
+/// request (bench/README.md, `--floor-reads`). Only a manifest that grants the
+/// store serves it (bench/passthrough/spin-kv.toml); the plain floor never
+/// sees the header, so its cost is unchanged (no host call).
+const KV_READS_HEADER: &str = "edgeauth-bench-kv-reads";
+const KV_READS_MAX: usize = 8;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) are not forwarded in either direction.
 fn hop_by_hop(name: &str) -> bool {
@@ -46,6 +56,15 @@ where
     let _ = to.close().await;
 }
 
+/// Opens the store and reads `n` keys nobody writes, each with its own get.
+fn read_keys(n: usize) -> Result<(), spin_sdk::key_value::Error> {
+    let store = Store::open("default")?;
+    for i in 0..n {
+        store.get(&format!("bench:absent:{i}"))?;
+    }
+    Ok(())
+}
+
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let Some(origin) = spin_sdk::variables::get("origin_url").ok() else {
@@ -56,12 +75,26 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         Some((_, a)) => (Scheme::Http, a.to_owned()),
         None => return fail(out, 500),
     };
+    let mut kv_reads = 0;
     let headers: Vec<(String, Vec<u8>)> = req
         .headers()
         .entries()
         .into_iter()
-        .filter(|(k, _)| !hop_by_hop(k) && !k.starts_with("spin-"))
+        .filter(|(k, v)| {
+            if k.eq_ignore_ascii_case(KV_READS_HEADER) {
+                kv_reads = std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0usize)
+                    .min(KV_READS_MAX);
+                return false;
+            }
+            !hop_by_hop(k) && !k.starts_with("spin-")
+        })
         .collect();
+    if kv_reads > 0 && read_keys(kv_reads).is_err() {
+        return fail(out, 503);
+    }
     let Ok(fields) = Fields::from_list(&headers) else {
         return fail(out, 400);
     };
