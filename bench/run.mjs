@@ -7,6 +7,7 @@
 //                      [--tenants N] [--runtimes host,spin] [--health]
 //                      [--gateway-wasm NAME=PATH] [--floor-wasm NAME=PATH]
 //                      [--spin-runtime-config FILE] [--spin-variables env|static]
+//                      [--floor-reads N[,N...]]
 
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -22,7 +23,7 @@ const IDP_HOST = '127.0.0.2';
 // ---------------------------------------------------------------- options
 const opts = {
   smoke: false, hold: false, duration: 10, rounds: 3, conns: [1, 32], long: 0, peer: true, out: null, kvKeys: 0, tenants: 0,
-  runtimes: ['host'], health: false, variants: [], floorVariants: [], spinRuntimeConfig: null, spinVariables: 'env',
+  runtimes: ['host'], health: false, variants: [], floorVariants: [], floorReads: [], spinRuntimeConfig: null, spinVariables: 'env',
   bin: process.env.EDGEAUTH_BENCH_BIN_DIR || path.join(TARGET, 'fast'),
   hostArgs: (process.env.EDGEAUTH_BENCH_HOST_ARGS || '').split(' ').filter(Boolean),
 };
@@ -41,6 +42,12 @@ for (let i = 2; i < process.argv.length; i++) {
   else if (a === '--tenants') opts.tenants = Number(next());
   else if (a === '--runtimes') opts.runtimes = next().split(',').filter(Boolean);
   else if (a === '--health') opts.health = true;
+  else if (a === '--floor-reads') {
+    // The floor that also reads N keys from KV per request: what any gateway
+    // checking revocation in the store per request cannot beat.
+    opts.floorReads = next().split(',').map(Number);
+    if (!opts.floorReads.every((n) => Number.isInteger(n) && n >= 1 && n <= 8)) { console.error('--floor-reads N[,N...] with 1 <= N <= 8'); process.exit(2); }
+  }
   else if (a === '--gateway-wasm' || a === '--floor-wasm') {
     // `+static`: under Spin only, its variables from a static provider (--spin-variables).
     const m = /^([\w.-]+)=(.+?)(\+static)?$/.exec(next() ?? '');
@@ -261,9 +268,10 @@ function toMs(v, unit) {
 }
 
 /** One wrk run; returns { rps, p50, p99, requests, errors } (latencies in ms). */
-function wrk(url, conns, seconds, cookie) {
+function wrk(url, conns, seconds, cookie, headers = {}) {
   const args = ['-t1', `-c${conns}`, `-d${seconds}s`, '--latency', '--timeout', '5s'];
   if (cookie) args.push('-H', `Cookie: ${cookie}`);
+  for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`);
   args.push(url);
   const out = execFileSync('wrk', args, { encoding: 'utf8', maxBuffer: 1 << 20 });
   const lat = (pct) => {
@@ -339,6 +347,13 @@ async function main() {
     r.gateway = await startHost(`gateway-${rt}`, {
       manifest, wasm: FILES.gatewayWasm, port: r.gwPort, vars: gatewayVars(urlOf(r.gwPort)), runtime: rt, runtimeConfig: spinRc(rt),
     });
+    if (opts.floorReads.length) {
+      r.floorKv = await startHost(`floor-kv-${rt}`, {
+        manifest: path.join(ROOT, 'bench', 'passthrough', 'spin-kv.toml'), wasm: FILES.floorWasm, port: await freePort(),
+        // The gateway's runtime config: the same KV backend.
+        vars: { origin_url: originUrl }, runtime: rt, runtimeConfig: spinRc(rt),
+      });
+    }
     for (const v of r.floors) {
       v.proc = await startHost(`floor-${v.name}-${rt}`, {
         manifest: path.join(ROOT, 'bench', 'passthrough', 'spin.toml'), wasm: v.wasm, port: v.port,
@@ -392,6 +407,9 @@ async function main() {
 
   // A real session for alice, through the dev IdP, for the gateway(s) ...
   async function gatewaySession(url, name) {
+    return (await gatewayJar(url, name)).header(`${url}/`);
+  }
+  async function gatewayJar(url, name) {
     const jar = new CookieJar();
     const first = await request(`${url}/`, { jar });
     if (first.status !== 302) throw new Error(`${name}: expected a login redirect, got ${first.status} ${first.body.slice(0, 300)}`);
@@ -400,11 +418,15 @@ async function main() {
     const cb = await request(walk.location, { jar });
     const cookie = jar.header(`${url}/`);
     if (cb.status !== 302 || !/edgeauth_session=/.test(cookie)) throw new Error(`${name} login failed: ${cb.status} ${cb.body.slice(0, 300)}`);
-    return cookie;
+    return jar;
   }
   for (const [rt, r] of Object.entries(rts)) {
-    r.cookie = await gatewaySession(r.gateway.url, `gateway-${rt}`);
-    for (const v of r.variants) v.cookie = await gatewaySession(v.proc.url, `gateway-${v.name}-${rt}`);
+    r.jar = await gatewayJar(r.gateway.url, `gateway-${rt}`);
+    r.cookie = r.jar.header(`${r.gateway.url}/`);
+    for (const v of r.variants) {
+      v.jar = await gatewayJar(v.proc.url, `gateway-${v.name}-${rt}`);
+      v.cookie = v.jar.header(`${v.proc.url}/`);
+    }
   }
   const gwCookie = rts[opts.runtimes[0]].cookie;
   const kvCookie = gatewayKv ? await gatewaySession(kvUrl, 'gateway-kv') : null;
@@ -437,9 +459,10 @@ async function main() {
     { key: 'origin', label: '(c) origin direct', url: originUrl, proxied: false, pid: origin.pid },
     ...Object.entries(rts).flatMap(([rt, r]) => [
       { key: `floor@${rt}`, label: `(a) floor: pass-through component${tag(rt)}`, url: r.floor.url, proxied: true, pid: r.floor.pid },
-      { key: `gateway@${rt}`, label: `(b) edgeauth gateway${tag(rt)}`, url: r.gateway.url, cookie: r.cookie, proxied: true, pid: r.gateway.pid },
+      { key: `gateway@${rt}`, label: `(b) edgeauth gateway${tag(rt)}`, url: r.gateway.url, cookie: r.cookie, jar: r.jar, proxied: true, pid: r.gateway.pid },
+      ...opts.floorReads.map((n) => ({ key: `floor+${n}kv@${rt}`, label: `(a') floor reading ${n} KV key${n > 1 ? 's' : ''} per request${tag(rt)}`, url: r.floorKv.url, headers: { 'Edgeauth-Bench-Kv-Reads': String(n) }, proxied: true, pid: r.floorKv.pid })),
       ...r.floors.map((v) => ({ key: `floor-${v.name}@${rt}`, label: `(a) floor build \`${v.name}\`${tag(rt)}`, url: v.proc.url, proxied: true, pid: v.proc.pid })),
-      ...r.variants.map((v) => ({ key: `${v.name}@${rt}`, label: `(b) gateway build \`${v.name}\`${tag(rt)}`, url: v.proc.url, cookie: v.cookie, proxied: true, pid: v.proc.pid })),
+      ...r.variants.map((v) => ({ key: `${v.name}@${rt}`, label: `(b) gateway build \`${v.name}\`${tag(rt)}`, url: v.proc.url, cookie: v.cookie, jar: v.jar, proxied: true, pid: v.proc.pid })),
       // --health: the gateway's fixed cost alone: instantiation and settings, no KV, no outbound call.
       ...(opts.health ? [{ key: `health@${rt}`, label: `(h) gateway \`/.edgeauth/health\`${tag(rt)}`, url: r.gateway.url, path: '/.edgeauth/health', proxied: false, pid: r.gateway.pid }] : []),
     ]),
@@ -454,23 +477,40 @@ async function main() {
 
   // Every target must really serve the origin's 1 KiB with these cookies.
   for (const t of targets) {
-    const r = await request(t.url + (t.path ?? PATH), { headers: t.cookie ? { cookie: t.cookie } : {}, accept: '*/*' });
+    const r = await request(t.url + (t.path ?? PATH), { headers: { ...(t.cookie ? { cookie: t.cookie } : {}), ...t.headers }, accept: '*/*' });
     if (t.path) {
       if (r.status !== 200) throw new Error(`${t.key}: expected 200, got ${r.status}: ${r.body.slice(0, 200)}`);
     } else if (r.status !== 200 || r.body.length !== 1024) {
       throw new Error(`${t.key}: expected 200 + 1 KiB, got ${r.status} (${r.body.length} bytes): ${r.body.slice(0, 200)}`);
     }
   }
+  // wrk sends fixed headers, where a browser sends back the cookies it was
+  // last given. The gateway hands the browser its assertion for reuse in a
+  // cookie, good for at most 30 s: before each run, the cookies a browser
+  // would hold, with that one good for the whole run (one about to lapse
+  // is waited out, so that the gateway signs a new one).
+  async function browserCookies(t, secs) {
+    const url = t.url + (t.path ?? PATH);
+    for (let i = 0; i < 3; i++) {
+      const a = [...t.jar.cookies.values()].find((c) => c.name.endsWith('edgeauth_assertion'));
+      if (a && a.expires - Date.now() >= secs * 1000) break;
+      if (a) await new Promise((res) => setTimeout(res, Math.max(0, a.expires - Date.now()) + 1000));
+      const r = await request(url, { jar: t.jar, accept: '*/*' });
+      if (r.status !== 200) throw new Error(`${t.key}: expected 200, got ${r.status}: ${r.body.slice(0, 200)}`);
+    }
+    return t.jar.header(url);
+  }
   if (opts.hold) {
     // For profiling: everything stays up, signed in, until Ctrl-C.
     for (const t of targets) {
-      console.log(`${t.key}\t${t.url}${t.path ?? PATH}\tpid ${t.pid ?? '-'}\t${t.cookie ? `Cookie: ${t.cookie}` : ''}`);
+      if (t.jar) t.cookie = await browserCookies(t, 1);
+      console.log(`${t.key}\t${t.url}${t.path ?? PATH}\tpid ${t.pid ?? '-'}\t${t.cookie ? `Cookie: ${t.cookie}` : ''}${Object.entries(t.headers ?? {}).map(([k, v]) => `\t${k}: ${v}`).join('')}`);
     }
     console.error('bench: holding; Ctrl-C to stop');
     await new Promise(() => {});
   }
   // Warm up (JIT, caches, connection pools), then measure.
-  for (const t of targets) wrk(t.url + (t.path ?? PATH), Math.max(...opts.conns), opts.smoke ? 1 : 3, t.cookie);
+  for (const t of targets) wrk(t.url + (t.path ?? PATH), Math.max(...opts.conns), opts.smoke ? 1 : 3, t.cookie, t.headers);
   const rssBefore = groupRssKiB(gateway.pid);
   const loads = [loadavg()];
 
@@ -479,8 +519,9 @@ async function main() {
     for (const c of opts.conns) {
       for (const t of targets) {
         const before = t.proxied ? await originCount(originUrl) : 0;
+        if (t.jar) t.cookie = await browserCookies(t, opts.duration + 2);
         const cpu0 = t.pid ? groupCpuUs(t.pid) : NaN;
-        const r = wrk(t.url + (t.path ?? PATH), c, opts.duration, t.cookie);
+        const r = wrk(t.url + (t.path ?? PATH), c, opts.duration, t.cookie, t.headers);
         // The server's CPU per request (its process group; the origin's not included).
         r.cpu = t.pid ? (groupCpuUs(t.pid) - cpu0) / r.requests : NaN;
         if (t.proxied) {
@@ -514,7 +555,7 @@ async function main() {
     long = { seconds: opts.long, before: beforeLong, after: afterLong, samples, rps, non2xx };
   }
 
-  const started_ = Object.values(rts).flatMap((r) => [r.gateway, r.floor, ...r.variants.map((v) => v.proc), ...r.floors.map((v) => v.proc)]);
+  const started_ = Object.values(rts).flatMap((r) => [r.gateway, r.floor, r.floorKv, ...r.variants.map((v) => v.proc), ...r.floors.map((v) => v.proc)]);
   for (const p of [peer, ...started_, gatewayKv, tenants1, tenantsN, idp, origin]) p?.stop();
 
   // ---------------------------------------------------------------- report
@@ -561,6 +602,15 @@ async function main() {
       }
       if (opts.health) lines.push(`| health/floor throughput${t} | ${c} | ${cell(stat(perRound(`health@${rt}/${c}`, fl, (x, y) => (100 * x.rps) / y.rps)), pct)} | |`);
       if (peer) lines.push(`| gateway/peer throughput${t} | ${c} | ${cell(stat(perRound(g, `peer/${c}`, (x, y) => x.rps / y.rps)), (x) => `${f(x, 2)}×`)} | ≥ 3× |`);
+      // Ceilings: no gateway under this runtime does better than the floor,
+      // nor, if it reads the store per request, than the floor with reads.
+      if (peer) lines.push(`| floor/peer throughput (any gateway's ceiling)${t} | ${c} | ${cell(stat(perRound(fl, `peer/${c}`, (x, y) => x.rps / y.rps)), (x) => `${f(x, 2)}×`)} | |`);
+      for (const n of opts.floorReads) {
+        const fk = `floor+${n}kv@${rt}/${c}`;
+        lines.push(`| floor reading ${n} KV key${n > 1 ? 's' : ''}/floor throughput${t} | ${c} | ${cell(stat(perRound(fk, fl, (x, y) => (100 * x.rps) / y.rps)), pct)} | |`);
+        lines.push(`| floor reading ${n} KV key${n > 1 ? 's' : ''} − floor, p50${t} | ${c} | ${cell(stat(perRound(fk, fl, (x, y) => x.p50 - y.p50)), msd)} | |`);
+        if (peer) lines.push(`| floor reading ${n} KV key${n > 1 ? 's' : ''}/peer throughput${t} | ${c} | ${cell(stat(perRound(fk, `peer/${c}`, (x, y) => x.rps / y.rps)), (x) => `${f(x, 2)}×`)} | |`);
+      }
     }
     if (opts.runtimes.includes('host') && opts.runtimes.includes('spin')) {
       for (const what of ['floor', 'gateway', ...(opts.health ? ['health'] : [])]) {

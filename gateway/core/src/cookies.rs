@@ -25,6 +25,8 @@ pub enum Jar {
     Resume,
     /// An offer to link accounts by proof (`crate::linking`).
     Link,
+    /// The session's signed assertion, for reuse (`crate::assertion_cache`).
+    Assertion,
 }
 
 impl Jar {
@@ -34,6 +36,7 @@ impl Jar {
             Jar::Login => "edgeauth_login",
             Jar::Resume => "edgeauth_resume",
             Jar::Link => "edgeauth_link",
+            Jar::Assertion => "edgeauth_assertion",
         }
     }
 }

@@ -42,7 +42,7 @@ export async function startHostileOrigin({ host = '127.0.0.1' } = {}) {
         headers['set-cookie'] = [
           'edgeauth_session=planted-by-origin; Path=/', 'EDGEAUTH_SESSION=planted; Path=/', '__Host-edgeauth_session=planted; Path=/; Secure',
           'edgeauth_login=planted; Path=/.edgeauth/', ' edgeauth_session =planted', 'edgeauth_session_0=planted', 'Edgeauth_Session=x',
-          '__Host-EDGEAUTH_LOGIN=planted; Path=/; Secure', 'app=kept; Path=/',
+          '__Host-EDGEAUTH_LOGIN=planted; Path=/; Secure', 'edgeauth_assertion=planted; Path=/', 'app=kept; Path=/',
         ];
       }
       if (p.startsWith('/leak-headers')) {
