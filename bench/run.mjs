@@ -407,9 +407,6 @@ async function main() {
 
   // A real session for alice, through the dev IdP, for the gateway(s) ...
   async function gatewaySession(url, name) {
-    return (await gatewayJar(url, name)).header(`${url}/`);
-  }
-  async function gatewayJar(url, name) {
     const jar = new CookieJar();
     const first = await request(`${url}/`, { jar });
     if (first.status !== 302) throw new Error(`${name}: expected a login redirect, got ${first.status} ${first.body.slice(0, 300)}`);
@@ -418,15 +415,11 @@ async function main() {
     const cb = await request(walk.location, { jar });
     const cookie = jar.header(`${url}/`);
     if (cb.status !== 302 || !/edgeauth_session=/.test(cookie)) throw new Error(`${name} login failed: ${cb.status} ${cb.body.slice(0, 300)}`);
-    return jar;
+    return cookie;
   }
   for (const [rt, r] of Object.entries(rts)) {
-    r.jar = await gatewayJar(r.gateway.url, `gateway-${rt}`);
-    r.cookie = r.jar.header(`${r.gateway.url}/`);
-    for (const v of r.variants) {
-      v.jar = await gatewayJar(v.proc.url, `gateway-${v.name}-${rt}`);
-      v.cookie = v.jar.header(`${v.proc.url}/`);
-    }
+    r.cookie = await gatewaySession(r.gateway.url, `gateway-${rt}`);
+    for (const v of r.variants) v.cookie = await gatewaySession(v.proc.url, `gateway-${v.name}-${rt}`);
   }
   const gwCookie = rts[opts.runtimes[0]].cookie;
   const kvCookie = gatewayKv ? await gatewaySession(kvUrl, 'gateway-kv') : null;
@@ -459,10 +452,10 @@ async function main() {
     { key: 'origin', label: '(c) origin direct', url: originUrl, proxied: false, pid: origin.pid },
     ...Object.entries(rts).flatMap(([rt, r]) => [
       { key: `floor@${rt}`, label: `(a) floor: pass-through component${tag(rt)}`, url: r.floor.url, proxied: true, pid: r.floor.pid },
-      { key: `gateway@${rt}`, label: `(b) edgeauth gateway${tag(rt)}`, url: r.gateway.url, cookie: r.cookie, jar: r.jar, proxied: true, pid: r.gateway.pid },
+      { key: `gateway@${rt}`, label: `(b) edgeauth gateway${tag(rt)}`, url: r.gateway.url, cookie: r.cookie, proxied: true, pid: r.gateway.pid },
       ...opts.floorReads.map((n) => ({ key: `floor+${n}kv@${rt}`, label: `(a') floor reading ${n} KV key${n > 1 ? 's' : ''} per request${tag(rt)}`, url: r.floorKv.url, headers: { 'Edgeauth-Bench-Kv-Reads': String(n) }, proxied: true, pid: r.floorKv.pid })),
       ...r.floors.map((v) => ({ key: `floor-${v.name}@${rt}`, label: `(a) floor build \`${v.name}\`${tag(rt)}`, url: v.proc.url, proxied: true, pid: v.proc.pid })),
-      ...r.variants.map((v) => ({ key: `${v.name}@${rt}`, label: `(b) gateway build \`${v.name}\`${tag(rt)}`, url: v.proc.url, cookie: v.cookie, jar: v.jar, proxied: true, pid: v.proc.pid })),
+      ...r.variants.map((v) => ({ key: `${v.name}@${rt}`, label: `(b) gateway build \`${v.name}\`${tag(rt)}`, url: v.proc.url, cookie: v.cookie, proxied: true, pid: v.proc.pid })),
       // --health: the gateway's fixed cost alone: instantiation and settings, no KV, no outbound call.
       ...(opts.health ? [{ key: `health@${rt}`, label: `(h) gateway \`/.edgeauth/health\`${tag(rt)}`, url: r.gateway.url, path: '/.edgeauth/health', proxied: false, pid: r.gateway.pid }] : []),
     ]),
@@ -484,26 +477,9 @@ async function main() {
       throw new Error(`${t.key}: expected 200 + 1 KiB, got ${r.status} (${r.body.length} bytes): ${r.body.slice(0, 200)}`);
     }
   }
-  // wrk sends fixed headers, where a browser sends back the cookies it was
-  // last given. The gateway hands the browser its assertion for reuse in a
-  // cookie, good for at most 30 s: before each run, the cookies a browser
-  // would hold, with that one good for the whole run (one about to lapse
-  // is waited out, so that the gateway signs a new one).
-  async function browserCookies(t, secs) {
-    const url = t.url + (t.path ?? PATH);
-    for (let i = 0; i < 3; i++) {
-      const a = [...t.jar.cookies.values()].find((c) => c.name.endsWith('edgeauth_assertion'));
-      if (a && a.expires - Date.now() >= secs * 1000) break;
-      if (a) await new Promise((res) => setTimeout(res, Math.max(0, a.expires - Date.now()) + 1000));
-      const r = await request(url, { jar: t.jar, accept: '*/*' });
-      if (r.status !== 200) throw new Error(`${t.key}: expected 200, got ${r.status}: ${r.body.slice(0, 200)}`);
-    }
-    return t.jar.header(url);
-  }
   if (opts.hold) {
     // For profiling: everything stays up, signed in, until Ctrl-C.
     for (const t of targets) {
-      if (t.jar) t.cookie = await browserCookies(t, 1);
       console.log(`${t.key}\t${t.url}${t.path ?? PATH}\tpid ${t.pid ?? '-'}\t${t.cookie ? `Cookie: ${t.cookie}` : ''}${Object.entries(t.headers ?? {}).map(([k, v]) => `\t${k}: ${v}`).join('')}`);
     }
     console.error('bench: holding; Ctrl-C to stop');
@@ -519,7 +495,6 @@ async function main() {
     for (const c of opts.conns) {
       for (const t of targets) {
         const before = t.proxied ? await originCount(originUrl) : 0;
-        if (t.jar) t.cookie = await browserCookies(t, opts.duration + 2);
         const cpu0 = t.pid ? groupCpuUs(t.pid) : NaN;
         const r = wrk(t.url + (t.path ?? PATH), c, opts.duration, t.cookie, t.headers);
         // The server's CPU per request (its process group; the origin's not included).

@@ -8,7 +8,7 @@ use edgeauth_core::kv_schema;
 use edgeauth_core::pages;
 use edgeauth_core::provider::{self, ProviderCache};
 use edgeauth_core::settings::Settings;
-use edgeauth_core::{access, assertion_cache, revocation};
+use edgeauth_core::{assertion_cache, revocation};
 use futures::{SinkExt, StreamExt};
 use http::request::Parts;
 use spin_executor::CancelOnDropToken;
@@ -130,14 +130,11 @@ pub fn mark_once(key: &str, now: u64) -> Result<bool, Response> {
 
 /// The store as the request's session cookie needs it: a logged-out session
 /// is dropped from the request (it goes on as one without a session), and the
-/// session's cached assertion comes along (`assertion_cache`): from the
-/// browser's assertion cookie when it has one for this session, else from
-/// the store.
+/// session's cached assertion comes along (`assertion_cache`).
 pub struct SessionKv {
     store: Option<Kv>,
     cache_key: Option<String>,
-    cached_assertion: Option<Vec<u8>>,
-    assertion_in_cookie: bool,
+    pub cached_assertion: Option<Vec<u8>>,
 }
 
 impl SessionKv {
@@ -152,16 +149,11 @@ impl SessionKv {
             store: None,
             cache_key: None,
             cached_assertion: None,
-            assertion_in_cookie: false,
         };
         if checks.sessions.is_empty() {
             return Ok(kv);
         }
-        let in_cookie = want_assertion
-            .then(|| assertion_cache::from_cookie(settings, &parts.headers))
-            .flatten()
-            .filter(|entry| assertion_cache::reusable(entry, now).is_some());
-        let cache_key = (want_assertion && in_cookie.is_none())
+        let cache_key = want_assertion
             .then(|| assertion_cache::key(settings, &parts.headers))
             .flatten();
         let mut keys = checks.keys();
@@ -175,20 +167,10 @@ impl SessionKv {
             revocation::drop_session_cookie(settings, &mut parts.headers);
             return Ok(kv);
         }
-        kv.assertion_in_cookie = in_cookie.is_some();
-        kv.cached_assertion =
-            in_cookie.or_else(|| cache_key.as_ref().and_then(|k| found.get(k).cloned()));
+        kv.cached_assertion = cache_key.as_ref().and_then(|k| found.get(k).cloned());
         kv.cache_key = cache_key;
         kv.store = Some(store);
         Ok(kv)
-    }
-
-    /// The session's cached assertion, for `access::authorize_with_cache`.
-    pub fn cached(&self) -> access::Cached<'_> {
-        access::Cached {
-            entry: self.cached_assertion.as_deref(),
-            in_cookie: self.assertion_in_cookie,
-        }
     }
 
     /// Keeps a freshly signed assertion for the session's next requests.

@@ -18,7 +18,6 @@ mod vars;
 
 use edgeauth_core::Response;
 use edgeauth_core::access::{self, Access};
-use edgeauth_core::assertion_cache;
 use edgeauth_core::callback;
 use edgeauth_core::connections::{Connection, Kind};
 use edgeauth_core::endpoints;
@@ -105,20 +104,11 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     };
     let response = match route {
         Route::Protected(path) => {
-            match access::authorize_with_cache(&settings, &parts, &path, clock.secs, kv.cached()) {
-                Access::Forward(mut plan) => {
+            let cached = kv.cached_assertion.as_deref();
+            match access::authorize_with_cache(&settings, &parts, &path, clock.secs, cached) {
+                Access::Forward(plan) => {
                     if let Some(jwt) = &plan.fresh_assertion {
                         kv.remember(jwt, clock.secs);
-                    }
-                    if let Some((jwt, exp)) = &plan.assertion_for_cookie {
-                        plan.set_cookies.extend(assertion_cache::cookie(
-                            &settings,
-                            &parts.headers,
-                            jwt,
-                            *exp,
-                            clock.secs,
-                            &mut io::rng,
-                        ));
                     }
                     match lifecycle::before_forward(&settings, &parts, *plan, clock.secs).await {
                         Ok(plan) => return proxy::forward(&settings, req, &parts, plan, out).await,

@@ -81,13 +81,7 @@ pub async fn before_forward(
             }
         }
     };
-    plan.set_cookies.extend(lifecycle::reissue(
-        settings,
-        &session,
-        reissue_due,
-        now,
-        &mut io::rng,
-    ));
+    plan.set_cookie = lifecycle::reissue(settings, &session, reissue_due, now, &mut io::rng);
     Ok(plan)
 }
 

@@ -105,9 +105,8 @@ pub async fn forward(
         .into_iter()
         .filter(|(name, value)| keep_response_header(name, value))
         .collect();
-    // The session cookie re-issued for the idle clock or a refresh, the
-    // assertion cookie.
-    for cookie in &plan.set_cookies {
+    // The session cookie re-issued for the idle clock or a refresh.
+    if let Some(cookie) = &plan.set_cookie {
         kept.push(("set-cookie".into(), cookie.as_bytes().to_vec()));
     }
     let outgoing_response =

@@ -21,19 +21,14 @@ pub struct Forward {
     /// An assertion signed for this request, to cache (`crate::assertion_cache`);
     /// `None` when a cached one was used or there is no identity.
     pub fresh_assertion: Option<String>,
-    /// The assertion sent, with its expiry, when the browser should keep it
-    /// in its assertion cookie (`crate::assertion_cache::cookie`): signed
-    /// now or reused from the store; `None` when it came in that cookie.
-    pub assertion_for_cookie: Option<(String, u64)>,
     /// The request's session (`None` on a public path without one), for
     /// the lifecycle duties the caller does around forwarding
     /// (`crate::lifecycle::duty`).
     pub session: Option<session::Session>,
     /// Whether the governing route passes the access token.
     pub passes_token: bool,
-    /// Cookies to set with the origin's answer (a re-issued session, the
-    /// assertion cookie).
-    pub set_cookies: Vec<String>,
+    /// A re-issued session cookie to send with the origin's answer.
+    pub set_cookie: Option<String>,
 }
 
 #[derive(Debug)]
@@ -117,24 +112,17 @@ pub fn denied(denial: &Denial, json: bool) -> Response {
 
 /// Decides a request for a non-reserved, already normalized `path`.
 pub fn authorize(settings: &Settings, parts: &Parts, path: &str, now: u64) -> Access {
-    authorize_with_cache(settings, parts, path, now, Cached::default())
+    authorize_with_cache(settings, parts, path, now, None)
 }
 
-/// The request's entry of the assertion cache (`crate::assertion_cache`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Cached<'a> {
-    pub entry: Option<&'a [u8]>,
-    /// It came in the request's assertion cookie: the browser has it.
-    pub in_cookie: bool,
-}
-
-/// [`authorize`], reusing `cached` when it is still good.
+/// [`authorize`], reusing `cached`, the request's entry of the assertion
+/// cache, when it is still good.
 pub fn authorize_with_cache(
     settings: &Settings,
     parts: &Parts,
     path: &str,
     now: u64,
-    cached: Cached<'_>,
+    cached: Option<&[u8]>,
 ) -> Access {
     let rule = match route_rules::governing(&settings.routes, path, &parts.method) {
         Ok(rule) => rule,
@@ -162,18 +150,10 @@ pub fn authorize_with_cache(
             pages::wants_json(parts),
         ));
     };
-    let reused = cached
-        .entry
-        .and_then(|c| crate::assertion_cache::reusable(c, now));
+    let reused = cached.and_then(|c| crate::assertion_cache::reusable(c, now));
     let mut fresh_assertion = None;
-    let mut assertion_for_cookie = None;
     let assertion = session.as_ref().map(|s| match reused {
-        Some((jwt, exp)) => {
-            if !cached.in_cookie {
-                assertion_for_cookie = Some((jwt.to_owned(), exp));
-            }
-            jwt.to_owned()
-        }
+        Some(jwt) => jwt.to_owned(),
         None => {
             let jwt = settings.assertion_keys.sign_with_claims(
                 &s.identity,
@@ -183,7 +163,6 @@ pub fn authorize_with_cache(
                 now,
             );
             fresh_assertion = Some(jwt.clone());
-            assertion_for_cookie = Some((jwt.clone(), crate::assertion_cache::expires_at(now)));
             jwt
         }
     });
@@ -204,10 +183,9 @@ pub fn authorize_with_cache(
         uri,
         headers,
         fresh_assertion,
-        assertion_for_cookie,
         passes_token: rule.is_some_and(|r| r.pass_access_token) && session.is_some(),
         session,
-        set_cookies: Vec::new(),
+        set_cookie: None,
     }))
 }
 
@@ -334,13 +312,7 @@ mod tests {
         let s = settings_with(&[]);
         let c = cookie_for(&s, "alice@example.com", true);
         let parts = req("GET", "/x", &[(COOKIE.as_str(), &c)]);
-        let store = |entry| Cached {
-            entry: Some(entry),
-            in_cookie: false,
-        };
-        let Access::Forward(first) =
-            authorize_with_cache(&s, &parts, "/x", 1001, Cached::default())
-        else {
+        let Access::Forward(first) = authorize_with_cache(&s, &parts, "/x", 1001, None) else {
             panic!()
         };
         let jwt = first
@@ -348,34 +320,19 @@ mod tests {
             .clone()
             .expect("signed and offered for caching");
         assert_eq!(first.headers["x-edgeauth-assertion"], jwt.as_str());
-        assert_eq!(first.assertion_for_cookie, Some((jwt.clone(), 1061)));
         let entry = crate::assertion_cache::encode(&jwt, 1001);
-        let Access::Forward(again) = authorize_with_cache(&s, &parts, "/x", 1031, store(&entry))
+        let Access::Forward(again) = authorize_with_cache(&s, &parts, "/x", 1031, Some(&entry))
         else {
             panic!()
         };
         assert_eq!(again.fresh_assertion, None);
         assert_eq!(again.headers["x-edgeauth-assertion"], jwt.as_str());
-        // Reused from the store: handed to the browser too.
-        assert_eq!(again.assertion_for_cookie, Some((jwt.clone(), 1061)));
-        // Reused from the browser's cookie: nothing to hand back.
-        let in_cookie = Cached {
-            entry: Some(&entry),
-            in_cookie: true,
-        };
-        let Access::Forward(from_cookie) = authorize_with_cache(&s, &parts, "/x", 1031, in_cookie)
+        let Access::Forward(later) = authorize_with_cache(&s, &parts, "/x", 1032, Some(&entry))
         else {
-            panic!()
-        };
-        assert_eq!(from_cookie.headers["x-edgeauth-assertion"], jwt.as_str());
-        assert_eq!(from_cookie.fresh_assertion, None);
-        assert_eq!(from_cookie.assertion_for_cookie, None);
-        let Access::Forward(later) = authorize_with_cache(&s, &parts, "/x", 1032, in_cookie) else {
             panic!()
         };
         assert_ne!(later.headers["x-edgeauth-assertion"], jwt.as_str());
         assert!(later.fresh_assertion.is_some());
-        assert!(later.assertion_for_cookie.is_some());
         // Never for a request whose session does not hold.
         let bad = req(
             "GET",
@@ -383,7 +340,7 @@ mod tests {
             &[(COOKIE.as_str(), "edgeauth_session=s1.AAAA")],
         );
         assert!(matches!(
-            authorize_with_cache(&s, &bad, "/x", 1031, store(&entry)),
+            authorize_with_cache(&s, &bad, "/x", 1031, Some(&entry)),
             Access::Respond(_)
         ));
     }

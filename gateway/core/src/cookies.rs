@@ -25,8 +25,6 @@ pub enum Jar {
     Resume,
     /// An offer to link accounts by proof (`crate::linking`).
     Link,
-    /// The session's signed assertion, for reuse (`crate::assertion_cache`).
-    Assertion,
 }
 
 impl Jar {
@@ -36,7 +34,6 @@ impl Jar {
             Jar::Login => "edgeauth_login",
             Jar::Resume => "edgeauth_resume",
             Jar::Link => "edgeauth_link",
-            Jar::Assertion => "edgeauth_assertion",
         }
     }
 }

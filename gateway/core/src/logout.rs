@@ -102,11 +102,7 @@ pub fn start(
         }
         None => signed_out_page(return_to.as_deref()),
     };
-    // The assertion cookie is only ever used beside its own session cookie,
-    // so it is cleared for tidiness, not safety.
-    for jar in [Jar::Session, Jar::Assertion] {
-        pages::add_cookie(&mut resp, &cookies::clear(settings, jar));
-    }
+    pages::add_cookie(&mut resp, &cookies::clear(settings, Jar::Session));
     resp
 }
 

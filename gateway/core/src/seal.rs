@@ -31,8 +31,6 @@ pub enum Purpose {
     LinkOffer,
     /// A session's refresh and access tokens, kept in KV (`crate::refresh`).
     SessionGrant,
-    /// A session's signed assertion, kept by the browser (`crate::assertion_cache`).
-    Assertion,
 }
 
 impl Purpose {
@@ -44,7 +42,6 @@ impl Purpose {
             Purpose::RuleResume => b"edgeauth/v1/rule-resume",
             Purpose::LinkOffer => b"edgeauth/v1/link-offer",
             Purpose::SessionGrant => b"edgeauth/v1/session-grant",
-            Purpose::Assertion => b"edgeauth/v1/assertion",
         }
     }
 }
