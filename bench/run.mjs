@@ -267,6 +267,9 @@ function toMs(v, unit) {
   return Number(v) * ({ us: 1e-3, ms: 1, s: 1000, m: 60000 }[unit] ?? NaN);
 }
 
+/** The floor target that reads `n` KV keys per request (--floor-reads). */
+const readsLabel = (n) => `floor reading ${n} KV key${n > 1 ? 's' : ''}`;
+
 /** One wrk run; returns { rps, p50, p99, requests, errors } (latencies in ms). */
 function wrk(url, conns, seconds, cookie, headers = {}) {
   const args = ['-t1', `-c${conns}`, `-d${seconds}s`, '--latency', '--timeout', '5s'];
@@ -453,7 +456,7 @@ async function main() {
     ...Object.entries(rts).flatMap(([rt, r]) => [
       { key: `floor@${rt}`, label: `(a) floor: pass-through component${tag(rt)}`, url: r.floor.url, proxied: true, pid: r.floor.pid },
       { key: `gateway@${rt}`, label: `(b) edgeauth gateway${tag(rt)}`, url: r.gateway.url, cookie: r.cookie, proxied: true, pid: r.gateway.pid },
-      ...opts.floorReads.map((n) => ({ key: `floor+${n}kv@${rt}`, label: `(a') floor reading ${n} KV key${n > 1 ? 's' : ''} per request${tag(rt)}`, url: r.floorKv.url, headers: { 'Edgeauth-Bench-Kv-Reads': String(n) }, proxied: true, pid: r.floorKv.pid })),
+      ...opts.floorReads.map((n) => ({ key: `floor+${n}kv@${rt}`, label: `(a') ${readsLabel(n)} per request${tag(rt)}`, url: r.floorKv.url, headers: { 'Edgeauth-Bench-Kv-Reads': String(n) }, proxied: true, pid: r.floorKv.pid })),
       ...r.floors.map((v) => ({ key: `floor-${v.name}@${rt}`, label: `(a) floor build \`${v.name}\`${tag(rt)}`, url: v.proc.url, proxied: true, pid: v.proc.pid })),
       ...r.variants.map((v) => ({ key: `${v.name}@${rt}`, label: `(b) gateway build \`${v.name}\`${tag(rt)}`, url: v.proc.url, cookie: v.cookie, proxied: true, pid: v.proc.pid })),
       // --health: the gateway's fixed cost alone: instantiation and settings, no KV, no outbound call.
@@ -558,48 +561,54 @@ async function main() {
   const perRound = (a, b, fn) => results[a].map((r, i) => fn(r, results[b][i]));
   const pct = (x) => `${f(x, 0)} %`;
   const msd = (x) => `${f(x, 3)} ms`;
+  const times = (x) => `${f(x, 2)}×`;
+  // One cell each: a's throughput as a share of b's, a's p50 above b's, a's throughput over the peer's.
+  const share = (a, b) => cell(stat(perRound(a, b, (x, y) => (100 * x.rps) / y.rps)), pct);
+  const addedP50 = (a, b) => cell(stat(perRound(a, b, (x, y) => x.p50 - y.p50)), msd);
+  const overPeer = (a, c) => cell(stat(perRound(a, `peer/${c}`, (x, y) => x.rps / y.rps)), times);
   for (const c of opts.conns) {
     for (const rt of opts.runtimes) {
       const g = `gateway@${rt}/${c}`;
       const fl = `floor@${rt}/${c}`;
       const t = tag(rt);
-      lines.push(`| gateway/floor throughput${t} | ${c} | ${cell(stat(perRound(g, fl, (x, y) => (100 * x.rps) / y.rps)), pct)} | ≥ 70 % |`);
-      lines.push(`| gateway − floor, p50${t} | ${c} | ${cell(stat(perRound(g, fl, (x, y) => x.p50 - y.p50)), msd)} | ≤ 0.25 ms |`);
+      lines.push(`| gateway/floor throughput${t} | ${c} | ${share(g, fl)} | ≥ 70 % |`);
+      lines.push(`| gateway − floor, p50${t} | ${c} | ${addedP50(g, fl)} | ≤ 0.25 ms |`);
       lines.push(`| gateway − floor, p99${t} | ${c} | ${cell(stat(perRound(g, fl, (x, y) => x.p99 - y.p99)), msd)} | ≤ 1 ms |`);
       for (const v of rts[rt].variants) {
         // Against the floor build of the same name if there is one (a before/after pair).
         const own = rts[rt].floors.some((x) => x.name === v.name);
         const vf = own ? `floor-${v.name}@${rt}/${c}` : fl;
         const fname = own ? `floor \`${v.name}\`` : 'floor';
-        lines.push(`| \`${v.name}\`/${fname} throughput${t} | ${c} | ${cell(stat(perRound(`${v.name}@${rt}/${c}`, vf, (x, y) => (100 * x.rps) / y.rps)), pct)} | ≥ 70 % |`);
-        lines.push(`| \`${v.name}\` − ${fname}, p50${t} | ${c} | ${cell(stat(perRound(`${v.name}@${rt}/${c}`, vf, (x, y) => x.p50 - y.p50)), msd)} | ≤ 0.25 ms |`);
-        if (peer) lines.push(`| \`${v.name}\`/peer throughput${t} | ${c} | ${cell(stat(perRound(`${v.name}@${rt}/${c}`, `peer/${c}`, (x, y) => x.rps / y.rps)), (x) => `${f(x, 2)}×`)} | ≥ 3× |`);
+        lines.push(`| \`${v.name}\`/${fname} throughput${t} | ${c} | ${share(`${v.name}@${rt}/${c}`, vf)} | ≥ 70 % |`);
+        lines.push(`| \`${v.name}\` − ${fname}, p50${t} | ${c} | ${addedP50(`${v.name}@${rt}/${c}`, vf)} | ≤ 0.25 ms |`);
+        if (peer) lines.push(`| \`${v.name}\`/peer throughput${t} | ${c} | ${overPeer(`${v.name}@${rt}/${c}`, c)} | ≥ 3× |`);
       }
-      if (opts.health) lines.push(`| health/floor throughput${t} | ${c} | ${cell(stat(perRound(`health@${rt}/${c}`, fl, (x, y) => (100 * x.rps) / y.rps)), pct)} | |`);
-      if (peer) lines.push(`| gateway/peer throughput${t} | ${c} | ${cell(stat(perRound(g, `peer/${c}`, (x, y) => x.rps / y.rps)), (x) => `${f(x, 2)}×`)} | ≥ 3× |`);
+      if (opts.health) lines.push(`| health/floor throughput${t} | ${c} | ${share(`health@${rt}/${c}`, fl)} | |`);
+      if (peer) lines.push(`| gateway/peer throughput${t} | ${c} | ${overPeer(g, c)} | ≥ 3× |`);
       // Ceilings: no gateway under this runtime does better than the floor,
       // nor, if it reads the store per request, than the floor with reads.
-      if (peer) lines.push(`| floor/peer throughput (any gateway's ceiling)${t} | ${c} | ${cell(stat(perRound(fl, `peer/${c}`, (x, y) => x.rps / y.rps)), (x) => `${f(x, 2)}×`)} | |`);
+      if (peer) lines.push(`| floor/peer throughput (any gateway's ceiling)${t} | ${c} | ${overPeer(fl, c)} | |`);
       for (const n of opts.floorReads) {
         const fk = `floor+${n}kv@${rt}/${c}`;
-        lines.push(`| floor reading ${n} KV key${n > 1 ? 's' : ''}/floor throughput${t} | ${c} | ${cell(stat(perRound(fk, fl, (x, y) => (100 * x.rps) / y.rps)), pct)} | |`);
-        lines.push(`| floor reading ${n} KV key${n > 1 ? 's' : ''} − floor, p50${t} | ${c} | ${cell(stat(perRound(fk, fl, (x, y) => x.p50 - y.p50)), msd)} | |`);
-        if (peer) lines.push(`| floor reading ${n} KV key${n > 1 ? 's' : ''}/peer throughput${t} | ${c} | ${cell(stat(perRound(fk, `peer/${c}`, (x, y) => x.rps / y.rps)), (x) => `${f(x, 2)}×`)} | |`);
+        const what = readsLabel(n);
+        lines.push(`| ${what}/floor throughput${t} | ${c} | ${share(fk, fl)} | |`);
+        lines.push(`| ${what} − floor, p50${t} | ${c} | ${addedP50(fk, fl)} | |`);
+        if (peer) lines.push(`| ${what}/peer throughput${t} | ${c} | ${overPeer(fk, c)} | |`);
       }
     }
     if (opts.runtimes.includes('host') && opts.runtimes.includes('spin')) {
       for (const what of ['floor', 'gateway', ...(opts.health ? ['health'] : [])]) {
-        lines.push(`| ${what}: Spin/host throughput | ${c} | ${cell(stat(perRound(`${what}@spin/${c}`, `${what}@host/${c}`, (x, y) => (100 * x.rps) / y.rps)), pct)} | |`);
+        lines.push(`| ${what}: Spin/host throughput | ${c} | ${share(`${what}@spin/${c}`, `${what}@host/${c}`)} | |`);
       }
     }
     const g = `gateway@host/${c}`;
     if (gatewayKv) {
-      lines.push(`| gateway with ${fi(opts.kvKeys)} KV keys / gateway, throughput | ${c} | ${cell(stat(perRound(`gatewaykv@host/${c}`, g, (x, y) => (100 * x.rps) / y.rps)), pct)} | ≈ 100 % |`);
-      lines.push(`| gateway with ${fi(opts.kvKeys)} KV keys − gateway, p50 | ${c} | ${cell(stat(perRound(`gatewaykv@host/${c}`, g, (x, y) => x.p50 - y.p50)), msd)} | ≈ 0 |`);
+      lines.push(`| gateway with ${fi(opts.kvKeys)} KV keys / gateway, throughput | ${c} | ${share(`gatewaykv@host/${c}`, g)} | ≈ 100 % |`);
+      lines.push(`| gateway with ${fi(opts.kvKeys)} KV keys − gateway, p50 | ${c} | ${addedP50(`gatewaykv@host/${c}`, g)} | ≈ 0 |`);
     }
     if (tenants1) {
-      lines.push(`| ${fi(opts.tenants)} stored tenants / 1, throughput | ${c} | ${cell(stat(perRound(`tenantsN@host/${c}`, `tenants1@host/${c}`, (x, y) => (100 * x.rps) / y.rps)), pct)} | ≈ 100 % |`);
-      lines.push(`| ${fi(opts.tenants)} stored tenants − 1, p50 | ${c} | ${cell(stat(perRound(`tenantsN@host/${c}`, `tenants1@host/${c}`, (x, y) => x.p50 - y.p50)), msd)} | ≈ 0 |`);
+      lines.push(`| ${fi(opts.tenants)} stored tenants / 1, throughput | ${c} | ${share(`tenantsN@host/${c}`, `tenants1@host/${c}`)} | ≈ 100 % |`);
+      lines.push(`| ${fi(opts.tenants)} stored tenants − 1, p50 | ${c} | ${addedP50(`tenantsN@host/${c}`, `tenants1@host/${c}`)} | ≈ 0 |`);
       lines.push(`| ${fi(opts.tenants)} stored tenants − 1, p99 | ${c} | ${cell(stat(perRound(`tenantsN@host/${c}`, `tenants1@host/${c}`, (x, y) => x.p99 - y.p99)), msd)} | ≈ 0 |`);
     }
   }
